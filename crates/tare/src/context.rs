@@ -1,0 +1,34 @@
+//! What every subcommand receives: where the store lives, and how to open it.
+
+use std::path::PathBuf;
+
+/// Global settings shared by all subcommands.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The store directory (`--root`, `TARE_ROOT`, or the default).
+    pub root: PathBuf,
+}
+
+impl Context {
+    pub fn new(root: Option<PathBuf>) -> Self {
+        Context {
+            root: root.unwrap_or_else(default_root),
+        }
+    }
+}
+
+/// `/var/lib/tare` for root, `$XDG_DATA_HOME/tare` (or `~/.local/share/tare`) otherwise.
+fn default_root() -> PathBuf {
+    // The owner of /proc/self is the effective uid: no libc call needed for one check.
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/tare");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("tare");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/tare")
+}

@@ -1,0 +1,95 @@
+//! The `tare` binary: command-line types, one module per subcommand, and the printers.
+//!
+//! Libraries never print; this crate turns their results and reports into text, tables and
+//! JSON, and turns errors into `error: ...` lines with exit code 1.
+
+mod cmd;
+mod context;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use context::Context;
+
+/// tare: a daemonless container image builder that treats image size as a first-class quantity.
+#[derive(Parser, Debug)]
+#[command(name = "tare", version, about, propagate_version = true)]
+struct Cli {
+    /// Directory of the image store.
+    ///
+    /// Defaults to /var/lib/tare for root and $XDG_DATA_HOME/tare otherwise.
+    #[arg(long, global = true, env = "TARE_ROOT", value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Developer tools: inspect how tare reads its inputs.
+    #[command(subcommand)]
+    Debug(cmd::debug::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let ctx = Context::new(cli.root);
+    let result = match cli.command {
+        Command::Debug(c) => cmd::debug::run(&ctx, c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+/// Prints an error chain as `error: ...` lines and picks the exit code.
+///
+/// A closed stdout (`tare images | head -1`) is not a failure: exit 0 like other Unix tools.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let mut first = true;
+    for cause in err.chain() {
+        let text = cause.to_string();
+        // miette-rendered diagnostics arrive pre-formatted over several lines.
+        if first {
+            let _ = writeln!(stderr, "error: {text}");
+        } else {
+            let _ = writeln!(stderr, "  caused by: {text}");
+        }
+        first = false;
+    }
+    ExitCode::from(1)
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
