@@ -1,0 +1,158 @@
+//! Shared helpers for the CLI integration tests: a fresh store per test, the `tare` binary,
+//! and base images made locally (no registry is reachable from the tests).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Applets linked to /bin/busybox in the test base image.
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "ls", "cat", "echo", "rm", "mkdir", "dd", "id", "env", "true", "false", "sleep", "touch",
+    "chmod", "chown", "ln", "test", "[", "stat", "wc", "sha256sum", "cp", "mv", "grep", "sed",
+    "head", "tail", "printf", "pwd", "whoami", "hostname", "find", "tar", "gzip", "kill", "ps",
+    "trap", "readlink", "mknod", "seq", "sort", "uname", "ip", "mount", "tr", "cut", "xargs", "du",
+];
+
+/// A fresh store and scratch directory for one test.
+pub struct TestContext {
+    pub root: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        TestContext {
+            root: tempfile::tempdir().expect("temp store"),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The scratch directory, for contexts and files a test writes.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `tare` command bound to this test's store.
+    pub fn tare(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tare"));
+        cmd.arg("--root").arg(self.root.path());
+        cmd.env_remove("TARE_ROOT");
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Runs `tare ARGS` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.tare()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn tare")
+    }
+
+    /// Runs `tare ARGS`, fails the test unless it succeeds, and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tare {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs `tare ARGS`, fails the test if it succeeds, and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "tare {args:?} succeeded but should have failed\nstdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 stderr")
+    }
+
+    /// Writes `content` to `rel` under the scratch directory, creating parents.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+
+    /// Makes a busybox rootfs tar and imports it as `name` (e.g. `busybox:latest`).
+    pub fn import_busybox(&self, name: &str) {
+        let tar = self.path().join(format!("busybox-{}.tar", name.replace([':', '/'], "_")));
+        busybox_rootfs_tar(&tar);
+        self.ok(&["import", tar.to_str().expect("utf-8 path"), name]);
+    }
+}
+
+/// Builds a small busybox root filesystem in `dir`: applets, /etc/passwd with root, nobody and
+/// `app` (1000), /etc/group, and the usual top-level directories.
+pub fn busybox_rootfs(dir: &Path) {
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app", "var", "usr/bin"] {
+        std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
+    }
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+        .expect("copy /bin/busybox (apt-get install busybox-static)");
+    for applet in BUSYBOX_APPLETS {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).expect("applet link");
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n",
+    )
+    .expect("group");
+    let status = Command::new("chmod")
+        .args(["1777"])
+        .arg(dir.join("tmp"))
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let status = Command::new("chown")
+        .args(["1000:1000"])
+        .arg(dir.join("home/app"))
+        .status()
+        .expect("chown");
+    assert!(status.success());
+}
+
+/// Writes a busybox rootfs as a plain tar at `out`.
+pub fn busybox_rootfs_tar(out: &Path) {
+    let dir = tempfile::tempdir().expect("temp rootfs");
+    busybox_rootfs(dir.path());
+    let status = Command::new("tar")
+        .args(["--numeric-owner", "--sort=name", "-C"])
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar of busybox rootfs failed");
+}
+
+/// True when docker-dependent tests must be skipped (set only by developers without dockerd;
+/// the test script starts dockerd, so CI never skips).
+pub fn docker_disabled() -> bool {
+    std::env::var_os("TARE_TEST_NO_DOCKER").is_some_and(|v| v == "1")
+}
+
+/// A `docker` command talking to the test daemon (`DOCKER_HOST`, default /tmp/docker.sock).
+pub fn docker() -> Command {
+    let mut cmd = Command::new("/usr/bin/docker");
+    if std::env::var_os("DOCKER_HOST").is_none() {
+        cmd.env("DOCKER_HOST", "unix:///tmp/docker.sock");
+    }
+    cmd
+}
