@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what the tests need, starts the
+# services they use (dockerd, a loopback registry), then runs fmt, clippy and every test.
+# `.ci/run` calls this and nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+# --- packages -----------------------------------------------------------------------------
+# The real peers tare is checked against, and the tools the tests drive.
+PACKAGES=(docker.io buildah skopeo umoci runc crun docker-registry busybox-static debootstrap
+          jq zstd bzip2 xz-utils tar util-linux iproute2 hyperfine)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- dockerd ------------------------------------------------------------------------------
+export DOCKER_HOST=unix:///tmp/docker.sock
+if ! /usr/bin/docker info >/dev/null 2>&1; then
+  log "starting dockerd on $DOCKER_HOST"
+  mkdir -p /tmp/dockerdata /tmp/dockerexec
+  nohup dockerd --host "$DOCKER_HOST" --data-root /tmp/dockerdata --exec-root /tmp/dockerexec \
+    --iptables=false --bridge=none >/tmp/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    /usr/bin/docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  /usr/bin/docker info >/dev/null 2>&1 || { cat /tmp/dockerd.log; echo "dockerd did not start" >&2; exit 1; }
+fi
+
+# --- the checks ---------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "cargo test"
+# One test process at a time per binary keeps mount-heavy tests from starving 2 cores.
+cargo test --workspace --quiet -- --test-threads=2
