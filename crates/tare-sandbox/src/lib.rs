@@ -1,1 +1,201 @@
-//! tare-sandbox
+//! tare-sandbox: runs one process in a container, for `RUN` steps and `tare run`.
+//!
+//! # What it owns
+//!
+//! - [`run`]: a process in new mount, pid, uts and ipc namespaces (and a new network namespace
+//!   for [`Network::None`]), on an overlay of read-only lower directories with a writable upper
+//!   directory, or on a plain directory ([`Rootfs`]). `/proc` and `/sys` are mounted read-only,
+//!   `/dev` is a fresh tmpfs with the usual devices, a private devpts and `/dev/shm`;
+//!   `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` are bind-mounted for the run and never
+//!   left in the writable directory. Docker's default capability set, nothing more; the user is
+//!   resolved through the rootfs's `/etc/passwd` and `/etc/group` ([`resolve_user`]).
+//! - The container records kept under the store root ([`containers`]).
+//! - [`oci`]: the same run through an OCI runtime (`runc`, `crun`) from a generated bundle.
+//!
+//! It does not own images, layers or the store: callers pass directories. It never prints;
+//! the caller chooses where the process's output goes ([`Stdio`]).
+//!
+//! # Design: why `clone` with a prepared plan
+//!
+//! The process must be pid 1 of its own pid namespace, so that every process of a step ends
+//! with it (the kernel kills the rest of the namespace when pid 1 exits). `unshare(CLONE_NEWPID)`
+//! only affects children, so the child is created by `clone(2)` with the namespace flags; the
+//! host process stays outside, waits for it, and forwards signals.
+//!
+//! Callers are multi-threaded (the test harness, the builder's progress display), and after a
+//! fork-like `clone` only async-signal-safe work is allowed in the child: another thread may
+//! hold the allocator's lock. So every string, path, argument vector and decision is prepared
+//! in the parent as a `Plan` (C strings, pointer arrays, fixed buffers), and the child
+//! only issues system calls on it (mount, pivot_root, mknod, setuid, capset, execve). The
+//! child reports a failure as a fixed-size record on a close-on-exec pipe; end of file on that
+//! pipe means `execve` succeeded. Re-executing `/proc/self/exe` in an init mode was the other
+//! option; it costs an extra exec per run and needs the binary's cooperation (tests, the
+//! builder), so it was not taken.
+//!
+//! All mounts happen inside the child's private mount namespace: when the container's last
+//! process exits, the kernel takes them down, so an interrupted or killed tare leaves no mount
+//! behind. The parent removes what it created itself (a temporary directory, the mount-point
+//! stubs in the writable directory) after the child is reaped.
+//!
+//! Signals: while a container runs, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+//! received by tare are forwarded to it ([`OnSignal::Forward`], `tare run`) or end it
+//! ([`OnSignal::Kill`], build steps: Ctrl-C stops the build). Like Docker without `--init`,
+//! a pid 1 that does not handle a signal ignores it.
+
+mod child;
+mod error;
+mod layers;
+pub mod oci;
+mod plan;
+mod signals;
+mod spawn;
+mod stubs;
+mod tty;
+mod user;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub use error::Error;
+pub use layers::read_file as read_rootfs_file;
+pub use spawn::run;
+pub use user::{resolve_user, User};
+
+/// The PATH a process gets when its environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The root filesystem of a run.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// An overlay: `lower` directories top first (read-only, e.g. extracted layers), `upper`
+    /// receives the changes, `work` is overlayfs's scratch directory on the same filesystem as
+    /// `upper`. Both must exist; `upper` is normally empty.
+    Overlay {
+        lower: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// A plain directory used as the root, written in place.
+    Dir(PathBuf),
+}
+
+impl Rootfs {
+    /// The directories that make up the filesystem, top first: for reading files such as
+    /// `/etc/passwd` without mounting ([`resolve_user`], [`read_rootfs_file`]).
+    pub fn layers(&self) -> Vec<PathBuf> {
+        match self {
+            Rootfs::Overlay { lower, upper, .. } => {
+                let mut all = Vec::with_capacity(lower.len() + 1);
+                all.push(upper.clone());
+                all.extend(lower.iter().cloned());
+                all
+            }
+            Rootfs::Dir(dir) => vec![dir.clone()],
+        }
+    }
+
+    /// The directory that receives the run's changes.
+    pub fn writable(&self) -> &std::path::Path {
+        match self {
+            Rootfs::Overlay { upper, .. } => upper,
+            Rootfs::Dir(dir) => dir,
+        }
+    }
+}
+
+/// The network of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network namespace (Docker's `--network host`, the builder's default).
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface, down.
+    None,
+}
+
+/// A host file or directory bind-mounted into the container (`-v HOST:CTR[:ro]`).
+#[derive(Debug, Clone)]
+pub struct BindMount {
+    /// An absolute host path; it must exist.
+    pub source: PathBuf,
+    /// An absolute path inside the container; created (as a directory, or an empty file when
+    /// `source` is a file) when missing.
+    pub target: String,
+    pub readonly: bool,
+}
+
+/// Where a standard stream of the process goes.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's own stream.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A file descriptor, e.g. the write end of a pipe the caller reads log lines from.
+    Fd(OwnedFd),
+}
+
+/// What a signal received by tare does to the running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnSignal {
+    /// Forward it to the container's pid 1 (`tare run`, like `docker run`'s signal proxy).
+    #[default]
+    Forward,
+    /// Kill the container, and make [`run`] return [`Error::Interrupted`] (build steps).
+    Kill,
+}
+
+/// Everything a run needs. See [`run`].
+#[derive(Debug)]
+pub struct RunSpec {
+    pub rootfs: Rootfs,
+    /// The command: `args[0]` is looked up in the environment's PATH inside the rootfs unless
+    /// it contains a `/`. Must not be empty.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries. PATH defaults to [`DEFAULT_PATH`] and HOME to the user's home
+    /// directory when missing.
+    pub env: Vec<String>,
+    /// The working directory (absolute), created when missing. Empty means `/`.
+    pub cwd: String,
+    /// `user`, `uid`, `user:group`, `uid:gid`, resolved inside the rootfs ([`resolve_user`]).
+    /// `None` is root.
+    pub user: Option<String>,
+    pub network: Network,
+    /// The container's host name (also in its /etc/hostname and /etc/hosts).
+    pub hostname: String,
+    pub mounts: Vec<BindMount>,
+    /// Mount the root filesystem read-only (`--read-only`).
+    pub readonly_rootfs: bool,
+    /// Give the process a pseudo-terminal (`-t`): its stdin, stdout and stderr are the
+    /// terminal, which tare relays to `stdin` and `stdout` (the host terminal is put in raw
+    /// mode and its window size is copied).
+    pub tty: bool,
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    pub on_signal: OnSignal,
+}
+
+impl RunSpec {
+    /// A spec with the defaults: host network, root user, `/` as working directory, inherited
+    /// stdout and stderr, no stdin, signals forwarded.
+    pub fn new(rootfs: Rootfs, args: Vec<String>) -> Self {
+        RunSpec {
+            rootfs,
+            args,
+            env: Vec::new(),
+            cwd: "/".to_string(),
+            user: None,
+            network: Network::Host,
+            hostname: "tare".to_string(),
+            mounts: Vec::new(),
+            readonly_rootfs: false,
+            tty: false,
+            stdin: Stdio::Null,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            on_signal: OnSignal::Forward,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading a file of a layered root filesystem without mounting it.
+//!
+//! The layers are directories in overlayfs format, top first: a whiteout is a character device
+//! 0/0, an opaque directory carries the `trusted.overlay.opaque` (or `user.overlay.opaque`)
+//! extended attribute set to `y`. This is how the parent finds `/etc/passwd` before the child
+//! mounts anything.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// How many symbolic links a lookup follows before giving up.
+const MAX_LINKS: usize = 16;
+
+/// The content of the absolute path `path` in the filesystem made of `layers` (top first), or
+/// `None` when no layer has it (or a whiteout hides it). Symbolic links are followed inside
+/// the layered filesystem.
+pub fn read_file(layers: &[PathBuf], path: &str) -> Result<Option<Vec<u8>>, Error> {
+    let mut path = path.to_string();
+    for _ in 0..MAX_LINKS {
+        match lookup(layers, &path)? {
+            Found::Missing => return Ok(None),
+            Found::File(host) => {
+                return std::fs::read(&host)
+                    .map(Some)
+                    .map_err(|e| Error::io(host, e));
+            }
+            Found::Dir(_) => return Ok(None),
+            Found::Link(host, target) => {
+                path = if target.starts_with('/') {
+                    target
+                } else {
+                    let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
+                    format!("{}/{}", parent.display(), target)
+                };
+                let _ = host;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What a path is in the merged view, and where its topmost copy lives on the host.
+#[derive(Debug)]
+pub(crate) enum Found {
+    Missing,
+    File(PathBuf),
+    Dir(PathBuf),
+    Link(PathBuf, String),
+}
+
+/// Looks `path` up through the layers without following a final symbolic link. Intermediate
+/// components must be directories (a symbolic link in the middle is not followed: it hides the
+/// path, which only makes a lookup fail, never escape).
+pub(crate) fn lookup(layers: &[PathBuf], path: &str) -> Result<Found, Error> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Ok(Found::Missing);
+    }
+    'layers: for layer in layers {
+        let mut host = layer.clone();
+        let mut opaque = false;
+        for (i, part) in parts.iter().enumerate() {
+            host.push(part);
+            let meta = match std::fs::symlink_metadata(&host) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if opaque {
+                        return Ok(Found::Missing);
+                    }
+                    continue 'layers;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue 'layers,
+                Err(e) => return Err(Error::io(host, e)),
+            };
+            let kind = meta.file_type();
+            if kind.is_char_device() && meta.rdev() == 0 {
+                return Ok(Found::Missing);
+            }
+            let last = i + 1 == parts.len();
+            if last {
+                return Ok(if kind.is_dir() {
+                    Found::Dir(host)
+                } else if kind.is_symlink() {
+                    let target = std::fs::read_link(&host).map_err(|e| Error::io(&host, e))?;
+                    Found::Link(host, target.to_string_lossy().into_owned())
+                } else {
+                    Found::File(host)
+                });
+            }
+            if !kind.is_dir() {
+                return Ok(Found::Missing);
+            }
+            opaque = opaque || is_opaque(&host);
+        }
+        // The root itself.
+        return Ok(Found::Dir(host));
+    }
+    Ok(Found::Missing)
+}
+
+/// Whether an overlay directory hides the same directory in the layers below it.
+pub(crate) fn is_opaque(dir: &Path) -> bool {
+    let mut value = [0u8; 4];
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            matches!(rustix::fs::lgetxattr(dir, *name, &mut value), Ok(n) if n >= 1 && value[0] == b'y')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_layers_win_and_whiteouts_hide() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (top, bottom) = (tmp.path().join("top"), tmp.path().join("bottom"));
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::fs::create_dir_all(bottom.join("etc")).unwrap();
+        std::fs::write(bottom.join("etc/passwd"), "bottom").unwrap();
+        std::fs::write(bottom.join("etc/group"), "bottom").unwrap();
+        std::fs::write(top.join("etc/passwd"), "top").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            top.join("etc/group"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let layers = vec![top, bottom];
+        assert_eq!(
+            read_file(&layers, "/etc/passwd").unwrap().as_deref(),
+            Some(&b"top"[..])
+        );
+        assert_eq!(read_file(&layers, "/etc/group").unwrap(), None);
+        assert_eq!(read_file(&layers, "/etc/missing").unwrap(), None);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_layers() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("usr/etc")).unwrap();
+        std::fs::write(tmp.path().join("usr/etc/passwd"), "linked").unwrap();
+        std::os::unix::fs::symlink("usr/etc", tmp.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/usr/etc/passwd", tmp.path().join("pw")).unwrap();
+        let layers = vec![tmp.path().to_path_buf()];
+        assert_eq!(
+            read_file(&layers, "/pw").unwrap().as_deref(),
+            Some(&b"linked"[..])
+        );
+    }
+}

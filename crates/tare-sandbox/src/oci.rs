@@ -1,0 +1,215 @@
+//! Running through an OCI runtime (`--runtime runc|crun|PATH`) instead of the embedded sandbox.
+//!
+//! The root filesystem is mounted exactly as for [`crate::run`], in a private mount namespace
+//! of a child process; that child then execs `RUNTIME --root STATE run --bundle DIR ID` with a
+//! `config.json` written from the same [`RunSpec`]. The runtime sees the overlay mount; when it
+//! exits the namespace and its mounts go away. The runtime's state directory and the bundle are
+//! temporary, and the mount-point stubs the runtime creates are removed like the sandbox's.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::plan::Mode;
+use crate::spawn::{execute, prepare};
+use crate::{Error, Network, RunSpec};
+
+/// Capability names of Docker's default set, as OCI configs spell them.
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Finds a runtime: `runc`, `crun` (or any name) in PATH, or a path to an executable.
+pub fn find_runtime(name: &str) -> Result<PathBuf, Error> {
+    let not_found = || Error::Runtime {
+        runtime: name.to_string(),
+        reason: "not found (install it or give its path)".into(),
+    };
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(not_found())
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(not_found)
+}
+
+/// Like [`crate::run`], through the OCI runtime at `runtime`. Returns the runtime's exit code,
+/// which is the container's.
+pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
+    let layers = spec.rootfs.layers();
+    let user = crate::resolve_user(&layers, spec.user.as_deref().unwrap_or(""))?;
+    let config_spec = ConfigInput {
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        cwd: if spec.cwd.is_empty() {
+            "/".into()
+        } else {
+            spec.cwd.clone()
+        },
+        hostname: spec.hostname.clone(),
+        network: spec.network,
+        readonly: spec.readonly_rootfs,
+        tty: spec.tty,
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.target.clone(), m.readonly))
+            .collect(),
+        user,
+    };
+    let id = format!(
+        "tare-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    // The argv is completed once the scratch directory (bundle and state) is known.
+    let mut prepared = prepare(spec, Mode::Runtime)?;
+    let bundle = prepared.scratch.path.clone();
+    let rootfs = PathBuf::from(std::ffi::OsStr::from_bytes(prepared.plan.merged.to_bytes()));
+    let config = config_json(&config_spec, &rootfs, &bundle);
+    let config_path = bundle.join("config.json");
+    let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime {
+        runtime: runtime.display().to_string(),
+        reason: format!("writing config.json: {e}"),
+    })?;
+    std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
+    let state = bundle.join("state");
+    std::fs::create_dir(&state).map_err(|e| Error::io(&state, e))?;
+    let argv = vec![
+        runtime.as_os_str().as_bytes().to_vec(),
+        b"--root".to_vec(),
+        state.as_os_str().as_bytes().to_vec(),
+        b"run".to_vec(),
+        b"--bundle".to_vec(),
+        bundle.as_os_str().as_bytes().to_vec(),
+        id.into_bytes(),
+    ];
+    let envp: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            e
+        })
+        .collect();
+    prepared.plan.set_command(argv, envp)?;
+    execute(prepared)
+}
+
+struct ConfigInput {
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    hostname: String,
+    network: Network,
+    readonly: bool,
+    tty: bool,
+    mounts: Vec<(PathBuf, String, bool)>,
+    user: crate::User,
+}
+
+fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
+    let mut env = c.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", c.user.home));
+    }
+    let nosuid = ["nosuid", "noexec", "nodev"];
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": nosuid}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": nosuid}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    for name in ["resolv.conf", "hosts", "hostname"] {
+        mounts.push(json!({
+            "destination": format!("/etc/{name}"),
+            "type": "bind",
+            "source": bundle.join(name),
+            "options": ["rbind", "rprivate"],
+        }));
+    }
+    for (source, target, readonly) in &c.mounts {
+        let mut options = vec!["rbind", "rprivate"];
+        if *readonly {
+            options.push("ro");
+        }
+        mounts.push(json!({"destination": target, "type": "bind", "source": source,
+                           "options": options}));
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if c.network == Network::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let caps: Vec<&str> = if c.user.uid == 0 {
+        DEFAULT_CAPS.to_vec()
+    } else {
+        Vec::new()
+    };
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": c.tty,
+            "user": {"uid": c.user.uid, "gid": c.user.gid, "additionalGids": c.user.groups},
+            "args": c.args,
+            "env": env,
+            "cwd": c.cwd,
+            "capabilities": {
+                "bounding": DEFAULT_CAPS,
+                "effective": caps,
+                "permitted": caps,
+            },
+            "noNewPrivileges": false,
+        },
+        "root": {"path": rootfs, "readonly": c.readonly},
+        "hostname": c.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                            "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    })
+}

@@ -1,0 +1,237 @@
+//! The plan: everything the child needs, prepared by the parent before `clone`.
+//!
+//! After `clone` the child may not allocate (another thread of the parent may have held the
+//! allocator's lock at that instant), so the plan holds only ready-made C strings, pointer
+//! arrays and file descriptors; the child reads it and issues system calls.
+
+use std::ffi::{c_char, CString};
+use std::os::fd::OwnedFd;
+
+/// How the child reports progress and failure to the parent: fixed-size records on a
+/// close-on-exec pipe. End of file without an error record means `execve` succeeded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Message {
+    pub kind: u32,
+    pub step: u32,
+    pub errno: i32,
+    pub data: u32,
+}
+
+impl Message {
+    pub const SIZE: usize = std::mem::size_of::<Message>();
+
+    pub fn to_bytes(self) -> [u8; Message::SIZE] {
+        let mut out = [0u8; Message::SIZE];
+        out[0..4].copy_from_slice(&self.kind.to_ne_bytes());
+        out[4..8].copy_from_slice(&self.step.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.errno.to_ne_bytes());
+        out[12..16].copy_from_slice(&self.data.to_ne_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8; Message::SIZE]) -> Message {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        Message {
+            kind: u32::from_ne_bytes(word(0)),
+            step: u32::from_ne_bytes(word(4)),
+            errno: i32::from_ne_bytes(word(8)),
+            data: u32::from_ne_bytes(word(12)),
+        }
+    }
+}
+
+/// `data` is the bit mask of [`crate::stubs::STUBS`] that existed in the rootfs before the
+/// child created anything.
+pub(crate) const MSG_STUBS: u32 = 1;
+/// `step` failed with `errno`.
+pub(crate) const MSG_SETUP_ERROR: u32 = 2;
+/// `execve` failed with `errno`.
+pub(crate) const MSG_EXEC_ERROR: u32 = 3;
+
+/// The set-up steps, numbered for [`Message::step`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Session,
+    DeathSignal,
+    MakePrivate,
+    MountRootfs,
+    OpenBind,
+    PivotRoot,
+    DetachOldRoot,
+    MountProc,
+    MountSys,
+    MountDev,
+    Devices,
+    MountDevpts,
+    MountShm,
+    Terminal,
+    Volume,
+    ReadonlyRoot,
+    Hostname,
+    WorkingDir,
+    Capabilities,
+    Groups,
+    SetGid,
+    SetUid,
+    Stdio,
+    Exec,
+}
+
+impl Step {
+    pub const ALL: [Step; 24] = [
+        Step::Session,
+        Step::DeathSignal,
+        Step::MakePrivate,
+        Step::MountRootfs,
+        Step::OpenBind,
+        Step::PivotRoot,
+        Step::DetachOldRoot,
+        Step::MountProc,
+        Step::MountSys,
+        Step::MountDev,
+        Step::Devices,
+        Step::MountDevpts,
+        Step::MountShm,
+        Step::Terminal,
+        Step::Volume,
+        Step::ReadonlyRoot,
+        Step::Hostname,
+        Step::WorkingDir,
+        Step::Capabilities,
+        Step::Groups,
+        Step::SetGid,
+        Step::SetUid,
+        Step::Stdio,
+        Step::Exec,
+    ];
+
+    pub fn from_u32(n: u32) -> Option<Step> {
+        Step::ALL.get(n as usize).copied()
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::Session => "starting a session",
+            Step::DeathSignal => "setting the parent-death signal",
+            Step::MakePrivate => "making mounts private",
+            Step::MountRootfs => "mounting the root filesystem",
+            Step::OpenBind => "opening a bind-mount source",
+            Step::PivotRoot => "pivot_root",
+            Step::DetachOldRoot => "detaching the old root",
+            Step::MountProc => "mounting /proc",
+            Step::MountSys => "mounting /sys",
+            Step::MountDev => "mounting /dev",
+            Step::Devices => "creating device nodes",
+            Step::MountDevpts => "mounting /dev/pts",
+            Step::MountShm => "mounting /dev/shm",
+            Step::Terminal => "creating the terminal",
+            Step::Volume => "mounting a volume",
+            Step::ReadonlyRoot => "making the root filesystem read-only",
+            Step::Hostname => "setting the host name",
+            Step::WorkingDir => "entering the working directory",
+            Step::Capabilities => "dropping capabilities",
+            Step::Groups => "setting supplementary groups",
+            Step::SetGid => "setting the group id",
+            Step::SetUid => "setting the user id",
+            Step::Stdio => "setting up standard streams",
+            Step::Exec => "executing the command",
+        }
+    }
+}
+
+/// How the root filesystem is mounted on [`Plan::merged`].
+pub(crate) enum RootMount {
+    /// `mount -t overlay overlay -o DATA MERGED`, from `chdir` when the options use paths
+    /// relative to it (to stay under the kernel's one-page limit).
+    Overlay {
+        data: CString,
+        chdir: Option<CString>,
+    },
+    /// `mount --rbind DIR DIR`: a plain directory becomes a mount point for pivot_root.
+    Bind,
+}
+
+/// A bind mount: `source` on the host, `target` absolute in the container.
+pub(crate) struct Bind {
+    pub source: CString,
+    pub target: CString,
+    pub dir: bool,
+    pub readonly: bool,
+    /// Failure is not fatal (the /etc files over a dangling symbolic link, say).
+    pub optional: bool,
+    /// Create the target when missing.
+    pub create: bool,
+}
+
+/// The pseudo-terminal request: the child opens it from its own devpts and sends the master
+/// side back over `socket`.
+pub(crate) struct TtyPlan {
+    pub socket: OwnedFd,
+    pub winsize: rustix::termios::Winsize,
+}
+
+/// What the child does after mounting the root filesystem.
+pub(crate) enum Mode {
+    /// Become the container: pivot_root, /proc, /dev, the user, execve the command.
+    Container,
+    /// Exec an OCI runtime (argv/envp) inside the mount namespace that holds the rootfs mount.
+    Runtime,
+}
+
+pub(crate) struct Plan {
+    pub mode: Mode,
+    pub merged: CString,
+    pub root: RootMount,
+    pub binds: Vec<Bind>,
+    /// One slot per bind, filled by the child with `open_tree` descriptors.
+    pub bind_fds: Vec<i32>,
+    pub hostname: CString,
+    pub cwd: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub argv_ptrs: Vec<*const c_char>,
+    pub envp_ptrs: Vec<*const c_char>,
+    /// The PATH to search for `argv[0]`.
+    pub path: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<rustix::fs::Gid>,
+    /// The highest capability number the kernel knows.
+    pub last_cap: u32,
+    /// Descriptors to install as 0, 1, 2 (duplicated above 2 so that `dup2` never clobbers
+    /// one with another).
+    pub stdio: [Option<OwnedFd>; 3],
+    pub tty: Option<TtyPlan>,
+    pub readonly_rootfs: bool,
+    pub report: OwnedFd,
+}
+
+impl Plan {
+    /// Replaces the command line and environment (the OCI runtime mode runs the runtime).
+    pub fn set_command(&mut self, argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), crate::Error> {
+        let c = |v: Vec<u8>| {
+            CString::new(v).map_err(|e| crate::Error::Invalid {
+                what: "runtime argument",
+                value: String::from_utf8_lossy(&e.into_vec()).into_owned(),
+                reason: "contains a NUL byte",
+            })
+        };
+        self.argv = argv.into_iter().map(c).collect::<Result<_, _>>()?;
+        self.envp = envp.into_iter().map(c).collect::<Result<_, _>>()?;
+        self.seal();
+        Ok(())
+    }
+
+    /// Builds the NULL-terminated pointer arrays. Call once the strings are final: the
+    /// pointers borrow the heap buffers of `argv` and `envp`, which do not move when the plan
+    /// itself moves.
+    pub fn seal(&mut self) {
+        self.argv_ptrs = self.argv.iter().map(|a| a.as_ptr()).collect();
+        self.argv_ptrs.push(std::ptr::null());
+        self.envp_ptrs = self.envp.iter().map(|a| a.as_ptr()).collect();
+        self.envp_ptrs.push(std::ptr::null());
+        self.bind_fds = vec![-1; self.binds.len()];
+    }
+}

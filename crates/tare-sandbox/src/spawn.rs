@@ -1,0 +1,578 @@
+//! The parent's side of a run: prepare the plan, clone, wait, clean up.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+
+use crate::plan::{
+    Bind, Message, Mode, Plan, RootMount, Step, TtyPlan, MSG_EXEC_ERROR, MSG_SETUP_ERROR, MSG_STUBS,
+};
+use crate::signals::Forwarding;
+use crate::{child, stubs, tty, Error, Network, OnSignal, Rootfs, RunSpec, Stdio};
+
+/// Stack for the cloned child: it only runs the set-up code and execve.
+const CHILD_STACK: usize = 256 * 1024;
+
+/// The kernel refuses mount options longer than a page.
+const MAX_MOUNT_DATA: usize = 4000;
+
+/// Runs `spec.args` in a new container and waits for it. Returns its exit code (128 + the
+/// signal number when killed by a signal).
+///
+/// A command that cannot be found or executed is [`Error::Exec`] (see [`Error::exit_code`]
+/// for Docker's 127/126). On return no process of the container is left, its mounts are gone
+/// with its mount namespace, and the mount-point stubs it needed are removed from the
+/// writable directory.
+pub fn run(spec: RunSpec) -> Result<i32, Error> {
+    let prepared = prepare(spec, Mode::Container)?;
+    execute(prepared)
+}
+
+/// A plan plus what the parent keeps for itself.
+pub(crate) struct Prepared {
+    pub plan: Plan,
+    pub scratch: Scratch,
+    pub rootfs: Rootfs,
+    pub flags: i32,
+    pub on_signal: OnSignal,
+    pub tty: Option<TtyParent>,
+    pub in_writable: u32,
+    /// The read end of the child's report pipe.
+    pub report: OwnedFd,
+}
+
+pub(crate) struct TtyParent {
+    socket: OwnedFd,
+    input: Option<OwnedFd>,
+    output: Option<OwnedFd>,
+    /// The input is tare's own stdin: put it in raw mode when it is a terminal.
+    raw_stdin: bool,
+}
+
+/// Checks and converts a spec. In [`Mode::Runtime`] the child only mounts the root
+/// filesystem and execs the runtime, whose command line the caller sets afterwards
+/// ([`Plan::set_command`]); the bind mounts are the runtime's job then.
+pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
+    let container = matches!(mode, Mode::Container);
+    if spec.args.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    let cwd = if spec.cwd.is_empty() {
+        "/".to_string()
+    } else {
+        spec.cwd.clone()
+    };
+    check_container_path("working directory", &cwd)?;
+    for m in &spec.mounts {
+        check_container_path("volume target", &m.target)?;
+        if !m.source.is_absolute() {
+            return Err(Error::Invalid {
+                what: "volume source",
+                value: m.source.display().to_string(),
+                reason: "must be an absolute path",
+            });
+        }
+    }
+    let layers = spec.rootfs.layers();
+    let user = crate::resolve_user(&layers, spec.user.as_deref().unwrap_or(""))?;
+    let env = complete_env(spec.env, &user.home);
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::DEFAULT_PATH)
+        .as_bytes()
+        .to_vec();
+
+    let scratch = Scratch::new()?;
+    let merged = match &spec.rootfs {
+        Rootfs::Overlay { .. } => {
+            let dir = scratch.path.join("rootfs");
+            std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            dir
+        }
+        Rootfs::Dir(dir) => std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?,
+    };
+    let root = match &spec.rootfs {
+        Rootfs::Overlay { lower, upper, work } => overlay_data(lower, upper, work)?,
+        Rootfs::Dir(_) => RootMount::Bind,
+    };
+
+    let mut binds = Vec::new();
+    for (name, content) in etc_files(&spec.hostname, spec.network) {
+        let file = scratch.path.join(name);
+        std::fs::write(&file, content).map_err(|e| Error::io(&file, e))?;
+        if !container {
+            continue;
+        }
+        binds.push(Bind {
+            source: cstring(file.as_os_str().as_bytes(), "path")?,
+            target: cstring(format!("/etc/{name}").as_bytes(), "path")?,
+            dir: false,
+            readonly: false,
+            optional: true,
+            create: true,
+        });
+    }
+    for m in &spec.mounts {
+        let meta = std::fs::metadata(&m.source).map_err(|e| Error::io(&m.source, e))?;
+        if !container {
+            continue;
+        }
+        binds.push(Bind {
+            source: cstring(m.source.as_os_str().as_bytes(), "volume source")?,
+            target: cstring(m.target.as_bytes(), "volume target")?,
+            dir: meta.is_dir(),
+            readonly: m.readonly,
+            optional: false,
+            create: true,
+        });
+    }
+
+    let (argv, envp) = (spec.args.clone(), env);
+    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut tty_parent = None;
+    let mut tty_plan = None;
+    let on_signal = spec.on_signal;
+    if spec.tty && container {
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::sys("creating a socket pair", e))?;
+        tty_plan = Some(TtyPlan {
+            socket: theirs,
+            winsize: tty::initial_winsize(),
+        });
+        tty_parent = Some(TtyParent {
+            socket: ours,
+            raw_stdin: matches!(spec.stdin, Stdio::Inherit),
+            input: stream_for_relay(spec.stdin, 0)?,
+            output: stream_for_relay(spec.stdout, 1)?,
+        });
+    } else {
+        for (i, s) in [spec.stdin, spec.stdout, spec.stderr]
+            .into_iter()
+            .enumerate()
+        {
+            stdio[i] = child_stream(s)?;
+        }
+    }
+
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::sys("creating a pipe", e))?;
+    let mut plan = Plan {
+        mode,
+        merged: cstring(merged.as_os_str().as_bytes(), "rootfs path")?,
+        root,
+        binds,
+        bind_fds: Vec::new(),
+        hostname: cstring(spec.hostname.as_bytes(), "hostname")?,
+        cwd: cstring(cwd.as_bytes(), "working directory")?,
+        argv: argv
+            .iter()
+            .map(|a| cstring(a.as_bytes(), "argument"))
+            .collect::<Result<_, _>>()?,
+        envp: envp
+            .iter()
+            .map(|a| cstring(a.as_bytes(), "environment variable"))
+            .collect::<Result<_, _>>()?,
+        argv_ptrs: Vec::new(),
+        envp_ptrs: Vec::new(),
+        path,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user
+            .groups
+            .iter()
+            .map(|g| rustix::fs::Gid::from_raw(*g))
+            .collect(),
+        last_cap: last_cap(),
+        stdio,
+        tty: tty_plan,
+        readonly_rootfs: spec.readonly_rootfs,
+        report: report_write,
+    };
+    plan.seal();
+    let mut flags = libc::CLONE_NEWNS | libc::SIGCHLD;
+    if container {
+        flags |= libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if spec.network == Network::None {
+            flags |= libc::CLONE_NEWNET;
+        }
+    }
+    let in_writable = stubs::present_in(spec.rootfs.writable());
+    Ok(Prepared {
+        plan,
+        scratch,
+        report: report_read,
+        rootfs: spec.rootfs,
+        flags,
+        on_signal,
+        tty: tty_parent,
+        in_writable,
+    })
+}
+
+/// Clones the child, waits for it and cleans up.
+pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
+    let mut forwarding = Forwarding::install();
+    let pid = clone_child(&mut p.plan, p.flags)?;
+    forwarding.register(pid, p.on_signal == OnSignal::Kill);
+    // The child holds its own copies; the parent's must close so that end of file on the
+    // report pipe means exec.
+    let command = p.plan.argv[0].to_string_lossy().into_owned();
+    let Plan {
+        report, stdio, tty, ..
+    } = p.plan;
+    drop((report, stdio, tty));
+
+    let (mask, failure) = read_reports(&p.report, &command);
+    let result = match failure {
+        Some(err) => {
+            let _ = wait(pid);
+            Err(err)
+        }
+        None => {
+            let relayed = match p.tty.as_ref() {
+                Some(t) => relay_terminal(t),
+                None => Ok(()),
+            };
+            let status = wait(pid);
+            relayed.and(status)
+        }
+    };
+    let interrupted = forwarding.received();
+    drop(forwarding);
+
+    let lower: Vec<PathBuf> = match &p.rootfs {
+        Rootfs::Overlay { lower, .. } => lower.clone(),
+        Rootfs::Dir(_) => Vec::new(),
+    };
+    // Without a report the child failed before looking: nothing was created.
+    if let Some(mask) = mask {
+        stubs::remove_created(p.rootfs.writable(), p.in_writable, mask, &lower);
+    }
+    drop(p.scratch);
+    if let Some(sig) = interrupted {
+        return Err(Error::Interrupted(sig));
+    }
+    result
+}
+
+fn relay_terminal(t: &TtyParent) -> Result<(), Error> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        &t.socket,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("receiving the terminal", e))?;
+    let mut master = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            master = fds.into_iter().next();
+        }
+    }
+    let Some(master) = master else {
+        return Err(Error::sys(
+            "receiving the terminal",
+            std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        ));
+    };
+    let raw = if t.raw_stdin {
+        tty::RawMode::enable(rustix::stdio::stdin())
+    } else {
+        None
+    };
+    let result = tty::relay(
+        &master,
+        t.input.as_ref().map(|f| f.as_fd()),
+        t.output.as_ref().map(|f| f.as_fd()),
+    );
+    drop(raw);
+    result.map_err(|e| Error::sys("relaying the terminal", e))
+}
+
+/// `clone(2)` into the new namespaces with all signals blocked, so that no handler of the
+/// parent runs in the child before it resets them.
+fn clone_child(plan: &mut Plan, flags: i32) -> Result<i32, Error> {
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
+    // SAFETY: the sets are initialised by sigfillset / pthread_sigmask before use; clone gets
+    // the top of a live, 16-byte aligned stack (the child only runs `child::entry` on it and
+    // has its own copy of the memory, as CLONE_VM is not set) and a pointer to the plan,
+    // which outlives the call in the parent.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = top.sub(top as usize % 16);
+        let pid = libc::clone(child::entry, top.cast(), flags, (plan as *mut Plan).cast());
+        let err = std::io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(Error::sys("clone", err));
+        }
+        pid
+    };
+    drop(stack);
+    Ok(pid)
+}
+
+/// Reads the child's records until end of file: the stub mask, and the failure if any.
+fn read_reports(fd: &OwnedFd, command: &str) -> (Option<u32>, Option<Error>) {
+    let mut mask = None;
+    let mut failure = None;
+    let mut buf = [0u8; Message::SIZE];
+    loop {
+        let mut got = 0;
+        while got < buf.len() {
+            match rustix::io::read(fd, &mut buf[got..]) {
+                Ok(0) => return (mask, failure),
+                Ok(n) => got += n,
+                Err(Errno::INTR) => {}
+                Err(_) => return (mask, failure),
+            }
+        }
+        let msg = Message::from_bytes(&buf);
+        let source = std::io::Error::from_raw_os_error(msg.errno);
+        match msg.kind {
+            MSG_STUBS => mask = Some(msg.data),
+            MSG_EXEC_ERROR => {
+                failure = Some(Error::Exec {
+                    command: command.to_string(),
+                    source,
+                })
+            }
+            MSG_SETUP_ERROR => {
+                let step = Step::from_u32(msg.step).map_or("unknown step", Step::describe);
+                failure = Some(Error::Setup { step, source });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn wait(pid: i32) -> Result<i32, Error> {
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(Error::Invalid {
+        what: "pid",
+        value: pid.to_string(),
+        reason: "not a process id",
+    })?;
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+            }
+            Ok(None) => {}
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Error::sys("waiting for the container", e)),
+        }
+    }
+}
+
+/// The environment with PATH and HOME added when missing (runc adds HOME; Docker adds PATH).
+fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// The contents of /etc/hostname, /etc/hosts and /etc/resolv.conf for a run.
+fn etc_files(hostname: &str, network: Network) -> Vec<(&'static str, Vec<u8>)> {
+    let hosts =
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let resolv = match network {
+        Network::Host | Network::None => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+    };
+    vec![
+        ("resolv.conf", resolv),
+        ("hosts", hosts.into_bytes()),
+        ("hostname", format!("{hostname}\n").into_bytes()),
+    ]
+}
+
+fn overlay_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<RootMount, Error> {
+    if lower.is_empty() {
+        return Err(Error::Invalid {
+            what: "overlay",
+            value: upper.display().to_string(),
+            reason: "needs at least one lower directory",
+        });
+    }
+    let build = |paths: &dyn Fn(&Path) -> String| {
+        let lowers: Vec<String> = lower.iter().map(|l| paths(l)).collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            paths(upper),
+            paths(work)
+        )
+    };
+    let absolute = build(&|p| escape(&p.display().to_string()));
+    if absolute.len() <= MAX_MOUNT_DATA {
+        return Ok(RootMount::Overlay {
+            data: cstring(absolute.as_bytes(), "overlay options")?,
+            chdir: None,
+        });
+    }
+    // Long layer lists: paths relative to their common ancestor, which the child enters.
+    let mut all: Vec<&Path> = lower.iter().map(|p| p.as_path()).collect();
+    all.push(upper);
+    all.push(work);
+    let common = common_ancestor(&all);
+    let relative = build(&|p| escape(&p.strip_prefix(&common).unwrap_or(p).display().to_string()));
+    if relative.len() > MAX_MOUNT_DATA {
+        return Err(Error::Invalid {
+            what: "overlay",
+            value: format!("{} lower directories", lower.len()),
+            reason: "too many layers for one overlay mount",
+        });
+    }
+    Ok(RootMount::Overlay {
+        data: cstring(relative.as_bytes(), "overlay options")?,
+        chdir: Some(cstring(common.as_os_str().as_bytes(), "path")?),
+    })
+}
+
+/// Overlay options separate with `,` and lower directories with `:`; both are escaped.
+fn escape(path: &str) -> String {
+    path.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+fn common_ancestor(paths: &[&Path]) -> PathBuf {
+    let mut common: PathBuf = paths.first().map(|p| p.to_path_buf()).unwrap_or_default();
+    for p in paths.iter().skip(1) {
+        while !p.starts_with(&common) {
+            if !common.pop() {
+                return PathBuf::from("/");
+            }
+        }
+    }
+    common
+}
+
+fn check_container_path(what: &'static str, path: &str) -> Result<(), Error> {
+    if !path.starts_with('/') {
+        return Err(Error::Invalid {
+            what,
+            value: path.to_string(),
+            reason: "must be an absolute path",
+        });
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(Error::Invalid {
+            what,
+            value: path.to_string(),
+            reason: "must not contain ..",
+        });
+    }
+    Ok(())
+}
+
+fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| Error::Invalid {
+        what,
+        value: String::from_utf8_lossy(bytes).into_owned(),
+        reason: "contains a NUL byte",
+    })
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// A descriptor for the child's stream `s`, duplicated above 2 (None: inherit).
+fn child_stream(s: Stdio) -> Result<Option<OwnedFd>, Error> {
+    let fd = match s {
+        Stdio::Inherit => return Ok(None),
+        Stdio::Null => rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::io("/dev/null", e.into()))?,
+        Stdio::Fd(fd) => fd,
+    };
+    let dup = rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(|e| Error::sys("dup", e))?;
+    Ok(Some(dup))
+}
+
+/// The parent's end of a terminal relay for stream `s` (`own` is tare's 0 or 1 for Inherit).
+fn stream_for_relay(s: Stdio, own: i32) -> Result<Option<OwnedFd>, Error> {
+    match s {
+        Stdio::Null => Ok(None),
+        Stdio::Fd(fd) => Ok(Some(fd)),
+        Stdio::Inherit => {
+            // SAFETY: tare's stdin and stdout stay open for the life of the process; only a
+            // duplicate is owned.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(own) };
+            rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
+                .map(Some)
+                .map_err(|e| Error::sys("dup", e))
+        }
+    }
+}
+
+/// The run's temporary directory (the overlay's mount point and the /etc files), removed on
+/// drop. It lives in the host's temporary directory, outside any image.
+pub(crate) struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch, Error> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        for _ in 0..100 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let path = base.join(format!("tare-run-{}-{n}-{nanos:x}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    return Ok(Scratch { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Err(Error::io(
+            base,
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
