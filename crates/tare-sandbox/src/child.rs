@@ -145,6 +145,18 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
 
     rustix::process::chdir(plan.merged.as_c_str()).at(Step::PivotRoot)?;
     if let Mode::Runtime = plan.mode {
+        if plan.unified_cgroup
+            && rfs::statat(CWD, c"/sys/fs/cgroup/unified", AtFlags::empty()).is_ok()
+        {
+            mount::mount(
+                c"cgroup2",
+                c"/sys/fs/cgroup",
+                c"cgroup2",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                None,
+            )
+            .at(Step::MountSys)?;
+        }
         report_stubs(plan);
         return exec_direct(plan);
     }

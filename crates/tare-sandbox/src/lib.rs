@@ -43,6 +43,7 @@
 //! a pid 1 that does not handle a signal ignores it.
 
 mod child;
+pub mod containers;
 mod error;
 mod layers;
 pub mod oci;

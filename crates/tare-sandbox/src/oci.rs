@@ -100,15 +100,26 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
     let state = bundle.join("state");
     std::fs::create_dir(&state).map_err(|e| Error::io(&state, e))?;
-    let argv = vec![
+    let mut argv = vec![
         runtime.as_os_str().as_bytes().to_vec(),
         b"--root".to_vec(),
         state.as_os_str().as_bytes().to_vec(),
+    ];
+    // crun refuses hybrid cgroup hierarchies: it gets a unified view in the private mount
+    // namespace, and no cgroup of its own (a run needs no limits).
+    if runtime
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"crun"))
+    {
+        argv.push(b"--cgroup-manager=disabled".to_vec());
+        prepared.plan.unified_cgroup = true;
+    }
+    argv.extend([
         b"run".to_vec(),
         b"--bundle".to_vec(),
         bundle.as_os_str().as_bytes().to_vec(),
         id.into_bytes(),
-    ];
+    ]);
     let envp: Vec<Vec<u8>> = std::env::vars_os()
         .map(|(k, v)| {
             let mut e = k.as_bytes().to_vec();
@@ -168,8 +179,10 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
         if *readonly {
             options.push("ro");
         }
-        mounts.push(json!({"destination": target, "type": "bind", "source": source,
-                           "options": options}));
+        mounts.push(
+            json!({"destination": target, "type": "bind", "source": source,
+                           "options": options}),
+        );
     }
     let mut namespaces = vec![
         json!({"type": "pid"}),

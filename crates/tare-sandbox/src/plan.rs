@@ -205,12 +205,19 @@ pub(crate) struct Plan {
     pub stdio: [Option<OwnedFd>; 3],
     pub tty: Option<TtyPlan>,
     pub readonly_rootfs: bool,
+    /// Runtime mode: mount a cgroup2 hierarchy over /sys/fs/cgroup in the private mount
+    /// namespace, for runtimes (crun) that refuse a hybrid v1/v2 layout.
+    pub unified_cgroup: bool,
     pub report: OwnedFd,
 }
 
 impl Plan {
     /// Replaces the command line and environment (the OCI runtime mode runs the runtime).
-    pub fn set_command(&mut self, argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), crate::Error> {
+    pub fn set_command(
+        &mut self,
+        argv: Vec<Vec<u8>>,
+        envp: Vec<Vec<u8>>,
+    ) -> Result<(), crate::Error> {
         let c = |v: Vec<u8>| {
             CString::new(v).map_err(|e| crate::Error::Invalid {
                 what: "runtime argument",

@@ -195,6 +195,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         stdio,
         tty: tty_plan,
         readonly_rootfs: spec.readonly_rootfs,
+        unified_cgroup: false,
         report: report_write,
     };
     plan.seal();

@@ -1,0 +1,333 @@
+//! Container records: what `tare run` keeps of a container without `--rm`, for `tare ps`,
+//! `tare rm`, `tare export` and `tare commit`.
+//!
+//! Layout under the store root:
+//!
+//! ```text
+//! containers/<id>/container.json   the record (below)
+//! containers/<id>/diff/            the container's writable layer (overlay upper directory)
+//! containers/<id>/work/            overlayfs's work directory
+//! containers/names/<name>          an empty file reserving a name (created with O_EXCL)
+//! ```
+//!
+//! The container's filesystem is the image's layers (`image_layers`, diffIDs, bottom first)
+//! with `diff/` on top, in overlay format (whiteouts as 0/0 character devices, opaque
+//! directories with the `trusted.overlay.opaque` attribute).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// One container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Container {
+    /// 64 hexadecimal digits; `ps` shows the first 12.
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's id (`sha256:...` of its config).
+    pub image_id: String,
+    /// The image's layers as diffIDs, bottom first.
+    pub image_layers: Vec<String>,
+    /// The command line that ran (entrypoint and command combined).
+    pub command: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// The tare process that runs the container while it runs.
+    pub owner_pid: Option<u32>,
+    /// Set when the container has exited.
+    pub exit_code: Option<i32>,
+    /// Seconds since the epoch, when exited.
+    pub finished: Option<u64>,
+}
+
+/// A container's state as `ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Exited { code: i32, finished: u64 },
+}
+
+impl Container {
+    pub fn status(&self) -> Status {
+        match (self.exit_code, self.owner_pid) {
+            (Some(code), _) => Status::Exited {
+                code,
+                finished: self.finished.unwrap_or(self.created),
+            },
+            (None, Some(pid)) if process_alive(pid) => Status::Running,
+            // The tare process that ran it died without recording an exit code (killed): the
+            // container died with it (parent-death signal).
+            (None, Some(_)) => Status::Exited {
+                code: 137,
+                finished: self.created,
+            },
+            (None, None) => Status::Created,
+        }
+    }
+
+    /// The first 12 digits of the id.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The containers of one store.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    dir: PathBuf,
+}
+
+impl Containers {
+    /// The records under `store_root/containers` (created when missing).
+    pub fn open(store_root: &Path) -> Result<Containers, Error> {
+        let dir = store_root.join("containers");
+        let names = dir.join("names");
+        std::fs::create_dir_all(&names).map_err(|e| Error::io(&names, e))?;
+        Ok(Containers { dir })
+    }
+
+    /// A container's directory.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// A container's writable layer (overlay upper directory).
+    pub fn upper_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("diff")
+    }
+
+    /// A container's overlay work directory.
+    pub fn work_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("work")
+    }
+
+    /// Creates a record with a fresh id and its directories. `name` is reserved, or a random
+    /// name is generated when `None`.
+    pub fn create(&self, mut record: Container, name: Option<&str>) -> Result<Container, Error> {
+        record.id = random_id()?;
+        record.name = match name {
+            Some(name) => {
+                check_name(name)?;
+                self.reserve(name)?;
+                name.to_string()
+            }
+            None => self.reserve_random()?,
+        };
+        for dir in [self.upper_dir(&record.id), self.work_dir(&record.id)] {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        self.save(&record)?;
+        Ok(record)
+    }
+
+    /// Writes a record (atomically: temporary file, then rename).
+    pub fn save(&self, record: &Container) -> Result<(), Error> {
+        let dir = self.dir(&record.id);
+        let tmp = dir.join("container.json.tmp");
+        let path = dir.join("container.json");
+        let text = serde_json::to_vec_pretty(record).map_err(|e| Error::Runtime {
+            runtime: "containers".into(),
+            reason: format!("encoding {}: {e}", record.id),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// All records, newest first. Unreadable records are skipped.
+    pub fn list(&self) -> Result<Vec<Container>, Error> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let path = entry.path().join("container.json");
+            let Ok(text) = std::fs::read(&path) else {
+                continue;
+            };
+            if let Ok(record) = serde_json::from_slice::<Container>(&text) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Container, Error> {
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
+            return Ok(c.clone());
+        }
+        let mut matches = all
+            .iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(c), None) => Ok(c.clone()),
+            _ => Err(Error::NoSuchContainer(key.to_string())),
+        }
+    }
+
+    /// Removes a container's record, writable layer and name.
+    pub fn remove(&self, record: &Container) -> Result<(), Error> {
+        let dir = self.dir(&record.id);
+        // The record goes first, so that a half-removed container is not listed.
+        let json = dir.join("container.json");
+        match std::fs::remove_file(&json) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(json, e)),
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let name = self.dir.join("names").join(&record.name);
+        let _ = std::fs::remove_file(name);
+        Ok(())
+    }
+
+    fn reserve(&self, name: &str) -> Result<(), Error> {
+        let path = self.dir.join("names").join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::NameInUse(name.to_string()))
+            }
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    fn reserve_random(&self) -> Result<String, Error> {
+        const LEFT: [&str; 16] = [
+            "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry",
+            "nimble", "proud", "quiet", "sharp", "tender", "vivid", "witty",
+        ];
+        const RIGHT: [&str; 16] = [
+            "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "kepler",
+            "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
+        ];
+        let mut last = None;
+        for _ in 0..64 {
+            let bytes = random_bytes::<2>()?;
+            let name = format!(
+                "{}_{}",
+                LEFT[bytes[0] as usize % LEFT.len()],
+                RIGHT[bytes[1] as usize % RIGHT.len()]
+            );
+            match self.reserve(&name) {
+                Ok(()) => return Ok(name),
+                Err(Error::NameInUse(n)) => last = Some(n),
+                Err(e) => return Err(e),
+            }
+        }
+        // Crowded: add digits.
+        let n = u32::from_le_bytes(random_bytes::<4>()?);
+        let name = format!("{}_{n}", last.unwrap_or_else(|| "tare".into()));
+        self.reserve(&name)?;
+        Ok(name)
+    }
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn check_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: "container name",
+            value: name.to_string(),
+            reason: "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+        })
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    use std::io::Read;
+    let mut buf = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    Ok(buf)
+}
+
+fn random_id() -> Result<String, Error> {
+    Ok(random_bytes::<32>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Container {
+        Container {
+            id: String::new(),
+            name: String::new(),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            image_layers: vec![],
+            command: vec!["true".into()],
+            created: 1,
+            owner_pid: None,
+            exit_code: None,
+            finished: None,
+        }
+    }
+
+    #[test]
+    fn create_find_list_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cs = Containers::open(tmp.path()).unwrap();
+        let a = cs.create(record(), Some("web")).unwrap();
+        let b = cs.create(record(), None).unwrap();
+        assert_eq!(a.id.len(), 64);
+        assert!(cs.upper_dir(&a.id).is_dir());
+        assert_eq!(cs.find("web").unwrap().id, a.id);
+        assert_eq!(cs.find(&b.id[..12]).unwrap().name, b.name);
+        assert!(matches!(
+            cs.create(record(), Some("web")),
+            Err(Error::NameInUse(_))
+        ));
+        assert!(matches!(
+            cs.create(record(), Some("-bad")),
+            Err(Error::Invalid { .. })
+        ));
+        assert_eq!(cs.list().unwrap().len(), 2);
+        cs.remove(&a).unwrap();
+        assert!(matches!(cs.find("web"), Err(Error::NoSuchContainer(_))));
+        assert!(!cs.dir(&a.id).exists());
+        // The name is free again.
+        cs.create(record(), Some("web")).unwrap();
+    }
+
+    #[test]
+    fn status_follows_the_record() {
+        let mut c = record();
+        assert_eq!(c.status(), Status::Created);
+        c.owner_pid = Some(std::process::id());
+        assert_eq!(c.status(), Status::Running);
+        c.exit_code = Some(3);
+        c.finished = Some(9);
+        assert_eq!(
+            c.status(),
+            Status::Exited {
+                code: 3,
+                finished: 9
+            }
+        );
+    }
+}
