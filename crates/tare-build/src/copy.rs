@@ -1,0 +1,919 @@
+//! COPY and ADD: sources into a fresh snapshot directory.
+//!
+//! A COPY step writes only what it adds into an empty directory (the step's *upper*): the
+//! copied files, and the parent directories of the destination, those that exist in the image
+//! copied with their metadata so the layer does not change them. That directory is both the
+//! step's diff (through `tare_layer::diff::write_tree`) and its snapshot.
+//!
+//! Rules, as BuildKit applies them: a directory source copies its contents; a file source goes
+//! to `DEST/NAME` when DEST ends with `/` or is a directory in the image, else to DEST; several
+//! sources (named or matched by a wildcard) need a directory destination ending with `/`; a
+//! symlink named as a source is followed (inside the context), symlinks inside a copied
+//! directory are kept; hard links inside a copied directory stay linked. Files from the context
+//! are owned by 0:0 unless `--chown`; from a stage or an image they keep their owner.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Seek};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::dockerignore::{clean, has_wildcard, match_component};
+use crate::error::{io_err, Error};
+use crate::tree::{Layers, Node, SourceTree};
+
+/// One source of a COPY/ADD.
+pub enum Source<'a> {
+    /// A path (maybe a wildcard) in a tree: the context, a stage, an image.
+    Tree {
+        tree: &'a dyn SourceTree,
+        path: String,
+    },
+    /// A heredoc body (`COPY <<EOF /dst`), or a downloaded file (ADD URL).
+    Bytes {
+        name: String,
+        content: Vec<u8>,
+        mode: u32,
+        mtime: i64,
+    },
+}
+
+/// How a COPY/ADD writes what it copies.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// The destination as written, after expansion.
+    pub dest: String,
+    /// The image's working directory, for a relative destination.
+    pub workdir: String,
+    /// `--chown`, already resolved to numbers.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// Keep the owners found in the source tree (COPY --from); otherwise 0:0.
+    pub keep_owner: bool,
+    /// ADD: local tar archives are extracted.
+    pub extract_archives: bool,
+}
+
+/// What a COPY wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[allow(clippy::large_enum_variant)] // short-lived, one per source
+enum Expanded<'a> {
+    Node {
+        tree: &'a dyn SourceTree,
+        name: String,
+        node: Node,
+    },
+    Bytes(usize),
+}
+
+struct Writer<'a> {
+    upper: &'a Path,
+    lower: &'a Layers,
+    opts: &'a CopyOptions,
+    stats: CopyStats,
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Directories mirrored from the image, whose mtimes are restored at the end.
+    mirrored: Vec<(PathBuf, fs::Metadata)>,
+}
+
+/// Copies `sources` into `upper`, reading the image's state from `lower`.
+pub fn copy_into(
+    upper: &Path,
+    lower: &Layers,
+    sources: &[Source<'_>],
+    opts: &CopyOptions,
+) -> Result<CopyStats, Error> {
+    // Expand wildcards and follow named symlinks first: the count decides the destination.
+    let mut expanded: Vec<Expanded<'_>> = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        match source {
+            Source::Tree { tree, path } => {
+                let rel = source_rel(*tree, path)?;
+                if has_wildcard(&rel) {
+                    // BuildKit allows a wildcard that matches nothing: it copies nothing.
+                    let matches = glob(*tree, &rel)?;
+                    for m in matches {
+                        let resolved = tree.resolve(&m, true)?;
+                        let Some(node) = tree.lstat(&resolved)? else {
+                            return Err(Error::SourceNotFound {
+                                path: m,
+                                tree: tree.describe(),
+                            });
+                        };
+                        expanded.push(Expanded::Node {
+                            tree: *tree,
+                            name: m,
+                            node,
+                        });
+                    }
+                } else {
+                    let resolved = tree.resolve(&rel, true).map_err(|e| match e {
+                        Error::LeavesContext { .. } => Error::LeavesContext { path: path.clone() },
+                        e => e,
+                    })?;
+                    let node = tree
+                        .lstat(&resolved)?
+                        .ok_or_else(|| Error::SourceNotFound {
+                            path: path.clone(),
+                            tree: tree.describe(),
+                        })?;
+                    expanded.push(Expanded::Node {
+                        tree: *tree,
+                        name: rel,
+                        node,
+                    });
+                }
+            }
+            Source::Bytes { .. } => expanded.push(Expanded::Bytes(index)),
+        }
+    }
+
+    let dest_abs = if opts.dest.starts_with('/') {
+        opts.dest.clone()
+    } else {
+        format!("{}/{}", opts.workdir.trim_end_matches('/'), opts.dest)
+    };
+    let wants_dir = opts.dest.ends_with('/')
+        || opts.dest.ends_with("/.")
+        || opts.dest == "."
+        || opts.dest.is_empty();
+    let dest_rel = clean(&dest_abs).trim_start_matches('/').to_string();
+    let dest_rel = lower.resolve(&dest_rel, true)?;
+    let dest_is_dir_in_image = lower.lstat(&dest_rel)?.is_some_and(|n| n.meta.is_dir());
+    let into_dir = wants_dir || dest_is_dir_in_image;
+    if expanded.is_empty() {
+        return Ok(CopyStats::default());
+    }
+    if expanded.len() > 1 && !into_dir {
+        return Err(Error::DestNotDir {
+            dest: opts.dest.clone(),
+        });
+    }
+
+    let mut w = Writer {
+        upper,
+        lower,
+        opts,
+        stats: CopyStats::default(),
+        links: HashMap::new(),
+        mirrored: Vec::new(),
+    };
+    for item in &expanded {
+        match item {
+            Expanded::Node { tree, name, node } if node.meta.is_dir() => {
+                let resolved = tree.resolve(name, true)?;
+                w.ensure_parents(&dest_rel)?;
+                w.copy_dir_root(*tree, &resolved, node, &dest_rel)?;
+            }
+            Expanded::Node { name, node, .. } => {
+                let archive = if opts.extract_archives && node.meta.is_file() {
+                    archive_kind(&node.host)?
+                } else {
+                    None
+                };
+                if let Some(kind) = archive {
+                    w.ensure_parents(&dest_rel)?;
+                    w.ensure_dir_exact(&dest_rel)?;
+                    w.extract(&node.host, kind, &dest_rel, name)?;
+                } else {
+                    let target = file_target(&dest_rel, into_dir, name);
+                    w.ensure_parents(&target)?;
+                    w.copy_node(node, &target)?;
+                }
+            }
+            Expanded::Bytes(index) => {
+                if let Some(Source::Bytes {
+                    name,
+                    content,
+                    mode,
+                    mtime,
+                }) = sources.get(*index)
+                {
+                    let target = file_target(&dest_rel, into_dir, name);
+                    w.ensure_parents(&target)?;
+                    w.write_bytes(&target, content, *mode, *mtime)?;
+                }
+            }
+        }
+    }
+    w.restore_mtimes()?;
+    Ok(w.stats)
+}
+
+fn file_target(dest_rel: &str, into_dir: bool, name: &str) -> String {
+    if into_dir {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if dest_rel.is_empty() {
+            base.to_string()
+        } else {
+            format!("{dest_rel}/{base}")
+        }
+    } else {
+        dest_rel.to_string()
+    }
+}
+
+/// The cleaned, root-relative form of a source path; `..` above the root is an error.
+fn source_rel(tree: &dyn SourceTree, path: &str) -> Result<String, Error> {
+    let cleaned = clean(path.trim_start_matches('/'));
+    if cleaned == ".." || cleaned.starts_with("../") {
+        if tree.strict_links() {
+            return Err(Error::LeavesContext {
+                path: path.to_string(),
+            });
+        }
+        return Ok(clean(&format!("/{path}"))
+            .trim_start_matches('/')
+            .to_string());
+    }
+    Ok(if cleaned == "." {
+        String::new()
+    } else {
+        cleaned
+    })
+}
+
+/// Paths of `tree` matching the wildcard `pattern`, component by component, sorted.
+fn glob(tree: &dyn SourceTree, pattern: &str) -> Result<Vec<String>, Error> {
+    let mut current = vec![String::new()];
+    for comp in pattern.split('/') {
+        let mut next = Vec::new();
+        for base in &current {
+            if has_wildcard(comp) {
+                let dir = tree.resolve(base, true)?;
+                match tree.lstat(&dir)? {
+                    Some(n) if n.meta.is_dir() => {}
+                    _ => continue,
+                }
+                for name in tree.read_dir(&dir)? {
+                    let hit = match_component(comp, &name).map_err(|source| Error::Wildcard {
+                        pattern: pattern.to_string(),
+                        source,
+                    })?;
+                    if hit {
+                        let child = if base.is_empty() {
+                            name
+                        } else {
+                            format!("{base}/{name}")
+                        };
+                        if tree.lstat(&tree.resolve(&child, false)?)?.is_some() {
+                            next.push(child);
+                        }
+                    }
+                }
+            } else {
+                let literal = unescape(comp);
+                next.push(if base.is_empty() {
+                    literal
+                } else {
+                    format!("{base}/{literal}")
+                });
+            }
+        }
+        current = next;
+    }
+    current.sort();
+    Ok(current)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The kinds of archive ADD extracts, told by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar,
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
+/// Tells whether the file at `path` is an archive ADD extracts.
+pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, Error> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut head = [0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = file.read(&mut head[filled..]).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let head = &head[..filled];
+    let kind = if head.starts_with(&[0x1f, 0x8b]) {
+        Some(ArchiveKind::Gzip)
+    } else if head.starts_with(b"BZh") {
+        Some(ArchiveKind::Bzip2)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Some(ArchiveKind::Xz)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(ArchiveKind::Zstd)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Some(ArchiveKind::Tar)
+    } else {
+        None
+    };
+    // A compressed file that is not a tar inside is copied as it is, as Docker does.
+    if let Some(k) = kind {
+        if k != ArchiveKind::Tar {
+            file.rewind().map_err(io_err(path))?;
+            let mut inner = decoder(k, file).map_err(io_err(path))?;
+            let mut buf = [0u8; 512];
+            let mut got = 0;
+            while got < buf.len() {
+                match inner.read(&mut buf[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            if got < 262 || &buf[257..262] != b"ustar" {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(kind)
+}
+
+fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> {
+    let file = std::io::BufReader::new(file);
+    Ok(match kind {
+        ArchiveKind::Tar => Box::new(file),
+        ArchiveKind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        ArchiveKind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(file)),
+        ArchiveKind::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(file)),
+        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+    })
+}
+
+impl Writer<'_> {
+    fn host(&self, rel: &str) -> PathBuf {
+        self.upper.join(rel)
+    }
+
+    /// Creates the parent directories of `rel` in the upper dir.
+    fn ensure_parents(&mut self, rel: &str) -> Result<(), Error> {
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        for i in 1..comps.len() {
+            self.ensure_dir_exact(&comps[..i].join("/"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates directory `rel` in the upper dir (parents must exist): a copy of the image's
+    /// directory when there is one, else a new 0755 directory owned by `--chown` or root.
+    fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let host = self.host(rel);
+        if fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        match self.lower.lstat(rel)? {
+            Some(node) if node.meta.is_dir() => {
+                mkdir(&host)?;
+                set_meta(
+                    &host,
+                    node.meta.mode() & 0o7777,
+                    node.meta.uid(),
+                    node.meta.gid(),
+                )?;
+                self.mirrored.push((host, node.meta));
+            }
+            _ => {
+                mkdir(&host)?;
+                let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
+                set_meta(&host, 0o755, uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn owner(&self, meta: &fs::Metadata) -> (u32, u32) {
+        match self.opts.chown {
+            Some(o) => o,
+            None if self.opts.keep_owner => (meta.uid(), meta.gid()),
+            None => (0, 0),
+        }
+    }
+
+    fn mode(&self, meta: &fs::Metadata) -> u32 {
+        self.opts.chmod.unwrap_or(meta.mode() & 0o7777)
+    }
+
+    /// Copies directory `src` of `tree` as `dest` (its contents into `dest`).
+    fn copy_dir_root(
+        &mut self,
+        tree: &dyn SourceTree,
+        src: &str,
+        node: &Node,
+        dest: &str,
+    ) -> Result<(), Error> {
+        let host = self.host(dest);
+        let exists_in_upper = fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+        let in_image = self.lower.lstat(dest)?.is_some_and(|n| n.meta.is_dir());
+        if !dest.is_empty() && !exists_in_upper {
+            if in_image {
+                self.ensure_dir_exact(dest)?;
+            } else {
+                if fs::symlink_metadata(&host).is_ok() {
+                    return Err(Error::DirOntoFile {
+                        src: src.to_string(),
+                        dest: dest.to_string(),
+                    });
+                }
+                mkdir(&host)?;
+                let (uid, gid) = self.owner(&node.meta);
+                set_meta(&host, self.mode(&node.meta), uid, gid)?;
+                self.mirrored.push((host.clone(), node.meta.clone()));
+            }
+        }
+        self.copy_children(tree, src, dest)
+    }
+
+    fn copy_children(&mut self, tree: &dyn SourceTree, src: &str, dest: &str) -> Result<(), Error> {
+        for name in tree.read_dir(src)? {
+            let child_src = if src.is_empty() {
+                name.clone()
+            } else {
+                format!("{src}/{name}")
+            };
+            let child_dest = if dest.is_empty() {
+                name.clone()
+            } else {
+                format!("{dest}/{name}")
+            };
+            let Some(node) = tree.lstat(&child_src)? else {
+                continue;
+            };
+            if node.meta.is_dir() {
+                let host = self.host(&child_dest);
+                if !fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+                    mkdir(&host)?;
+                }
+                let (uid, gid) = self.owner(&node.meta);
+                set_meta(&host, self.mode(&node.meta), uid, gid)?;
+                self.copy_children(tree, &child_src, &child_dest)?;
+                self.mirrored.push((host, node.meta));
+            } else {
+                self.copy_node(&node, &child_dest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies one non-directory entry to `dest` (parents exist).
+    fn copy_node(&mut self, node: &Node, dest: &str) -> Result<(), Error> {
+        let host = self.host(dest);
+        remove_existing(&host)?;
+        let meta = &node.meta;
+        let ft = meta.file_type();
+        if meta.nlink() > 1 && !ft.is_dir() {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                fs::hard_link(first, &host).map_err(io_err(&host))?;
+                return Ok(());
+            }
+            self.links.insert(key, host.clone());
+        }
+        let (uid, gid) = self.owner(meta);
+        if ft.is_symlink() {
+            let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
+            std::os::unix::fs::symlink(&target, &host).map_err(io_err(&host))?;
+            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(io_err(&host))?;
+            let mtime = filetime::FileTime::from_last_modification_time(meta);
+            filetime::set_symlink_file_times(&host, mtime, mtime).map_err(io_err(&host))?;
+        } else if ft.is_file() {
+            fs::copy(&node.host, &host).map_err(io_err(&node.host))?;
+            copy_xattrs(&node.host, &host);
+            set_meta(&host, self.mode(meta), uid, gid)?;
+            let mtime = filetime::FileTime::from_last_modification_time(meta);
+            filetime::set_file_mtime(&host, mtime).map_err(io_err(&host))?;
+            self.stats.files += 1;
+            self.stats.bytes += meta.len();
+        } else {
+            // Devices and fifos: recreate with mknod through the same mode and rdev.
+            mknod_like(&host, meta)?;
+            set_meta(&host, self.mode(meta), uid, gid)?;
+        }
+        Ok(())
+    }
+
+    fn write_bytes(
+        &mut self,
+        dest: &str,
+        content: &[u8],
+        mode: u32,
+        mtime: i64,
+    ) -> Result<(), Error> {
+        let host = self.host(dest);
+        remove_existing(&host)?;
+        fs::write(&host, content).map_err(io_err(&host))?;
+        let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
+        set_meta(&host, self.opts.chmod.unwrap_or(mode), uid, gid)?;
+        filetime::set_file_mtime(&host, filetime::FileTime::from_unix_time(mtime, 0))
+            .map_err(io_err(&host))?;
+        self.stats.files += 1;
+        self.stats.bytes += content.len() as u64;
+        Ok(())
+    }
+
+    /// Extracts an archive into directory `dest`, keeping its owners unless `--chown`.
+    fn extract(
+        &mut self,
+        path: &Path,
+        kind: ArchiveKind,
+        dest: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        let file = fs::File::open(path).map_err(io_err(path))?;
+        let reader = decoder(kind, file).map_err(io_err(path))?;
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_unpack_xattrs(true);
+        archive.set_overwrite(true);
+        let archive_err = |e: std::io::Error| Error::Archive {
+            path: name.to_string(),
+            reason: e.to_string(),
+        };
+        let entries = archive.entries().map_err(archive_err)?;
+        let dest_host = self.host(dest);
+        for entry in entries {
+            let mut entry = entry.map_err(archive_err)?;
+            let raw = entry.path().map_err(archive_err)?.into_owned();
+            let rel = clean(&raw.to_string_lossy());
+            let rel = rel.trim_start_matches('/');
+            if rel == "." || rel.is_empty() || rel.starts_with("..") {
+                continue;
+            }
+            let full = if dest.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{dest}/{rel}")
+            };
+            self.ensure_parents(&full)?;
+            let host = self.host(&full);
+            if entry.header().entry_type() != tar::EntryType::Directory {
+                remove_existing(&host)?;
+            }
+            entry.unpack_in(&dest_host).map_err(archive_err)?;
+            let uid = entry.header().uid().unwrap_or(0) as u32;
+            let gid = entry.header().gid().unwrap_or(0) as u32;
+            let (uid, gid) = self.opts.chown.unwrap_or((uid, gid));
+            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(io_err(&host))?;
+            if entry.header().entry_type().is_file() {
+                self.stats.files += 1;
+                self.stats.bytes += entry.header().size().unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the mtimes of directories that writing into them changed, deepest first.
+    fn restore_mtimes(&mut self) -> Result<(), Error> {
+        self.mirrored.sort_by(|a, b| b.0.cmp(&a.0));
+        for (host, meta) in &self.mirrored {
+            let mtime = filetime::FileTime::from_last_modification_time(meta);
+            filetime::set_file_mtime(host, mtime).map_err(io_err(host))?;
+        }
+        Ok(())
+    }
+}
+
+fn mkdir(host: &Path) -> Result<(), Error> {
+    match fs::create_dir(host) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && host.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(host).map_err(io_err(host))?;
+            fs::create_dir(host).map_err(io_err(host))
+        }
+        Err(e) => Err(io_err(host)(e)),
+    }
+}
+
+fn remove_existing(host: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(host) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(host).map_err(io_err(host)),
+        Ok(_) => fs::remove_file(host).map_err(io_err(host)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn set_meta(host: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), Error> {
+    // chown first: it clears setuid/setgid bits that chmod then sets.
+    std::os::unix::fs::lchown(host, Some(uid), Some(gid)).map_err(io_err(host))?;
+    fs::set_permissions(host, fs::Permissions::from_mode(mode)).map_err(io_err(host))
+}
+
+fn copy_xattrs(from: &Path, to: &Path) {
+    let Ok(names) = xattr::list(from) else {
+        return;
+    };
+    for name in names {
+        let n = name.to_string_lossy();
+        if n.starts_with("trusted.overlay.")
+            || n.starts_with("user.overlay.")
+            || n == "security.selinux"
+        {
+            continue;
+        }
+        if let Ok(Some(v)) = xattr::get(from, &name) {
+            // A filesystem that refuses an xattr loses it, as `cp -a` would.
+            let _ = xattr::set(to, &name, &v);
+        }
+    }
+}
+
+fn mknod_like(host: &Path, meta: &fs::Metadata) -> Result<(), Error> {
+    use rustix::fs::{FileType, Mode, CWD};
+    let kind = FileType::from_raw_mode(meta.mode());
+    if matches!(kind, FileType::Socket | FileType::Unknown) {
+        return Err(Error::Invalid(format!(
+            "{}: sockets cannot be copied",
+            host.display()
+        )));
+    }
+    rustix::fs::mknodat(
+        CWD,
+        host,
+        kind,
+        Mode::from_raw_mode(meta.mode() & 0o7777),
+        meta.rdev(),
+    )
+    .map_err(|e| io_err(host)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::ContextTree;
+    use std::os::unix::fs::symlink;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        ctx: ContextTree,
+        image: Layers,
+        upper: PathBuf,
+    }
+
+    fn fixture(files: &[(&str, &str)]) -> Fixture {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ctx_dir = tmp.path().join("ctx");
+        for (path, content) in files {
+            let p = ctx_dir.join(path);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(&p, content).expect("write");
+        }
+        fs::create_dir_all(&ctx_dir).expect("ctx");
+        let image_dir = tmp.path().join("image");
+        fs::create_dir_all(image_dir.join("usr/bin")).expect("mkdir");
+        fs::create_dir_all(image_dir.join("existing")).expect("mkdir");
+        fs::set_permissions(
+            image_dir.join("existing"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod");
+        symlink("usr/bin", image_dir.join("bin")).expect("symlink");
+        let upper = tmp.path().join("upper");
+        fs::create_dir(&upper).expect("upper");
+        Fixture {
+            ctx: ContextTree::open(&ctx_dir).expect("ctx"),
+            image: Layers::new(vec![image_dir], "image"),
+            upper,
+            _tmp: tmp,
+        }
+    }
+
+    fn copy(f: &Fixture, srcs: &[&str], dest: &str) -> Result<CopyStats, Error> {
+        let sources: Vec<Source<'_>> = srcs
+            .iter()
+            .map(|s| Source::Tree {
+                tree: &f.ctx,
+                path: s.to_string(),
+            })
+            .collect();
+        let opts = CopyOptions {
+            dest: dest.to_string(),
+            workdir: "/".to_string(),
+            ..CopyOptions::default()
+        };
+        copy_into(&f.upper, &f.image, &sources, &opts)
+    }
+
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        fn walk(root: &Path, rel: &str, out: &mut Vec<String>) {
+            let mut names: Vec<_> = fs::read_dir(root.join(rel))
+                .expect("readdir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                let r = if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                };
+                let meta = fs::symlink_metadata(root.join(&r)).expect("meta");
+                if meta.is_dir() {
+                    out.push(format!("{r}/"));
+                    walk(root, &r, out);
+                } else {
+                    out.push(r);
+                }
+            }
+        }
+        walk(root, "", &mut out);
+        out
+    }
+
+    #[test]
+    fn a_directory_source_copies_its_contents() {
+        let f = fixture(&[("src/one", "1"), ("src/nested/two", "2")]);
+        copy(&f, &["src"], "/dst").expect("copy");
+        assert_eq!(
+            listing(&f.upper),
+            ["dst/", "dst/nested/", "dst/nested/two", "dst/one"]
+        );
+    }
+
+    #[test]
+    fn trailing_slash_and_existing_dirs_take_the_file_name() {
+        let f = fixture(&[("hello.txt", "hi")]);
+        copy(&f, &["hello.txt"], "/dir/").expect("copy");
+        copy(&f, &["hello.txt"], "/existing").expect("copy");
+        copy(&f, &["hello.txt"], "/renamed").expect("copy");
+        assert_eq!(
+            listing(&f.upper),
+            [
+                "dir/",
+                "dir/hello.txt",
+                "existing/",
+                "existing/hello.txt",
+                "renamed"
+            ]
+        );
+        // The image's directory is mirrored with its own mode, not changed.
+        let mode = fs::metadata(f.upper.join("existing")).expect("meta").mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn destination_symlinks_in_the_image_are_followed() {
+        let f = fixture(&[("tool", "t")]);
+        copy(&f, &["tool"], "/bin/").expect("copy");
+        assert_eq!(listing(&f.upper), ["usr/", "usr/bin/", "usr/bin/tool"]);
+    }
+
+    #[test]
+    fn wildcards_match_and_several_sources_need_a_directory() {
+        let f = fixture(&[
+            ("a.txt", "a"),
+            ("b.txt", "b"),
+            ("data1.bin", "1"),
+            ("other.bin", "o"),
+        ]);
+        copy(&f, &["*.txt"], "/texts/").expect("copy");
+        copy(&f, &["dat?1.bin"], "/bins/").expect("copy");
+        assert_eq!(
+            listing(&f.upper),
+            [
+                "bins/",
+                "bins/data1.bin",
+                "texts/",
+                "texts/a.txt",
+                "texts/b.txt"
+            ]
+        );
+        assert!(matches!(
+            copy(&f, &["a.txt", "b.txt"], "/multi"),
+            Err(Error::DestNotDir { .. })
+        ));
+        copy(&f, &["*.none"], "/x/").expect("an empty wildcard copies nothing");
+        assert!(!f.upper.join("x").exists());
+    }
+
+    #[test]
+    fn symlinks_inside_dirs_are_kept_and_named_ones_followed() {
+        let f = fixture(&[("tree/file", "f")]);
+        symlink("file", f.ctx.root().join("tree/link")).expect("symlink");
+        symlink("tree/file", f.ctx.root().join("named")).expect("symlink");
+        copy(&f, &["tree"], "/tree").expect("copy");
+        copy(&f, &["named"], "/named").expect("copy");
+        let link = fs::symlink_metadata(f.upper.join("tree/link")).expect("meta");
+        assert!(link.file_type().is_symlink());
+        let named = fs::symlink_metadata(f.upper.join("named")).expect("meta");
+        assert!(named.is_file());
+    }
+
+    #[test]
+    fn sources_leaving_the_context_are_errors_naming_them() {
+        let f = fixture(&[("in", "i")]);
+        symlink("../../etc/passwd", f.ctx.root().join("out")).expect("symlink");
+        let err = copy(&f, &["out"], "/x").expect_err("must fail");
+        assert!(err.to_string().contains("\"out\""), "{err}");
+        let err = copy(&f, &["../in"], "/x").expect_err("must fail");
+        assert!(err.to_string().contains("../in"), "{err}");
+    }
+
+    #[test]
+    fn dockerignored_files_are_not_copied() {
+        let f = fixture(&[
+            (".dockerignore", "*.log\n!keep.log\n"),
+            ("a.log", "a"),
+            ("keep.log", "k"),
+            ("x", "x"),
+        ]);
+        let ctx = ContextTree::open(f.ctx.root()).expect("reopen");
+        let opts = CopyOptions {
+            dest: "/c".into(),
+            workdir: "/".into(),
+            ..CopyOptions::default()
+        };
+        let sources = [Source::Tree {
+            tree: &ctx,
+            path: ".".into(),
+        }];
+        copy_into(&f.upper, &f.image, &sources, &opts).expect("copy");
+        assert_eq!(
+            listing(&f.upper),
+            ["c/", "c/.dockerignore", "c/keep.log", "c/x"]
+        );
+    }
+
+    #[test]
+    fn chown_and_chmod_apply_to_what_is_copied() {
+        let f = fixture(&[("src/s", "s")]);
+        let opts = CopyOptions {
+            dest: "/private".into(),
+            workdir: "/".into(),
+            chown: Some((1000, 1000)),
+            chmod: Some(0o600),
+            ..CopyOptions::default()
+        };
+        let sources = [Source::Tree {
+            tree: &f.ctx,
+            path: "src".into(),
+        }];
+        copy_into(&f.upper, &f.image, &sources, &opts).expect("copy");
+        for p in ["private", "private/s"] {
+            let m = fs::metadata(f.upper.join(p)).expect("meta");
+            assert_eq!(
+                (m.mode() & 0o7777, m.uid(), m.gid()),
+                (0o600, 1000, 1000),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn add_extracts_compressed_tars() {
+        let f = fixture(&[("payload/inner.txt", "inside")]);
+        let status = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(f.ctx.root().join("a.tar.gz"))
+            .arg("-C")
+            .arg(f.ctx.root().join("payload"))
+            .arg("inner.txt")
+            .status()
+            .expect("tar");
+        assert!(status.success());
+        let opts = CopyOptions {
+            dest: "/unpacked/".into(),
+            workdir: "/".into(),
+            extract_archives: true,
+            ..CopyOptions::default()
+        };
+        let sources = [Source::Tree {
+            tree: &f.ctx,
+            path: "a.tar.gz".into(),
+        }];
+        copy_into(&f.upper, &f.image, &sources, &opts).expect("add");
+        assert_eq!(
+            fs::read_to_string(f.upper.join("unpacked/inner.txt")).expect("read"),
+            "inside"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! Read-only views of the trees a step reads from: the build context on the host (with its
+//! `.dockerignore`) and a stack of snapshots merged with overlayfs' rules.
+//!
+//! Both answer the same questions ([`SourceTree`]): what is at a path, what a directory holds,
+//! and where a path leads once its symlinks are followed without leaving the tree. COPY and ADD
+//! work on the trait, so `COPY` from the context and `COPY --from=stage` share one code path.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::dockerignore::DockerIgnore;
+use crate::error::{io_err, Error};
+
+/// How many symlinks one resolution may follow, as Linux's `MAXSYMLINKS`.
+const MAX_LINKS: usize = 40;
+
+/// One entry of a tree: where its bytes are on the host and what it is.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub host: PathBuf,
+    pub meta: Metadata,
+}
+
+/// A tree that COPY reads. Paths are relative, `/`-separated, already cleaned; `""` is the root.
+pub trait SourceTree: Send + Sync {
+    /// The entry at `rel`, without following a final symlink; `None` when absent or hidden.
+    fn lstat(&self, rel: &str) -> Result<Option<Node>, Error>;
+    /// The names in directory `rel`, sorted by bytes, hidden entries left out.
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>, Error>;
+    /// A name for messages (`context`, `stage builder`, ...).
+    fn describe(&self) -> String;
+    /// Whether a symlink that leaves the tree is an error (the context) or is clamped at the
+    /// root (an image, as the kernel does inside a chroot).
+    fn strict_links(&self) -> bool;
+
+    /// Follows symlinks in `rel` (the final one too when `follow_last`), never above the root.
+    fn resolve(&self, rel: &str, follow_last: bool) -> Result<String, Error> {
+        let mut pending: Vec<String> = split(rel).into_iter().rev().collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                if done.pop().is_none() && self.strict_links() {
+                    return Err(Error::LeavesContext {
+                        path: rel.to_string(),
+                    });
+                }
+                continue;
+            }
+            let candidate = join(&done, &comp);
+            let is_last = pending.is_empty();
+            let node = self.lstat(&candidate)?;
+            match node {
+                Some(node) if node.meta.file_type().is_symlink() && (!is_last || follow_last) => {
+                    hops += 1;
+                    if hops > MAX_LINKS {
+                        return Err(Error::SymlinkLoop {
+                            path: rel.to_string(),
+                        });
+                    }
+                    let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
+                    let target = target.as_os_str().as_bytes();
+                    let target = String::from_utf8_lossy(target).into_owned();
+                    if target.starts_with('/') {
+                        if self.strict_links() {
+                            return Err(Error::LeavesContext {
+                                path: rel.to_string(),
+                            });
+                        }
+                        done.clear();
+                    }
+                    for part in split(&target).into_iter().rev() {
+                        pending.push(part);
+                    }
+                }
+                _ => done.push(comp),
+            }
+        }
+        Ok(done.join("/"))
+    }
+}
+
+fn split(rel: &str) -> Vec<String> {
+    rel.split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+fn join(done: &[String], comp: &str) -> String {
+    if done.is_empty() {
+        comp.to_string()
+    } else {
+        format!("{}/{}", done.join("/"), comp)
+    }
+}
+
+/// The build context: a host directory, filtered by `.dockerignore`.
+pub struct ContextTree {
+    root: PathBuf,
+    ignore: DockerIgnore,
+}
+
+impl ContextTree {
+    /// Opens `root`, reading its `.dockerignore` when present.
+    pub fn open(root: &Path) -> Result<ContextTree, Error> {
+        let root = fs::canonicalize(root).map_err(io_err(root))?;
+        let ignore_path = root.join(".dockerignore");
+        let ignore = match fs::read_to_string(&ignore_path) {
+            Ok(text) => DockerIgnore::parse(&text).map_err(|source| Error::DockerIgnore {
+                path: ignore_path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
+            Err(e) => return Err(io_err(&ignore_path)(e)),
+        };
+        Ok(ContextTree { root, ignore })
+    }
+
+    /// The context directory on the host.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed `.dockerignore`.
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
+    }
+}
+
+impl SourceTree for ContextTree {
+    fn lstat(&self, rel: &str) -> Result<Option<Node>, Error> {
+        let host = self.root.join(rel);
+        match fs::symlink_metadata(&host) {
+            Ok(meta) => {
+                // An ignored directory may still hold a re-included path (`!dir/keep`).
+                if !rel.is_empty()
+                    && self.ignore.is_ignored(rel)
+                    && !(meta.is_dir() && self.ignore.has_exclusions())
+                {
+                    return Ok(None);
+                }
+                Ok(Some(Node { host, meta }))
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(20 /* ENOTDIR */) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(io_err(&host)(e)),
+        }
+    }
+
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>, Error> {
+        let host = self.root.join(rel);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&host).map_err(io_err(&host))? {
+            let entry = entry.map_err(io_err(&host))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if self.ignore.is_ignored(&child) {
+                // An ignored directory may still hold a re-included path (`!dir/keep`).
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if !(is_dir && self.ignore.has_exclusions()) {
+                    continue;
+                }
+            }
+            names.push(name);
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok(names)
+    }
+
+    fn describe(&self) -> String {
+        "the build context".to_string()
+    }
+
+    fn strict_links(&self) -> bool {
+        true
+    }
+}
+
+/// A stack of snapshot directories (bottom first) seen as one tree, as an overlay mount of
+/// them would show it: upper entries hide lower ones, whiteouts (0/0 character devices) hide
+/// names, opaque directories hide everything below them in lower layers.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    dirs: Vec<PathBuf>,
+    name: String,
+}
+
+impl Layers {
+    pub fn new(dirs: Vec<PathBuf>, name: impl Into<String>) -> Layers {
+        Layers {
+            dirs,
+            name: name.into(),
+        }
+    }
+
+    /// The snapshot directories, bottom first.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// This stack with one more snapshot on top.
+    pub fn with_top(&self, dir: PathBuf) -> Layers {
+        let mut dirs = self.dirs.clone();
+        dirs.push(dir);
+        Layers {
+            dirs,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Reads a whole file of the merged tree, following symlinks; `None` when absent.
+    pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let rel = self.resolve(path.trim_start_matches('/'), true)?;
+        match self.lstat(&rel)? {
+            Some(node) if node.meta.is_file() => {
+                Ok(Some(fs::read(&node.host).map_err(io_err(&node.host))?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn is_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| matches!(xattr::get(path, name), Ok(Some(v)) if v == b"y"))
+}
+
+impl SourceTree for Layers {
+    fn lstat(&self, rel: &str) -> Result<Option<Node>, Error> {
+        let comps = split(rel);
+        if comps.is_empty() {
+            // The root is the top layer's root.
+            return match self.dirs.last() {
+                Some(top) => {
+                    let meta = fs::symlink_metadata(top).map_err(io_err(top))?;
+                    Ok(Some(Node {
+                        host: top.clone(),
+                        meta,
+                    }))
+                }
+                None => Ok(None),
+            };
+        }
+        for dir in self.dirs.iter().rev() {
+            let mut host = dir.clone();
+            let mut hidden_below = false;
+            for (i, comp) in comps.iter().enumerate() {
+                host.push(comp);
+                let meta = match fs::symlink_metadata(&host) {
+                    Ok(m) => m,
+                    Err(_) => break,
+                };
+                if is_whiteout(&meta) {
+                    return Ok(None);
+                }
+                if i + 1 == comps.len() {
+                    return Ok(Some(Node { host, meta }));
+                }
+                if !meta.is_dir() {
+                    // A file where a directory is needed hides the path in every lower layer.
+                    return Ok(None);
+                }
+                if is_opaque(&host) {
+                    hidden_below = true;
+                }
+            }
+            if hidden_below {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>, Error> {
+        let comps = split(rel);
+        let mut names: BTreeMap<Vec<u8>, bool> = BTreeMap::new(); // name -> visible
+        'layers: for dir in self.dirs.iter().rev() {
+            let mut host = dir.clone();
+            for comp in &comps {
+                host.push(comp);
+                match fs::symlink_metadata(&host) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => break 'layers,
+                    Err(_) => continue 'layers,
+                }
+            }
+            for entry in fs::read_dir(&host).map_err(io_err(&host))? {
+                let entry = entry.map_err(io_err(&host))?;
+                let name = entry.file_name().as_bytes().to_vec();
+                if names.contains_key(&name) {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+                names.insert(name, !is_whiteout(&meta));
+            }
+            if is_opaque(&host) {
+                break;
+            }
+        }
+        Ok(names
+            .into_iter()
+            .filter(|(_, visible)| *visible)
+            .map(|(n, _)| String::from_utf8_lossy(&n).into_owned())
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn strict_links(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn merged_view_applies_whiteouts_and_opaque_dirs() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(lower.join("data")).expect("mkdir");
+        fs::write(lower.join("data/old"), "o").expect("write");
+        fs::write(lower.join("gone"), "g").expect("write");
+        fs::write(lower.join("kept"), "k").expect("write");
+        fs::create_dir_all(upper.join("data")).expect("mkdir");
+        xattr::set(upper.join("data"), "trusted.overlay.opaque", b"y").expect("xattr");
+        fs::write(upper.join("data/new"), "n").expect("write");
+        let status = std::process::Command::new("mknod")
+            .arg(upper.join("gone"))
+            .args(["c", "0", "0"])
+            .status()
+            .expect("mknod");
+        assert!(status.success());
+        let layers = Layers::new(vec![lower, upper], "test");
+        assert!(layers.lstat("gone").expect("lstat").is_none());
+        assert!(layers.lstat("kept").expect("lstat").is_some());
+        assert!(layers.lstat("data/old").expect("lstat").is_none());
+        assert_eq!(layers.read_dir("data").expect("readdir"), ["new"]);
+        assert_eq!(layers.read_dir("").expect("readdir"), ["data", "kept"]);
+    }
+
+    #[test]
+    fn context_symlinks_leaving_the_context_are_errors() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        fs::create_dir(tmp.path().join("ctx")).expect("mkdir");
+        fs::write(tmp.path().join("secret"), "s").expect("write");
+        symlink("../secret", tmp.path().join("ctx/out")).expect("symlink");
+        fs::write(tmp.path().join("ctx/file"), "f").expect("write");
+        symlink("file", tmp.path().join("ctx/in")).expect("symlink");
+        let ctx = ContextTree::open(&tmp.path().join("ctx")).expect("open");
+        assert_eq!(ctx.resolve("in", true).expect("in"), "file");
+        assert!(matches!(
+            ctx.resolve("out", true),
+            Err(Error::LeavesContext { .. })
+        ));
+    }
+
+    #[test]
+    fn image_symlinks_are_clamped_at_the_root() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(tmp.path().join("usr/bin")).expect("mkdir");
+        symlink("/usr/bin", tmp.path().join("bin")).expect("symlink");
+        symlink("../../../../usr", tmp.path().join("up")).expect("symlink");
+        let layers = Layers::new(vec![tmp.path().to_path_buf()], "img");
+        assert_eq!(layers.resolve("bin/x", true).expect("bin"), "usr/bin/x");
+        assert_eq!(layers.resolve("up/bin", true).expect("up"), "usr/bin");
+    }
+}
