@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build benchmarks: the same workloads built by tare, BuildKit, the classic docker builder and
+# buildah (when installed) in one run, with medians and tare/peer ratios.
+#
+#   bash bench/build.sh [RUNS]        # default 5 runs per tool and workload
+#
+# Workloads (issue 4 and 5):
+#   a  the seed's waste: dd 10 MB, RUN rm, echo
+#   b  20 trivial RUN steps
+#   c  COPY of a 150 MB, 5,000-file context
+#   d  a multi-stage build (two independent stages, then a final COPY --from of each)
+#   cached-b, cached-c, cached-d: fully cached rebuilds of b, c and d
+# Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-5}"
+export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
+DOCKER=/usr/bin/docker
+WORK="${BENCH_WORK:-/tmp/tare-bench}"
+OUT="$WORK/results"
+rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
+
+cargo build --release --quiet -p tare
+TARE="$PWD/target/release/tare"
+export TARE_ROOT="$WORK/store"
+
+# --- the base image, made locally and given to every tool ---------------------------------
+base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
+cp /bin/busybox "$base/bin/busybox"
+for a in sh ls cat echo rm mkdir dd true sleep cp; do ln -s busybox "$base/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
+tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
+"$TARE" import "$WORK/base.tar" bench-base:latest >/dev/null
+$DOCKER import "$WORK/base.tar" bench-base:latest >/dev/null
+have_buildah=false
+if command -v buildah >/dev/null; then
+  skopeo copy -q "docker-daemon:bench-base:latest" "containers-storage:localhost/bench-base:latest" && have_buildah=true
+fi
+
+# --- workloads ------------------------------------------------------------------------------
+mk() { mkdir -p "$WORK/$1"; cat >"$WORK/$1/Dockerfile"; }
+mk a <<'DF'
+FROM bench-base
+RUN dd if=/dev/zero of=/bigfile bs=1M count=10
+RUN rm /bigfile
+RUN echo done > /done
+DF
+{ echo "FROM bench-base"; for i in $(seq 1 20); do echo "RUN echo step $i > /step$i"; done; } >"$WORK/b.Dockerfile"
+mkdir -p "$WORK/b"; mv "$WORK/b.Dockerfile" "$WORK/b/Dockerfile"
+mkdir -p "$WORK/c/data"
+python3 - "$WORK/c/data" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(5000):
+    d = os.path.join(root, f"d{i % 50:02d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:05d}.bin"), "wb") as f:
+        f.write(os.urandom(30 * 1024))
+PY
+printf 'FROM bench-base\nCOPY data /data\n' >"$WORK/c/Dockerfile"
+mk d <<'DF'
+FROM bench-base AS one
+RUN dd if=/dev/urandom of=/one bs=1M count=5
+FROM bench-base AS two
+RUN dd if=/dev/urandom of=/two bs=1M count=5
+FROM bench-base
+COPY --from=one /one /one
+COPY --from=two /two /two
+DF
+
+# --- runs -----------------------------------------------------------------------------------
+run() { # name, then hyperfine arguments
+  local name=$1; shift
+  hyperfine --style none --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
+}
+for w in a b c d; do
+  ctx="$WORK/$w"
+  cmds=(-n tare "$TARE build --no-cache -q -t bench-$w $ctx"
+        -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx"
+        -n classic "DOCKER_BUILDKIT=0 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx")
+  $have_buildah && cmds+=(-n buildah "buildah bud --no-cache --layers -q -t bench-$w $ctx")
+  echo "workload $w (cold)"; run "$w" "${cmds[@]}"
+done
+for w in b c d; do
+  ctx="$WORK/$w"
+  cmds=(-n tare "$TARE build -q -t bench-$w $ctx"
+        -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --network=host -q -t bench-$w $ctx"
+        -n classic "DOCKER_BUILDKIT=0 $DOCKER build --network=host -q -t bench-$w $ctx")
+  $have_buildah && cmds+=(-n buildah "buildah bud --layers -q -t bench-$w $ctx")
+  echo "workload cached-$w"; run "cached-$w" "${cmds[@]}"
+done
+
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+print("| workload | tool | median (s) | tare / tool |")
+print("|---|---|---|---|")
+for name in ["a", "b", "c", "d", "cached-b", "cached-c", "cached-d"]:
+    path = os.path.join(out, name + ".json")
+    if not os.path.exists(path):
+        continue
+    results = {r["command"]: r["median"] for r in json.load(open(path))["results"]}
+    tare = results.get("tare")
+    for tool, median in results.items():
+        ratio = f"{tare / median:.2f}x" if tare and tool != "tare" else ""
+        print(f"| {name} | {tool} | {median:.3f} | {ratio} |")
+PY
