@@ -7,13 +7,27 @@ use std::path::PathBuf;
 pub struct Context {
     /// The store directory (`--root`, `TARE_ROOT`, or the default).
     pub root: PathBuf,
+    /// The store, opened on first use; one per process (it holds the store's shared lock).
+    store: std::sync::OnceLock<tare_store::Store>,
 }
 
 impl Context {
     pub fn new(root: Option<PathBuf>) -> Self {
         Context {
             root: root.unwrap_or_else(default_root),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Opens the store at `root` (creating it when needed), once per process.
+    pub fn store(&self) -> anyhow::Result<tare_store::Store> {
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let store = tare_store::Store::open(&self.root).map_err(|e| {
+            anyhow::Error::new(e).context(format!("opening the store at {}", self.root.display()))
+        })?;
+        Ok(self.store.get_or_init(|| store).clone())
     }
 }
 

@@ -1,0 +1,522 @@
+//! Applying a layer tar to a directory, safely.
+//!
+//! Every file operation is relative to a directory descriptor. Parent directories are opened
+//! with `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) resolve inside
+//! the target as if it were `/`; final components are created or replaced without following
+//! symlinks. Paths with `..` components are refused, absolute paths are taken relative to the
+//! target, hard links must point inside it, and device nodes are only made when running as root.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{
+    self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+    XattrFlags,
+};
+
+use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::error::{Error, Result};
+
+/// What to do with whiteouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Delete what whiteouts hide: the result is the merged filesystem (export, flattening).
+    Flatten,
+    /// Keep whiteouts in overlayfs form (char device 0/0, `trusted.overlay.opaque=y`), so the
+    /// directory can serve as an overlay lower layer.
+    Overlay,
+}
+
+/// What an apply did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    pub entries: u64,
+    /// Device nodes left out because the caller is not root.
+    pub skipped_devices: u64,
+}
+
+/// Unpacks the tar stream `reader` under `target` (an existing directory). `name` names the
+/// stream in errors (a file name or a digest).
+pub fn apply<R: Read>(reader: R, target: &Path, mode: ApplyMode, name: &str) -> Result<ApplyStats> {
+    let root = rfs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::Io {
+        op: "opening",
+        path: target.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut ctx = Applier {
+        root,
+        mode,
+        name,
+        is_root: rustix::process::geteuid().is_root(),
+        created: HashSet::new(),
+        dirs: Vec::new(),
+        stats: ApplyStats::default(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| ctx.stream_err(e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ctx.stream_err(e))?;
+        ctx.entry(&mut entry)?;
+    }
+    ctx.finish_dirs()?;
+    Ok(ctx.stats)
+}
+
+struct Applier<'a> {
+    root: OwnedFd,
+    mode: ApplyMode,
+    name: &'a str,
+    is_root: bool,
+    /// Paths this layer created: an opaque marker must not delete them.
+    created: HashSet<PathBuf>,
+    /// Directories whose mode and mtime are set last (writing into them changes the mtime).
+    dirs: Vec<(PathBuf, u32, i64)>,
+    stats: ApplyStats,
+}
+
+/// Turns an entry path into a clean relative path; `None` for the root itself.
+pub fn clean_path(raw: &Path) -> std::result::Result<Option<PathBuf>, &'static str> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => return Err("path contains '..'"),
+            Component::Prefix(_) => return Err("unsupported path prefix"),
+        }
+    }
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
+}
+
+impl Applier<'_> {
+    fn stream_err(&self, e: io::Error) -> Error {
+        Error::Stream {
+            what: format!("reading layer {}", self.name),
+            source: e,
+        }
+    }
+
+    fn bad(&self, entry: &Path, reason: impl std::fmt::Display) -> Error {
+        Error::BadEntry {
+            archive: self.name.to_string(),
+            entry: entry.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let raw = entry.path().map_err(|e| self.stream_err(e))?.into_owned();
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let Some(path) = clean_path(&raw).map_err(|r| self.bad(&raw, r))? else {
+            // The root directory itself: keep the target's own mode.
+            return Ok(());
+        };
+        self.stats.entries += 1;
+        let (parent_path, file_name) = match (path.parent(), path.file_name()) {
+            (Some(p), Some(f)) => (p.to_path_buf(), f.to_os_string()),
+            _ => return Err(self.bad(&raw, "no file name")),
+        };
+        let parent = self
+            .ensure_dir(&parent_path)
+            .map_err(|e| self.bad(&raw, e))?;
+        let name_bytes = file_name.as_bytes();
+
+        if name_bytes == OPAQUE_MARKER.as_bytes() {
+            return match self.mode {
+                ApplyMode::Overlay => {
+                    rfs::fsetxattr(&parent, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                        .map_err(|e| self.bad(&raw, format!("setting the opaque xattr: {e}")))
+                }
+                ApplyMode::Flatten => self
+                    .clear_dir(&parent, &parent_path)
+                    .map_err(|e| self.bad(&raw, e)),
+            };
+        }
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            let hidden = OsStr::from_bytes(hidden);
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(self.bad(&raw, "invalid whiteout"));
+            }
+            let hidden_path = parent_path.join(hidden);
+            if self.created.contains(&hidden_path) {
+                return Ok(());
+            }
+            remove_all(&parent, hidden).map_err(|e| self.bad(&raw, e))?;
+            if self.mode == ApplyMode::Overlay {
+                rfs::mknodat(
+                    &parent,
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rfs::makedev(0, 0),
+                )
+                .map_err(|e| self.bad(&raw, format!("making the overlay whiteout: {e}")))?;
+            }
+            return Ok(());
+        }
+
+        let header = entry.header().clone();
+        let perm = header.mode().map_err(|e| self.stream_err(e))? & 0o7777;
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let name: &OsStr = &file_name;
+        let existing = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let existing_is_dir = existing
+            .as_ref()
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+
+        if kind == tar::EntryType::Directory {
+            if existing.is_some() && !existing_is_dir {
+                remove_all(&parent, name).map_err(|e| self.bad(&raw, e))?;
+            }
+            if !existing_is_dir {
+                rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| self.bad(&raw, format!("creating directory: {e}")))?;
+            }
+            let dir = rfs::openat(
+                &parent,
+                name,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.bad(&raw, format!("opening directory: {e}")))?;
+            self.set_xattrs(&dir, entry, &raw)?;
+            if self.is_root {
+                rfs::fchown(
+                    &dir,
+                    Some(rfs::Uid::from_raw(uid)),
+                    Some(rfs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+            }
+            self.dirs.push((path.clone(), perm, mtime));
+            self.created.insert(path);
+            return Ok(());
+        }
+        if existing.is_some() {
+            remove_all(&parent, name).map_err(|e| self.bad(&raw, e))?;
+        }
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let fd = rfs::openat(
+                    &parent,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| self.bad(&raw, format!("creating file: {e}")))?;
+                let mut file = std::fs::File::from(fd);
+                io::copy(entry, &mut file).map_err(|e| self.stream_err(e))?;
+                self.set_xattrs(&file, entry, &raw)?;
+                self.finish_fd(file.as_fd(), uid, gid, perm, mtime, &raw)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| self.stream_err(e))?
+                    .ok_or_else(|| self.bad(&raw, "symlink without a target"))?;
+                rfs::symlinkat(target.as_ref(), &parent, name)
+                    .map_err(|e| self.bad(&raw, format!("creating symlink: {e}")))?;
+                if self.is_root {
+                    rfs::chownat(
+                        &parent,
+                        name,
+                        Some(rfs::Uid::from_raw(uid)),
+                        Some(rfs::Gid::from_raw(gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+                }
+                let ts = Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                };
+                let _ = rfs::utimensat(
+                    &parent,
+                    name,
+                    &Timestamps {
+                        last_access: ts,
+                        last_modification: ts,
+                    },
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+            }
+            tar::EntryType::Link => {
+                let target_raw = entry
+                    .link_name()
+                    .map_err(|e| self.stream_err(e))?
+                    .ok_or_else(|| self.bad(&raw, "hard link without a target"))?
+                    .into_owned();
+                let target = clean_path(&target_raw)
+                    .map_err(|r| self.bad(&raw, format!("hard link target: {r}")))?
+                    .ok_or_else(|| self.bad(&raw, "hard link to the root directory"))?;
+                let tparent_path = target.parent().unwrap_or(Path::new(""));
+                let tname = target
+                    .file_name()
+                    .ok_or_else(|| self.bad(&raw, "hard link target has no name"))?;
+                let tparent = self.open_dir(tparent_path).map_err(|e| {
+                    self.bad(&raw, format!("hard link target {}: {e}", target.display()))
+                })?;
+                rfs::linkat(&tparent, tname, &parent, name, AtFlags::empty()).map_err(|e| {
+                    self.bad(&raw, format!("hard link to {}: {e}", target.display()))
+                })?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let ft = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if ft != FileType::Fifo && !self.is_root {
+                    self.stats.skipped_devices += 1;
+                    return Ok(());
+                }
+                let dev = rfs::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                rfs::mknodat(&parent, name, ft, Mode::from_raw_mode(perm), dev)
+                    .map_err(|e| self.bad(&raw, format!("mknod: {e}")))?;
+                let fd = rfs::openat(
+                    &parent,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.bad(&raw, format!("opening: {e}")))?;
+                drop(fd);
+                if self.is_root {
+                    rfs::chownat(
+                        &parent,
+                        name,
+                        Some(rfs::Uid::from_raw(uid)),
+                        Some(rfs::Gid::from_raw(gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+                }
+                rfs::chmodat(&parent, name, Mode::from_raw_mode(perm), AtFlags::empty())
+                    .map_err(|e| self.bad(&raw, format!("chmod: {e}")))?;
+                let ts = Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                };
+                let _ = rfs::utimensat(
+                    &parent,
+                    name,
+                    &Timestamps {
+                        last_access: ts,
+                        last_modification: ts,
+                    },
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+            }
+            other => return Err(self.bad(&raw, format!("unsupported entry type {other:?}"))),
+        }
+        self.created.insert(path);
+        Ok(())
+    }
+
+    fn finish_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        uid: u32,
+        gid: u32,
+        perm: u32,
+        mtime: i64,
+        raw: &Path,
+    ) -> Result<()> {
+        if self.is_root {
+            rfs::fchown(
+                fd,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| self.bad(raw, format!("chown: {e}")))?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        rfs::fchmod(fd, Mode::from_raw_mode(perm))
+            .map_err(|e| self.bad(raw, format!("chmod: {e}")))?;
+        let ts = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        rfs::futimens(
+            fd,
+            &Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+        )
+        .map_err(|e| self.bad(raw, format!("setting times: {e}")))?;
+        Ok(())
+    }
+
+    fn set_xattrs<R: Read, F: AsFd>(
+        &self,
+        fd: F,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &Path,
+    ) -> Result<()> {
+        let Some(exts) = entry.pax_extensions().map_err(|e| self.stream_err(e))? else {
+            return Ok(());
+        };
+        for ext in exts {
+            let ext = ext.map_err(|e| self.stream_err(e))?;
+            let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+                continue;
+            };
+            let key = OsStr::from_bytes(key);
+            // trusted.* and security.* need privileges; overlay's own attributes describe the
+            // build machine's mounts, not the image.
+            if key.as_bytes().starts_with(b"trusted.") && !self.is_root {
+                continue;
+            }
+            if let Err(e) = rfs::fsetxattr(&fd, key, ext.value_bytes(), XattrFlags::empty()) {
+                if e != rustix::io::Errno::PERM && e != rustix::io::Errno::OPNOTSUPP {
+                    return Err(
+                        self.bad(raw, format!("setting xattr {}: {e}", key.to_string_lossy()))
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a directory inside the root; `..` and symlinks resolve within the root.
+    fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        Ok(rfs::openat2(
+            &self.root,
+            rel,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?)
+    }
+
+    /// Opens a directory, creating it and missing parents (mode 0755) first.
+    fn ensure_dir(&mut self, rel: &Path) -> io::Result<OwnedFd> {
+        match self.open_dir(rel) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                let name = rel
+                    .file_name()
+                    .ok_or_else(|| io::Error::other("cannot create the root"))?;
+                let pfd = self.ensure_dir(parent)?;
+                match rfs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.open_dir(rel)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes everything under a directory that this layer did not create (opaque marker).
+    fn clear_dir(&self, dir: &OwnedFd, dir_path: &Path) -> io::Result<()> {
+        let mut names = Vec::new();
+        for entry in Dir::read_from(dir)? {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n == b"." || n == b".." {
+                continue;
+            }
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+        for n in names {
+            if !self.created.contains(&dir_path.join(&n)) {
+                remove_all(dir, &n)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        // Deepest first, so setting a parent's mtime is the last change to it.
+        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+        for (path, perm, mtime) in std::mem::take(&mut self.dirs) {
+            let fd = self.open_dir(&path).map_err(|e| self.bad(&path, e))?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(perm))
+                .map_err(|e| self.bad(&path, format!("chmod: {e}")))?;
+            let ts = Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            };
+            rfs::futimens(
+                &fd,
+                &Timestamps {
+                    last_access: ts,
+                    last_modification: ts,
+                },
+            )
+            .map_err(|e| self.bad(&path, format!("setting times: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes `name` in `dir` (recursively for directories) without following symlinks.
+/// Missing is fine.
+pub(crate) fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let sub = rfs::openat(
+            dir,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for entry in Dir::read_from(&sub)? {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(OsStr::from_bytes(n).to_os_string());
+            }
+        }
+        for n in names {
+            remove_all(&sub, &n)?;
+        }
+        rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    } else {
+        rfs::unlinkat(dir, name, AtFlags::empty())?;
+    }
+    Ok(())
+}

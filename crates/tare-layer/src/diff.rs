@@ -1,0 +1,591 @@
+//! Directory trees to layer tars (diffs).
+//!
+//! Two inputs become an uncompressed layer tar written to any [`Write`]:
+//!
+//! - an overlayfs *upper* directory ([`write_overlay_diff`]): overlay whiteouts (character
+//!   devices 0/0) become OCI whiteout files `.wh.NAME`, opaque directories (xattr
+//!   `trusted.overlay.opaque=y`, or `user.overlay.opaque` on a `userxattr` mount) get a
+//!   `.wh..wh..opq` entry;
+//! - a plain directory tree ([`write_tree`]), for COPY/ADD results, written as it is.
+//!
+//! Entries are written depth first, children of a directory sorted by name bytes, so the same
+//! tree gives the same bytes. Modes (with setuid, setgid and sticky), owners, mtimes (whole
+//! seconds, as Docker writes them), symlink targets, hard links (one inode seen twice becomes a
+//! tar hard link to the first path), device nodes, fifos and xattrs are kept; overlayfs'
+//! own xattrs are not.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Prefix of OCI whiteout files.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the OCI opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// Errors from turning a tree into a tar.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the tar entry for {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {what} cannot be stored in a layer")]
+    Unsupported { path: PathBuf, what: &'static str },
+}
+
+/// What was written: entry count and the bytes of regular-file content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiffStats {
+    /// Tar entries written (whiteouts and opaque markers included).
+    pub entries: u64,
+    /// Sum of regular file sizes (what the layer adds to the image, uncompressed).
+    pub content_bytes: u64,
+}
+
+/// Decides whether a directory that the diff would otherwise keep only for its own sake is in
+/// fact unchanged (same mode, owner and xattrs as in the layers below), so it can be left out
+/// when none of its children changed either. Receives the path relative to the tree root.
+pub type UnchangedDir<'a> = &'a dyn Fn(&Path, &Metadata) -> bool;
+
+/// Options for [`write_overlay_diff`].
+#[derive(Default, Clone, Copy)]
+pub struct DiffOptions<'a> {
+    /// See [`UnchangedDir`]; `None` keeps every directory of the upper dir.
+    pub unchanged_dir: Option<UnchangedDir<'a>>,
+    /// Paths (relative, e.g. `etc/hosts`) left out of the diff, with everything below them:
+    /// mount points a sandbox created for a step and that are not part of its result.
+    pub exclude: &'a [PathBuf],
+}
+
+/// Writes the diff held in an overlayfs upper directory as a layer tar.
+pub fn write_overlay_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    options: DiffOptions<'_>,
+) -> Result<DiffStats, DiffError> {
+    let entries = collect(upper, Mode::Overlay, options)?;
+    write_entries(upper, &entries, out)
+}
+
+/// Writes every file under `root` as a layer tar, paths relative to `root`.
+pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<DiffStats, DiffError> {
+    let entries = collect(root, Mode::Plain, DiffOptions::default())?;
+    write_entries(root, &entries, out)
+}
+
+/// True when `upper` holds no change at all under the rules of [`write_overlay_diff`].
+pub fn overlay_diff_is_empty(upper: &Path, options: DiffOptions<'_>) -> Result<bool, DiffError> {
+    Ok(collect(upper, Mode::Overlay, options)?.is_empty())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Overlay,
+    Plain,
+}
+
+enum Kind {
+    Dir { opaque: bool },
+    File,
+    Symlink(PathBuf),
+    Whiteout,
+    Char,
+    Block,
+    Fifo,
+}
+
+struct Entry {
+    rel: PathBuf,
+    meta: Metadata,
+    kind: Kind,
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> DiffError + '_ {
+    move |source| DiffError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn collect(root: &Path, mode: Mode, options: DiffOptions<'_>) -> Result<Vec<Entry>, DiffError> {
+    let mut out = Vec::new();
+    walk_dir(root, Path::new(""), mode, &options, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the entries of directory `root/rel`'s children to `out`, in order.
+fn walk_dir(
+    root: &Path,
+    rel: &Path,
+    mode: Mode,
+    options: &DiffOptions<'_>,
+    out: &mut Vec<Entry>,
+) -> Result<(), DiffError> {
+    let dir = root.join(rel);
+    let mut names: Vec<OsString> = fs::read_dir(&dir)
+        .map_err(read_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err(&dir))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let child_rel = rel.join(&name);
+        if options.exclude.iter().any(|x| x == &child_rel) {
+            continue;
+        }
+        let path = root.join(&child_rel);
+        let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
+        let ft = meta.file_type();
+        let mut xattrs = read_xattrs(&path)?;
+        let kind = if ft.is_dir() {
+            let opaque = mode == Mode::Overlay
+                && xattrs.iter().any(|(k, v)| {
+                    OVERLAY_OPAQUE_XATTRS
+                        .iter()
+                        .any(|o| k.as_bytes() == o.as_bytes())
+                        && v.as_slice() == b"y"
+                });
+            Kind::Dir { opaque }
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink(fs::read_link(&path).map_err(read_err(&path))?)
+        } else if ft.is_char_device() {
+            if mode == Mode::Overlay && meta.rdev() == 0 {
+                Kind::Whiteout
+            } else {
+                Kind::Char
+            }
+        } else if ft.is_block_device() {
+            Kind::Block
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else {
+            return Err(DiffError::Unsupported {
+                path,
+                what: "a socket",
+            });
+        };
+        if mode == Mode::Overlay {
+            // overlayfs bookkeeping never belongs to the image.
+            xattrs.retain(|(k, _)| {
+                let k = k.as_bytes();
+                !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay.")
+            });
+        }
+        let is_dir = matches!(kind, Kind::Dir { .. });
+        let opaque = matches!(kind, Kind::Dir { opaque: true });
+        let index = out.len();
+        out.push(Entry {
+            rel: child_rel.clone(),
+            meta,
+            kind,
+            xattrs,
+        });
+        if is_dir {
+            walk_dir(root, &child_rel, mode, options, out)?;
+            let has_children = out.len() > index + 1;
+            if !has_children && !opaque {
+                if let Some(unchanged) = options.unchanged_dir {
+                    if unchanged(&out[index].rel, &out[index].meta) {
+                        out.truncate(index);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>, DiffError> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        // Filesystems without xattr support simply have none.
+        Err(e) if e.raw_os_error() == Some(libc_enotsup()) => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(path)(e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if name.as_bytes() == b"security.selinux" {
+            continue;
+        }
+        if let Some(value) = xattr::get(path, &name).map_err(read_err(path))? {
+            out.push((name, value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+const fn libc_enotsup() -> i32 {
+    95 // EOPNOTSUPP on Linux
+}
+
+fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<DiffStats, DiffError> {
+    let mut builder = tar::Builder::new(out);
+    builder.mode(tar::HeaderMode::Complete);
+    let mut stats = DiffStats::default();
+    // (dev, ino) of regular files already written, for hard links.
+    let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    for entry in entries {
+        let path = root.join(&entry.rel);
+        let werr = |source| DiffError::Write {
+            path: path.clone(),
+            source,
+        };
+        match &entry.kind {
+            Kind::Whiteout => {
+                let name = entry.rel.file_name().unwrap_or_default();
+                let mut wh = OsString::from(WHITEOUT_PREFIX);
+                wh.push(name);
+                let rel = entry.rel.with_file_name(wh);
+                let mut header = base_header(&entry.meta, tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, &rel, io::empty())
+                    .map_err(werr)?;
+                stats.entries += 1;
+            }
+            Kind::Dir { opaque } => {
+                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
+                let mut header = base_header(&entry.meta, tar::EntryType::Directory);
+                header.set_size(0);
+                let mut rel = entry.rel.clone().into_os_string();
+                rel.push("/");
+                builder
+                    .append_data(&mut header, &rel, io::empty())
+                    .map_err(werr)?;
+                stats.entries += 1;
+                if *opaque {
+                    let mut marker = base_header(&entry.meta, tar::EntryType::Regular);
+                    marker.set_mode(0o644);
+                    marker.set_uid(0);
+                    marker.set_gid(0);
+                    marker.set_size(0);
+                    builder
+                        .append_data(&mut marker, entry.rel.join(OPAQUE_MARKER), io::empty())
+                        .map_err(werr)?;
+                    stats.entries += 1;
+                }
+            }
+            Kind::File => {
+                let key = (entry.meta.dev(), entry.meta.ino());
+                if entry.meta.nlink() > 1 {
+                    if let Some(first) = seen.get(&key) {
+                        append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
+                        let mut header = base_header(&entry.meta, tar::EntryType::Link);
+                        header.set_size(0);
+                        builder
+                            .append_link(&mut header, &entry.rel, first)
+                            .map_err(werr)?;
+                        stats.entries += 1;
+                        continue;
+                    }
+                    seen.insert(key, entry.rel.clone());
+                }
+                let file = fs::File::open(&path).map_err(read_err(&path))?;
+                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
+                let mut header = base_header(&entry.meta, tar::EntryType::Regular);
+                header.set_size(entry.meta.len());
+                // The tar crate pads or fails when the file changes size underneath; a step's
+                // tree is quiescent by the time it is diffed.
+                builder
+                    .append_data(&mut header, &entry.rel, io::BufReader::new(file))
+                    .map_err(werr)?;
+                stats.entries += 1;
+                stats.content_bytes += entry.meta.len();
+            }
+            Kind::Symlink(target) => {
+                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
+                let mut header = base_header(&entry.meta, tar::EntryType::Symlink);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &entry.rel, target)
+                    .map_err(werr)?;
+                stats.entries += 1;
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                let ty = match entry.kind {
+                    Kind::Char => tar::EntryType::Char,
+                    Kind::Block => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
+                let mut header = base_header(&entry.meta, ty);
+                header.set_size(0);
+                if ty != tar::EntryType::Fifo {
+                    let rdev = entry.meta.rdev();
+                    header.set_device_major(dev_major(rdev)).map_err(werr)?;
+                    header.set_device_minor(dev_minor(rdev)).map_err(werr)?;
+                }
+                builder
+                    .append_data(&mut header, &entry.rel, io::empty())
+                    .map_err(werr)?;
+                stats.entries += 1;
+            }
+        }
+    }
+    builder.finish().map_err(|source| DiffError::Write {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    Ok(stats)
+}
+
+/// A header carrying the entry's mode bits (with setuid/setgid/sticky), owner and mtime.
+fn base_header(meta: &Metadata, ty: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(ty);
+    header.set_mode(meta.mode() & 0o7777);
+    header.set_uid(u64::from(meta.uid()));
+    header.set_gid(u64::from(meta.gid()));
+    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+    header
+}
+
+fn append_xattrs<W: Write>(
+    builder: &mut tar::Builder<W>,
+    xattrs: &[(OsString, Vec<u8>)],
+) -> io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(String, &[u8])> = xattrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("SCHILY.xattr.{}", k.to_string_lossy()),
+                v.as_slice(),
+            )
+        })
+        .collect();
+    builder.append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+}
+
+fn dev_major(rdev: u64) -> u32 {
+    (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn dev_minor(rdev: u64) -> u32 {
+    (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::process::Command;
+
+    fn list(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, u32, String)> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                let link = h
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    e.path().expect("path").to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    h.mode().expect("mode"),
+                    link,
+                )
+            })
+            .collect()
+    }
+
+    fn mknod(path: &Path, major_minor: &str) {
+        let mut parts = major_minor.split(',');
+        let status = Command::new("mknod")
+            .arg(path)
+            .arg("c")
+            .arg(parts.next().expect("major"))
+            .arg(parts.next().expect("minor"))
+            .status()
+            .expect("mknod");
+        assert!(status.success(), "mknod needs root");
+    }
+
+    #[test]
+    fn overlay_whiteouts_and_opaque_dirs_become_oci_markers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let up = dir.path();
+        fs::create_dir(up.join("etc")).expect("mkdir");
+        mknod(&up.join("etc/removed"), "0,0");
+        fs::create_dir(up.join("opaque")).expect("mkdir");
+        xattr::set(up.join("opaque"), "trusted.overlay.opaque", b"y").expect("xattr");
+        fs::write(up.join("opaque/new"), "x").expect("write");
+        let mut out = Vec::new();
+        let stats = write_overlay_diff(up, &mut out, DiffOptions::default()).expect("diff");
+        let names: Vec<_> = list(&out).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/.wh.removed",
+                "opaque/",
+                "opaque/.wh..wh..opq",
+                "opaque/new"
+            ]
+        );
+        assert_eq!(stats.entries, 5);
+        assert_eq!(stats.content_bytes, 1);
+    }
+
+    #[test]
+    fn plain_tree_keeps_char_devices_as_devices() {
+        let dir = tempfile::tempdir().expect("tmp");
+        mknod(&dir.path().join("null"), "1,3");
+        let mut out = Vec::new();
+        write_tree(dir.path(), &mut out).expect("tree");
+        let mut archive = tar::Archive::new(out.as_slice());
+        let entry = archive
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        assert_eq!(entry.header().entry_type(), tar::EntryType::Char);
+        assert_eq!(entry.header().device_major().expect("major"), Some(1));
+        assert_eq!(entry.header().device_minor().expect("minor"), Some(3));
+    }
+
+    #[test]
+    fn links_modes_and_empty_dirs_are_kept_in_sorted_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        fs::create_dir(root.join("b")).expect("mkdir");
+        fs::create_dir(root.join("a.d")).expect("mkdir");
+        fs::create_dir(root.join("empty")).expect("mkdir");
+        fs::write(root.join("b/tool"), "bin").expect("write");
+        fs::set_permissions(root.join("b/tool"), fs::Permissions::from_mode(0o4755))
+            .expect("chmod");
+        fs::hard_link(root.join("b/tool"), root.join("a.d/hard")).expect("link");
+        symlink("../b/tool", root.join("a.d/soft")).expect("symlink");
+        fs::set_permissions(root.join("empty"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let mut out = Vec::new();
+        write_tree(root, &mut out).expect("tree");
+        let entries = list(&out);
+        let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a.d/", "a.d/hard", "a.d/soft", "b/", "b/tool", "empty/"]
+        );
+        assert_eq!(entries[1].1, tar::EntryType::Regular);
+        assert_eq!(entries[2].1, tar::EntryType::Symlink);
+        assert_eq!(entries[2].3, "../b/tool");
+        assert_eq!(entries[4].1, tar::EntryType::Link);
+        assert_eq!(entries[4].3, "a.d/hard");
+        assert_eq!(entries[4].2, 0o4755);
+        assert_eq!(entries[5].2, 0o1777);
+    }
+
+    #[test]
+    fn the_same_tree_gives_the_same_bytes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for i in (0..30).rev() {
+            fs::write(dir.path().join(format!("f{i}")), format!("{i}")).expect("write");
+        }
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        write_tree(dir.path(), &mut a).expect("a");
+        write_tree(dir.path(), &mut b).expect("b");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn capability_xattrs_are_kept_and_overlay_xattrs_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("ping");
+        fs::write(&file, "x").expect("write");
+        // A v2 capability blob for cap_net_raw (bit 13), permitted + effective.
+        let cap: [u8; 20] = [
+            0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        xattr::set(&file, "security.capability", &cap).expect("set cap");
+        xattr::set(&file, "trusted.overlay.origin", b"zz").expect("set origin");
+        let mut out = Vec::new();
+        write_overlay_diff(dir.path(), &mut out, DiffOptions::default()).expect("diff");
+        let mut archive = tar::Archive::new(out.as_slice());
+        let mut entry = archive
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        let ext: Vec<(String, Vec<u8>)> = entry
+            .pax_extensions()
+            .expect("pax")
+            .expect("has pax")
+            .map(|e| {
+                let e = e.expect("ext");
+                (e.key().expect("key").to_string(), e.value_bytes().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            ext,
+            [("SCHILY.xattr.security.capability".to_string(), cap.to_vec())]
+        );
+    }
+
+    #[test]
+    fn unchanged_dirs_without_changed_children_are_left_out() {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(dir.path().join("etc/ssl")).expect("mkdir");
+        fs::create_dir(dir.path().join("new")).expect("mkdir");
+        fs::write(dir.path().join("etc/ssl/cert"), "c").expect("write");
+        fs::create_dir(dir.path().join("var")).expect("mkdir");
+        let unchanged = |rel: &Path, _: &Metadata| rel != Path::new("new");
+        let excluded = [PathBuf::from("etc/hosts")];
+        fs::write(dir.path().join("etc/hosts"), "").expect("write");
+        let options = DiffOptions {
+            unchanged_dir: Some(&unchanged),
+            exclude: &excluded,
+        };
+        let mut out = Vec::new();
+        write_overlay_diff(dir.path(), &mut out, options).expect("diff");
+        let names: Vec<_> = list(&out).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["etc/", "etc/ssl/", "etc/ssl/cert", "new/"]);
+        fs::remove_dir_all(dir.path().join("etc")).expect("rm");
+        fs::remove_dir(dir.path().join("new")).expect("rm");
+        assert!(overlay_diff_is_empty(dir.path(), options).expect("empty"));
+    }
+
+    #[test]
+    fn long_paths_survive() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let deep = dir.path().join("d".repeat(90)).join("e".repeat(90));
+        fs::create_dir_all(&deep).expect("mkdir");
+        fs::write(deep.join("f".repeat(80)), "x").expect("write");
+        let mut out = Vec::new();
+        write_tree(dir.path(), &mut out).expect("tree");
+        let names: Vec<_> = list(&out).into_iter().map(|e| e.0).collect();
+        assert_eq!(names.len(), 3);
+        assert!(names[2].ends_with(&"f".repeat(80)));
+    }
+}

@@ -1,0 +1,79 @@
+//! [`LayerSink`]: an uncompressed layer tar goes in, a stored, compressed layer blob comes out.
+
+use std::io::{self, Write};
+
+use tare_store::{BlobWriter, Hasher, LayerInfo, Store};
+
+use crate::compression::{Compression, Compressor};
+use crate::error::Result;
+
+/// Receives an uncompressed tar stream (e.g. through `tar::Builder::new(sink)`), and in one
+/// pass computes its diffID and size, compresses it, and writes the blob into the store,
+/// hashed as it goes. [`LayerSink::finish`] commits the blob.
+///
+/// Dropping a sink without finishing leaves nothing in the store.
+pub struct LayerSink {
+    compression: Compression,
+    /// The diffID hasher; `None` for uncompressed layers, whose blob digest is the diffID.
+    diff: Option<Hasher>,
+    size: u64,
+    out: Compressor<BlobWriter>,
+}
+
+impl LayerSink {
+    pub fn new(store: &Store, compression: Compression) -> Result<LayerSink> {
+        let blob = store.blob_writer()?;
+        Ok(LayerSink {
+            compression,
+            diff: (compression != Compression::None).then(Hasher::new),
+            size: 0,
+            out: compression.compressor(blob)?,
+        })
+    }
+
+    /// Uncompressed bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Ends the stream, commits the blob and describes the layer.
+    pub fn finish(self) -> Result<LayerInfo> {
+        let blob = self.out.finish()?;
+        let (digest, compressed_size) = blob.commit(None)?;
+        let diff_id = match self.diff {
+            Some(h) => h.finish(),
+            None => digest,
+        };
+        Ok(LayerInfo {
+            digest,
+            diff_id,
+            size: self.size,
+            compressed_size,
+            media_type: self.compression.media_type().to_string(),
+        })
+    }
+}
+
+impl Write for LayerSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(h) = &mut self.diff {
+            h.update(&buf[..n]);
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out.write_all(buf)?;
+        if let Some(h) = &mut self.diff {
+            h.update(buf);
+        }
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,57 @@
+//! Snapshots: each layer extracted once, in overlayfs format, for use as an overlay lowerdir.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use rustix::fs::{flock, FlockOperation};
+use tare_store::{Digest, Store};
+
+use crate::apply::{apply, ApplyMode};
+use crate::error::{io, Error, Result};
+
+/// The directory `ROOT/snapshots/<hex>/` holding the diff `diff_id` extracted, with OCI
+/// whiteouts turned into overlayfs whiteouts. Extracted on first use, under a per-snapshot
+/// lock, into a temporary directory renamed into place, so concurrent callers and crashes
+/// never see a half-extracted snapshot.
+pub fn snapshot(store: &Store, diff_id: &Digest) -> Result<PathBuf> {
+    let path = store.snapshot_path(diff_id);
+    if path.is_dir() {
+        return Ok(path);
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("opening", &lock_path))?;
+    flock(&lock, FlockOperation::LockExclusive).map_err(|e| Error::Io {
+        op: "locking",
+        path: lock_path.clone(),
+        source: e.into(),
+    })?;
+    if path.is_dir() {
+        return Ok(path);
+    }
+    let layer = store.layer(diff_id)?;
+    let parent = path.parent().unwrap_or(store.root());
+    let tmp = tempfile::Builder::new()
+        .prefix(".extract-")
+        .tempdir_in(parent)
+        .map_err(io("creating a temporary directory in", parent))?;
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io("chmod", tmp.path()))?;
+    let reader = crate::open_layer(store, &layer)?;
+    apply(
+        reader,
+        tmp.path(),
+        ApplyMode::Overlay,
+        &format!("layer {}", layer.digest),
+    )?;
+    let tmp_path = tmp.keep();
+    fs::rename(&tmp_path, &path).map_err(io("renaming into", &path))?;
+    Ok(path)
+}

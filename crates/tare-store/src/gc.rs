@@ -1,0 +1,206 @@
+//! Garbage collection (`prune`) and consistency checks (`check`).
+
+use std::fs;
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{io, Result};
+use crate::image::{read_json, ImageRecord};
+use crate::Store;
+
+/// What `prune` removed.
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    /// Removed blobs with their sizes.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Removed snapshot directories (by diffID).
+    pub snapshots: Vec<Digest>,
+    /// Bytes of blobs freed.
+    pub freed: u64,
+}
+
+/// Problems `check` found; empty when the store is consistent.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub problems: Vec<String>,
+    pub blobs_checked: usize,
+    pub images_checked: usize,
+}
+
+impl Store {
+    /// Removes every blob, layer record and snapshot no image references, and leftovers of
+    /// interrupted writes. Waits until no other tare process has the store open.
+    pub fn prune(&self) -> Result<PruneReport> {
+        self.exclusively(|| {
+            let referenced = self.referenced_blobs()?;
+            let mut report = PruneReport::default();
+            let tmp = self.root().join("tmp");
+            for entry in fs::read_dir(&tmp).map_err(io("reading", &tmp))? {
+                let entry = entry.map_err(io("reading", &tmp))?;
+                let _ = fs::remove_file(entry.path());
+            }
+            let mut live_diffs = std::collections::BTreeSet::new();
+            for id in self.image_ids()? {
+                let path = self
+                    .root()
+                    .join("images")
+                    .join(format!("{}.json", id.hex()));
+                if let Some(rec) = read_json::<ImageRecord>(&path)? {
+                    live_diffs.extend(rec.layers.iter().map(|l| l.diff_id));
+                }
+            }
+            for (digest, path) in self.blob_files()? {
+                if digest.map(|d| referenced.contains(&d)).unwrap_or(false) {
+                    continue;
+                }
+                let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(io("removing", &path))?;
+                if let Some(d) = digest {
+                    report.blobs.push((d, size));
+                }
+                report.freed += size;
+            }
+            let layers = self.root().join("layers");
+            for entry in fs::read_dir(&layers).map_err(io("reading", &layers))? {
+                let entry = entry.map_err(io("reading", &layers))?;
+                let name = entry.file_name();
+                let diff = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|h| Digest::from_hex(h).ok());
+                if diff.map(|d| !live_diffs.contains(&d)).unwrap_or(true) {
+                    fs::remove_file(entry.path()).map_err(io("removing", entry.path()))?;
+                } else if let Some(d) = diff {
+                    // Drop variants whose blob was just removed.
+                    let _ = self.layer_variants(&d);
+                }
+            }
+            let snaps = self.root().join("snapshots");
+            for entry in fs::read_dir(&snaps).map_err(io("reading", &snaps))? {
+                let entry = entry.map_err(io("reading", &snaps))?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let hex = name.strip_suffix(".lock").unwrap_or(&name);
+                let diff = Digest::from_hex(hex).ok();
+                if diff.map(|d| live_diffs.contains(&d)).unwrap_or(false) {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_dir() {
+                    make_writable(&path);
+                    fs::remove_dir_all(&path).map_err(io("removing", &path))?;
+                    if let Some(d) = diff {
+                        report.snapshots.push(d);
+                    }
+                } else {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Verifies every blob's digest, and that every image's config, manifest and layers exist
+    /// and agree, and that every tag names an existing image.
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        for (digest, path) in self.blob_files()? {
+            report.blobs_checked += 1;
+            let Some(digest) = digest else {
+                report
+                    .problems
+                    .push(format!("{}: not named by a sha256 digest", path.display()));
+                continue;
+            };
+            match hash_file(&path) {
+                Ok(actual) if actual == digest => {}
+                Ok(actual) => report.problems.push(format!(
+                    "blob {digest} is corrupt: its content hashes to {actual}"
+                )),
+                Err(e) => report.problems.push(format!("blob {digest}: {e}")),
+            }
+        }
+        for id in self.image_ids()? {
+            report.images_checked += 1;
+            match self.image_by_id(&id) {
+                Ok(img) => {
+                    if !self.has_blob(&img.manifest_digest) {
+                        report.problems.push(format!(
+                            "image {id}: manifest blob {} is missing",
+                            img.manifest_digest
+                        ));
+                    }
+                    let diffs: Vec<Digest> = img.layers.iter().map(|l| l.diff_id).collect();
+                    if diffs != img.config.rootfs.diff_ids {
+                        report.problems.push(format!(
+                            "image {id}: layers do not match the config's diff_ids"
+                        ));
+                    }
+                    for l in &img.layers {
+                        match self.blob_size(&l.digest) {
+                            Ok(size) if size == l.compressed_size => {}
+                            Ok(size) => report.problems.push(format!(
+                                "image {id}: layer {} is {size} bytes, the record says {}",
+                                l.digest, l.compressed_size
+                            )),
+                            Err(_) => report
+                                .problems
+                                .push(format!("image {id}: layer blob {} is missing", l.digest)),
+                        }
+                    }
+                }
+                Err(e) => report.problems.push(format!("image {id}: {e}")),
+            }
+        }
+        let ids: std::collections::BTreeSet<Digest> = self.image_ids()?.into_iter().collect();
+        for (tag, id) in self.tags()? {
+            if !ids.contains(&id) {
+                report
+                    .problems
+                    .push(format!("tag {tag} points at missing image {id}"));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every file under blobs/sha256, with its digest when the name is a valid one.
+    fn blob_files(&self) -> Result<Vec<(Option<Digest>, std::path::PathBuf)>> {
+        let dir = self.root().join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io("reading", &dir))? {
+            let entry = entry.map_err(io("reading", &dir))?;
+            let name = entry.file_name();
+            let digest = name.to_str().and_then(|n| Digest::from_hex(n).ok());
+            out.push((digest, entry.path()));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Snapshots may hold read-only directories; make them removable.
+fn make_writable(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            make_writable(&e.path());
+        }
+    }
+}
