@@ -1,0 +1,376 @@
+//! [`Ast`] to [`Dockerfile`]: stages, global ARGs, FROM expansion, `--target`, warnings; and
+//! [`Stage::expand`], which substitutes variables once the base image's environment is known.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ast::{Ast, Node};
+use crate::error::Source;
+use crate::flags::Kind;
+use crate::instructions::{self, Cx};
+use crate::model::{ArgScope, Command, CopySource, Dockerfile, Instruction, Stage, Warning};
+use crate::shell::{expand_word, expand_words, Lexer};
+use crate::Error;
+
+/// Build args Docker accepts without an ARG declaration and passes to RUN.
+pub const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The automatic platform ARGs (`BUILDPLATFORM`, `TARGETARCH`, ...) for the machine tare
+/// runs on. A `--build-arg` of the same name overrides each.
+pub fn platform_args() -> Vec<(String, String)> {
+    let (arch, variant) = match std::env::consts::ARCH {
+        "x86_64" => ("amd64", ""),
+        "aarch64" => ("arm64", ""),
+        "arm" => ("arm", "v7"),
+        "x86" => ("386", ""),
+        "powerpc64" => ("ppc64le", ""),
+        other => (other, ""),
+    };
+    let platform = if variant.is_empty() {
+        format!("linux/{arch}")
+    } else {
+        format!("linux/{arch}/{variant}")
+    };
+    let mut out = Vec::new();
+    for prefix in ["BUILD", "TARGET"] {
+        out.push((format!("{prefix}PLATFORM"), platform.clone()));
+        out.push((format!("{prefix}OS"), "linux".to_string()));
+        out.push((format!("{prefix}ARCH"), arch.to_string()));
+        out.push((format!("{prefix}VARIANT"), variant.to_string()));
+    }
+    out
+}
+
+fn builtin_args(build_args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    platform_args()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = build_args.get(&k).cloned().unwrap_or(v);
+            (k, v)
+        })
+        .collect()
+}
+
+/// Evaluates a parsed Dockerfile: splits it into stages, resolves the global ARGs (with
+/// `build_args` overriding defaults) and expands every FROM with them, checks every
+/// instruction and its flags, and keeps the stages up to `target` (default: the last).
+pub fn evaluate(
+    ast: &Ast,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+) -> Result<Dockerfile, Error> {
+    let source = &ast.source;
+    let escape = ast.directives.escape;
+    let builtins = builtin_args(build_args);
+    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+    let mut global: BTreeMap<String, String> = BTreeMap::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut declared: BTreeSet<String> = BTreeSet::new();
+
+    for node in &ast.children {
+        let name = node.name();
+        if name == "from" {
+            let stage = from(node, source, &global, &builtins, &stages, escape)?;
+            stages.push(stage);
+            continue;
+        }
+        let instruction = instructions::convert(node, source)?;
+        match stages.last_mut() {
+            Some(stage) => {
+                if let Command::Arg(args) = &instruction.command {
+                    declared.extend(args.iter().map(|(k, _)| k.clone()));
+                }
+                stage.instructions.push(instruction);
+            }
+            None => {
+                let Command::Arg(args) = &instruction.command else {
+                    return Err(Error::at(
+                        source,
+                        node.span.0,
+                        node.span.1,
+                        format!(
+                            "{} is not allowed before the first FROM (only ARG is)",
+                            node.keyword.to_ascii_uppercase()
+                        ),
+                    ));
+                };
+                for (key, default) in args {
+                    let lookup = |n: &str| global.get(n).or_else(|| builtins.get(n)).cloned();
+                    let key =
+                        expand_word(key, &lookup, escape).map_err(|e| located(source, node, e))?;
+                    let value = match build_args.get(&key) {
+                        Some(v) => Some(v.clone()),
+                        None => match default {
+                            Some(d) => Some(
+                                expand_word(d, &lookup, escape)
+                                    .map_err(|e| located(source, node, e))?,
+                            ),
+                            None => None,
+                        },
+                    };
+                    declared.insert(key.clone());
+                    if let Some(v) = &value {
+                        global.insert(key.clone(), v.clone());
+                    }
+                    global_args.push((key, value));
+                }
+            }
+        }
+    }
+    if stages.is_empty() {
+        return Err(Error::at(
+            source,
+            0,
+            source.text.len(),
+            "no build stage in the Dockerfile (missing FROM)",
+        ));
+    }
+    let target_index = match target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let lower = t.to_ascii_lowercase();
+            stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                .ok_or_else(|| Error::UnknownTarget {
+                    name: t.to_string(),
+                })?
+        }
+    };
+    stages.truncate(target_index + 1);
+    let scope = ArgScope {
+        build_args: build_args.clone(),
+        global,
+    };
+    for stage in &mut stages {
+        stage.scope = scope.clone();
+    }
+
+    let mut warnings = ast.warnings.clone();
+    let unused: Vec<&str> = build_args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !declared.contains(*k) && !PROXY_ARGS.contains(k) && !builtins.contains_key(*k))
+        .collect();
+    if !unused.is_empty() {
+        warnings.push(Warning {
+            line: None,
+            message: format!(
+                "one or more build-args [{}] were not consumed",
+                unused.join(" ")
+            ),
+        });
+    }
+    Ok(Dockerfile {
+        directives: ast.directives.clone(),
+        global_args,
+        stages,
+        target: target_index,
+        warnings,
+    })
+}
+
+fn located(source: &Source, node: &Node, e: Error) -> Error {
+    Error::at(source, node.span.0, node.span.1, e.message())
+}
+
+/// `FROM [--platform=p] image [AS name]`.
+fn from(
+    node: &Node,
+    source: &Source,
+    global: &BTreeMap<String, String>,
+    builtins: &BTreeMap<String, String>,
+    stages: &[Stage],
+    escape: char,
+) -> Result<Stage, Error> {
+    let cx = Cx { node, source };
+    let flags = cx.flags(&[("platform", Kind::String)])?;
+    let (image, name) = match node.args.as_slice() {
+        [image] => (image, None),
+        [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
+            (image, Some(name.to_ascii_lowercase()))
+        }
+        _ => return Err(cx.error("FROM requires either one or three arguments")),
+    };
+    if let Some(n) = &name {
+        let valid = n.starts_with(|c: char| c.is_ascii_lowercase())
+            && n.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            });
+        if !valid {
+            return Err(cx.error(format!(
+                "invalid name for build stage: {n:?}, name can't start with a number or contain symbols"
+            )));
+        }
+        if stages.iter().any(|s| s.name.as_deref() == Some(n.as_str())) {
+            return Err(cx.error(format!("duplicate stage name {n:?}")));
+        }
+    }
+    let lookup = |n: &str| global.get(n).or_else(|| builtins.get(n)).cloned();
+    let base = expand_word(image, &lookup, escape).map_err(|e| located(source, node, e))?;
+    if base.is_empty() {
+        return Err(cx.error(format!("base name ({image}) should not be blank")));
+    }
+    let platform = match flags.string("platform") {
+        Some(p) => Some(expand_word(&p, &lookup, escape).map_err(|e| located(source, node, e))?),
+        None => None,
+    };
+    let lower = base.to_ascii_lowercase();
+    let base_stage = stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()));
+    Ok(Stage {
+        index: stages.len(),
+        name,
+        base,
+        base_stage,
+        platform,
+        line: node.start_line,
+        original: node.original.trim().to_string(),
+        instructions: Vec::new(),
+        scope: ArgScope::default(),
+        source: source.clone(),
+        escape,
+    })
+}
+
+impl Stage {
+    /// Expands the stage's instructions in order, the way Docker does while building: each
+    /// instruction sees the variables set before it: `base_env` (the base image's `Env`, as
+    /// `KEY=value` split in pairs), then the stage's ENVs (which win over ARGs) and its ARGs
+    /// (valued from `--build-arg`, else their default, else the global ARG of that name).
+    ///
+    /// Expanded: ENV, ARG, LABEL, EXPOSE (also split into words), VOLUME, USER, WORKDIR,
+    /// STOPSIGNAL, COPY/ADD (sources, destination, `--from --chown --chmod --checksum
+    /// --exclude`, unquoted heredoc bodies) and RUN `--mount` values. RUN, CMD, ENTRYPOINT,
+    /// SHELL, HEALTHCHECK, ONBUILD and MAINTAINER stay as written: the shell expands those.
+    /// Each RUN also gets `build_args`, the ARG values its process must see.
+    ///
+    /// Instructions from the base image's ONBUILD triggers can be put in front of
+    /// `instructions` (see [`crate::parse_triggers`]) before calling this.
+    pub fn expand(&self, base_env: &[(String, String)]) -> Result<Vec<Instruction>, Error> {
+        let mut env: BTreeMap<String, String> = base_env.iter().cloned().collect();
+        let mut args: BTreeMap<String, String> = BTreeMap::new();
+        let builtins = builtin_args(&self.scope.build_args);
+        let mut out = Vec::with_capacity(self.instructions.len());
+        for ins in &self.instructions {
+            let lookup = |n: &str| env.get(n).or_else(|| args.get(n)).cloned();
+            let fail = |e: Error| Error::at(&self.source, ins.span.0, ins.span.1, e.message());
+            let word = |w: &str| expand_word(w, &lookup, self.escape).map_err(fail);
+            let opt = |w: &Option<String>| w.as_deref().map(word).transpose();
+            let mut ins = ins.clone();
+            match &mut ins.command {
+                Command::Env(pairs) | Command::Label(pairs) => {
+                    for (k, v) in pairs.iter_mut() {
+                        *k = word(k)?;
+                        *v = word(v)?;
+                    }
+                }
+                Command::Arg(list) => {
+                    for (k, v) in list.iter_mut() {
+                        *k = word(k)?;
+                        let default = opt(v)?;
+                        *v = self
+                            .scope
+                            .build_args
+                            .get(k.as_str())
+                            .cloned()
+                            .or(default.clone())
+                            .or_else(|| {
+                                if default.is_none() {
+                                    self.scope.global.get(k.as_str()).cloned()
+                                } else {
+                                    None
+                                }
+                            })
+                            .or_else(|| builtins.get(k.as_str()).cloned());
+                    }
+                }
+                Command::Expose(ports) => {
+                    let mut expanded = Vec::new();
+                    for p in ports.iter() {
+                        expanded.extend(expand_words(p, &lookup, self.escape).map_err(fail)?);
+                    }
+                    *ports = expanded;
+                }
+                Command::Volume(list) => {
+                    for v in list.iter_mut() {
+                        *v = word(v)?;
+                    }
+                }
+                Command::User(s) | Command::Workdir(s) | Command::StopSignal(s) => *s = word(s)?,
+                Command::Copy(c) | Command::Add(c) => {
+                    for src in c.sources.iter_mut() {
+                        match src {
+                            CopySource::Path(p) => *p = word(p)?,
+                            CopySource::Heredoc(h) if h.expand => {
+                                let lexer = Lexer {
+                                    skip_process_quotes: true,
+                                    ..Lexer::new('\\')
+                                };
+                                h.content = lexer.process(&h.content, &lookup).map_err(fail)?.0;
+                            }
+                            CopySource::Heredoc(_) => {}
+                        }
+                    }
+                    c.dest = word(&c.dest)?;
+                    c.from = opt(&c.from)?;
+                    c.chown = opt(&c.chown)?;
+                    c.chmod = opt(&c.chmod)?;
+                    c.checksum = opt(&c.checksum)?;
+                    for e in c.exclude.iter_mut() {
+                        *e = word(e)?;
+                    }
+                }
+                Command::Run(run) => {
+                    let mut expand =
+                        |v: &str| expand_word(v, &lookup, self.escape).map_err(|e| e.message());
+                    run.mounts = instructions::parse_mounts(&run.mount_specs, &mut expand)
+                        .map_err(|m| Error::at(&self.source, ins.span.0, ins.span.1, m))?;
+                    let mut visible: BTreeMap<String, String> = self
+                        .scope
+                        .build_args
+                        .iter()
+                        .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    visible.extend(args.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    run.build_args = visible
+                        .into_iter()
+                        .filter(|(k, _)| !env.contains_key(k))
+                        .collect();
+                }
+                Command::Cmd(_)
+                | Command::Entrypoint(_)
+                | Command::Shell(_)
+                | Command::Healthcheck(_)
+                | Command::Onbuild(_)
+                | Command::Maintainer(_) => {}
+            }
+            match &ins.command {
+                Command::Env(pairs) => env.extend(pairs.iter().cloned()),
+                Command::Arg(list) => {
+                    for (k, v) in list {
+                        match v {
+                            Some(v) => args.insert(k.clone(), v.clone()),
+                            None => args.remove(k),
+                        };
+                    }
+                }
+                _ => {}
+            }
+            out.push(ins);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,224 @@
+//! The typed model: what the builder consumes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::ast::Heredoc;
+use crate::error::Source;
+
+/// A Dockerfile after evaluation: global ARGs resolved, stages split and named, every
+/// instruction checked and typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dockerfile {
+    pub directives: crate::Directives,
+    /// ARGs declared before the first FROM, with their values after `--build-arg` overrides
+    /// (`None`: declared without a value).
+    pub global_args: Vec<(String, Option<String>)>,
+    /// The stages up to and including the target, in file order.
+    pub stages: Vec<Stage>,
+    /// Index of the stage to build (`--target`, or the last stage).
+    pub target: usize,
+    pub warnings: Vec<Warning>,
+}
+
+impl Dockerfile {
+    /// The stage called `name` (stage names are lower case), or with that index.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        let lower = name.to_ascii_lowercase();
+        self.stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().and_then(|i| self.stages.get(i)))
+    }
+}
+
+/// A non-fatal finding (an unused `--build-arg`, an empty continuation line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line, when the warning belongs to one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// One `FROM` and the instructions after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub index: usize,
+    /// `AS name`, lower-cased.
+    pub name: Option<String>,
+    /// The FROM image after expansion with the global ARGs: an image reference, `scratch`,
+    /// or the name of an earlier stage (then `base_stage` is set).
+    pub base: String,
+    /// Index of the earlier stage named by `base`.
+    pub base_stage: Option<usize>,
+    /// `--platform`, expanded with the global ARGs.
+    pub platform: Option<String>,
+    /// 1-based line of the FROM.
+    pub line: usize,
+    /// The FROM instruction as written.
+    pub original: String,
+    /// The instructions after FROM, not yet expanded: see [`Stage::expand`].
+    pub instructions: Vec<Instruction>,
+    /// What [`Stage::expand`] needs to resolve ARGs: the build args and the global ARG values.
+    pub(crate) scope: ArgScope,
+    pub(crate) source: Source,
+    pub(crate) escape: char,
+}
+
+/// Build args (`--build-arg`) and resolved global ARGs, shared by all stages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ArgScope {
+    pub build_args: BTreeMap<String, String>,
+    pub global: BTreeMap<String, String>,
+}
+
+/// Line range of an instruction (1-based, inclusive, heredoc bodies included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub start_line: usize,
+    pub end_line: usize,
+}
+
+/// One instruction of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    pub location: Location,
+    /// The instruction as written, continuation lines joined (used for history `created_by`).
+    pub original: String,
+    pub command: Command,
+    /// Byte range in the source, for error labels.
+    pub(crate) span: (usize, usize),
+}
+
+/// Shell form (`RUN echo hi`, run with the stage's SHELL) or exec form (`RUN ["echo", "hi"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellOrExec {
+    Shell(String),
+    Exec(Vec<String>),
+}
+
+/// The typed instructions. Words are as written until [`Stage::expand`] substitutes variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run(Run),
+    Copy(Copy),
+    Add(Copy),
+    Env(Vec<(String, String)>),
+    /// Names and defaults. After [`Stage::expand`]: the value in effect (build arg, default or
+    /// global), `None` when the ARG has no value.
+    Arg(Vec<(String, Option<String>)>),
+    Label(Vec<(String, String)>),
+    /// Ports after expansion and word splitting (`80`, `53/udp`).
+    Expose(Vec<String>),
+    Volume(Vec<String>),
+    User(String),
+    Workdir(String),
+    Cmd(ShellOrExec),
+    Entrypoint(ShellOrExec),
+    StopSignal(String),
+    Healthcheck(Healthcheck),
+    /// The new shell, always exec form.
+    Shell(Vec<String>),
+    /// The trigger instruction as text (`RUN make`), stored in the image config.
+    Onbuild(String),
+    Maintainer(String),
+}
+
+/// RUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub cmd: ShellOrExec,
+    /// `--mount` options, parsed.
+    pub mounts: Vec<crate::Mount>,
+    /// `--network=default|none|host`.
+    pub network: Option<String>,
+    /// `--security=sandbox|insecure`.
+    pub security: Option<String>,
+    /// Heredocs named on the line, bodies included (chomped for `<<-`). With one heredoc as
+    /// the whole command its body is the script; otherwise the shell gets the line followed by
+    /// each body and its terminator, see [`Run::shell_script`].
+    pub heredocs: Vec<Heredoc>,
+    /// After [`Stage::expand`]: the build args in scope (declared by ARG in this stage, or a
+    /// proxy variable given with `--build-arg`) that no ENV overrides. They are set in the
+    /// command's environment but not stored in the image.
+    pub build_args: Vec<(String, String)>,
+    /// The `--mount` values as written, re-read with the stage's variables by expand.
+    pub(crate) mount_specs: Vec<String>,
+}
+
+/// COPY and ADD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    /// Sources in order: paths (or URLs/git refs for ADD) and inline heredoc files.
+    pub sources: Vec<CopySource>,
+    pub dest: String,
+    /// `--from=stage|index|image` (COPY only).
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub parents: bool,
+    pub exclude: Vec<String>,
+    /// `--checksum` (ADD only).
+    pub checksum: Option<String>,
+    /// `--keep-git-dir` (ADD only).
+    pub keep_git_dir: bool,
+    /// `--unpack` (ADD only); `None` means the default (unpack local archives).
+    pub unpack: Option<bool>,
+    /// Whether the sources and destination came in JSON form.
+    pub json: bool,
+}
+
+/// One COPY/ADD source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopySource {
+    Path(String),
+    /// A heredoc: `name` is the file name, `content` the file (expanded by [`Stage::expand`]
+    /// unless the delimiter was quoted).
+    Heredoc(Heredoc),
+}
+
+/// HEALTHCHECK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// `HEALTHCHECK NONE`: disable the base image's check.
+    None,
+    Cmd {
+        /// In image config form: `["CMD", args...]` or `["CMD-SHELL", "command"]`.
+        test: Vec<String>,
+        interval: Option<Duration>,
+        timeout: Option<Duration>,
+        start_period: Option<Duration>,
+        start_interval: Option<Duration>,
+        retries: Option<u32>,
+    },
+}
+
+impl Run {
+    /// The script to hand to the shell for a shell-form RUN with heredocs, following
+    /// BuildKit: the command line, then each heredoc's body and terminator on new lines.
+    /// Returns `None` for exec form.
+    pub fn shell_script(&self) -> Option<String> {
+        let ShellOrExec::Shell(line) = &self.cmd else {
+            return None;
+        };
+        let mut script = line.clone();
+        for doc in &self.heredocs {
+            script.push('\n');
+            script.push_str(&doc.content);
+            script.push_str(&doc.name);
+        }
+        Some(script)
+    }
+
+    /// The heredoc when it is the whole command (`RUN <<EOF`): its body is the script.
+    pub fn heredoc_script(&self) -> Option<&Heredoc> {
+        match (&self.cmd, self.heredocs.as_slice()) {
+            (ShellOrExec::Shell(line), [doc]) => crate::parser::parse_heredoc(line.trim())
+                .ok()
+                .flatten()
+                .map(|_| doc),
+            _ => None,
+        }
+    }
+}
