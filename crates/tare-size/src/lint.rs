@@ -1,0 +1,831 @@
+//! `tare lint`: size rules over a Dockerfile, without building it.
+//!
+//! Each rule has an id, a line, a message and the remedy the seed teaches. Rules about what an
+//! image ships only look at the stages that end up in it (the target stage and the stages it
+//! is built FROM): a build stage may install compilers and keep caches, since only what is
+//! copied out of it ships.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tare_dockerfile::{Command, CopySource, Dockerfile, Instruction, ShellOrExec};
+
+use crate::budget::OVERLAY_MAX_LAYERS;
+use crate::error::Result;
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    /// 1-based line of the instruction.
+    pub line: usize,
+    pub message: String,
+    pub remedy: &'static str,
+}
+
+/// The rules: id and what it finds.
+pub const RULES: &[(&str, &str)] = &[
+    (
+        "cleanup-in-later-step",
+        "a RUN deletes files an earlier step of the same stage created",
+    ),
+    (
+        "package-cache-kept",
+        "apt/apk/dnf/yum caches not removed in the RUN that made them",
+    ),
+    (
+        "apt-install-recommends",
+        "apt-get install without --no-install-recommends",
+    ),
+    (
+        "build-tools-in-final-stage",
+        "compilers or SDKs in the only stage of a Dockerfile",
+    ),
+    (
+        "add-remote-archive",
+        "ADD of a remote archive (stored as it is, never unpacked)",
+    ),
+    (
+        "copy-all-before-install",
+        "COPY . before a dependency install",
+    ),
+    ("recursive-chown", "RUN chown -R / chmod -R of copied files"),
+    ("too-many-layers", "more than 125 layers"),
+];
+
+const REMEDY_FOLD: &str = "delete in the same RUN that creates the files (`RUN make && rm -rf build`), or create them in a build stage and COPY --from only what ships";
+const REMEDY_CACHE: &str = "clean up in the same RUN: `apt-get update && apt-get install -y --no-install-recommends PKG && rm -rf /var/lib/apt/lists/*`, `apk add --no-cache PKG`, `dnf install -y PKG && dnf clean all`; or use RUN --mount=type=cache";
+const REMEDY_RECOMMENDS: &str =
+    "`apt-get install -y --no-install-recommends PKG` (add what is really needed by name)";
+const REMEDY_MULTI: &str = "use a multi-stage build: compile in a `FROM ... AS build` stage and COPY --from=build only the result into a small final stage";
+const REMEDY_ADD: &str = "download, unpack and delete in one RUN (`RUN curl -fsSL URL | tar -xz -C /opt`), or ADD it in a build stage and COPY --from the unpacked files";
+const REMEDY_COPY: &str = "copy the dependency manifests first (`COPY package.json package-lock.json ./`, `RUN npm ci`), then `COPY . .`, so the install layer is cached and not rebuilt on every change";
+const REMEDY_CHOWN: &str = "set owner and mode while copying: `COPY --chown=app:app --chmod=755 ...`; a later chown -R/chmod -R stores every file a second time";
+const REMEDY_LAYERS: &str = "merge RUN steps, use a multi-stage build, or `tare build --squash`";
+
+/// Parses and lints Dockerfile text. `file_name` is used in errors.
+pub fn lint(text: &str, file_name: &str) -> Result<Vec<Finding>> {
+    let ast = tare_dockerfile::parse(text, file_name)?;
+    let df = tare_dockerfile::evaluate(&ast, &BTreeMap::new(), None)?;
+    Ok(lint_dockerfile(&df))
+}
+
+/// Lints an evaluated Dockerfile. Findings are sorted by line.
+pub fn lint_dockerfile(df: &Dockerfile) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let shipped = shipped_stages(df);
+    let mut layers = 0usize;
+    for stage in &df.stages {
+        let ships = shipped.contains(&stage.index);
+        if ships && stage.base_stage.is_none() && df.stages.len() == 1 {
+            if let Some(tool) = build_tool_image(&stage.base) {
+                out.push(Finding {
+                    rule: "build-tools-in-final-stage",
+                    line: stage.line,
+                    message: format!(
+                        "the only stage starts FROM {} ({tool}): the SDK ships with the program",
+                        stage.base
+                    ),
+                    remedy: REMEDY_MULTI,
+                });
+            }
+        }
+        lint_stage(
+            df,
+            &stage.instructions,
+            ships,
+            &mut out,
+            if ships { Some(&mut layers) } else { None },
+        );
+    }
+    out.sort_by_key(|f| f.line);
+    out
+}
+
+/// The target stage and the stages it is built on.
+fn shipped_stages(df: &Dockerfile) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut next = Some(df.target);
+    while let Some(i) = next {
+        if out.contains(&i) {
+            break;
+        }
+        out.push(i);
+        next = df.stages.get(i).and_then(|s| s.base_stage);
+    }
+    out
+}
+
+/// What a stage has done so far.
+struct Earlier<'a> {
+    /// RUN scripts with their line.
+    runs: Vec<(usize, String)>,
+    /// COPY/ADD destinations (absolute) with their line.
+    copies: Vec<(usize, String)>,
+    /// Line of the first `COPY .`, when no install followed yet.
+    copy_all: Option<usize>,
+    /// Packages installed, with the line.
+    installed: Vec<(usize, String)>,
+    apt_update: Option<usize>,
+    workdir: String,
+    _df: &'a Dockerfile,
+}
+
+fn lint_stage(
+    df: &Dockerfile,
+    instructions: &[Instruction],
+    ships: bool,
+    out: &mut Vec<Finding>,
+    layers: Option<&mut usize>,
+) {
+    let mut e = Earlier {
+        runs: Vec::new(),
+        copies: Vec::new(),
+        copy_all: None,
+        installed: Vec::new(),
+        apt_update: None,
+        workdir: "/".to_string(),
+        _df: df,
+    };
+    let mut layer_count = layers;
+    let single_stage = df.stages.len() == 1;
+    for ins in instructions {
+        let line = ins.location.start_line;
+        if matches!(
+            ins.command,
+            Command::Run(_) | Command::Copy(_) | Command::Add(_)
+        ) {
+            if let Some(n) = layer_count.as_deref_mut() {
+                *n += 1;
+                if *n == OVERLAY_MAX_LAYERS + 1 {
+                    out.push(Finding {
+                        rule: "too-many-layers",
+                        line,
+                        message: format!(
+                            "this is layer {} of the final image (base image layers not counted): \
+                             more than {OVERLAY_MAX_LAYERS} cannot be mounted with overlayfs",
+                            *n
+                        ),
+                        remedy: REMEDY_LAYERS,
+                    });
+                }
+            }
+        }
+        match &ins.command {
+            Command::Workdir(dir) => e.workdir = resolve(&e.workdir, dir),
+            Command::Copy(c) | Command::Add(c) => {
+                let is_add = matches!(ins.command, Command::Add(_));
+                let dest = resolve(&e.workdir, &c.dest);
+                for src in &c.sources {
+                    let CopySource::Path(p) = src else { continue };
+                    if is_add && ships && is_remote_archive(p) {
+                        out.push(Finding {
+                            rule: "add-remote-archive",
+                            line,
+                            message: format!(
+                                "ADD {p} stores the archive as it is (remote files are never \
+                                 unpacked), and unpacking it later stores it twice"
+                            ),
+                            remedy: REMEDY_ADD,
+                        });
+                    }
+                    if c.from.is_none()
+                        && matches!(p.as_str(), "." | "./" | "./*" | "*")
+                        && e.copy_all.is_none()
+                    {
+                        e.copy_all = Some(line);
+                    }
+                }
+                e.copies.push((line, dest));
+            }
+            Command::Run(run) => {
+                let script = run_script(&run.cmd, run.shell_script());
+                let cmds = commands(&script);
+                if let Some(copy_line) = e.copy_all {
+                    if let Some(install) = cmds.iter().find_map(|c| dependency_install(c)) {
+                        out.push(Finding {
+                            rule: "copy-all-before-install",
+                            line: copy_line,
+                            message: format!(
+                                "the whole context is copied before `{install}` (line {line}): \
+                                 any change to any file reinstalls every dependency"
+                            ),
+                            remedy: REMEDY_COPY,
+                        });
+                        e.copy_all = None;
+                    }
+                }
+                if ships {
+                    let cache_mounts: Vec<&str> = run
+                        .mounts
+                        .iter()
+                        .filter(|m| matches!(m.kind, tare_dockerfile::MountKind::Cache))
+                        .map(|m| m.target.as_str())
+                        .collect();
+                    lint_run(
+                        &mut e,
+                        line,
+                        &script,
+                        &cmds,
+                        &cache_mounts,
+                        single_stage,
+                        out,
+                    );
+                }
+                e.runs.push((line, script));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn run_script(cmd: &ShellOrExec, heredoc_script: Option<String>) -> String {
+    match cmd {
+        ShellOrExec::Shell(_) => heredoc_script.unwrap_or_default(),
+        ShellOrExec::Exec(args) => match args.as_slice() {
+            [sh, c, script, ..] if sh.ends_with("sh") && c == "-c" => script.clone(),
+            _ => args.join(" "),
+        },
+    }
+}
+
+fn lint_run(
+    e: &mut Earlier<'_>,
+    line: usize,
+    script: &str,
+    cmds: &[Vec<String>],
+    cache_mounts: &[&str],
+    single_stage: bool,
+    out: &mut Vec<Finding>,
+) {
+    let mut push = |rule, message: String, remedy| {
+        out.push(Finding {
+            rule,
+            line,
+            message,
+            remedy,
+        })
+    };
+    let mut packages: Vec<String> = Vec::new();
+    let mut apt_updates = false;
+    let mut apt_installs = false;
+    let mut cleans_apt = false;
+    let mut apk_cache = false;
+    let mut yum_cache: Option<&'static str> = None;
+    let mut yum_clean = false;
+    let mut removed: Vec<(String, String)> = Vec::new(); // (what, as written)
+    let mut recursive_owner: Vec<(String, String)> = Vec::new(); // (command, path)
+    for c in cmds {
+        let Some(prog) = c.first().map(String::as_str) else {
+            continue;
+        };
+        let args = &c[1..];
+        let sub = args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map(String::as_str);
+        match prog {
+            "apt-get" | "apt" => match sub {
+                Some("update") => apt_updates = true,
+                Some("install") => {
+                    apt_installs = true;
+                    let recommends_off = args.iter().any(|a| {
+                        a == "--no-install-recommends"
+                            || a.contains("Install-Recommends=false")
+                            || a.contains("Install-Recommends=0")
+                    });
+                    if !recommends_off {
+                        push(
+                            "apt-install-recommends",
+                            format!("`{prog} install` without --no-install-recommends also installs every recommended package"),
+                            REMEDY_RECOMMENDS,
+                        );
+                    }
+                    packages.extend(package_args(args, "install"));
+                }
+                Some("purge" | "remove" | "autoremove") => {
+                    for p in package_args(args, sub.unwrap_or_default()) {
+                        removed.push((format!("package {p}"), p));
+                    }
+                }
+                Some("clean") => removed.push(("the apt cache".into(), "apt-get clean".into())),
+                _ => {}
+            },
+            "apk" => match sub {
+                Some("add") => {
+                    if !args.iter().any(|a| a == "--no-cache") {
+                        apk_cache = true;
+                    }
+                    packages.extend(package_args(args, "add"));
+                }
+                Some("del") => {
+                    for p in package_args(args, "del") {
+                        removed.push((format!("package {p}"), p));
+                    }
+                }
+                _ => {}
+            },
+            "dnf" | "yum" | "microdnf" => match sub {
+                Some("install") => {
+                    yum_cache = Some(if prog == "yum" { "yum" } else { "dnf" });
+                    packages.extend(package_args(args, "install"));
+                }
+                Some("clean") => yum_clean = true,
+                Some("remove" | "erase") => {
+                    for p in package_args(args, sub.unwrap_or_default()) {
+                        removed.push((format!("package {p}"), p));
+                    }
+                }
+                _ => {}
+            },
+            "rm" => {
+                for a in args.iter().filter(|a| !a.starts_with('-')) {
+                    let abs = resolve(&e.workdir, a);
+                    if abs.starts_with("/var/lib/apt/lists") {
+                        cleans_apt = true;
+                    }
+                    if abs.starts_with("/var/cache/apk") {
+                        apk_cache = false;
+                    }
+                    if abs.starts_with("/var/cache/dnf") || abs.starts_with("/var/cache/yum") {
+                        yum_clean = true;
+                    }
+                    removed.push((abs, a.clone()));
+                }
+            }
+            "chown" | "chmod" => {
+                if args.iter().any(|a| {
+                    a == "-R"
+                        || a == "--recursive"
+                        || (a.starts_with('-') && !a.starts_with("--") && a.contains('R'))
+                }) {
+                    let operands: Vec<&String> =
+                        args.iter().filter(|a| !a.starts_with('-')).collect();
+                    for p in operands.iter().skip(1) {
+                        recursive_owner.push((prog.to_string(), p.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let has_cache_mount = |prefix: &str| cache_mounts.iter().any(|m| m.starts_with(prefix));
+
+    if (apt_updates || apt_installs) && !cleans_apt && !has_cache_mount("/var/lib/apt") {
+        push(
+            "package-cache-kept",
+            "the apt package lists (/var/lib/apt/lists, tens of MB) stay in this layer".into(),
+            REMEDY_CACHE,
+        );
+    }
+    if apk_cache && !has_cache_mount("/var/cache/apk") {
+        push(
+            "package-cache-kept",
+            "`apk add` without --no-cache keeps the index in /var/cache/apk".into(),
+            REMEDY_CACHE,
+        );
+    }
+    if let Some(tool) = yum_cache {
+        if !yum_clean && !has_cache_mount("/var/cache") {
+            push(
+                "package-cache-kept",
+                format!("`{tool} install` without `{tool} clean all` keeps the package cache in /var/cache/{tool}"),
+                REMEDY_CACHE,
+            );
+        }
+    }
+    if single_stage {
+        let tools: Vec<&String> = packages.iter().filter(|p| is_build_tool(p)).collect();
+        if !tools.is_empty() {
+            let names: Vec<&str> = tools.iter().map(|s| s.as_str()).collect();
+            push(
+                "build-tools-in-final-stage",
+                format!(
+                    "{} installed in the only stage: the compiler ships with the program",
+                    names.join(", ")
+                ),
+                REMEDY_MULTI,
+            );
+        }
+    }
+
+    // Cleanup of what earlier steps made.
+    for (what, written) in &removed {
+        if let Some(name) = what.strip_prefix("package ") {
+            if let Some((l, _)) = e.installed.iter().find(|(_, p)| p == name) {
+                push(
+                    "cleanup-in-later-step",
+                    format!("removes {name}, installed at line {l}: its files stay in that layer"),
+                    REMEDY_FOLD,
+                );
+            }
+            continue;
+        }
+        if what == "the apt cache" || what.starts_with("/var/lib/apt/lists") {
+            if let Some(l) = e.apt_update {
+                if !apt_updates {
+                    push(
+                        "cleanup-in-later-step",
+                        format!(
+                            "`{written}` cleans what line {l} downloaded, but that layer keeps it"
+                        ),
+                        REMEDY_FOLD,
+                    );
+                }
+            }
+            continue;
+        }
+        let made_at = e
+            .runs
+            .iter()
+            .find(|(_, s)| mentions(s, what) || mentions(s, written))
+            .map(|(l, _)| *l)
+            .or_else(|| {
+                e.copies
+                    .iter()
+                    .find(|(_, d)| related(d, what))
+                    .map(|(l, _)| *l)
+            });
+        if let Some(l) = made_at {
+            push(
+                "cleanup-in-later-step",
+                format!("`rm {written}` deletes what line {l} created: the bytes stay in the layer of line {l}"),
+                REMEDY_FOLD,
+            );
+        }
+    }
+    for (prog, path) in &recursive_owner {
+        let abs = resolve(&e.workdir, path);
+        if let Some((l, _)) = e.copies.iter().find(|(_, d)| related(d, &abs)) {
+            push(
+                "recursive-chown",
+                format!("`{prog} -R {path}` rewrites the files copied at line {l}: they are stored twice"),
+                REMEDY_CHOWN,
+            );
+        }
+    }
+    if apt_updates && e.apt_update.is_none() {
+        e.apt_update = Some(line);
+    }
+    e.installed.extend(packages.into_iter().map(|p| (line, p)));
+    let _ = script;
+}
+
+/// Whether a script mentions an absolute path as a word (`of=/bigfile`, `-O /tmp/x`).
+fn mentions(script: &str, path: &str) -> bool {
+    let path = path.trim_end_matches("/*").trim_end_matches('/');
+    if path.is_empty() || path == "/" || path == "." {
+        return false;
+    }
+    let is_boundary_before = |c: Option<char>| {
+        c.is_none_or(|c| c.is_whitespace() || matches!(c, '=' | '"' | '\'' | '>' | '(' | ':'))
+    };
+    let is_boundary_after = |c: Option<char>| {
+        c.is_none_or(|c| c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '/' | '&' | '|' | ')'))
+    };
+    let mut start = 0;
+    while let Some(pos) = script[start..].find(path) {
+        let at = start + pos;
+        let before = script[..at].chars().next_back();
+        let after = script[at + path.len()..].chars().next();
+        if is_boundary_before(before) && is_boundary_after(after) {
+            return true;
+        }
+        start = at + path.len().max(1);
+        if start >= script.len() {
+            break;
+        }
+    }
+    false
+}
+
+/// Whether one path contains the other.
+fn related(a: &str, b: &str) -> bool {
+    let a = a.trim_end_matches('/');
+    let b = b.trim_end_matches("/*").trim_end_matches('/');
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
+/// The operands of a package manager subcommand (flags and their values left out).
+fn package_args(args: &[String], sub: &str) -> Vec<String> {
+    let mut after = args.iter().skip_while(|a| a.as_str() != sub).skip(1);
+    let mut out = Vec::new();
+    while let Some(a) = after.next() {
+        if a == "-o" || a == "-t" || a == "--target-release" || a == "--repository" || a == "-X" {
+            after.next();
+            continue;
+        }
+        if a.starts_with('-') || a.contains('=') && a.starts_with('-') {
+            continue;
+        }
+        out.push(a.split(['=', ':']).next().unwrap_or(a).to_string());
+    }
+    out
+}
+
+fn is_build_tool(pkg: &str) -> bool {
+    const TOOLS: &[&str] = &[
+        "build-essential",
+        "gcc",
+        "g++",
+        "gcc-c++",
+        "clang",
+        "llvm",
+        "make",
+        "cmake",
+        "build-base",
+        "musl-dev",
+        "golang",
+        "golang-go",
+        "go",
+        "rustc",
+        "cargo",
+        "rustup",
+        "default-jdk",
+        "maven",
+        "gradle",
+        "autoconf",
+        "automake",
+        "libtool",
+        "gfortran",
+        "dotnet-sdk",
+        "nodejs-dev",
+        "python3-dev",
+        "python-dev",
+    ];
+    TOOLS.contains(&pkg)
+        || (pkg.starts_with("openjdk-") && pkg.contains("jdk") && !pkg.contains("jre"))
+        || (pkg.starts_with("gcc-") && pkg[4..].chars().all(|c| c.is_ascii_digit()))
+        || pkg.starts_with("dotnet-sdk")
+        || pkg == "Development Tools"
+}
+
+/// An SDK image used as the only stage's base.
+fn build_tool_image(base: &str) -> Option<&'static str> {
+    let name = base.rsplit('/').next().unwrap_or(base);
+    let repo = name.split([':', '@']).next().unwrap_or(name);
+    let tag = name.split_once(':').map(|(_, t)| t).unwrap_or("");
+    match repo {
+        "golang" => Some("the Go toolchain"),
+        "rust" => Some("the Rust toolchain"),
+        "gcc" => Some("the GCC toolchain"),
+        "maven" => Some("Maven and a JDK"),
+        "gradle" => Some("Gradle and a JDK"),
+        "openjdk" | "eclipse-temurin" | "amazoncorretto" if !tag.contains("jre") => Some("a JDK"),
+        "sdk" if base.contains("dotnet") => Some("the .NET SDK"),
+        _ => None,
+    }
+}
+
+fn is_remote_archive(src: &str) -> bool {
+    let lower = src.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return false;
+    }
+    let path = lower.split(['?', '#']).next().unwrap_or(&lower);
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar.zst",
+        ".zip", ".gz", ".bz2", ".xz", ".zst", ".7z", ".rar",
+    ]
+    .iter()
+    .any(|ext| path.ends_with(ext))
+}
+
+/// The install command, if this simple command installs dependencies from a manifest.
+fn dependency_install(c: &[String]) -> Option<String> {
+    let prog = c.first()?.as_str();
+    let sub = c.get(1).map(String::as_str).unwrap_or("");
+    let hit = match prog {
+        "npm" => matches!(sub, "install" | "i" | "ci"),
+        "yarn" => c.len() == 1 || matches!(sub, "install"),
+        "pnpm" => matches!(sub, "install" | "i"),
+        "pip" | "pip3" => {
+            sub == "install"
+                && c.iter()
+                    .any(|a| a == "-r" || a.starts_with("--requirement") || a == "." || a == "-e")
+        }
+        "poetry" | "pipenv" | "bundle" | "composer" => sub == "install",
+        "go" => c
+            .get(1..3)
+            .is_some_and(|s| s[0] == "mod" && s[1] == "download"),
+        "cargo" => matches!(sub, "build" | "fetch" | "install"),
+        "mvn" | "gradle" | "./gradlew" | "./mvnw" => true,
+        "dotnet" => sub == "restore",
+        _ => false,
+    };
+    hit.then(|| c.iter().take(3).cloned().collect::<Vec<_>>().join(" "))
+}
+
+/// `dir` resolved against the working directory (`/` when empty).
+fn resolve(workdir: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", workdir.trim_end_matches('/'), path)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Splits a shell script into simple commands (words with quotes removed), at `&&`, `||`,
+/// `;`, `|`, `&` and newlines. Leading `VAR=value` assignments and `sudo` are dropped. This is
+/// enough to recognise commands; it does not expand anything.
+pub fn commands(script: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut cmd: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = script.chars().peekable();
+    let end_word = |cmd: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
+        if *in_word {
+            cmd.push(std::mem::take(word));
+            *in_word = false;
+        }
+    };
+    let finish = |out: &mut Vec<Vec<String>>, cmd: &mut Vec<String>| {
+        let mut c = std::mem::take(cmd);
+        while c.first().is_some_and(|w| {
+            w == "sudo" || (w.contains('=') && !w.starts_with('-') && !w.starts_with('='))
+        }) {
+            c.remove(0);
+        }
+        if !c.is_empty() {
+            out.push(c);
+        }
+    };
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\'' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    word.push(c);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                word.push(n);
+                            }
+                        }
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') | None => {}
+                Some(c) => {
+                    in_word = true;
+                    word.push(c);
+                }
+            },
+            '#' if !in_word => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                end_word(&mut cmd, &mut word, &mut in_word);
+                finish(&mut out, &mut cmd);
+            }
+            ';' | '&' | '|' | '\n' | '(' | ')' => {
+                end_word(&mut cmd, &mut word, &mut in_word);
+                finish(&mut out, &mut cmd);
+            }
+            c if c.is_whitespace() => end_word(&mut cmd, &mut word, &mut in_word),
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    end_word(&mut cmd, &mut word, &mut in_word);
+    finish(&mut out, &mut cmd);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Vec<(usize, &'static str)> {
+        lint(text, "Dockerfile")
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.line, f.rule))
+            .collect()
+    }
+
+    #[test]
+    fn commands_split_at_operators_and_drop_quotes() {
+        let c =
+            commands("FOO=1 apt-get install -y 'a b' && rm -rf /x/* ; echo \"hi there\" | wc -l");
+        assert_eq!(
+            c,
+            vec![
+                vec!["apt-get", "install", "-y", "a b"],
+                vec!["rm", "-rf", "/x/*"],
+                vec!["echo", "hi there"],
+                vec!["wc", "-l"],
+            ]
+        );
+    }
+
+    #[test]
+    fn seed_waste_dockerfile_finds_the_later_rm() {
+        let text = "FROM debian:bookworm\nRUN dd if=/dev/zero of=/bigfile bs=1M count=10\nRUN rm /bigfile\nRUN echo done\n";
+        assert_eq!(rules(text), vec![(3, "cleanup-in-later-step")]);
+    }
+
+    #[test]
+    fn apt_rules_fire_only_in_shipped_stages() {
+        let single = "FROM debian\nRUN apt-get update && apt-get install -y build-essential\n";
+        assert_eq!(
+            rules(single),
+            vec![
+                (2, "apt-install-recommends"),
+                (2, "package-cache-kept"),
+                (2, "build-tools-in-final-stage"),
+            ]
+        );
+        let multi = "FROM debian AS build\nRUN apt-get update && apt-get install -y gcc\nFROM debian\nCOPY --from=build /x /x\n";
+        assert!(rules(multi).is_empty());
+        let clean = "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\n";
+        assert!(rules(clean).is_empty());
+    }
+
+    #[test]
+    fn apk_dnf_cache_rules() {
+        assert_eq!(
+            rules("FROM alpine\nRUN apk add curl\n"),
+            vec![(2, "package-cache-kept")]
+        );
+        assert!(rules("FROM alpine\nRUN apk add --no-cache curl\n").is_empty());
+        assert_eq!(
+            rules("FROM fedora\nRUN dnf install -y curl\n"),
+            vec![(2, "package-cache-kept")]
+        );
+        assert!(rules("FROM fedora\nRUN dnf install -y curl && dnf clean all\n").is_empty());
+    }
+
+    #[test]
+    fn remote_archive_copy_all_and_chown_rules() {
+        let text = "FROM node:20\nWORKDIR /app\nADD https://example.com/x.tar.gz /opt/\nCOPY . .\nRUN npm ci\nRUN chown -R node:node /app\n";
+        assert_eq!(
+            rules(text),
+            vec![
+                (3, "add-remote-archive"),
+                (4, "copy-all-before-install"),
+                (6, "recursive-chown"),
+            ]
+        );
+        assert!(rules("FROM node:20\nADD https://example.com/x.txt /opt/\n").is_empty());
+    }
+
+    #[test]
+    fn package_removed_in_a_later_run_is_a_cleanup_finding() {
+        let text = "FROM alpine\nRUN apk add --no-cache gcc\nRUN apk del gcc\n";
+        assert_eq!(
+            rules(text),
+            vec![
+                (2, "build-tools-in-final-stage"),
+                (3, "cleanup-in-later-step")
+            ]
+        );
+    }
+
+    #[test]
+    fn more_than_125_layers_is_a_finding() {
+        let mut text = String::from("FROM busybox\n");
+        for i in 0..126 {
+            text.push_str(&format!("RUN echo {i}\n"));
+        }
+        assert_eq!(rules(&text), vec![(127, "too-many-layers")]);
+    }
+
+    #[test]
+    fn single_stage_on_an_sdk_image_is_a_finding() {
+        assert_eq!(
+            rules("FROM golang:1.22\nCOPY main.go .\nRUN go build\n"),
+            vec![(1, "build-tools-in-final-stage")]
+        );
+    }
+}
