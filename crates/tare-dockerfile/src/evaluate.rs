@@ -374,3 +374,7 @@ impl Stage {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

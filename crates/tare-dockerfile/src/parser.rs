@@ -571,7 +571,10 @@ fn whitespace_delimited(rest: &str) -> Vec<String> {
         return Vec::new();
     }
     // Split on runs of blanks, like Go's `reWhitespace.Split` (rest is already trimmed).
-    rest.split(is_space_separator).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    rest.split(is_space_separator)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn json_or(rest: &str) -> Result<Option<Vec<String>>, String> {
@@ -766,7 +769,10 @@ mod tests {
     fn invalid_json_falls_back_to_shell_form_but_nested_json_is_an_error() {
         assert_eq!(dump("CMD ['a']"), "(cmd \"['a']\")\n");
         assert_eq!(dump("COPY [\"a\" b"), "(copy \"[\\\"a\\\"\" \"b\")\n");
-        assert_eq!(dump("EXPOSE 80 \t  443\nVOLUME a   b"), "(expose \"80\" \"443\")\n(volume \"a\" \"b\")\n");
+        assert_eq!(
+            dump("EXPOSE 80 \t  443\nVOLUME a   b"),
+            "(expose \"80\" \"443\")\n(volume \"a\" \"b\")\n"
+        );
         assert!(dump("CMD [\"a\", [\"b\"]]").starts_with("error: Dockerfile:1:1: json"));
     }
 

@@ -191,6 +191,32 @@ impl Containers {
         Ok(())
     }
 
+    /// Kills a running container: its owner (the `tare` process that runs it) gets SIGKILL,
+    /// and the container dies with it (parent-death signal). Waits up to 10 seconds.
+    pub fn kill(&self, record: &Container) -> Result<(), Error> {
+        let Some(pid) = record
+            .owner_pid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        else {
+            return Ok(());
+        };
+        if record.status() != Status::Running {
+            return Ok(());
+        }
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while record.status() == Status::Running {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::sys(
+                    "killing the container",
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     fn reserve(&self, name: &str) -> Result<(), Error> {
         let path = self.dir.join("names").join(name);
         match std::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! `USER` resolution through the image's `/etc/passwd` and `/etc/group`, with Docker's (runc's)
 //! rules: a numeric uid needs no passwd entry; a name must have one; an explicit group replaces
-//! the primary group and disables supplementary groups, otherwise the user's memberships in
-//! `/etc/group` become supplementary groups.
+//! the primary group and ignores memberships, otherwise the user's memberships in
+//! `/etc/group` become supplementary groups, after the primary group.
 
 use std::path::PathBuf;
 
@@ -89,6 +89,10 @@ pub fn resolve_user(layers: &[PathBuf], spec: &str) -> Result<User, Error> {
                 .collect();
         }
     }
+    // The primary group is a supplementary group too, as containerd and Docker set it.
+    if !user.groups.contains(&user.gid) {
+        user.groups.insert(0, user.gid);
+    }
     Ok(user)
 }
 
@@ -158,7 +162,7 @@ mod tests {
     fn names_get_their_primary_and_supplementary_groups() {
         let user = resolve("app").unwrap();
         assert_eq!((user.uid, user.gid), (1000, 1000));
-        assert_eq!(user.groups, vec![10, 29]);
+        assert_eq!(user.groups, vec![1000, 10, 29]);
         assert_eq!(user.home, "/home/app");
     }
 
@@ -173,10 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_group_replaces_the_primary_and_drops_supplementary_groups() {
+    fn an_explicit_group_replaces_the_primary_and_the_memberships() {
         let user = resolve("app:wheel").unwrap();
         assert_eq!((user.uid, user.gid), (1000, 10));
-        assert!(user.groups.is_empty());
+        assert_eq!(user.groups, vec![10]);
         assert_eq!(resolve("1000:77").unwrap().gid, 77);
     }
 

@@ -36,6 +36,12 @@ enum Command {
     /// Developer tools: inspect how tare reads its inputs.
     #[command(subcommand)]
     Debug(cmd::debug::Command),
+    /// Run a command in a new container from an image.
+    Run(cmd::run::Args),
+    /// List containers.
+    Ps(cmd::ps::Args),
+    /// Remove containers.
+    Rm(cmd::rm::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,9 @@ fn main() -> ExitCode {
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
+        Command::Run(a) => cmd::run::run(&ctx, a),
+        Command::Ps(a) => cmd::ps::run(&ctx, a),
+        Command::Rm(a) => cmd::rm::run(&ctx, a),
     };
     match result {
         Ok(code) => code,
