@@ -194,6 +194,31 @@ pub enum Healthcheck {
     },
 }
 
+impl Command {
+    /// The instruction keyword in upper case (`RUN`, `COPY`, ...).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "RUN",
+            Command::Copy(_) => "COPY",
+            Command::Add(_) => "ADD",
+            Command::Env(_) => "ENV",
+            Command::Arg(_) => "ARG",
+            Command::Label(_) => "LABEL",
+            Command::Expose(_) => "EXPOSE",
+            Command::Volume(_) => "VOLUME",
+            Command::User(_) => "USER",
+            Command::Workdir(_) => "WORKDIR",
+            Command::Cmd(_) => "CMD",
+            Command::Entrypoint(_) => "ENTRYPOINT",
+            Command::StopSignal(_) => "STOPSIGNAL",
+            Command::Healthcheck(_) => "HEALTHCHECK",
+            Command::Shell(_) => "SHELL",
+            Command::Onbuild(_) => "ONBUILD",
+            Command::Maintainer(_) => "MAINTAINER",
+        }
+    }
+}
+
 impl Run {
     /// The script to hand to the shell for a shell-form RUN with heredocs, following
     /// BuildKit: the command line, then each heredoc's body and terminator on new lines.

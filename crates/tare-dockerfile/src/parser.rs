@@ -234,6 +234,16 @@ impl Parser<'_> {
             "expose" | "from" => node.args = whitespace_delimited(args),
             "healthcheck" => (node.args, node.json) = health_config(args).map_err(fail)?,
             "onbuild" => {
+                // BuildKit nests without limit; a bound keeps hostile input off the stack.
+                let nested = args
+                    .split_whitespace()
+                    .take_while(|w| w.eq_ignore_ascii_case("onbuild"))
+                    .count();
+                if nested >= 16 {
+                    return Err(fail(
+                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(),
+                    ));
+                }
                 if !args.is_empty() {
                     let offset = span.0 + line.find(args).unwrap_or(0);
                     node.inner = Some(Box::new(self.node_from_line(args, (offset, span.1))?));
@@ -837,6 +847,16 @@ mod tests {
         );
         assert_eq!(parse_heredoc("<<").unwrap(), None);
         assert_eq!(parse_heredoc("<<a b").unwrap(), None);
+    }
+
+    #[test]
+    fn onbuild_nests_in_the_dump_but_not_without_bound() {
+        assert_eq!(
+            dump("ONBUILD ONBUILD RUN x"),
+            "(onbuild (onbuild (run \"x\")))\n"
+        );
+        let deep = format!("{}RUN x\n", "ONBUILD ".repeat(100_000));
+        assert!(dump(&deep).contains("chaining ONBUILD"));
     }
 
     #[test]

@@ -73,17 +73,23 @@ impl Pattern {
     }
 
     /// `${v%p}` (shortest) and `${v%%p}` (longest): the value without a matching suffix.
+    /// Matched as a prefix of the reversed value with the reversed pattern, in one pass.
     pub fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let text: Vec<char> = value.chars().collect();
-        let n = text.len();
-        let mut starts = (0..=n).filter(|&s| self.ends(&text, s)[n]);
-        let start = if greedy {
-            starts.next()
-        } else {
-            starts.next_back()
+        let mut text: Vec<char> = value.chars().collect();
+        text.reverse();
+        let reversed = Pattern {
+            tokens: self.tokens.iter().rev().copied().collect(),
         };
-        match start {
-            Some(s) => text[..s].iter().collect(),
+        let ends = reversed.ends(&text, 0);
+        let n = text.len();
+        let mut lengths = (0..=n).filter(|&e| ends[e]);
+        let len = if greedy {
+            lengths.next_back()
+        } else {
+            lengths.next()
+        };
+        match len {
+            Some(len) => text[len..].iter().rev().collect(),
             None => value.to_string(),
         }
     }

@@ -65,6 +65,7 @@ impl Lexer {
             env,
             chars: &chars,
             pos: 0,
+            depth: 0,
         };
         sw.process_stop_on(None, self.raw_escapes)
             .map_err(|message| Error::Expand {
@@ -78,7 +79,13 @@ struct ShellWord<'a, F> {
     env: &'a F,
     chars: &'a [char],
     pos: usize,
+    /// Nesting of `${...}`, bounded so that hostile input cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deeper `${a:-${b:-...}}` nesting than this is refused (BuildKit has no limit, but no
+/// real Dockerfile comes near it).
+const MAX_DEPTH: usize = 200;
 
 #[derive(Default)]
 struct Words {
@@ -264,6 +271,16 @@ impl<F: Fn(&str) -> Option<String>> ShellWord<'_, F> {
     }
 
     fn process_dollar(&mut self) -> Res<String> {
+        if self.depth >= MAX_DEPTH {
+            return Err("variable substitutions nested too deeply".into());
+        }
+        self.depth += 1;
+        let result = self.process_dollar_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn process_dollar_inner(&mut self) -> Res<String> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -525,6 +542,14 @@ mod tests {
         assert_eq!(w("x\"${SP}\"y"), ["x  a b  y"]);
         assert_eq!(w("a\\ b"), ["a b"]);
         assert_eq!(w("a \"\""), ["a"]);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
+        assert!(word(&deep).is_err());
+        let ok_depth = format!("{}x{}", "${A:-".repeat(50), "}".repeat(50));
+        assert_eq!(word(&ok_depth).ok().as_deref(), Some("x"));
     }
 
     #[test]
