@@ -247,24 +247,30 @@ fn from(
 impl Stage {
     /// Expands the stage's instructions in order, the way Docker does while building: each
     /// instruction sees the variables set before it: `base_env` (the base image's `Env`, as
-    /// `KEY=value` split in pairs), then the stage's ENVs (which win over ARGs) and its ARGs
-    /// (valued from `--build-arg`, else their default, else the global ARG of that name).
+    /// `KEY=value` split in pairs), then the stage's ENVs and valued ARGs in order, a later
+    /// assignment replacing an earlier one (so an ENV after an ARG of the same name wins, as
+    /// in BuildKit). An ARG takes its value from `--build-arg`, else its default, else the
+    /// global ARG of that name, else the automatic platform ARG of that name.
     ///
     /// Expanded: ENV, ARG, LABEL, EXPOSE (also split into words), VOLUME, USER, WORKDIR,
     /// STOPSIGNAL, COPY/ADD (sources, destination, `--from --chown --chmod --checksum
     /// --exclude`, unquoted heredoc bodies) and RUN `--mount` values. RUN, CMD, ENTRYPOINT,
     /// SHELL, HEALTHCHECK, ONBUILD and MAINTAINER stay as written: the shell expands those.
-    /// Each RUN also gets `build_args`, the ARG values its process must see.
+    /// Each RUN also gets `build_args`: the variables an ARG set last (plus proxy build args),
+    /// which its process sees on top of the image env but which are not stored in the image.
     ///
     /// Instructions from the base image's ONBUILD triggers can be put in front of
     /// `instructions` (see [`crate::parse_triggers`]) before calling this.
     pub fn expand(&self, base_env: &[(String, String)]) -> Result<Vec<Instruction>, Error> {
-        let mut env: BTreeMap<String, String> = base_env.iter().cloned().collect();
-        let mut args: BTreeMap<String, String> = BTreeMap::new();
+        // One set of variables, as in BuildKit's LLB state: the base image's env, then every
+        // ENV and valued ARG in order, the later assignment winning. `from_arg` remembers
+        // which names an ARG set last: those reach RUN but not the image config.
+        let mut vars: BTreeMap<String, String> = base_env.iter().cloned().collect();
+        let mut from_arg: BTreeSet<String> = BTreeSet::new();
         let builtins = builtin_args(&self.scope.build_args);
         let mut out = Vec::with_capacity(self.instructions.len());
         for ins in &self.instructions {
-            let lookup = |n: &str| env.get(n).or_else(|| args.get(n)).cloned();
+            let lookup = |n: &str| vars.get(n).cloned();
             let fail = |e: Error| Error::at(&self.source, ins.span.0, ins.span.1, e.message());
             let word = |w: &str| expand_word(w, &lookup, self.escape).map_err(fail);
             let opt = |w: &Option<String>| w.as_deref().map(word).transpose();
@@ -341,14 +347,15 @@ impl Stage {
                         .scope
                         .build_args
                         .iter()
-                        .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()))
+                        .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()) && !vars.contains_key(*k))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
-                    visible.extend(args.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    run.build_args = visible
-                        .into_iter()
-                        .filter(|(k, _)| !env.contains_key(k))
-                        .collect();
+                    visible.extend(
+                        from_arg
+                            .iter()
+                            .filter_map(|k| vars.get(k).map(|v| (k.clone(), v.clone()))),
+                    );
+                    run.build_args = visible.into_iter().collect();
                 }
                 Command::Cmd(_)
                 | Command::Entrypoint(_)
@@ -358,13 +365,18 @@ impl Stage {
                 | Command::Maintainer(_) => {}
             }
             match &ins.command {
-                Command::Env(pairs) => env.extend(pairs.iter().cloned()),
+                Command::Env(pairs) => {
+                    for (k, v) in pairs {
+                        from_arg.remove(k);
+                        vars.insert(k.clone(), v.clone());
+                    }
+                }
                 Command::Arg(list) => {
                     for (k, v) in list {
-                        match v {
-                            Some(v) => args.insert(k.clone(), v.clone()),
-                            None => args.remove(k),
-                        };
+                        if let Some(v) = v {
+                            from_arg.insert(k.clone());
+                            vars.insert(k.clone(), v.clone());
+                        }
                     }
                 }
                 _ => {}

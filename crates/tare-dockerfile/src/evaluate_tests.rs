@@ -120,6 +120,22 @@ fn env_overrides_arg_and_run_gets_the_remaining_args() {
 }
 
 #[test]
+fn a_later_arg_replaces_an_env_for_expansion_and_run_like_buildkit() {
+    let d =
+        eval("FROM a\nENV X=env\nARG X=arg\nARG UNSET\nWORKDIR /$X\nRUN x\nENV X=again\nRUN y\n");
+    let cmds = expanded(&d, 0);
+    assert_eq!(cmds[3], Command::Workdir("/arg".into()));
+    let Command::Run(run) = &cmds[4] else {
+        panic!("{:?}", cmds[4])
+    };
+    assert_eq!(run.build_args, pairs(&[("X", "arg")]));
+    let Command::Run(run) = &cmds[6] else {
+        panic!("{:?}", cmds[6])
+    };
+    assert!(run.build_args.is_empty(), "{:?}", run.build_args);
+}
+
+#[test]
 fn an_instruction_sees_the_values_from_before_it() {
     let d = eval("FROM a\nENV A=1\nENV A=2 B=$A\nENV C=$A\n");
     let cmds = expanded(&d, 0);

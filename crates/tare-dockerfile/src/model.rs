@@ -138,9 +138,9 @@ pub struct Run {
     /// the whole command its body is the script; otherwise the shell gets the line followed by
     /// each body and its terminator, see [`Run::shell_script`].
     pub heredocs: Vec<Heredoc>,
-    /// After [`Stage::expand`]: the build args in scope (declared by ARG in this stage, or a
-    /// proxy variable given with `--build-arg`) that no ENV overrides. They are set in the
-    /// command's environment but not stored in the image.
+    /// After [`Stage::expand`]: the variables whose last assignment in the stage was an ARG,
+    /// plus proxy variables given with `--build-arg`. The command's environment is the image
+    /// env (base image + ENV) with these on top; they are not stored in the image.
     pub build_args: Vec<(String, String)>,
     /// The `--mount` values as written, re-read with the stage's variables by expand.
     pub(crate) mount_specs: Vec<String>,
