@@ -37,7 +37,7 @@ enum Command {
     #[command(subcommand)]
     Debug(cmd::debug::Command),
     /// Run a command in a new container from an image.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// List containers.
     Ps(cmd::ps::Args),
     /// Remove containers.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
-        Command::Run(a) => cmd::run::run(&ctx, a),
+        Command::Run(a) => cmd::run::run(&ctx, *a),
         Command::Ps(a) => cmd::ps::run(&ctx, a),
         Command::Rm(a) => cmd::rm::run(&ctx, a),
     };
