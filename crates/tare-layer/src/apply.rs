@@ -466,7 +466,8 @@ impl Applier<'_> {
 
     fn finish_dirs(&mut self) -> Result<()> {
         // Deepest first, so setting a parent's mtime is the last change to it.
-        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
         for (path, perm, mtime) in std::mem::take(&mut self.dirs) {
             let fd = self.open_dir(&path).map_err(|e| self.bad(&path, e))?;
             rfs::fchmod(&fd, Mode::from_raw_mode(perm))

@@ -20,15 +20,20 @@
 //! - [`open_layer`]: a verified, decompressed reader over a stored layer.
 
 pub mod apply;
+pub mod archive;
 pub mod compression;
 pub mod diff;
 mod error;
+pub mod export;
+pub mod ingest;
 pub mod sink;
 pub mod snapshot;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use compression::{decompress, Compression};
 pub use error::{Error, Result};
+pub use export::export;
+pub use ingest::{ingest_layer, ingest_layer_as};
 pub use sink::LayerSink;
 pub use snapshot::snapshot;
 pub use tare_store::LayerInfo;
@@ -53,4 +58,35 @@ pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<Box<dyn Read + Sen
             },
         )?),
     })
+}
+
+/// The layer stored with `compression`: the given one when it already is, a variant made
+/// earlier, or a new variant compressed now (and recorded, so later calls find it).
+pub fn recompress(store: &Store, layer: &LayerInfo, compression: Compression) -> Result<LayerInfo> {
+    if layer.media_type == compression.media_type() {
+        return Ok(layer.clone());
+    }
+    if let Some(v) = store
+        .layer_variants(&layer.diff_id)?
+        .into_iter()
+        .find(|v| v.media_type == compression.media_type())
+    {
+        return Ok(v);
+    }
+    let mut reader = open_layer(store, layer)?;
+    let mut sink = LayerSink::new(store, compression)?;
+    std::io::copy(&mut reader, &mut sink).map_err(|e| Error::Stream {
+        what: format!("recompressing layer {}", layer.digest),
+        source: e,
+    })?;
+    let out = sink.finish()?;
+    if out.diff_id != layer.diff_id {
+        return Err(Error::DiffIdMismatch {
+            what: format!("layer {}", layer.digest),
+            expected: layer.diff_id,
+            actual: out.diff_id,
+        });
+    }
+    store.record_layer(&out)?;
+    Ok(out)
 }

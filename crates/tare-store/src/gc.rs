@@ -99,6 +99,30 @@ impl Store {
         })
     }
 
+    /// Removes blobs a failed operation wrote, unless an image references them by now. For
+    /// rolling back a load or import that stored some blobs and then failed.
+    pub fn discard_blobs(&self, blobs: &[Digest]) -> Result<()> {
+        let _guard = self.meta_lock()?;
+        let referenced = self.referenced_blobs()?;
+        for d in blobs {
+            if !referenced.contains(d) {
+                let path = self.blob_path(d);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(crate::Error::Io {
+                            op: "removing",
+                            path,
+                            source: e,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies every blob's digest, and that every image's config, manifest and layers exist
     /// and agree, and that every tag names an existing image.
     pub fn check(&self) -> Result<CheckReport> {

@@ -36,6 +36,28 @@ enum Command {
     /// Developer tools: inspect how tare reads its inputs.
     #[command(subcommand)]
     Debug(cmd::debug::Command),
+    /// Import a rootfs tar (plain, gzip or zstd) as a one-layer image.
+    Import(cmd::import::Args),
+    /// Load images from a docker archive, OCI archive or OCI layout.
+    Load(cmd::load::Args),
+    /// Save images to a docker archive or an OCI layout tar.
+    Save(cmd::save::Args),
+    /// List images with their sizes.
+    Images(cmd::images::Args),
+    /// Show an image's history with layer sizes.
+    History(cmd::history::Args),
+    /// Show an image as JSON.
+    Inspect(cmd::inspect::Args),
+    /// Write an image's filesystem as one tar.
+    Export(cmd::export::Args),
+    /// Give an image another name.
+    Tag(cmd::tag::Args),
+    /// Remove image tags (and images left without one).
+    Rmi(cmd::rmi::Args),
+    /// Remove blobs and snapshots no image uses.
+    Prune(cmd::prune::Args),
+    /// Verify every blob and reference in the store.
+    Check(cmd::check::Args),
     /// Run a command in a new container from an image.
     Run(Box<cmd::run::Args>),
     /// List containers.
@@ -50,6 +72,17 @@ fn main() -> ExitCode {
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
+        Command::Import(a) => cmd::import::run(&ctx, a),
+        Command::Load(a) => cmd::load::run(&ctx, a),
+        Command::Save(a) => cmd::save::run(&ctx, a),
+        Command::Images(a) => cmd::images::run(&ctx, a),
+        Command::History(a) => cmd::history::run(&ctx, a),
+        Command::Inspect(a) => cmd::inspect::run(&ctx, a),
+        Command::Export(a) => cmd::export::run(&ctx, a),
+        Command::Tag(a) => cmd::tag::run(&ctx, a),
+        Command::Rmi(a) => cmd::rmi::run(&ctx, a),
+        Command::Prune(a) => cmd::prune::run(&ctx, a),
+        Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Run(a) => cmd::run::run(&ctx, *a),
         Command::Ps(a) => cmd::ps::run(&ctx, a),
         Command::Rm(a) => cmd::rm::run(&ctx, a),

@@ -1,0 +1,531 @@
+//! Image archives: docker archives (`docker save`), OCI image layouts and OCI archives
+//! (skopeo, buildah, `docker save` of docker 25+) in; docker archives and OCI layout tars out.
+//!
+//! Loading streams the outer tar once: blob entries go straight into the store (verified
+//! against the digest in their name), layer blobs are checked and their diffIDs computed in the
+//! same pass; small JSON files are kept in memory. Images are committed after the stream ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use serde::{Deserialize, Serialize};
+use tare_store::{manifest_json, Digest, Image, LayerInfo, Reference, Store};
+
+use crate::compression::Compression;
+use crate::error::{Error, Result};
+use crate::ingest::ingest_layer;
+
+/// Largest non-blob file kept in memory while loading (configs, manifests, indexes).
+const MAX_META: u64 = 64 << 20;
+
+/// Loads every image in an archive read from `reader`. `name` names the source in errors.
+///
+/// On failure, the blobs this load added are removed again (unless an image uses them).
+pub fn load<R: Read>(store: &Store, reader: R, name: &str) -> Result<Vec<Image>> {
+    let mut added = Vec::new();
+    let result = load_inner(store, reader, name, &mut added);
+    if result.is_err() {
+        store.discard_blobs(&added)?;
+    }
+    result
+}
+
+fn load_inner<R: Read>(
+    store: &Store,
+    reader: R,
+    name: &str,
+    added: &mut Vec<Digest>,
+) -> Result<Vec<Image>> {
+    let (_, decoded) = crate::compression::decompress(reader).map_err(|e| stream(name, e))?;
+    let mut archive = tar::Archive::new(decoded);
+    let mut files: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    let mut blobs: HashMap<PathBuf, Digest> = HashMap::new();
+    let mut layers: HashMap<Digest, LayerInfo> = HashMap::new();
+    let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();
+    for entry in archive.entries().map_err(|e| stream(name, e))? {
+        let mut entry = entry.map_err(|e| stream(name, e))?;
+        let raw = entry.path().map_err(|e| stream(name, e))?.into_owned();
+        let path = normal(&raw).ok_or_else(|| bad(name, &raw, "path leaves the archive"))?;
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| stream(name, e))?
+                    .unwrap_or_default()
+                    .into_owned();
+                let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
+                    path.parent().unwrap_or(Path::new("")).join(&target)
+                } else {
+                    target
+                };
+                let resolved =
+                    normal(&resolved).ok_or_else(|| bad(name, &raw, "link leaves the archive"))?;
+                links.insert(path, resolved);
+                continue;
+            }
+            _ => continue,
+        }
+        let size = entry.size();
+        let what = format!("{name}: {}", path.display());
+        let named = blob_digest(&path);
+        let mut buffered = BufReader::with_capacity(256 << 10, &mut entry);
+        let head = buffered.fill_buf().map_err(|e| stream(&what, e))?.to_vec();
+        if let Some(d) = named.filter(|d| !store.has_blob(d)) {
+            added.push(d);
+        }
+        if looks_like_layer(&head) || path.ends_with("layer.tar") {
+            let info = ingest_layer(store, buffered, named.as_ref(), &what)?;
+            if named.is_none() {
+                added.push(info.digest);
+            }
+            blobs.insert(path, info.digest);
+            layers.insert(info.digest, info);
+        } else if size <= MAX_META {
+            let mut bytes = Vec::with_capacity(size as usize);
+            buffered
+                .read_to_end(&mut bytes)
+                .map_err(|e| stream(&what, e))?;
+            if let Some(d) = named {
+                let actual = Digest::of(&bytes);
+                if actual != d {
+                    return Err(tare_store::Error::DigestMismatch {
+                        what,
+                        expected: d,
+                        actual,
+                    }
+                    .into());
+                }
+                store.put_bytes(&bytes)?;
+                blobs.insert(path.clone(), d);
+            }
+            files.insert(path, bytes);
+        } else {
+            let mut w = store.blob_writer()?;
+            io::copy(&mut buffered, &mut w).map_err(|e| stream(&what, e))?;
+            let (d, _) = w.commit(named.as_ref())?;
+            blobs.insert(path, d);
+        }
+    }
+    let ctx = Loaded {
+        store,
+        name,
+        files,
+        blobs,
+        layers,
+        links,
+    };
+    if ctx.files.contains_key(Path::new("manifest.json")) {
+        ctx.load_docker()
+    } else if ctx.files.contains_key(Path::new("index.json")) {
+        ctx.load_oci()
+    } else {
+        Err(Error::BadArchive {
+            archive: name.to_string(),
+            reason: "neither a docker archive (manifest.json) nor an OCI layout (index.json)"
+                .into(),
+        })
+    }
+}
+
+struct Loaded<'a> {
+    store: &'a Store,
+    name: &'a str,
+    files: HashMap<PathBuf, Vec<u8>>,
+    blobs: HashMap<PathBuf, Digest>,
+    layers: HashMap<Digest, LayerInfo>,
+    links: HashMap<PathBuf, PathBuf>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+impl Loaded<'_> {
+    fn resolve(&self, p: &str) -> Result<PathBuf> {
+        let mut path = normal(Path::new(p))
+            .ok_or_else(|| bad(self.name, Path::new(p), "path leaves the archive"))?;
+        for _ in 0..16 {
+            match self.links.get(&path) {
+                Some(t) => path = t.clone(),
+                None => return Ok(path),
+            }
+        }
+        Err(bad(self.name, Path::new(p), "too many links"))
+    }
+
+    fn bytes_at(&self, p: &str) -> Result<Vec<u8>> {
+        let path = self.resolve(p)?;
+        if let Some(b) = self.files.get(&path) {
+            return Ok(b.clone());
+        }
+        match self.blobs.get(&path) {
+            Some(d) => Ok(self.store.read_blob(d)?),
+            None => Err(self.missing(p)),
+        }
+    }
+
+    fn missing(&self, p: &str) -> Error {
+        Error::BadArchive {
+            archive: self.name.to_string(),
+            reason: format!("{p} is referenced but not in the archive"),
+        }
+    }
+
+    /// The stored layer for a blob, computing the diffID with a verifying read if the blob
+    /// was not recognised as a layer while streaming.
+    fn layer(&self, digest: &Digest, what: &str) -> Result<LayerInfo> {
+        if let Some(l) = self.layers.get(digest) {
+            return Ok(l.clone());
+        }
+        let reader = self.store.open_blob(digest)?;
+        ingest_layer(self.store, reader, Some(digest), what)
+    }
+
+    fn commit(
+        &self,
+        config: &[u8],
+        manifest: Option<&[u8]>,
+        layers: Vec<LayerInfo>,
+        tags: &[Reference],
+    ) -> Result<Image> {
+        let cfg: tare_store::ImageConfig =
+            serde_json::from_slice(config).map_err(|e| Error::BadArchive {
+                archive: self.name.to_string(),
+                reason: format!("image config: {e}"),
+            })?;
+        for (i, (layer, want)) in layers.iter().zip(cfg.rootfs.diff_ids.iter()).enumerate() {
+            if layer.diff_id != *want {
+                return Err(Error::DiffIdMismatch {
+                    what: format!("{}: layer {i} ({})", self.name, layer.digest),
+                    expected: *want,
+                    actual: layer.diff_id,
+                });
+            }
+        }
+        Ok(self
+            .store
+            .commit_image_raw(config, manifest, &layers, tags, None)?)
+    }
+
+    fn load_docker(&self) -> Result<Vec<Image>> {
+        let list: Vec<DockerManifest> =
+            serde_json::from_slice(&self.files[Path::new("manifest.json")]).map_err(|e| {
+                Error::BadArchive {
+                    archive: self.name.to_string(),
+                    reason: format!("manifest.json: {e}"),
+                }
+            })?;
+        let mut images = Vec::new();
+        for m in list {
+            let config = self.bytes_at(&m.config)?;
+            let mut layers = Vec::new();
+            for l in &m.layers {
+                let path = self.resolve(l)?;
+                let d = self.blobs.get(&path).ok_or_else(|| self.missing(l))?;
+                layers.push(self.layer(d, &format!("{}: {l}", self.name))?);
+            }
+            let tags = parse_tags(m.repo_tags.unwrap_or_default().iter().map(String::as_str))?;
+            images.push(self.commit(&config, None, layers, &tags)?);
+        }
+        Ok(images)
+    }
+
+    fn load_oci(&self) -> Result<Vec<Image>> {
+        let index: ImageIndex = serde_json::from_slice(&self.files[Path::new("index.json")])
+            .map_err(|e| Error::BadArchive {
+                archive: self.name.to_string(),
+                reason: format!("index.json: {e}"),
+            })?;
+        let mut images = Vec::new();
+        let mut queue: Vec<(oci_spec::image::Descriptor, Option<String>)> = index
+            .manifests()
+            .iter()
+            .map(|d| (d.clone(), ref_name(d)))
+            .collect();
+        while let Some((desc, refname)) = queue.pop() {
+            let digest: Digest = desc.digest().to_string().parse()?;
+            let bytes = self.store.read_blob(&digest)?;
+            let mt = desc.media_type().to_string();
+            if mt.contains("index") || mt.contains("manifest.list") {
+                let sub: ImageIndex =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
+                        archive: self.name.to_string(),
+                        reason: format!("index {digest}: {e}"),
+                    })?;
+                // One platform: this machine's, or the first.
+                let arch = tare_store::config::host_architecture();
+                let pick = sub
+                    .manifests()
+                    .iter()
+                    .find(|d| {
+                        d.platform()
+                            .as_ref()
+                            .is_some_and(|p| p.architecture().to_string() == arch)
+                    })
+                    .or_else(|| sub.manifests().first());
+                if let Some(d) = pick {
+                    queue.push((d.clone(), refname));
+                }
+                continue;
+            }
+            let manifest: ImageManifest =
+                serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
+                    archive: self.name.to_string(),
+                    reason: format!("manifest {digest}: {e}"),
+                })?;
+            let cfg_digest: Digest = manifest.config().digest().to_string().parse()?;
+            let config = self.store.read_blob(&cfg_digest)?;
+            let mut layers = Vec::new();
+            for l in manifest.layers() {
+                let d: Digest = l.digest().to_string().parse()?;
+                let mut info = self.layer(&d, &format!("{}: layer {d}", self.name))?;
+                if let Some(c) = Compression::from_media_type(l.media_type().as_ref()) {
+                    info.media_type = c.media_type().to_string();
+                }
+                layers.push(info);
+            }
+            let tags = match refname {
+                Some(r) => parse_tags(std::iter::once(r.as_str()))?,
+                None => Vec::new(),
+            };
+            images.push(self.commit(&config, Some(&bytes), layers, &tags)?);
+        }
+        Ok(images)
+    }
+}
+
+fn ref_name(d: &oci_spec::image::Descriptor) -> Option<String> {
+    let ann = d.annotations().as_ref()?;
+    // containerd and docker write the full name here and only the tag in ref.name.
+    if let Some(full) = ann.get("io.containerd.image.name") {
+        return Some(full.clone());
+    }
+    let r = ann.get("org.opencontainers.image.ref.name")?;
+    Reference::parse(r).is_ok().then(|| r.clone())
+}
+
+fn parse_tags<'a>(tags: impl Iterator<Item = &'a str>) -> Result<Vec<Reference>> {
+    tags.map(|t| Reference::parse(t).map_err(Error::from))
+        .collect()
+}
+
+/// `blobs/sha256/<hex>` names its digest.
+fn blob_digest(path: &Path) -> Option<Digest> {
+    let mut c = path.components();
+    match (c.next(), c.next(), c.next(), c.next()) {
+        (
+            Some(Component::Normal(a)),
+            Some(Component::Normal(b)),
+            Some(Component::Normal(h)),
+            None,
+        ) if a == "blobs" && b == "sha256" => Digest::from_hex(h.to_str()?).ok(),
+        _ => None,
+    }
+}
+
+fn looks_like_layer(head: &[u8]) -> bool {
+    match Compression::detect(head) {
+        Compression::Gzip | Compression::Zstd => true,
+        Compression::None => {
+            head.len() >= 512
+                && (&head[257..262] == b"ustar" || head[..512].iter().all(|b| *b == 0))
+        }
+    }
+}
+
+fn normal(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn stream(name: &str, e: io::Error) -> Error {
+    Error::Stream {
+        what: format!("reading {name}"),
+        source: e,
+    }
+}
+
+fn bad(name: &str, path: &Path, reason: &str) -> Error {
+    Error::BadEntry {
+        archive: name.to_string(),
+        entry: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The archive format `save` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `docker load` format: manifest.json, repositories, blobs.
+    Docker,
+    /// OCI image layout (oci-layout, index.json, blobs).
+    Oci,
+}
+
+/// One image to save, with the references to record for it.
+pub struct SaveImage {
+    pub image: Image,
+    pub tags: Vec<Reference>,
+}
+
+/// Writes the images as one archive to `out`. Layers not stored with `compression` are
+/// compressed first (the result is kept in the store, so the next save is a plain copy).
+pub fn save<W: Write>(
+    store: &Store,
+    images: &[SaveImage],
+    format: Format,
+    compression: Option<Compression>,
+    out: W,
+) -> Result<W> {
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    let mut written = std::collections::BTreeSet::new();
+    let mut docker_manifest = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut index_entries = Vec::new();
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_size(0);
+        tar.append_data(&mut h, dir, io::empty())
+            .map_err(|e| Error::Stream {
+                what: format!("writing {dir}"),
+                source: e,
+            })?;
+    }
+    for item in images {
+        let img = &item.image;
+        let mut layers = Vec::new();
+        for l in &img.layers {
+            layers.push(match compression {
+                Some(c) => crate::recompress(store, l, c)?,
+                None => l.clone(),
+            });
+        }
+        let manifest = if layers == img.layers {
+            store.read_blob(&img.manifest_digest)?
+        } else {
+            let size = store.blob_size(&img.id)?;
+            manifest_json(&img.id, size, &layers)?
+        };
+        let manifest_digest = store.put_bytes(&manifest)?;
+        let mut blobs = vec![img.id, manifest_digest];
+        blobs.extend(layers.iter().map(|l| l.digest));
+        for d in blobs {
+            if written.insert(d) {
+                append_blob(store, &mut tar, &d)?;
+            }
+        }
+        let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+        let tags: Vec<String> = item.tags.iter().map(|t| t.familiar()).collect();
+        docker_manifest.push(serde_json::json!({
+            "Config": blob_path(&img.id),
+            "RepoTags": if tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(tags) },
+            "Layers": layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+        }));
+        let top = layers.last().map(|l| l.diff_id.hex()).unwrap_or_default();
+        for t in &item.tags {
+            if let Some(tag) = t.tag() {
+                repositories
+                    .entry(t.familiar_name())
+                    .or_default()
+                    .insert(tag.to_string(), top.clone());
+            }
+        }
+        let mut desc = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest.to_string(),
+            "size": manifest.len(),
+        });
+        if item.tags.is_empty() {
+            index_entries.push(desc.clone());
+        }
+        for t in &item.tags {
+            desc["annotations"] = serde_json::json!({
+                "io.containerd.image.name": t.to_string(),
+                "org.opencontainers.image.ref.name": t.to_string(),
+            });
+            index_entries.push(desc.clone());
+        }
+    }
+    let json = |v: &serde_json::Value| {
+        serde_json::to_vec(v).map_err(|e| Error::Stream {
+            what: "encoding JSON".into(),
+            source: e.into(),
+        })
+    };
+    append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": index_entries,
+    });
+    append_bytes(&mut tar, "index.json", &json(&index)?)?;
+    if format == Format::Docker {
+        append_bytes(
+            &mut tar,
+            "manifest.json",
+            &json(&serde_json::Value::from(docker_manifest))?,
+        )?;
+        append_bytes(
+            &mut tar,
+            "repositories",
+            &json(&serde_json::to_value(&repositories).unwrap_or_default())?,
+        )?;
+    }
+    tar.into_inner().map_err(|e| Error::Stream {
+        what: "writing the archive".into(),
+        source: e,
+    })
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, path, bytes)
+        .map_err(|e| Error::Stream {
+            what: format!("writing {path}"),
+            source: e,
+        })
+}
+
+fn append_blob<W: Write>(store: &Store, tar: &mut tar::Builder<W>, d: &Digest) -> Result<()> {
+    let size = store.blob_size(d)?;
+    let reader = store.open_blob(d)?;
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    let path = format!("blobs/sha256/{}", d.hex());
+    tar.append_data(&mut h, &path, reader)
+        .map_err(|e| Error::Stream {
+            what: format!("writing blob {d}"),
+            source: e,
+        })
+}

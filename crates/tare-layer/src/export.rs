@@ -1,0 +1,179 @@
+//! Flattening an image's layers into one rootfs tar, whiteouts honoured, without extracting.
+//!
+//! Two passes over the layers: the first (top layer down) reads only headers and decides which
+//! layer's version of each path survives; the second (bottom up) copies the surviving entries.
+//! A one-layer image needs only the second pass.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use tare_store::{LayerInfo, Store};
+
+use crate::apply::clean_path;
+use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::error::{Error, Result};
+
+/// Writes the merged filesystem of `layers` (bottom first) as a tar to `out`.
+pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W> {
+    let keep = if layers.len() > 1 {
+        Some(survivors(store, layers)?)
+    } else {
+        None
+    };
+    let mut tar = tar::Builder::new(out);
+    for (i, layer) in layers.iter().enumerate() {
+        let name = format!("layer {}", layer.digest);
+        let reader = crate::open_layer(store, layer)?;
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(|e| stream(&name, e))? {
+            let mut entry = entry.map_err(|e| stream(&name, e))?;
+            let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
+            let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
+                continue;
+            };
+            if is_whiteout(&path) {
+                continue;
+            }
+            if let Some(keep) = &keep {
+                if !keep.contains(&(i, path.clone())) {
+                    continue;
+                }
+            }
+            copy_entry(&mut tar, &mut entry, &path, &name)?;
+        }
+    }
+    tar.into_inner().map_err(|e| Error::Stream {
+        what: "writing the exported tar".into(),
+        source: e,
+    })
+}
+
+fn copy_entry<W: Write, R: Read>(
+    tar: &mut tar::Builder<W>,
+    entry: &mut tar::Entry<'_, R>,
+    path: &Path,
+    name: &str,
+) -> Result<()> {
+    let mut xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(|e| stream(name, e))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| stream(name, e))?;
+            if let Ok(key) = ext.key() {
+                if key.starts_with("SCHILY.xattr.") {
+                    xattrs.push((key.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    if !xattrs.is_empty() {
+        tar.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(|e| Error::Stream {
+                what: "writing the exported tar".into(),
+                source: e,
+            })?;
+    }
+    let mut header = entry.header().clone();
+    let kind = header.entry_type();
+    let w = |e| Error::Stream {
+        what: format!("writing {}", path.display()),
+        source: e,
+    };
+    if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
+        let target = entry
+            .link_name()
+            .map_err(|e| stream(name, e))?
+            .unwrap_or_default()
+            .into_owned();
+        let target = if kind == tar::EntryType::Link {
+            clean_path(&target)
+                .map_err(|r| bad(name, path, r))?
+                .unwrap_or_default()
+        } else {
+            target
+        };
+        header.set_size(0);
+        tar.append_link(&mut header, path, target).map_err(w)
+    } else if kind == tar::EntryType::Directory {
+        // Directories end in `/`, as docker and GNU tar write them.
+        let mut p = path.as_os_str().to_os_string();
+        p.push("/");
+        tar.append_data(&mut header, Path::new(&p), entry)
+            .map_err(w)
+    } else {
+        tar.append_data(&mut header, path, entry).map_err(w)
+    }
+}
+
+/// (layer index, path) of every entry visible in the merged filesystem.
+fn survivors(store: &Store, layers: &[LayerInfo]) -> Result<HashSet<(usize, PathBuf)>> {
+    let mut keep = HashSet::new();
+    let mut claimed: HashSet<PathBuf> = HashSet::new();
+    // Paths whose lower-layer descendants are hidden (whiteouts, opaque dirs, non-directories).
+    let mut hide_below: HashSet<PathBuf> = HashSet::new();
+    // Paths hidden themselves (whiteouts).
+    let mut hidden: HashSet<PathBuf> = HashSet::new();
+    for (i, layer) in layers.iter().enumerate().rev() {
+        let name = format!("layer {}", layer.digest);
+        let reader = crate::open_layer(store, layer)?;
+        let mut archive = tar::Archive::new(reader);
+        let mut new_hide_below = Vec::new();
+        let mut new_hidden = Vec::new();
+        for entry in archive.entries().map_err(|e| stream(&name, e))? {
+            let entry = entry.map_err(|e| stream(&name, e))?;
+            let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
+            let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
+                continue;
+            };
+            let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if file == OPAQUE_MARKER {
+                new_hide_below.push(parent);
+                continue;
+            }
+            if let Some(target) = file.strip_prefix(WHITEOUT_PREFIX) {
+                let p = parent.join(target);
+                new_hidden.push(p.clone());
+                new_hide_below.push(p);
+                continue;
+            }
+            let visible = !claimed.contains(&path)
+                && !hidden.contains(&path)
+                && !path.ancestors().skip(1).any(|a| hide_below.contains(a));
+            if visible {
+                if entry.header().entry_type() != tar::EntryType::Directory {
+                    new_hide_below.push(path.clone());
+                }
+                claimed.insert(path.clone());
+                keep.insert((i, path));
+            }
+        }
+        // A whiteout hides lower layers only: apply this layer's markers after reading it.
+        hide_below.extend(new_hide_below);
+        hidden.extend(new_hidden);
+    }
+    Ok(keep)
+}
+
+fn is_whiteout(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|f| f.to_string_lossy().starts_with(WHITEOUT_PREFIX))
+}
+
+fn stream(name: &str, e: io::Error) -> Error {
+    Error::Stream {
+        what: format!("reading {name}"),
+        source: e,
+    }
+}
+
+fn bad(name: &str, path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::BadEntry {
+        archive: name.to_string(),
+        entry: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}

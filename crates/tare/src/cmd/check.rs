@@ -1,0 +1,32 @@
+//! `tare check`: verify every blob's digest and every reference; exit 1 listing each problem.
+
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+
+use crate::Context;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {}
+
+pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let report = store.check()?;
+    for p in &report.problems {
+        println!("{p}");
+    }
+    if report.problems.is_empty() {
+        println!(
+            "ok: {} blobs, {} images",
+            report.blobs_checked, report.images_checked
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {} problems in the store at {}",
+            report.problems.len(),
+            ctx.root.display()
+        );
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,101 @@
+//! `tare history IMAGE`: one row per history entry, with what each layer adds and the image
+//! size so far.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args as ClapArgs;
+use serde_json::json;
+
+use super::images::{human_ago, human_size, print_table};
+use crate::Context;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The image: name[:tag], name@digest, or ID.
+    image: String,
+    /// Output format: `table` (default) or `json`.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Show full CREATED BY text.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let img = store
+        .resolve(&args.image)
+        .with_context(|| format!("looking up {}", args.image))?;
+    let mut layers = img.layers.iter();
+    let mut total = 0u64;
+    let mut rows = Vec::new();
+    let history = if img.config.history.is_empty() {
+        // No history (some importers): one row per layer.
+        img.layers
+            .iter()
+            .map(|_| tare_store::config::History::default())
+            .collect()
+    } else {
+        img.config.history.clone()
+    };
+    for h in &history {
+        let layer_size = if h.empty_layer {
+            0
+        } else {
+            layers.next().map_or(0, |l| l.size)
+        };
+        total += layer_size;
+        rows.push(json!({
+            "created": h.created,
+            "created_by": h.created_by.clone().unwrap_or_default(),
+            "comment": h.comment.clone().unwrap_or_default(),
+            "empty_layer": h.empty_layer,
+            "layer_size": layer_size,
+            "image_size": total,
+        }));
+    }
+    rows.reverse();
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(
+        args.format == "table",
+        "unknown --format {:?}: use table or json",
+        args.format
+    );
+    let mut table = vec![[
+        "IMAGE",
+        "CREATED",
+        "CREATED BY",
+        "LAYER SIZE",
+        "IMAGE SIZE",
+        "COMMENT",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for (i, r) in rows.iter().enumerate() {
+        let mut by = r["created_by"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('\n', " ");
+        if !args.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        table.push(vec![
+            if i == 0 {
+                img.id.short()
+            } else {
+                "<missing>".into()
+            },
+            human_ago(r["created"].as_str()),
+            by,
+            human_size(r["layer_size"].as_u64().unwrap_or(0)),
+            human_size(r["image_size"].as_u64().unwrap_or(0)),
+            r["comment"].as_str().unwrap_or_default().to_string(),
+        ]);
+    }
+    print_table(&table);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,68 @@
+//! `tare rmi IMAGE...`: untag images; an image whose last tag goes (or named by ID) is removed.
+//! Blobs stay until `tare prune`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args as ClapArgs;
+
+use crate::Context;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Images: name[:tag], name@digest, or ID.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Remove an image named by ID even when several tags point at it.
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let mut failed = false;
+    for what in &args.images {
+        if let Err(e) = remove(&store, what, args.force) {
+            eprintln!("error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<()> {
+    let img = store
+        .resolve(what)
+        .with_context(|| format!("looking up {what}"))?;
+    let by_tag = tare_store::Reference::parse(what)
+        .ok()
+        .filter(|r| r.digest().is_none() && img.repo_tags.contains(r));
+    if let Some(r) = by_tag {
+        store.untag(&r)?;
+        println!("Untagged: {}", r.familiar());
+        if img.repo_tags.len() > 1 {
+            return Ok(());
+        }
+    } else if img.repo_tags.len() > 1 && !force {
+        anyhow::bail!(
+            "image {} is tagged {}: remove the tags or use --force",
+            img.id.short(),
+            img.repo_tags
+                .iter()
+                .map(|r| r.familiar())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        for r in &img.repo_tags {
+            println!("Untagged: {}", r.familiar());
+        }
+    }
+    store.remove_image(&img.id)?;
+    println!("Deleted: {}", img.id);
+    Ok(())
+}
