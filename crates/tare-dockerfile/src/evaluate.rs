@@ -247,7 +247,7 @@ fn from(
 impl Stage {
     /// Expands the stage's instructions in order, the way Docker does while building: each
     /// instruction sees the variables set before it: `base_env` (the base image's `Env`, as
-    /// `KEY=value` split in pairs), then the stage's ENVs and valued ARGs in order, a later
+    /// `KEY=value` split in pairs; for `FROM <earlier stage>`, that stage's resulting env), then the stage's ENVs and valued ARGs in order, a later
     /// assignment replacing an earlier one (so an ENV after an ARG of the same name wins, as
     /// in BuildKit). An ARG takes its value from `--build-arg`, else its default, else the
     /// global ARG of that name, else the automatic platform ARG of that name.

@@ -509,5 +509,16 @@ fn onbuild_triggers_parse_into_instructions() {
     );
     assert!(matches!(&ins[1].command, Command::Copy(_)));
     assert!(parse_triggers(&["FROM x".into()], '\\').is_err());
+    // A heredoc trigger keeps its body and parses back to the same RUN.
+    let d = eval("FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\n");
+    let Command::Onbuild(trigger) = &d.stages[0].instructions[0].command else {
+        panic!()
+    };
+    assert_eq!(trigger, "RUN <<EOF\necho hi\nEOF");
+    let ins = parse_triggers(&[trigger.clone()], '\\').unwrap_or_else(|e| panic!("{e}"));
+    let Command::Run(run) = &ins[0].command else {
+        panic!()
+    };
+    assert_eq!(run.heredocs[0].content, "echo hi\n");
     assert!(parse_triggers(&[], '\\').unwrap_or_default().is_empty());
 }

@@ -106,8 +106,16 @@ pub(crate) fn convert(node: &Node, source: &Source) -> Result<Instruction, Error
             }
             convert(inner, source)?;
             let trigger = node.original.trim_start();
-            let trigger = trigger[node.keyword.len().min(trigger.len())..].trim_start();
-            Command::Onbuild(trigger.to_string())
+            let mut trigger = trigger[node.keyword.len().min(trigger.len())..]
+                .trim_start()
+                .to_string();
+            // Keep heredoc bodies so that the trigger parses again to the same instruction.
+            for doc in &node.heredocs {
+                trigger.push('\n');
+                trigger.push_str(&doc.content);
+                trigger.push_str(&doc.name);
+            }
+            Command::Onbuild(trigger)
         }
         "from" => return Err(cx.error("FROM is handled by evaluation")),
         other => return Err(cx.error(format!("unknown instruction: {}", upper(other)))),
