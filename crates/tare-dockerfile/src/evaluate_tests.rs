@@ -515,7 +515,7 @@ fn onbuild_triggers_parse_into_instructions() {
         panic!()
     };
     assert_eq!(trigger, "RUN <<EOF\necho hi\nEOF");
-    let ins = parse_triggers(&[trigger.clone()], '\\').unwrap_or_else(|e| panic!("{e}"));
+    let ins = parse_triggers(std::slice::from_ref(trigger), '\\').unwrap_or_else(|e| panic!("{e}"));
     let Command::Run(run) = &ins[0].command else {
         panic!()
     };
