@@ -521,3 +521,112 @@ pub(crate) fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A tar whose raw names are written as given (bypassing the tar crate's path checks).
+    fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_gnu_mut().unwrap().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    use tar::EntryType::{Directory as D, Link as L, Regular as F, Symlink as S};
+
+    #[test]
+    fn symlinks_never_lead_writes_out_of_the_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let out = outside.path().to_str().unwrap().to_string();
+        let tar = raw_tar(&[
+            ("abs", S, &out, b""),
+            ("abs/x", F, "", b"escaped"),
+            ("rel", S, "../../../../../../..", b""),
+            ("rel/tmp/y", F, "", b"escaped"),
+        ]);
+        // Writes through the symlinks resolve inside the target (like a chroot) or fail;
+        // either way nothing appears outside.
+        let _ = apply(&tar[..], target.path(), ApplyMode::Flatten, "test");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        let tar = raw_tar(&[
+            ("evil", S, "/etc", b""),
+            ("evil", F, "", b"replaced, not followed"),
+        ]);
+        apply(&tar[..], target.path(), ApplyMode::Flatten, "test").unwrap();
+        assert!(std::fs::symlink_metadata(target.path().join("evil"))
+            .unwrap()
+            .is_file());
+    }
+
+    #[test]
+    fn dotdot_and_outside_hard_links_are_refused() {
+        let target = tempfile::tempdir().unwrap();
+        for tar in [
+            raw_tar(&[("../x", F, "", b"x")]),
+            raw_tar(&[("a/../../x", F, "", b"x")]),
+            raw_tar(&[("h", L, "../../etc/passwd", b"")]),
+        ] {
+            let err = apply(&tar[..], target.path(), ApplyMode::Flatten, "test").unwrap_err();
+            assert!(err.to_string().contains("'..'"), "{err}");
+        }
+        // A hard link through a symlink to outside resolves inside the target, and fails.
+        let tar = raw_tar(&[("s", S, "/etc", b""), ("h", L, "s/passwd", b"")]);
+        assert!(apply(&tar[..], target.path(), ApplyMode::Flatten, "test").is_err());
+        assert!(std::fs::symlink_metadata(target.path().join("h")).is_err());
+    }
+
+    #[test]
+    fn whiteouts_delete_in_flatten_mode_and_become_overlay_whiteouts_in_overlay_mode() {
+        let base = raw_tar(&[
+            ("d", D, "", b""),
+            ("d/a", F, "", b"a"),
+            ("d/b", F, "", b"b"),
+            ("o", D, "", b""),
+            ("o/old", F, "", b"old"),
+        ]);
+        let upper = raw_tar(&[
+            ("d/.wh.a", F, "", b""),
+            ("o", D, "", b""),
+            ("o/.wh..wh..opq", F, "", b""),
+            ("o/new", F, "", b"new"),
+        ]);
+        let flat = tempfile::tempdir().unwrap();
+        apply(&base[..], flat.path(), ApplyMode::Flatten, "base").unwrap();
+        apply(&upper[..], flat.path(), ApplyMode::Flatten, "upper").unwrap();
+        assert!(!flat.path().join("d/a").exists());
+        assert_eq!(std::fs::read(flat.path().join("d/b")).unwrap(), b"b");
+        assert!(!flat.path().join("o/old").exists());
+        assert_eq!(std::fs::read(flat.path().join("o/new")).unwrap(), b"new");
+        assert!(!flat.path().join("d/.wh.a").exists());
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let over = tempfile::tempdir().unwrap();
+        apply(&upper[..], over.path(), ApplyMode::Overlay, "upper").unwrap();
+        let wh = std::fs::symlink_metadata(over.path().join("d/a")).unwrap();
+        assert_eq!(wh.mode() & 0o170000, 0o020000, "character device");
+        assert_eq!(wh.rdev(), 0);
+        assert_eq!(
+            xattr::get(over.path().join("o"), "trusted.overlay.opaque")
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
+    }
+}

@@ -77,3 +77,46 @@ impl Write for LayerSink {
         self.out.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn data() -> Vec<u8> {
+        // Compressible but not trivial, and bigger than several gzip blocks.
+        (0..3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn every_compression_gives_the_same_diff_id_and_deterministic_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let input = data();
+        let mut diff_ids = Vec::new();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let write = || {
+                let mut sink = LayerSink::new(&store, c).unwrap();
+                for chunk in input.chunks(70_001) {
+                    sink.write_all(chunk).unwrap();
+                }
+                sink.finish().unwrap()
+            };
+            let a = write();
+            let b = write();
+            assert_eq!(a, b, "{c}: same input, same layer");
+            assert_eq!(a.size, input.len() as u64);
+            assert_eq!(a.media_type, c.media_type());
+            let mut out = Vec::new();
+            crate::open_layer(&store, &a)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert!(out == input, "{c}: round trip");
+            diff_ids.push(a.diff_id);
+        }
+        assert!(diff_ids.iter().all(|d| *d == diff_ids[0]));
+    }
+}

@@ -55,3 +55,32 @@ pub fn snapshot(store: &Store, diff_id: &Digest) -> Result<PathBuf> {
     fs::rename(&tmp_path, &path).map_err(io("renaming into", &path))?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, LayerSink};
+
+    #[test]
+    fn a_layer_is_extracted_once_into_its_snapshot_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(LayerSink::new(&store, Compression::Gzip).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(5);
+        b.append_data(&mut h, "etc/hello", &b"hello"[..]).unwrap();
+        let layer = b.into_inner().unwrap().finish().unwrap();
+        store.record_layer(&layer).unwrap();
+        let path = snapshot(&store, &layer.diff_id).unwrap();
+        assert_eq!(path, store.snapshot_path(&layer.diff_id));
+        assert_eq!(fs::read(path.join("etc/hello")).unwrap(), b"hello");
+        fs::write(path.join("marker"), b"").unwrap();
+        // The second call finds the existing snapshot rather than extracting again.
+        let again = snapshot(&store, &layer.diff_id).unwrap();
+        assert!(again.join("marker").exists());
+        let unknown = tare_store::Digest::of(b"no such layer");
+        assert!(snapshot(&store, &unknown).is_err());
+        assert!(!store.snapshot_path(&unknown).exists());
+    }
+}

@@ -218,10 +218,11 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
 /// Snapshots may hold read-only directories; make them removable.
 fn make_writable(dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
+    // Writable and searchable first, or its entries cannot be read or removed.
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
     for e in entries.flatten() {
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             make_writable(&e.path());
