@@ -82,14 +82,8 @@ struct Writer<'a> {
     mirrored: Vec<(PathBuf, fs::Metadata)>,
 }
 
-/// Copies `sources` into `upper`, reading the image's state from `lower`.
-pub fn copy_into(
-    upper: &Path,
-    lower: &Layers,
-    sources: &[Source<'_>],
-    opts: &CopyOptions,
-) -> Result<CopyStats, Error> {
-    // Expand wildcards and follow named symlinks first: the count decides the destination.
+/// Expands wildcards and follows named symlinks: what each source names, in order.
+fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
     let mut expanded: Vec<Expanded<'_>> = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         match source {
@@ -97,8 +91,7 @@ pub fn copy_into(
                 let rel = source_rel(*tree, path)?;
                 if has_wildcard(&rel) {
                     // BuildKit allows a wildcard that matches nothing: it copies nothing.
-                    let matches = glob(*tree, &rel)?;
-                    for m in matches {
+                    for m in glob(*tree, &rel)? {
                         let resolved = tree.resolve(&m, true)?;
                         let Some(node) = tree.lstat(&resolved)? else {
                             return Err(Error::SourceNotFound {
@@ -133,6 +126,92 @@ pub fn copy_into(
             Source::Bytes { .. } => expanded.push(Expanded::Bytes(index)),
         }
     }
+    Ok(expanded)
+}
+
+/// Every file the sources name (directories walked), as `(path, digest)` pairs where the
+/// digest covers kind, mode, owner and content (or link target), never the mtime: the
+/// cache key input of a COPY. `file_digest` hashes a regular file's content.
+pub fn source_digests(
+    sources: &[Source<'_>],
+    file_digest: &dyn Fn(&Path, &fs::Metadata) -> Result<String, Error>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    for item in expand(sources)? {
+        match item {
+            Expanded::Node { tree, name, node } => {
+                digest_node(tree, &name, &node, file_digest, &mut out)?;
+            }
+            Expanded::Bytes(i) => {
+                if let Some(Source::Bytes {
+                    name,
+                    content,
+                    mode,
+                    ..
+                }) = sources.get(i)
+                {
+                    let d = crate::cache::key_of(&[
+                        &String::from_utf8_lossy(content),
+                        &mode.to_string(),
+                    ]);
+                    out.push((format!("<<{name}"), d));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn digest_node(
+    tree: &dyn SourceTree,
+    rel: &str,
+    node: &Node,
+    file_digest: &dyn Fn(&Path, &fs::Metadata) -> Result<String, Error>,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), Error> {
+    let meta = &node.meta;
+    let head = format!("{:o} {}:{}", meta.mode(), meta.uid(), meta.gid());
+    if meta.is_dir() {
+        out.push((format!("{rel}/"), head));
+        let dir = tree.resolve(rel, true)?;
+        for name in tree.read_dir(&dir)? {
+            let child = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            if let Some(n) = tree.lstat(&child)? {
+                let shown = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                digest_node(tree, &shown, &n, file_digest, out)?;
+            }
+        }
+    } else if meta.is_file() {
+        out.push((
+            rel.to_string(),
+            format!("{head} {}", file_digest(&node.host, meta)?),
+        ));
+    } else if meta.file_type().is_symlink() {
+        let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
+        out.push((rel.to_string(), format!("{head} -> {}", target.display())));
+    } else {
+        out.push((rel.to_string(), format!("{head} dev {}", meta.rdev())));
+    }
+    Ok(())
+}
+
+/// Copies `sources` into `upper`, reading the image's state from `lower`.
+pub fn copy_into(
+    upper: &Path,
+    lower: &Layers,
+    sources: &[Source<'_>],
+    opts: &CopyOptions,
+) -> Result<CopyStats, Error> {
+    // The count of what the sources name decides the destination.
+    let expanded = expand(sources)?;
 
     let dest_abs = if opts.dest.starts_with('/') {
         opts.dest.clone()
@@ -295,6 +374,28 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Creates directory `rel` and its missing parents in `upper`: those the image has are
+/// mirrored with their metadata, new ones are 0755 and owned by `owner` (WORKDIR).
+pub fn make_dirs(upper: &Path, lower: &Layers, rel: &str, owner: (u32, u32)) -> Result<(), Error> {
+    let opts = CopyOptions {
+        chown: Some(owner),
+        ..CopyOptions::default()
+    };
+    let mut w = Writer {
+        upper,
+        lower,
+        opts: &opts,
+        stats: CopyStats::default(),
+        links: HashMap::new(),
+        mirrored: Vec::new(),
+    };
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    for i in 1..=comps.len() {
+        w.ensure_dir_exact(&comps[..i].join("/"))?;
+    }
+    w.restore_mtimes()
 }
 
 /// The kinds of archive ADD extracts, told by their first bytes.

@@ -64,6 +64,16 @@ pub enum Error {
     },
     #[error("the build was interrupted")]
     Interrupted,
+    #[error(transparent)]
+    Dockerfile(#[from] tare_dockerfile::Error),
+    #[error(transparent)]
+    Store(#[from] tare_store::Error),
+    #[error(transparent)]
+    Layer(#[from] tare_layer::Error),
+    #[error(transparent)]
+    Diff(#[from] tare_layer::diff::DiffError),
+    #[error(transparent)]
+    Sandbox(#[from] tare_sandbox::Error),
 }
 
 /// Builds an `Error::Io` for `path`, for `map_err`.

@@ -1,17 +1,36 @@
-//! tare-build: from a parsed Dockerfile to an image in the store.
+//! tare-build: from a Dockerfile to an image in the store.
 //!
-//! # What it owns
+//! The pipeline, left to right:
 //!
-//! - [`dockerignore`]: Docker's `.dockerignore` rules.
-//! - [`tree`]: the trees a step reads (the context, snapshots merged like overlayfs).
-//! - [`copy`]: COPY and ADD into a fresh snapshot directory.
+//! - [`engine`]: parse and evaluate the Dockerfile (`tare-dockerfile`), keep the stages the
+//!   target needs, build them (independent ones at the same time), commit the image.
+//! - `stage`: one stage's steps in order; each layer step is answered by the [`cache`] or run.
+//! - Steps: `run` (RUN in `tare-sandbox` over an overlay of the stage's snapshots),
+//!   [`copy`] (COPY/ADD from the context ([`tree::ContextTree`], [`dockerignore`]), a stage
+//!   or an image, [`fetch`] for ADD of URLs), WORKDIR, and [`config`] for the instructions
+//!   that only change the image config.
+//! - `layer`: a step's directory becomes a diff (`tare_layer::diff`), a compressed layer in
+//!   the store (`tare_layer::LayerSink`) and the snapshot the next steps stack on.
+//! - [`report`]: what the build tells while it runs; it never prints.
 //!
-//! It does not parse Dockerfiles (`tare-dockerfile`), store blobs (`tare-store`), write or
-//! compress layers (`tare-layer`) or run processes (`tare-sandbox`), and it never prints.
+//! It does not parse Dockerfiles, store blobs, write tar streams or run processes: those are
+//! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
 
+pub mod cache;
+pub mod config;
 pub mod copy;
 pub mod dockerignore;
+mod engine;
 mod error;
+pub mod fetch;
+mod layer;
+pub mod report;
+mod run;
+mod stage;
 pub mod tree;
 
+pub use cache::{prune as prune_cache, PruneReport as CachePruneReport};
+pub use engine::{build, BuildOptions, BuildResult, StepSummary};
 pub use error::Error;
+pub use report::{Event, Reporter, Silent, StepId, Stream};
+pub use tare_sandbox::Network;

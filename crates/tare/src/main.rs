@@ -5,6 +5,7 @@
 
 mod cmd;
 mod context;
+mod progress;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     /// Developer tools: inspect how tare reads its inputs.
     #[command(subcommand)]
     Debug(cmd::debug::Command),
+    /// Build an image from a Dockerfile.
+    Build(cmd::build::Args),
     /// Import a rootfs tar (plain, gzip or zstd) as a one-layer image.
     Import(cmd::import::Args),
     /// Load images from a docker archive, OCI archive or OCI layout.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
+        Command::Build(a) => cmd::build::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Load(a) => cmd::load::run(&ctx, a),
         Command::Save(a) => cmd::save::run(&ctx, a),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod build;
 pub mod debug;
 pub mod ps;
 pub mod rm;

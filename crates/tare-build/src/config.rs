@@ -1,0 +1,303 @@
+//! How each instruction changes the image config, and the history text it leaves, written
+//! as BuildKit's Dockerfile frontend writes them (`dispatch*` in `dockerfile2llb`), since the
+//! differential tests compare with BuildKit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tare_dockerfile::{Command, Healthcheck, ShellOrExec};
+use tare_store::config::{self as cfg, ImageConfig};
+
+/// Docker's default PATH, added to a stage's environment when the base image has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The default shell for shell forms.
+pub fn default_shell() -> Vec<String> {
+    vec!["/bin/sh".to_string(), "-c".to_string()]
+}
+
+/// The state a stage carries between instructions besides the config itself.
+#[derive(Debug, Clone, Default)]
+pub struct StageFlags {
+    /// CMD was set in this stage (an ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
+}
+
+/// `KEY=VALUE` entries of the config's Env as pairs.
+pub fn env_pairs(config: &ImageConfig) -> Vec<(String, String)> {
+    config
+        .config
+        .env
+        .iter()
+        .flatten()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// Sets `key` in the config's Env, replacing an existing entry in place.
+pub fn set_env(config: &mut ImageConfig, key: &str, value: &str) {
+    let env = config.config.env.get_or_insert_with(Vec::new);
+    let entry = format!("{key}={value}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    {
+        Some(existing) => *existing = entry,
+        None => env.push(entry),
+    }
+}
+
+/// Adds Docker's default PATH when the environment has none (BuildKit does this for every
+/// stage, `FROM scratch` included).
+pub fn ensure_path(config: &mut ImageConfig) {
+    if !env_pairs(config).iter().any(|(k, _)| k == "PATH") {
+        set_env(config, "PATH", DEFAULT_PATH);
+    }
+}
+
+/// The argument vector of a shell-or-exec form, with the stage's shell for shell forms.
+pub fn command_args(form: &ShellOrExec, config: &ImageConfig) -> Vec<String> {
+    match form {
+        ShellOrExec::Exec(args) => args.clone(),
+        ShellOrExec::Shell(line) => {
+            let mut args = config.config.shell.clone().unwrap_or_else(default_shell);
+            args.push(line.clone());
+            args
+        }
+    }
+}
+
+/// Go's `%q` of a string slice: `["a" "b"]`.
+fn go_quoted_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| tare_dockerfile::go_quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Go's `%v` of a string slice: `[a b]`.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+fn nanos(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Applies a config-only instruction. Returns the history `created_by` text, or `None` for
+/// instructions that are not config-only (RUN, COPY, ADD, WORKDIR are steps with layers).
+pub fn apply(
+    command: &Command,
+    config: &mut ImageConfig,
+    flags: &mut StageFlags,
+) -> Option<String> {
+    let c = &mut config.config;
+    let text = match command {
+        Command::Env(pairs) => {
+            for (k, v) in pairs {
+                set_env(config, k, v);
+            }
+            let kvs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("ENV {}", kvs.join(" "))
+        }
+        Command::Arg(list) => {
+            let kvs: Vec<String> = list
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect();
+            format!("ARG {}", kvs.join(" "))
+        }
+        Command::Label(pairs) => {
+            let labels = c.labels.get_or_insert_with(BTreeMap::new);
+            let mut text = "LABEL".to_string();
+            for (k, v) in pairs {
+                labels.insert(k.clone(), v.clone());
+                text.push_str(&format!(" {k}={v}"));
+            }
+            text
+        }
+        Command::Expose(ports) => {
+            let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
+            for p in ports {
+                let key = if p.contains('/') {
+                    p.to_ascii_lowercase()
+                } else {
+                    format!("{p}/tcp")
+                };
+                map.insert(key, Value::Object(Default::default()));
+            }
+            format!("EXPOSE {}", go_list(ports))
+        }
+        Command::Volume(list) => {
+            let map = c.volumes.get_or_insert_with(BTreeMap::new);
+            for v in list {
+                map.insert(v.clone(), Value::Object(Default::default()));
+            }
+            format!("VOLUME {}", go_list(list))
+        }
+        Command::User(user) => {
+            c.user = Some(user.clone());
+            format!("USER {user}")
+        }
+        Command::Cmd(form) => {
+            let args = command_args(form, config);
+            config.config.cmd = Some(args.clone());
+            flags.cmd_set = true;
+            format!("CMD {}", go_quoted_list(&args))
+        }
+        Command::Entrypoint(form) => {
+            let args = command_args(form, config);
+            config.config.entrypoint = Some(args.clone());
+            if !flags.cmd_set {
+                config.config.cmd = None;
+            }
+            format!("ENTRYPOINT {}", go_quoted_list(&args))
+        }
+        Command::StopSignal(sig) => {
+            c.stop_signal = Some(sig.clone());
+            format!("STOPSIGNAL {sig}")
+        }
+        Command::Healthcheck(hc) => {
+            let check = match hc {
+                Healthcheck::None => cfg::Healthcheck {
+                    test: Some(vec!["NONE".to_string()]),
+                    ..cfg::Healthcheck::default()
+                },
+                Healthcheck::Cmd {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => cfg::Healthcheck {
+                    test: Some(test.clone()),
+                    interval: nanos(*interval),
+                    timeout: nanos(*timeout),
+                    start_period: nanos(*start_period),
+                    start_interval: nanos(*start_interval),
+                    retries: retries.map(i64::from),
+                    ..cfg::Healthcheck::default()
+                },
+            };
+            let test = check.test.clone().unwrap_or_default();
+            c.healthcheck = Some(check);
+            format!("HEALTHCHECK {}", go_quoted_list(&test))
+        }
+        Command::Shell(shell) => {
+            c.shell = Some(shell.clone());
+            format!("SHELL {}", go_list(shell))
+        }
+        Command::Onbuild(trigger) => {
+            c.on_build
+                .get_or_insert_with(Vec::new)
+                .push(trigger.clone());
+            format!("ONBUILD {trigger}")
+        }
+        Command::Maintainer(name) => {
+            config.author = Some(name.clone());
+            format!("MAINTAINER {name}")
+        }
+        Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_) => return None,
+    };
+    Some(text)
+}
+
+/// The history text of a RUN, as BuildKit writes it: the build args in effect as `|N K=V...`,
+/// then the argument vector, then `# buildkit`.
+pub fn run_created_by(args: &[String], build_args: &[(String, String)]) -> String {
+    let mut parts = Vec::new();
+    if !build_args.is_empty() {
+        parts.push(format!("|{}", build_args.len()));
+        parts.extend(build_args.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(args.iter().cloned());
+    format!("RUN {} # buildkit", parts.join(" "))
+}
+
+/// The history text of a COPY or ADD: `COPY [--chown=..] src... dest # buildkit`.
+pub fn copy_created_by(
+    add: bool,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    sources: &[String],
+    dest: &str,
+) -> String {
+    let mut text = if add { "ADD" } else { "COPY" }.to_string();
+    if let Some(c) = chown {
+        text.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(m) = chmod {
+        text.push_str(&format!(" --chmod={m}"));
+    }
+    for s in sources {
+        text.push(' ');
+        text.push_str(s);
+    }
+    text.push(' ');
+    text.push_str(dest);
+    text.push_str(" # buildkit");
+    text
+}
+
+/// Parses `--chmod` (octal).
+pub fn parse_chmod(text: &str) -> Option<u32> {
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entrypoint_clears_an_inherited_cmd_but_not_one_set_here() {
+        let mut config = ImageConfig::default();
+        config.config.cmd = Some(vec!["sh".into()]);
+        let mut flags = StageFlags::default();
+        let ep = Command::Entrypoint(ShellOrExec::Exec(vec!["/bin/echo".into(), "hello".into()]));
+        let text = apply(&ep, &mut config, &mut flags).expect("config-only");
+        assert_eq!(text, r#"ENTRYPOINT ["/bin/echo" "hello"]"#);
+        assert_eq!(config.config.cmd, None);
+        let cmd = Command::Cmd(ShellOrExec::Shell("echo cmd".into()));
+        assert_eq!(
+            apply(&cmd, &mut config, &mut flags).expect("cmd"),
+            r#"CMD ["/bin/sh" "-c" "echo cmd"]"#
+        );
+        apply(&ep, &mut config, &mut flags);
+        assert!(config.config.cmd.is_some());
+    }
+
+    #[test]
+    fn env_replaces_in_place_and_path_defaults() {
+        let mut config = ImageConfig::default();
+        ensure_path(&mut config);
+        let mut flags = StageFlags::default();
+        let env = Command::Env(vec![("A".into(), "1".into()), ("PATH".into(), "/x".into())]);
+        assert_eq!(
+            apply(&env, &mut config, &mut flags).expect("env"),
+            "ENV A=1 PATH=/x"
+        );
+        assert_eq!(
+            config.config.env,
+            Some(vec!["PATH=/x".to_string(), "A=1".to_string()])
+        );
+    }
+
+    #[test]
+    fn run_history_lists_build_args() {
+        let args = vec!["/bin/sh".to_string(), "-c".into(), "echo hi".into()];
+        assert_eq!(
+            run_created_by(&args, &[]),
+            "RUN /bin/sh -c echo hi # buildkit"
+        );
+        assert_eq!(
+            run_created_by(&args, &[("A".into(), "b".into())]),
+            "RUN |1 A=b /bin/sh -c echo hi # buildkit"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! A step's directory becomes a layer in the store and a snapshot for the next steps.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tare_layer::diff::{self, DiffOptions};
+use tare_layer::{Compression, LayerSink};
+use tare_store::{LayerInfo, Store};
+
+use crate::error::{io_err, Error};
+use crate::tree::{Layers, SourceTree};
+
+/// What kind of directory a step left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upper {
+    /// An overlayfs upper directory (RUN): whiteouts and opaque markers to convert.
+    Overlay,
+    /// A plain tree (COPY, ADD, WORKDIR).
+    Plain,
+}
+
+/// Writes `upper` as a layer (gzip) into the store and registers the directory as the
+/// snapshot of its diff. Returns `None`, and removes `upper`, when the diff is empty: like
+/// BuildKit, a step that changed nothing adds no layer.
+pub fn commit(
+    store: &Store,
+    upper: &Path,
+    kind: Upper,
+    lower: &Layers,
+) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
+    // A directory the step only copied up (overlayfs does that for parents of new files)
+    // is kept only if something below it changed, or its own metadata did.
+    let unchanged = |rel: &Path, meta: &fs::Metadata| -> bool {
+        let Some(rel) = rel.to_str() else {
+            return false;
+        };
+        match lower.lstat(rel) {
+            Ok(Some(node)) => {
+                node.meta.is_dir()
+                    && node.meta.mode() == meta.mode()
+                    && node.meta.uid() == meta.uid()
+                    && node.meta.gid() == meta.gid()
+            }
+            _ => false,
+        }
+    };
+    let options = DiffOptions {
+        unchanged_dir: Some(&unchanged),
+        exclude: &[],
+    };
+    let mut sink = LayerSink::new(store, Compression::Gzip)?;
+    let stats = match kind {
+        Upper::Overlay => diff::write_overlay_diff(upper, &mut sink, options)?,
+        Upper::Plain => diff::write_tree(upper, &mut sink)?,
+    };
+    if stats.entries == 0 {
+        drop(sink);
+        remove_dir(upper)?;
+        return Ok(None);
+    }
+    let info = sink.finish()?;
+    store.record_layer(&info)?;
+    let snapshot = register_snapshot(store, &info, upper)?;
+    Ok(Some((info, snapshot)))
+}
+
+/// Makes `dir` the snapshot of `layer` (renamed into the store's snapshot directory), unless
+/// one exists already; returns the snapshot's path.
+fn register_snapshot(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<PathBuf, Error> {
+    let dest = store.snapshot_path(&layer.diff_id);
+    if dest.is_dir() {
+        remove_dir(dir)?;
+        return Ok(dest);
+    }
+    // The same directory layout as tare_layer::snapshot's extraction: world-readable root.
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(io_err(dir))?;
+    match fs::rename(dir, &dest) {
+        Ok(()) => Ok(dest),
+        // Another build registered the same diff first: use theirs.
+        Err(_) if dest.is_dir() => {
+            remove_dir(dir)?;
+            Ok(dest)
+        }
+        Err(e) => Err(io_err(&dest)(e)),
+    }
+}
+
+/// The snapshot directory of a stored layer, extracting it when needed.
+pub fn snapshot_of(store: &Store, diff_id: &tare_store::Digest) -> Result<PathBuf, Error> {
+    Ok(tare_layer::snapshot(store, diff_id)?)
+}
+
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}

@@ -1,0 +1,90 @@
+//! RUN: a command in the sandbox over an overlay of the stage's snapshots.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::SystemTime;
+
+use tare_sandbox::{Network, OnSignal, Rootfs, RunSpec, Stdio};
+
+use crate::error::{io_err, Error};
+use crate::report::{Event, Reporter, StepId, Stream};
+use crate::tree::Layers;
+
+/// What a RUN needs besides its snapshots.
+pub struct RunInput<'a> {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: Option<String>,
+    pub network: Network,
+    pub lower: &'a Layers,
+    /// A scratch directory for this step: `upper/` and `work/` are made in it.
+    pub scratch: &'a Path,
+}
+
+/// Runs the command; returns its exit code. The step's changes are left in
+/// `scratch/upper`; `scratch/work` is removed.
+pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Result<i32, Error> {
+    let upper = input.scratch.join("upper");
+    let work = input.scratch.join("work");
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    let mut lower: Vec<_> = input.lower.dirs().iter().rev().cloned().collect();
+    if lower.is_empty() {
+        // overlayfs needs one lower directory; FROM scratch has none.
+        let empty = input.scratch.join("empty");
+        std::fs::create_dir_all(&empty).map_err(io_err(&empty))?;
+        lower.push(empty);
+    }
+    let rootfs = Rootfs::Overlay {
+        lower,
+        upper: upper.clone(),
+        work: work.clone(),
+    };
+    let mut spec = RunSpec::new(rootfs, input.args);
+    spec.env = input.env;
+    spec.cwd = input.cwd;
+    spec.user = input.user;
+    spec.network = input.network;
+    spec.hostname = "buildkitsandbox".to_string();
+    spec.on_signal = OnSignal::Kill;
+    let (out_r, out_w) = std::io::pipe().map_err(io_err(input.scratch))?;
+    let (err_r, err_w) = std::io::pipe().map_err(io_err(input.scratch))?;
+    spec.stdout = Stdio::Fd(OwnedFd::from(out_w));
+    spec.stderr = Stdio::Fd(OwnedFd::from(err_w));
+    let code = std::thread::scope(|s| {
+        for (reader, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+            s.spawn(move || {
+                let mut reader = BufReader::new(reader);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let text = String::from_utf8_lossy(&line);
+                            reporter.report(
+                                SystemTime::now(),
+                                Event::Log {
+                                    step: step.clone(),
+                                    stream,
+                                    line: text.trim_end_matches(['\n', '\r']).to_string(),
+                                },
+                            );
+                        }
+                    }
+                }
+            });
+        }
+        // `spec` (and the write ends it holds) is dropped when run returns: the readers end.
+        tare_sandbox::run(spec)
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    match code {
+        Ok(code) => Ok(code),
+        Err(tare_sandbox::Error::Interrupted(_)) => Err(Error::Interrupted),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,212 @@
+//! `tare build`: a Dockerfile and a context to an image in the store, then a size summary.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::Args as ClapArgs;
+use tare_build::{BuildOptions, BuildResult, Network, Silent};
+use tare_store::Reference;
+
+use super::images::human_size;
+use crate::progress::{Printer, ProgressMode};
+use crate::Context;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Name the image NAME[:TAG] (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// The Dockerfile (`-` reads it from stdin); default CONTEXT/Dockerfile.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<String>,
+    /// A build arg; without `=VALUE` its value comes from the environment (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// A label on the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// The network of RUN steps.
+    #[arg(long, value_name = "host|none", default_value = "host")]
+    network: String,
+    /// Build this stage (and what it needs) instead of the last one.
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Run every step; use no cached result.
+    #[arg(long)]
+    no_cache: bool,
+    /// Run every step of these stages (names or indices; repeatable, or comma-separated).
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
+    /// For every step that is not cached, say why.
+    #[arg(long)]
+    explain_cache: bool,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// The build context directory.
+    context: PathBuf,
+}
+
+fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for item in list {
+        match item.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            // Docker takes the value from the environment, and drops the arg without one.
+            None => {
+                if let Ok(v) = std::env::var(item) {
+                    out.insert(item.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    if !args.context.is_dir() {
+        bail!(
+            "build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let (dockerfile, dockerfile_name) = match args.file.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            (text, "-".to_string())
+        }
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+            path.to_string(),
+        ),
+        None => {
+            let path = args.context.join("Dockerfile");
+            (
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                path.display().to_string(),
+            )
+        }
+    };
+    let network = match args.network.as_str() {
+        "host" | "default" => Network::Host,
+        "none" => Network::None,
+        other => bail!("--network {other}: expected host or none"),
+    };
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let opts = BuildOptions {
+        context: args.context.clone(),
+        dockerfile,
+        dockerfile_name,
+        tags,
+        build_args: parse_build_args(&args.build_args),
+        labels,
+        network,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        explain_cache: args.explain_cache,
+    };
+    let store = ctx.store()?;
+    let result = if args.quiet {
+        tare_build::build(&store, &opts, &Silent)
+    } else {
+        tare_build::build(&store, &opts, &Printer::new(args.progress))
+    }
+    .context("build failed")?;
+    let id = result.image.id.to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.quiet {
+        println!("{id}");
+    } else {
+        print_summary(&result);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(result: &BuildResult) {
+    let image = &result.image;
+    let size = image.size();
+    let own = size.saturating_sub(result.base_size);
+    println!("image    {}", image.id);
+    if !image.repo_tags.is_empty() {
+        let tags: Vec<String> = image.repo_tags.iter().map(|t| t.familiar()).collect();
+        println!("tags     {}", tags.join(", "));
+    }
+    println!(
+        "size     {} (base {}, this build {})",
+        human_size(size),
+        human_size(result.base_size),
+        human_size(own)
+    );
+    println!(
+        "layers   {} ({} from the base, {} from this build)",
+        image.layers.len(),
+        result.base_layers,
+        image.layers.len() - result.base_layers.min(image.layers.len())
+    );
+    if result.steps.is_empty() {
+        return;
+    }
+    let rows: Vec<[String; 4]> = result
+        .steps
+        .iter()
+        .map(|s| {
+            let mut text = s.text.replace('\n', " ");
+            if text.chars().count() > 60 {
+                text = text.chars().take(57).collect::<String>() + "...";
+            }
+            [
+                format!("[{}] {}", s.stage, text),
+                s.layer_size.map_or_else(|| "-".to_string(), human_size),
+                human_size(s.image_size),
+                if s.cached {
+                    "cached".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let w0 = rows
+        .iter()
+        .map(|r| r[0].chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(5).max(5);
+    println!();
+    println!("{:<w0$}   {:>w1$}   {:>8}", "STEP", "LAYER", "IMAGE");
+    for r in rows {
+        let line = format!("{:<w0$}   {:>w1$}   {:>8}   {}", r[0], r[1], r[2], r[3]);
+        println!("{}", line.trim_end());
+    }
+    for w in &result.warnings {
+        eprintln!("WARNING: {w}");
+    }
+}
