@@ -174,3 +174,81 @@ fn parse_matches_every_buildkit_result_file() {
     // env_no_value is rejected by the parser; the other negatives too (no instructions, JSON).
     assert_eq!(rejected, negatives.len());
 }
+
+#[test]
+fn stages_prints_the_evaluated_stages_with_build_args_and_target() {
+    let cx = TestContext::new();
+    let file = cx.write(
+        "Dockerfile",
+        "ARG TAG=1\nFROM alpine:$TAG AS base\nARG TAG\nENV DIR=/app\nWORKDIR $DIR/$TAG\nFROM base AS final\nRUN echo $DIR\nFROM scratch\n",
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let out = cx
+        .tare()
+        .args([
+            "debug",
+            "stages",
+            path,
+            "--build-arg",
+            "TAG=2",
+            "--build-arg",
+            "NOPE=x",
+            "--target",
+            "final",
+        ])
+        .output()
+        .expect("run tare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("global ARG TAG=Some(\"2\")\nstage 0 base: FROM alpine:2 (line 2)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  5: Workdir(\"/app/2\")\n"), "{stdout}");
+    assert!(
+        stdout.contains("stage 1 final: FROM stage 0 (line 6)\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("stage 2"),
+        "stages after the target are dropped: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: one or more build-args [NOPE] were not consumed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stages_rejects_unknown_flags_with_a_located_error() {
+    let cx = TestContext::new();
+    let file = cx.write(
+        "Dockerfile",
+        "FROM alpine\nCOPY --chown=1 \\\n  --form=build a b\n",
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let err = cx.fails(&["debug", "stages", path]);
+    assert!(
+        err.starts_with(&format!(
+            "error: {path}:3:3: unknown flag: --form (did you mean --from?)\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("--form=build a b"),
+        "the offending line is shown: {err}"
+    );
+    let err = cx.fails(&["debug", "stages", path, "--target", "nope"]);
+    assert!(err.contains("unknown flag"), "{err}");
+    let file = cx.write("Dockerfile2", "FROM a\nWORKDIR ${D:?is required}\n");
+    let err = cx.fails(&["debug", "stages", file.to_str().expect("utf-8 path")]);
+    assert!(
+        err.contains(":2:1: failed to process \"${D:?is required}\": D: is required"),
+        "{err}"
+    );
+}
