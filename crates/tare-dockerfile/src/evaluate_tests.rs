@@ -358,6 +358,13 @@ fn instruction_shapes() {
         )
     );
     assert_eq!(ins[4].command, Command::Healthcheck(Healthcheck::None));
+    let d = eval("FROM a\nHEALTHCHECK --interval= CMD x\n");
+    let Command::Healthcheck(Healthcheck::Cmd { interval, .. }) =
+        &d.stages[0].instructions[0].command
+    else {
+        panic!()
+    };
+    assert_eq!(*interval, None, "an empty duration means unset");
     assert_eq!(
         ins[5].command,
         Command::Arg(vec![("A".into(), None), ("B".into(), Some("b".into()))])

@@ -39,7 +39,8 @@ pub(super) fn convert(cx: &Cx<'_>) -> Result<Healthcheck, Error> {
                 vec!["CMD-SHELL".to_string(), args.join(" ")]
             };
             let duration = |name: &str| -> Result<Option<Duration>, Error> {
-                let Some(v) = flags.string(name) else {
+                // An empty value means "not set", as in BuildKit.
+                let Some(v) = flags.string(name).filter(|v| !v.is_empty()) else {
                     return Ok(None);
                 };
                 let d = parse_go_duration(&v).map_err(|e| cx.error(format!("--{name}: {e}")))?;

@@ -28,11 +28,14 @@ pub(crate) fn convert(node: &Node, source: &Source) -> Result<Instruction, Error
             if node.args.is_empty() {
                 return Err(cx.error(format!("{} requires at least one argument", upper(&name))));
             }
-            let pairs = node
+            let pairs: Vec<(String, String)> = node
                 .args
                 .chunks(3)
                 .map(|t| (t[0].clone(), t.get(1).cloned().unwrap_or_default()))
                 .collect();
+            if pairs.iter().any(|(k, _)| k.is_empty()) {
+                return Err(cx.error(format!("{} names can not be blank", upper(&name))));
+            }
             if name == "env" {
                 Command::Env(pairs)
             } else {
@@ -52,8 +55,8 @@ pub(crate) fn convert(node: &Node, source: &Source) -> Result<Instruction, Error
                     None => (a.clone(), None),
                 })
                 .collect::<Vec<_>>();
-            if let Some((k, _)) = args.iter().find(|(k, _)| k.is_empty()) {
-                return Err(cx.error(format!("invalid ARG name {k:?}")));
+            if args.iter().any(|(k, _)| k.is_empty()) {
+                return Err(cx.error("ARG names can not be blank"));
             }
             Command::Arg(args)
         }
