@@ -544,6 +544,51 @@ mod tests {
         assert_eq!(w("a \"\""), ["a"]);
     }
 
+    /// Pseudo-random strings over an alphabet rich in characters the lexer treats specially.
+    fn random_strings() -> impl Iterator<Item = String> {
+        let alphabet: Vec<char> = "ab $_{}:-+?#%/'\"\\`\t\n한*".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        (0..3000).map(move |_| {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let len = (next() % 24) as usize;
+            (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        })
+    }
+
+    #[test]
+    fn single_quoting_and_escaping_round_trip() {
+        for s in random_strings() {
+            // Never panics, whatever the input.
+            let _ = expand_word(&s, &env, '\\');
+            let _ = expand_words(&s, &env, '`');
+            if !s.contains('\'') {
+                assert_eq!(
+                    expand_word(&format!("'{s}'"), &env, '\\').ok(),
+                    Some(s.clone()),
+                    "{s:?}"
+                );
+            }
+            let escaped: String = s.chars().flat_map(|c| ['\\', c]).collect();
+            assert_eq!(
+                expand_word(&escaped, &env, '\\').ok(),
+                Some(s.clone()),
+                "{s:?}"
+            );
+            let words = expand_words(&escaped, &env, '\\').unwrap_or_default();
+            assert!(
+                words.len() <= 1,
+                "escaped blanks do not split: {s:?} -> {words:?}"
+            );
+        }
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
