@@ -1,9 +1,9 @@
 //! Layer compression: gzip (Docker's default), zstd, or none; and reading any of them back.
 //!
 //! Both compressors use every core for big layers and give the same bytes for the same input:
-//! gzip through gzp (fixed 128 KiB blocks, each primed with the previous block's last 32 KiB,
-//! so the output does not depend on the thread count), zstd in its multithreaded mode (whose
-//! output does not depend on the worker count either).
+//! gzip through [`crate::pargzip`] (fixed 1 MiB blocks, each primed with the previous block's
+//! last 32 KiB, so the output does not depend on the thread count), zstd in its multithreaded
+//! mode (whose output does not depend on the worker count either).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -12,13 +12,12 @@ use std::str::FromStr;
 use tare_store::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD};
 
 use crate::error::{Error, Result};
+use crate::pargzip::ParGzip;
 
 /// gzip level: Docker's and pigz's default.
 pub const GZIP_LEVEL: u32 = 6;
 /// zstd level: the zstd CLI's default.
 pub const ZSTD_LEVEL: i32 = 3;
-/// gzp block size. Fixed, because it decides the output bytes.
-const GZIP_BLOCK: usize = 128 << 10;
 
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -76,15 +75,9 @@ impl Compression {
             .unwrap_or(1);
         Ok(match self {
             Compression::None => Compressor::None(w),
-            Compression::Gzip => {
-                let enc = gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
-                    .num_threads(threads)
-                    .and_then(|b| b.buffer_size(GZIP_BLOCK))
-                    .map_err(|e| Error::Compress(io::Error::other(e)))?
-                    .compression_level(gzp::Compression::new(GZIP_LEVEL))
-                    .from_writer(w);
-                Compressor::Gzip(Box::new(enc))
-            }
+            Compression::Gzip => Compressor::Gzip(Box::new(
+                ParGzip::new(w, GZIP_LEVEL, threads).map_err(Error::Compress)?,
+            )),
             Compression::Zstd => {
                 let mut enc =
                     zstd::stream::write::Encoder::new(w, ZSTD_LEVEL).map_err(Error::Compress)?;
@@ -123,7 +116,7 @@ impl FromStr for Compression {
 /// A writer that compresses into an inner writer.
 pub enum Compressor<W: Write + Send + 'static> {
     None(W),
-    Gzip(Box<gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>>),
+    Gzip(Box<ParGzip<W>>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -135,11 +128,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 w.flush().map_err(Error::Compress)?;
                 Ok(w)
             }
-            Compressor::Gzip(mut enc) => {
-                use gzp::ZWriter;
-                enc.finish()
-                    .map_err(|e| Error::Compress(io::Error::other(e)))
-            }
+            Compressor::Gzip(enc) => enc.finish().map_err(Error::Compress),
             Compressor::Zstd(enc) => enc.finish().map_err(Error::Compress),
         }
     }

@@ -26,6 +26,7 @@ pub mod diff;
 mod error;
 pub mod export;
 pub mod ingest;
+pub mod pargzip;
 pub mod sink;
 pub mod snapshot;
 
