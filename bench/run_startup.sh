@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Container start-up: `tare run --rm IMAGE true` against `docker run --rm IMAGE true` (and the
+# same tare run through runc), same busybox image, warm store, in one run; prints medians and
+# the tare/docker ratio (issue 6: goal under 50 ms and at most 0.2x docker).
+#
+#   bash bench/run_startup.sh [RUNS]      # default 30 runs each
+#
+# Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-30}"
+export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
+DOCKER=/usr/bin/docker
+WORK="${BENCH_WORK:-/tmp/tare-bench-run}"
+rm -rf "$WORK"; mkdir -p "$WORK"
+
+cargo build --release --quiet -p tare
+TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+export TARE_ROOT="$WORK/store"
+
+base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
+cp /bin/busybox "$base/bin/busybox"
+for a in sh true echo; do ln -s busybox "$base/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
+tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
+"$TARE" import "$WORK/base.tar" bench-run:latest >/dev/null
+$DOCKER import "$WORK/base.tar" bench-run:latest >/dev/null
+# Warm both: tare extracts the layer snapshot on first use, docker prepares its layer.
+"$TARE" run --rm bench-run true
+$DOCKER run --rm --network none bench-run true
+
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/results.json" \
+  -n tare "$TARE run --rm bench-run true" \
+  -n tare-netnone "$TARE run --rm --network none bench-run true" \
+  -n tare-runc "$TARE run --rm --runtime runc bench-run true" \
+  -n docker "$DOCKER run --rm --network none bench-run true" >/dev/null
+
+python3 - "$WORK/results.json" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+med = {k: v["median"] * 1000 for k, v in results.items()}
+print(f"{'command':<14}{'median ms':>12}{'min ms':>10}{'max ms':>10}")
+for k, r in results.items():
+    print(f"{k:<14}{med[k]:>12.1f}{r['min']*1000:>10.1f}{r['max']*1000:>10.1f}")
+print(f"tare/docker ratio: {med['tare'] / med['docker']:.3f}")
+print(f"tare-netnone/docker ratio: {med['tare-netnone'] / med['docker']:.3f}")
+print(f"tare-runc/docker ratio: {med['tare-runc'] / med['docker']:.3f}")
+PY
+$DOCKER rmi bench-run:latest >/dev/null || true
