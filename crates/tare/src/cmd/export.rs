@@ -24,6 +24,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .resolve(&args.image)
         .with_context(|| format!("looking up {}", args.image))?;
     if args.output.as_os_str() == "-" {
+        use std::io::IsTerminal as _;
+        anyhow::ensure!(
+            !std::io::stdout().is_terminal(),
+            "refusing to write a tar to a terminal: use -o FILE or redirect standard output"
+        );
         let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
         let mut out = tare_layer::export(&store, &img.layers, out)
             .with_context(|| format!("exporting {}", args.image))?;

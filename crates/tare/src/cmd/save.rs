@@ -51,6 +51,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         items.push(SaveImage { image, tags });
     }
     if args.output.as_os_str() == "-" {
+        use std::io::IsTerminal as _;
+        anyhow::ensure!(
+            !std::io::stdout().is_terminal(),
+            "refusing to write a tar to a terminal: use -o FILE or redirect standard output"
+        );
         let stdout = std::io::stdout().lock();
         let mut out = tare_layer::archive::save(
             &store,
