@@ -362,11 +362,7 @@ impl Store {
                 _ => return Err(Error::AmbiguousImage(what.to_string())),
             }
         }
-        let reference = match Reference::parse(what) {
-            Ok(r) => r,
-            Err(e) if is_hex => return Err(Error::ImageNotFound(what.to_string())).or(Err(e)),
-            Err(e) => return Err(e),
-        };
+        let reference = Reference::parse(what)?;
         if let Some(digest) = reference.digest() {
             for id in self.image_ids()? {
                 let img = self.image_by_id(&id)?;

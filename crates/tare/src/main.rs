@@ -67,6 +67,14 @@ enum Command {
     Ps(cmd::ps::Args),
     /// Remove containers.
     Rm(cmd::rm::Args),
+    /// Pull an image from a registry into the store.
+    Pull(cmd::pull::Args),
+    /// Push an image from the store to a registry.
+    Push(cmd::push::Args),
+    /// Log in to a registry (credentials are checked, then saved for pull and push).
+    Login(cmd::login::Args),
+    /// Forget the credentials saved by `tare login`.
+    Logout(cmd::logout::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +98,10 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(&ctx, *a),
         Command::Ps(a) => cmd::ps::run(&ctx, a),
         Command::Rm(a) => cmd::rm::run(&ctx, a),
+        Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Push(a) => cmd::push::run(&ctx, a),
+        Command::Login(a) => cmd::login::run(&ctx, a),
+        Command::Logout(a) => cmd::logout::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

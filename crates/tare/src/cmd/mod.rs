@@ -16,3 +16,7 @@ pub mod prune;
 pub mod rmi;
 pub mod save;
 pub mod tag;
+pub mod login;
+pub mod logout;
+pub mod pull;
+pub mod push;

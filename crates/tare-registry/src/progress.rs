@@ -1,0 +1,195 @@
+//! Progress reporting, and the worker pool that moves several blobs at once.
+//!
+//! Workers never call the [`Reporter`]: they send events over a channel and bump byte
+//! counters, and the calling thread forwards both. So a reporter needs neither `Send` nor
+//! `Sync`, and it sees events in one order.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tare_store::Digest;
+
+use crate::error::Result;
+
+/// What happened, for the binary to print.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The manifest of `reference` resolved to `digest` (for `platform`, from an index).
+    Resolved {
+        reference: String,
+        digest: Digest,
+        platform: Option<String>,
+    },
+    /// A blob transfer began (`size` bytes, `kind` "layer" or "config").
+    BlobStarted {
+        digest: Digest,
+        size: u64,
+        kind: &'static str,
+    },
+    /// Bytes moved so far for a blob; sent a few times a second while it moves.
+    BlobProgress {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
+    /// A blob needed no transfer.
+    BlobSkipped {
+        digest: Digest,
+        size: u64,
+        reason: Skip,
+    },
+    /// A blob transfer finished.
+    BlobDone {
+        digest: Digest,
+        size: u64,
+        elapsed: Duration,
+    },
+    /// A transfer failed and is tried again.
+    Retrying {
+        what: String,
+        attempt: u32,
+        error: String,
+    },
+    /// A manifest was uploaded.
+    Pushed {
+        reference: String,
+        digest: Digest,
+        size: u64,
+    },
+}
+
+/// Why a blob was not transferred.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// The local store already has it (pull).
+    Stored,
+    /// The registry already has it in the target repository (push).
+    Exists,
+    /// The registry linked it from another repository of its own (push).
+    Mounted { from: String },
+}
+
+/// Receives progress. Implemented by the binary's printers.
+pub trait Reporter {
+    fn report(&self, event: Event);
+}
+
+/// A reporter that drops everything.
+pub struct NoReporter;
+
+impl Reporter for NoReporter {
+    fn report(&self, _event: Event) {}
+}
+
+/// What a worker uses to report: events go through the channel, bytes through a counter.
+pub(crate) struct Progress {
+    tx: mpsc::Sender<Msg>,
+}
+
+enum Msg {
+    Event(Event),
+    Track(Digest, u64, Arc<AtomicU64>),
+    Untrack(Digest),
+}
+
+impl Progress {
+    pub fn event(&self, e: Event) {
+        let _ = self.tx.send(Msg::Event(e));
+    }
+
+    /// Starts a transfer: returns the counter the worker adds bytes to.
+    pub fn start(&self, digest: Digest, size: u64, kind: &'static str) -> Arc<AtomicU64> {
+        let counter = Arc::new(AtomicU64::new(0));
+        self.event(Event::BlobStarted { digest, size, kind });
+        let _ = self.tx.send(Msg::Track(digest, size, counter.clone()));
+        counter
+    }
+
+    pub fn done(&self, digest: Digest, size: u64, started: Instant) {
+        let _ = self.tx.send(Msg::Untrack(digest));
+        self.event(Event::BlobDone {
+            digest,
+            size,
+            elapsed: started.elapsed(),
+        });
+    }
+}
+
+/// How often byte counts are reported.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs `work` on every item with at most `jobs` at once, forwarding progress to `reporter`
+/// from this thread. Stops handing out items after the first failure and returns it.
+pub(crate) fn run_parallel<T: Sync, R: Send>(
+    jobs: usize,
+    items: &[T],
+    reporter: &dyn Reporter,
+    work: impl Fn(&T, &Progress) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            let progress = Progress { tx: tx.clone() };
+            let (next, failed, results, work) = (&next, &failed, &results, &work);
+            scope.spawn(move || {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = work(item, &progress);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+        drop(tx);
+        // Forward events until every worker has dropped its sender.
+        let mut tracked: Vec<(Digest, u64, Arc<AtomicU64>, u64)> = Vec::new();
+        let mut tick = Instant::now();
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(Msg::Event(e)) => reporter.report(e),
+                Ok(Msg::Track(d, total, c)) => tracked.push((d, total, c, 0)),
+                Ok(Msg::Untrack(d)) => tracked.retain(|t| t.0 != d),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if tick.elapsed() >= TICK {
+                tick = Instant::now();
+                for (digest, total, counter, last) in &mut tracked {
+                    let done = counter.load(Ordering::Relaxed);
+                    if done != *last {
+                        *last = done;
+                        reporter.report(Event::BlobProgress {
+                            digest: *digest,
+                            done,
+                            total: *total,
+                        });
+                    }
+                }
+            }
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_error = None;
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}

@@ -1,0 +1,471 @@
+//! What the registry tests run against: Debian's `docker-registry` (distribution 2.8) on a
+//! free loopback port with its own storage (optionally with htpasswd auth or TLS), and a proxy
+//! of our own in front of it that can play a bearer-token server and inject faults.
+//!
+//! Every loop here is bounded (readiness waits by attempt count; accept loops end when the
+//! owner drops), and all traffic stays on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// Waits (at most ~10 s) until something accepts connections on `port`.
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not start on port {port}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A running `docker-registry`, killed on drop.
+pub struct RegistryServer {
+    pub port: u16,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+/// How the registry is set up.
+#[derive(Default)]
+pub struct RegistryConfig {
+    /// htpasswd basic auth with this user and password.
+    pub basic: Option<(String, String)>,
+    /// TLS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl RegistryServer {
+    pub fn start(config: RegistryConfig) -> RegistryServer {
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = free_port();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((cert, key)) = &config.tls {
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        if let Some((user, pass)) = &config.basic {
+            let hash = bcrypt::hash(pass, 5).expect("bcrypt");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{user}:{hash}\n")).expect("htpasswd");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: tare-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, yaml).expect("registry config");
+        let log = dir.path().join("registry.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::fs::File::create(dir.path().join("registry.err")).expect("log"))
+            .spawn()
+            .expect("run docker-registry (apt-get install docker-registry)");
+        wait_for_port(port, "docker-registry", &dir.path().join("registry.err"));
+        RegistryServer { port, child, dir }
+    }
+
+    pub fn open() -> RegistryServer {
+        RegistryServer::start(RegistryConfig::default())
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (made with the openssl CLI).
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_certs() -> TestCerts {
+    let dir = tempfile::tempdir().expect("cert dir");
+    let p = |n: &str| dir.path().join(n);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tare test CA",
+    ]);
+    run(&args);
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&args);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    TestCerts {
+        ca: p("ca.crt"),
+        cert: p("srv.crt"),
+        key: p("srv.key"),
+        dir,
+    }
+}
+
+/// Faults the proxy injects, and what it saw.
+#[derive(Default)]
+pub struct ProxyState {
+    /// Answer the next N blob downloads with 500.
+    pub blob_500: AtomicUsize,
+    /// Cut the first download of every blob after half its body.
+    pub blob_drop_once: AtomicBool,
+    /// Blobs already cut.
+    cut: Mutex<Vec<String>>,
+    /// Flip a byte in every blob download.
+    pub blob_corrupt: AtomicBool,
+    /// Answer the next N chunk uploads (`PATCH`) with 500 without forwarding them.
+    pub patch_500: AtomicUsize,
+    /// Requests seen: `METHOD path?query [range]`.
+    pub log: Mutex<Vec<String>>,
+    /// Query strings the token endpoint was asked with.
+    pub token_requests: Mutex<Vec<String>>,
+}
+
+/// A bearer-token gate: `/v2/` needs `Bearer TOKEN`, which `/token` hands out (to `user` only,
+/// when set).
+pub struct Bearer {
+    pub token: String,
+    pub user: Option<(String, String)>,
+}
+
+/// An HTTP proxy in front of a registry: one request per connection.
+pub struct Proxy {
+    pub port: u16,
+    pub state: Arc<ProxyState>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16, bearer: Option<Bearer>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let state = Arc::new(ProxyState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let bearer = Arc::new(bearer);
+        let thread = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (state, bearer) = (state.clone(), bearer.clone());
+                    std::thread::spawn(move || {
+                        let _ = handle(conn, upstream, port, &state, &bearer);
+                    });
+                }
+            })
+        };
+        Proxy {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.state.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn respond(conn: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body);
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn handle(
+    mut conn: TcpStream,
+    upstream: u16,
+    own_port: u16,
+    state: &ProxyState,
+    bearer: &Option<Bearer>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 << 10 {
+            return Ok(());
+        }
+        let n = conn.read(&mut chunk)?;
+        // A TLS handshake (a client trying HTTPS first): hang up, as a plain server would fail it.
+        if n == 0 || (buf.is_empty() && chunk[0] == 0x16) {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let range = header("range")
+        .map(|r| format!(" [{r}]"))
+        .unwrap_or_default();
+    state
+        .log
+        .lock()
+        .expect("log")
+        .push(format!("{method} {target}{range}"));
+
+    if let Some(b) = bearer {
+        if target.starts_with("/token") {
+            state.token_requests.lock().expect("token log").push(
+                target
+                    .split_once('?')
+                    .map(|x| x.1)
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            let allowed = match &b.user {
+                None => true,
+                Some((u, p)) => {
+                    let want = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                    );
+                    header("authorization").as_deref() == Some(want.as_str())
+                }
+            };
+            if allowed {
+                let json = format!("{{\"token\":\"{}\",\"expires_in\":300}}", b.token);
+                respond(
+                    &mut conn,
+                    "200 OK",
+                    &[("Content-Type", "application/json".into())],
+                    json.as_bytes(),
+                );
+            } else {
+                respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    &[],
+                    b"{\"details\":\"bad credentials\"}",
+                );
+            }
+            return Ok(());
+        }
+        if header("authorization").as_deref() != Some(format!("Bearer {}", b.token).as_str()) {
+            let challenge =
+                format!("Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"tare-test\"");
+            respond(
+                &mut conn,
+                "401 Unauthorized",
+                &[
+                    ("WWW-Authenticate", challenge),
+                    ("Content-Type", "application/json".into()),
+                    ("Docker-Distribution-Api-Version", "registry/2.0".into()),
+                ],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            );
+            return Ok(());
+        }
+    }
+
+    let is_blob_get =
+        method == "GET" && target.contains("/blobs/sha256:") && !target.contains("/uploads/");
+    if is_blob_get && take_one(&state.blob_500) {
+        respond(&mut conn, "500 Internal Server Error", &[], b"injected");
+        return Ok(());
+    }
+    if method == "PATCH" && take_one(&state.patch_500) {
+        respond(&mut conn, "500 Internal Server Error", &[], b"injected");
+        return Ok(());
+    }
+
+    // Forward, one request per upstream connection.
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut out = format!("{request_line}\r\n");
+    for (k, v) in &headers {
+        if k == "connection" || (bearer.is_some() && k == "authorization") {
+            continue;
+        }
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("connection: close\r\n\r\n");
+    up.write_all(out.as_bytes())?;
+    up.write_all(&body)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    let Some(resp_head) = find(&resp, b"\r\n\r\n").map(|i| i + 4) else {
+        return Ok(());
+    };
+    let ok = resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.1 206");
+    if is_blob_get && ok && resp.len() > resp_head {
+        if state.blob_corrupt.load(Ordering::SeqCst) {
+            let mid = resp_head + (resp.len() - resp_head) / 2;
+            resp[mid] ^= 0xff;
+        }
+        let first_cut = state.blob_drop_once.load(Ordering::SeqCst) && {
+            let mut cut = state.cut.lock().expect("cut list");
+            let fresh = !cut.contains(&target);
+            if fresh {
+                cut.push(target.clone());
+            }
+            fresh
+        };
+        if first_cut {
+            let cut = resp_head + (resp.len() - resp_head) / 2;
+            conn.write_all(&resp[..cut])?;
+            conn.flush()?;
+            let _ = conn.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+    conn.write_all(&resp)?;
+    let _ = conn.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
