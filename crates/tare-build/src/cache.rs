@@ -135,7 +135,7 @@ impl Cache {
     }
 
     /// Why a step with these inputs missed: compared with the most recent record that had
-    /// the same parent.
+    /// the same parent. Build args come first: a RUN's text includes them.
     pub fn explain(
         &self,
         parent: &str,
@@ -155,9 +155,6 @@ impl Cache {
         let Some(prev) = previous.first() else {
             return "no cached result for this step after the same previous step (first build, or an earlier step changed)".to_string();
         };
-        if prev.instruction != instruction {
-            return format!("instruction changed: was {:?}", prev.instruction);
-        }
         if prev.args != args {
             let old: BTreeMap<&str, &str> = prev
                 .args
@@ -182,6 +179,9 @@ impl Cache {
                 }
             }
             return format!("build arg changed: {}", changed.join(", "));
+        }
+        if prev.instruction != instruction {
+            return format!("instruction changed: was {:?}", prev.instruction);
         }
         let old: BTreeMap<&str, &str> = prev
             .files

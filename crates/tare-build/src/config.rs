@@ -220,21 +220,10 @@ pub fn run_created_by(args: &[String], build_args: &[(String, String)]) -> Strin
     format!("RUN {} # buildkit", parts.join(" "))
 }
 
-/// The history text of a COPY or ADD: `COPY [--chown=..] src... dest # buildkit`.
-pub fn copy_created_by(
-    add: bool,
-    chown: Option<&str>,
-    chmod: Option<&str>,
-    sources: &[String],
-    dest: &str,
-) -> String {
+/// The history text of a COPY or ADD: `COPY src... dest # buildkit` (BuildKit leaves the
+/// flags out).
+pub fn copy_created_by(add: bool, sources: &[String], dest: &str) -> String {
     let mut text = if add { "ADD" } else { "COPY" }.to_string();
-    if let Some(c) = chown {
-        text.push_str(&format!(" --chown={c}"));
-    }
-    if let Some(m) = chmod {
-        text.push_str(&format!(" --chmod={m}"));
-    }
     for s in sources {
         text.push(' ');
         text.push_str(s);

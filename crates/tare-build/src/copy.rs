@@ -544,8 +544,9 @@ impl Writer<'_> {
                     });
                 }
                 mkdir(&host)?;
+                // --chmod reaches what is inside, not the destination directory itself.
                 let (uid, gid) = self.owner(&node.meta);
-                set_meta(&host, self.mode(&node.meta), uid, gid)?;
+                set_meta(&host, node.meta.mode() & 0o7777, uid, gid)?;
                 self.mirrored.push((host.clone(), node.meta.clone()));
             }
         }
@@ -979,14 +980,15 @@ mod tests {
             path: "src".into(),
         }];
         copy_into(&f.upper, &f.image, &sources, &opts).expect("copy");
-        for p in ["private", "private/s"] {
-            let m = fs::metadata(f.upper.join(p)).expect("meta");
-            assert_eq!(
-                (m.mode() & 0o7777, m.uid(), m.gid()),
-                (0o600, 1000, 1000),
-                "{p}"
-            );
-        }
+        let m = fs::metadata(f.upper.join("private/s")).expect("meta");
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o600, 1000, 1000));
+        let m = fs::metadata(f.upper.join("private")).expect("meta");
+        assert_eq!((m.uid(), m.gid()), (1000, 1000));
+        assert_ne!(
+            m.mode() & 0o7777,
+            0o600,
+            "the destination itself keeps its mode"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub enum Upper {
 }
 
 /// Writes `upper` as a layer (gzip) into the store and registers the directory as the
-/// snapshot of its diff. Returns `None`, and removes `upper`, when the diff is empty: like
-/// BuildKit, a step that changed nothing adds no layer.
+/// snapshot of its diff. A step that changed nothing still adds an (empty) layer, as the
+/// BuildKit of the reference docker (20.10) does; the layer count must match it.
 pub fn commit(
     store: &Store,
     upper: &Path,
@@ -50,15 +50,10 @@ pub fn commit(
         exclude: &[],
     };
     let mut sink = LayerSink::new(store, Compression::Gzip)?;
-    let stats = match kind {
+    match kind {
         Upper::Overlay => diff::write_overlay_diff(upper, &mut sink, options)?,
         Upper::Plain => diff::write_tree(upper, &mut sink)?,
     };
-    if stats.entries == 0 {
-        drop(sink);
-        remove_dir(upper)?;
-        return Ok(None);
-    }
     let info = sink.finish()?;
     store.record_layer(&info)?;
     let snapshot = register_snapshot(store, &info, upper)?;

@@ -31,7 +31,14 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     for d in [&upper, &work] {
         std::fs::create_dir_all(d).map_err(io_err(d))?;
     }
-    let mut lower: Vec<_> = input.lower.dirs().iter().rev().cloned().collect();
+    // Two steps with the same diff share one snapshot; overlayfs refuses a directory twice
+    // in lowerdir, and the upper copy of identical content shadows the lower one anyway.
+    let mut lower: Vec<std::path::PathBuf> = Vec::new();
+    for dir in input.lower.dirs().iter().rev() {
+        if !lower.contains(dir) {
+            lower.push(dir.clone());
+        }
+    }
     if lower.is_empty() {
         // overlayfs needs one lower directory; FROM scratch has none.
         let empty = input.scratch.join("empty");

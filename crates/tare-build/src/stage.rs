@@ -51,12 +51,16 @@ impl StageOut {
         self.config.history.push(History {
             created: self.created.clone(),
             created_by: Some(created_by),
+            comment: Some(HISTORY_COMMENT.to_string()),
             empty_layer: !layer,
             ..History::default()
         });
         self.history_lines.push(Some(line));
     }
 }
+
+/// What BuildKit's Dockerfile frontend writes in every history entry it makes.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
@@ -87,8 +91,11 @@ fn from_image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
 }
 
 fn scratch() -> StageOut {
+    // BuildKit's empty image: `/` as working directory (PATH is added for every stage).
+    let mut config = ImageConfig::new_for_host();
+    config.config.working_dir = Some("/".to_string());
     StageOut {
-        config: ImageConfig::new_for_host(),
+        config,
         layers: Vec::new(),
         snapshots: Vec::new(),
         key: key_of(&["scratch"]),
@@ -222,6 +229,7 @@ fn step_once(
                     let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
                     env.extend(arg_list.iter().cloned());
                     let lower = st.tree("image");
+                    let user = st.config.config.user.clone().filter(|u| !u.is_empty());
                     let code = run::run(
                         RunInput {
                             args: args.clone(),
@@ -233,7 +241,7 @@ fn step_once(
                                 .clone()
                                 .filter(|w| !w.is_empty())
                                 .unwrap_or_else(|| "/".into()),
-                            user: st.config.config.user.clone().filter(|u| !u.is_empty()),
+                            user,
                             network: build.opts.network,
                             lower: &lower,
                             scratch: scratch.path(),
@@ -313,7 +321,11 @@ fn step_once(
             let text = config::apply(other, &mut st.config, flags).ok_or_else(|| {
                 Error::Invalid(format!("{} is not a config instruction", ins.original))
             })?;
-            st.key = key_of(&["CFG", &st.key, &text]);
+            // An ARG reaches later steps only through what they expand or see (a RUN's
+            // build args are in its key), so it does not change the key by itself.
+            if !matches!(other, Command::Arg(_)) {
+                st.key = key_of(&["CFG", &st.key, &text]);
+            }
             st.push_history(text, false, line);
             Ok(false)
         }
@@ -510,8 +522,7 @@ fn copy_step(
         })?),
         None => None,
     };
-    let created_by =
-        config::copy_created_by(add, c.chown.as_deref(), c.chmod.as_deref(), &names, &c.dest);
+    let created_by = config::copy_created_by(add, &names, &c.dest);
     let workdir = st
         .config
         .config

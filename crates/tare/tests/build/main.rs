@@ -1,0 +1,366 @@
+//! `tare build` end to end on a busybox image imported into a fresh store.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+use util::TestContext;
+
+/// A test context with `busybox:latest` imported and a `ctx/` directory for the build.
+fn setup() -> TestContext {
+    let t = TestContext::new();
+    t.import_busybox("busybox:latest");
+    std::fs::create_dir_all(t.path().join("ctx")).expect("ctx dir");
+    t
+}
+
+fn ctx_dir(t: &TestContext) -> String {
+    t.path().join("ctx").to_string_lossy().into_owned()
+}
+
+fn inspect(t: &TestContext, image: &str) -> serde_json::Value {
+    serde_json::from_str(&t.ok(&["inspect", image])).expect("inspect json")
+}
+
+/// Reads one file of an image through `tare export`.
+fn file_in(t: &TestContext, image: &str, path: &str) -> Option<String> {
+    let out = t.path().join("export.tar");
+    t.ok(&["export", image, "-o", out.to_str().expect("utf-8")]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&out).expect("open export"));
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let p = entry.path().expect("path").to_string_lossy().into_owned();
+        if p.trim_start_matches("./").trim_start_matches('/') == path {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).expect("read");
+            return Some(s);
+        }
+    }
+    None
+}
+
+#[test]
+fn run_copy_and_config_steps_make_the_expected_layers_and_history() {
+    let t = setup();
+    t.write("ctx/hello.txt", "hello\n");
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1024 count=100\nRUN rm /big\nCOPY hello.txt /dir/\nENV A=1\nRUN echo \"$A\" > /a.txt\nCMD [\"sh\"]\n",
+    );
+    let out = t.ok(&["build", "--progress", "plain", "-t", "demo:1", &ctx_dir(&t)]);
+    assert!(
+        out.contains("layers   5 (1 from the base, 4 from this build)"),
+        "{out}"
+    );
+    let json = inspect(&t, "demo:1");
+    let history = json["config"]["history"].as_array().expect("history");
+    let created_by: Vec<&str> = history
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        &created_by[1..],
+        [
+            "RUN /bin/sh -c dd if=/dev/zero of=/big bs=1024 count=100 # buildkit",
+            "RUN /bin/sh -c rm /big # buildkit",
+            "COPY hello.txt /dir/ # buildkit",
+            "ENV A=1",
+            "RUN /bin/sh -c echo \"$A\" > /a.txt # buildkit",
+            "CMD [\"sh\"]",
+        ]
+    );
+    assert_eq!(history[4]["empty_layer"], true);
+    assert_eq!(json["config"]["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(
+        file_in(&t, "demo:1", "dir/hello.txt").as_deref(),
+        Some("hello\n")
+    );
+    assert_eq!(file_in(&t, "demo:1", "a.txt").as_deref(), Some("1\n"));
+    assert_eq!(file_in(&t, "demo:1", "big"), None);
+    // The dead 100 kB stays in the image, in its own layer, visible in the history.
+    let dead = json["layers"][1]["size"].as_u64().expect("layer size");
+    assert!(dead >= 100 * 1024, "{dead}");
+    let hist = t.ok(&["history", "demo:1"]);
+    assert!(hist.contains("RUN /bin/sh -c rm /big"), "{hist}");
+    // build_info records the Dockerfile line of each history entry.
+    assert_eq!(json["build_info"]["base_layers"], 1);
+    assert_eq!(json["build_info"]["history"][2]["line"], 3);
+}
+
+#[test]
+fn a_failing_run_names_file_line_command_and_exit_code() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN true\nRUN echo out; exit 3\n",
+    );
+    let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("exit 3"), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    // Nothing is left in the store's scratch area.
+    let leftovers: Vec<_> = std::fs::read_dir(t.root.path().join("tmp"))
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn quiet_prints_only_the_id_and_iidfile_gets_it_too() {
+    let t = setup();
+    t.write("ctx/Dockerfile", "FROM busybox\nLABEL a=b\n");
+    let iid = t.path().join("iid");
+    let out = t.ok(&[
+        "build",
+        "-q",
+        "--iidfile",
+        iid.to_str().expect("utf-8"),
+        &ctx_dir(&t),
+    ]);
+    let id = out.trim();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
+    assert_eq!(std::fs::read_to_string(&iid).expect("iidfile"), id);
+}
+
+#[test]
+fn dockerfile_from_stdin_and_build_args_not_persisted() {
+    let t = setup();
+    let mut child = t
+        .tare()
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "args:1",
+            "--build-arg",
+            "WHO=cli",
+            "-f",
+            "-",
+            &ctx_dir(&t),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"FROM busybox\nARG WHO=default\nRUN echo \"hi $WHO\" > /who\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(file_in(&t, "args:1", "who").as_deref(), Some("hi cli\n"));
+    let env = inspect(&t, "args:1")["config"]["config"]["Env"].to_string();
+    assert!(!env.contains("WHO"), "{env}");
+}
+
+#[test]
+fn a_cached_rebuild_runs_nothing_and_gives_the_same_image() {
+    let t = setup();
+    t.write("ctx/a.txt", "a\n");
+    t.write("ctx/b.txt", "b\n");
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN echo first > /first\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nRUN cat /a.txt /b.txt > /both\n",
+    );
+    let first = t.ok(&["build", "-q", &ctx_dir(&t)]);
+    let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches(" CACHED").count(), 4, "{stderr}");
+    let second = t.ok(&["build", "-q", &ctx_dir(&t)]);
+    assert_eq!(first, second);
+
+    // Changing b.txt invalidates its COPY and the RUN after it, nothing before.
+    t.write("ctx/b.txt", "b2\n");
+    let out = t.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--explain-cache",
+        &ctx_dir(&t),
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("#1 CACHED"), "{stderr}");
+    assert!(stderr.contains("#2 CACHED"), "{stderr}");
+    assert!(!stderr.contains("#3 CACHED"), "{stderr}");
+    assert!(!stderr.contains("#4 CACHED"), "{stderr}");
+    assert!(
+        stderr.contains("#3 cache miss: context files changed: b.txt"),
+        "{stderr}"
+    );
+
+    // --no-cache runs everything.
+    let out = t.run(&["build", "--progress", "plain", "--no-cache", &ctx_dir(&t)]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("CACHED"));
+}
+
+#[test]
+fn explain_cache_names_a_changed_build_arg() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nARG V=1\nRUN echo $V > /v\n",
+    );
+    t.ok(&["build", "-q", &ctx_dir(&t)]);
+    let out = t.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--explain-cache",
+        "--build-arg",
+        "V=2",
+        &ctx_dir(&t),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cache miss:") && stderr.contains("V"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"1\" -> \"2\""), "{stderr}");
+}
+
+#[test]
+fn only_needed_stages_are_built_and_copy_from_works() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox AS broken\nRUN exit 1\nFROM busybox AS good\nRUN echo good > /good\nFROM busybox AS unused\nRUN echo never\nFROM scratch\nCOPY --from=good /good /good\nCOPY --from=1 /good /again\n",
+    );
+    let out = t.run(&["build", "--progress", "plain", "-t", "ms:1", &ctx_dir(&t)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("never"), "{stderr}");
+    assert!(!stderr.contains("[broken"), "{stderr}");
+    assert_eq!(file_in(&t, "ms:1", "good").as_deref(), Some("good\n"));
+    assert_eq!(file_in(&t, "ms:1", "again").as_deref(), Some("good\n"));
+    // --target picks an earlier stage.
+    let out = t.run(&["build", "-q", "--target", "broken", &ctx_dir(&t)]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox AS a\nRUN sleep 1 && echo a > /a\nFROM busybox AS b\nRUN sleep 1 && echo b > /b\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    );
+    let out = t.run(&["build", "--progress", "json", &ctx_dir(&t)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let time = |stage: &str, kind: &str| -> chrono::DateTime<chrono::FixedOffset> {
+        let e = events
+            .iter()
+            .find(|e| {
+                e["stage"] == stage
+                    && e["event"] == kind
+                    && e["text"].as_str().is_none_or(|t| t.starts_with("RUN"))
+            })
+            .unwrap_or_else(|| panic!("no {kind} event for stage {stage}: {events:?}"));
+        chrono::DateTime::parse_from_rfc3339(e["time"].as_str().expect("time")).expect("rfc3339")
+    };
+    // Each stage's RUN started before the other one's finished: the two overlapped.
+    assert!(time("a", "started") < time("b", "finished"));
+    assert!(time("b", "started") < time("a", "finished"));
+}
+
+#[test]
+fn dockerignore_and_sources_leaving_the_context() {
+    let t = setup();
+    t.write("ctx/.dockerignore", "*.log\n!keep.log\n");
+    t.write("ctx/a.log", "a");
+    t.write("ctx/keep.log", "k");
+    t.write("ctx/Dockerfile", "FROM busybox\nCOPY . /c/\n");
+    t.ok(&["build", "-q", "-t", "ign:1", &ctx_dir(&t)]);
+    assert_eq!(file_in(&t, "ign:1", "c/keep.log").as_deref(), Some("k"));
+    assert_eq!(file_in(&t, "ign:1", "c/a.log"), None);
+
+    t.write("secret", "s");
+    std::os::unix::fs::symlink("../secret", t.path().join("ctx/out")).expect("symlink");
+    t.write("ctx/Dockerfile", "FROM busybox\nCOPY out /out\n");
+    let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
+    assert!(err.contains("\"out\" leaves the build context"), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_image() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nONBUILD RUN echo triggered > /onbuild.txt\n",
+    );
+    t.ok(&["build", "-q", "-t", "parent:1", &ctx_dir(&t)]);
+    assert_eq!(file_in(&t, "parent:1", "onbuild.txt"), None);
+    let onbuild = inspect(&t, "parent:1")["config"]["config"]["OnBuild"].clone();
+    assert_eq!(
+        onbuild,
+        serde_json::json!(["RUN echo triggered > /onbuild.txt"])
+    );
+    t.write("ctx/Dockerfile", "FROM parent:1\nRUN true\n");
+    t.ok(&["build", "-q", "-t", "child:1", &ctx_dir(&t)]);
+    assert_eq!(
+        file_in(&t, "child:1", "onbuild.txt").as_deref(),
+        Some("triggered\n")
+    );
+    assert!(inspect(&t, "child:1")["config"]["config"]["OnBuild"].is_null());
+}
+
+#[test]
+fn add_of_a_url_checks_its_checksum() {
+    let t = setup();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        // Serves two requests, then ends.
+        for _ in 0..2 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 2048];
+            let _ = conn.read(&mut buf);
+            let body = "remote content\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let sum = "sha256:0a4f6d3ab8ac7b4fe5d6fcb8e0e0a8c6d2b3ae8f0c1e0a8d6a0b6c8f7e6d5c4b";
+    t.write(
+        "ctx/Dockerfile",
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/files/remote.txt /dl/\n"),
+    );
+    t.ok(&["build", "-q", "-t", "url:1", &ctx_dir(&t)]);
+    assert_eq!(
+        file_in(&t, "url:1", "dl/remote.txt").as_deref(),
+        Some("remote content\n")
+    );
+    t.write(
+        "ctx/Dockerfile",
+        &format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/x /x\n"),
+    );
+    let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
+    assert!(err.contains("checksum"), "{err}");
+    let _ = server.join();
+}
