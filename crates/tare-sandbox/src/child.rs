@@ -105,17 +105,23 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     .at(Step::MakePrivate)?;
 
     match &plan.root {
-        RootMount::Overlay { data, chdir } => {
+        RootMount::Overlay { data, plain, chdir } => {
             if let Some(dir) = chdir {
                 rustix::process::chdir(dir.as_c_str()).at(Step::MountRootfs)?;
             }
-            mount::mount(
-                c"overlay",
-                plan.merged.as_c_str(),
-                c"overlay",
-                MountFlags::empty(),
-                Some(data.as_c_str()),
-            )
+            let mount_with = |options: &CStr| {
+                mount::mount(
+                    c"overlay",
+                    plan.merged.as_c_str(),
+                    c"overlay",
+                    MountFlags::empty(),
+                    Some(options),
+                )
+            };
+            match mount_with(data.as_c_str()) {
+                Err(Errno::INVAL) => mount_with(plain.as_c_str()),
+                other => other,
+            }
             .at(Step::MountRootfs)?;
         }
         RootMount::Bind => {

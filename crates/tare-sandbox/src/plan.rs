@@ -144,9 +144,11 @@ impl Step {
 /// How the root filesystem is mounted on [`Plan::merged`].
 pub(crate) enum RootMount {
     /// `mount -t overlay overlay -o DATA MERGED`, from `chdir` when the options use paths
-    /// relative to it (to stay under the kernel's one-page limit).
+    /// relative to it (to stay under the kernel's one-page limit). `data` has the `volatile`
+    /// option, `plain` is the same without it for kernels older than 5.10.
     Overlay {
         data: CString,
+        plain: CString,
         chdir: Option<CString>,
     },
     /// `mount --rbind DIR DIR`: a plain directory becomes a mount point for pivot_root.

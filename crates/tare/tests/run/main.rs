@@ -325,7 +325,12 @@ fn stdin_is_passed_with_i_only() {
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(b"ignored\n");
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "end\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "end\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
