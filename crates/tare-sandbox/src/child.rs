@@ -464,6 +464,12 @@ fn drop_capabilities(plan: &Plan) -> StepResult {
 }
 
 fn install_stdio(plan: &Plan) -> StepResult {
+    for (target, null) in plan.null_stdio.iter().enumerate() {
+        if *null {
+            let fd = rfs::open(c"/dev/null", OFlags::RDWR, FsMode::empty()).at(Step::Stdio)?;
+            dup2(fd.as_raw_fd(), target as c_int).at(Step::Stdio)?;
+        }
+    }
     for (target, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             dup2(fd.as_raw_fd(), target as c_int).at(Step::Stdio)?;

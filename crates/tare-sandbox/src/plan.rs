@@ -205,6 +205,9 @@ pub(crate) struct Plan {
     /// Descriptors to install as 0, 1, 2 (duplicated above 2 so that `dup2` never clobbers
     /// one with another).
     pub stdio: [Option<OwnedFd>; 3],
+    /// Streams to connect to the container's own /dev/null (created by the child, so a host
+    /// whose /dev/null was replaced by a file cannot leak that file into the container).
+    pub null_stdio: [bool; 3],
     pub tty: Option<TtyPlan>,
     pub readonly_rootfs: bool,
     /// Runtime mode: mount a cgroup2 hierarchy over /sys/fs/cgroup in the private mount

@@ -135,6 +135,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
 
     let (argv, envp) = (spec.args.clone(), env);
     let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut null_stdio = [false; 3];
     let mut tty_parent = None;
     let mut tty_plan = None;
     let on_signal = spec.on_signal;
@@ -161,7 +162,11 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
             .into_iter()
             .enumerate()
         {
-            stdio[i] = child_stream(s)?;
+            if container && matches!(s, Stdio::Null) {
+                null_stdio[i] = true;
+            } else {
+                stdio[i] = child_stream(s)?;
+            }
         }
     }
 
@@ -195,6 +200,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
             .collect(),
         last_cap: last_cap(),
         stdio,
+        null_stdio,
         tty: tty_plan,
         readonly_rootfs: spec.readonly_rootfs,
         unified_cgroup: false,
