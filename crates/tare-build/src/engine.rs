@@ -43,6 +43,9 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// `--explain-cache`: report why each step missed.
     pub explain_cache: bool,
+    /// `--runtime`: run RUN steps through this OCI runtime binary instead of the built-in
+    /// sandbox.
+    pub runtime: Option<PathBuf>,
 }
 
 /// One step of the final image's stage chain, for the summary.

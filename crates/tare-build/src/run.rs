@@ -18,6 +18,8 @@ pub struct RunInput<'a> {
     pub cwd: String,
     pub user: Option<String>,
     pub network: Network,
+    /// An OCI runtime binary (`runc`, `crun`) to use instead of the built-in sandbox.
+    pub runtime: Option<&'a Path>,
     pub lower: &'a Layers,
     /// A scratch directory for this step: `upper/` and `work/` are made in it.
     pub scratch: &'a Path,
@@ -86,7 +88,10 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
             });
         }
         // `spec` (and the write ends it holds) is dropped when run returns: the readers end.
-        tare_sandbox::run(spec)
+        match input.runtime {
+            Some(runtime) => tare_sandbox::oci::run_with_runtime(spec, runtime),
+            None => tare_sandbox::run(spec),
+        }
     });
     let _ = std::fs::remove_dir_all(&work);
     match code {

@@ -243,6 +243,7 @@ fn step_once(
                                 .unwrap_or_else(|| "/".into()),
                             user,
                             network: build.opts.network,
+                            runtime: build.opts.runtime.as_deref(),
                             lower: &lower,
                             scratch: scratch.path(),
                         },
@@ -464,7 +465,12 @@ fn copy_step(
         Some(f) => match build.stage_index(f, stage.index) {
             Some(si) => {
                 let out = build.slots.wait(si)?;
-                (Some(out.tree(&format!("stage {f}"))), out.key.clone())
+                // By content: a stage that ran again (--no-cache-filter) and made other
+                // layers must not answer from the old copy.
+                let layers: Vec<String> =
+                    out.layers.iter().map(|l| l.diff_id.to_string()).collect();
+                let key = key_of(&[&out.key, &layers.join(",")]);
+                (Some(out.tree(&format!("stage {f}"))), key)
             }
             None => {
                 let img = from_image(build, f)?;

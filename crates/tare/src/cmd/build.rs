@@ -43,6 +43,10 @@ pub struct Args {
     /// For every step that is not cached, say why.
     #[arg(long)]
     explain_cache: bool,
+    /// Run RUN steps through an OCI runtime (`runc`, `crun` or a path) instead of the
+    /// built-in sandbox.
+    #[arg(long, value_name = "runc|crun|PATH")]
+    runtime: Option<String>,
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
@@ -117,6 +121,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
+    let runtime = match &args.runtime {
+        Some(name) => Some(
+            tare_sandbox::oci::find_runtime(name).with_context(|| format!("--runtime {name}"))?,
+        ),
+        None => None,
+    };
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile,
@@ -129,6 +139,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
         explain_cache: args.explain_cache,
+        runtime,
     };
     let store = ctx.store()?;
     let result = if args.quiet {
