@@ -37,6 +37,32 @@
 //! behind. The parent removes what it created itself (a temporary directory, the mount-point
 //! stubs in the writable directory) after the child is reaped.
 //!
+//! The overlay is mounted `volatile` (no sync of the upper filesystem when it goes away):
+//! upper directories are read back (diff, export, commit) but never mounted again after a
+//! crash. After a clean run the marker overlayfs leaves in `work` is removed, so the same
+//! upper and work directories can be mounted again.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use tare_sandbox::{OnSignal, Rootfs, RunSpec, Stdio};
+//! # fn main() -> Result<(), tare_sandbox::Error> {
+//! let mut spec = RunSpec::new(
+//!     Rootfs::Overlay {
+//!         lower: vec!["/store/snapshots/top".into(), "/store/snapshots/base".into()],
+//!         upper: "/tmp/step/upper".into(),
+//!         work: "/tmp/step/work".into(),
+//!     },
+//!     vec!["/bin/sh".into(), "-c".into(), "echo hi > /greeting".into()],
+//! );
+//! spec.env = vec!["A=1".into()];
+//! spec.user = Some("app".into());
+//! spec.on_signal = OnSignal::Kill; // a build step: Ctrl-C ends it
+//! spec.stdout = Stdio::Inherit; // or Stdio::Fd(pipe_writer) to stream the log
+//! let code = tare_sandbox::run(spec)?; // the step's exit code
+//! # let _ = code; Ok(()) }
+//! ```
+//!
 //! Signals: while a container runs, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
 //! received by tare are forwarded to it ([`OnSignal::Forward`], `tare run`) or end it
 //! ([`OnSignal::Kill`], build steps: Ctrl-C stops the build). Like Docker without `--init`,
