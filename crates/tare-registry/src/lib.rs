@@ -12,8 +12,9 @@
 //!
 //! # API
 //!
-//! - [`pull`]`(store, reference, platform, reporter) -> Image`: what the builder calls for a
-//!   `FROM` the store lacks; [`pull_with`] takes full [`Options`].
+//! - [`resolve_or_pull`]`(store, name, platform, reporter) -> Image`: the store's image, or
+//!   pulled when missing (the builder's `FROM`); [`pull`]`(store, reference, platform,
+//!   reporter)` always asks the registry; [`pull_with`] takes full [`Options`].
 //! - [`push`]`(store, image, dest, options, reporter) -> manifest digest`.
 //! - [`login`], [`logout`]; [`AuthFiles`] finds credentials.
 //! - [`Platform`], [`Reporter`] and its [`Event`]s.
@@ -102,6 +103,25 @@ pub fn pull(
         ..Options::from_env()
     };
     pull_with(store, reference, &options, reporter)
+}
+
+/// The image `name` from the store, pulled first when the store does not have it: what `FROM`
+/// and `COPY --from=<image>` need. `name` is anything [`Store::resolve`] takes; only a
+/// reference can be pulled.
+pub fn resolve_or_pull(
+    store: &Store,
+    name: &str,
+    platform: Option<&Platform>,
+    reporter: &dyn Reporter,
+) -> Result<Image> {
+    match store.resolve(name) {
+        Ok(image) => Ok(image),
+        Err(tare_store::Error::ImageNotFound(_)) => {
+            let reference = Reference::parse(name)?;
+            pull(store, &reference, platform, reporter)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks `credentials` against `registry` (a reference domain: `docker.io`, `host:5000`) and

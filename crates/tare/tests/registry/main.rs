@@ -181,6 +181,13 @@ fn push_then_pull_into_an_empty_store_gives_the_same_image() {
         store_b.resolve(&dest).unwrap().manifest_digest
     );
 
+    // By digest: verified against the digest itself, and found by it afterwards.
+    let digest = store_a.resolve("app:1").unwrap().manifest_digest;
+    let pinned = format!("{}/app@{digest}", reg.host());
+    let c = TestContext::new();
+    ok(&c, &["pull", &pinned]);
+    assert_eq!(image_id(&c, &pinned), image_id(&a, "app:1"));
+
     // Again: nothing moves either way.
     let (_, err) = ok(&b, &["pull", &dest]);
     assert_eq!(err.matches("already in the store").count(), 2, "{err}");
