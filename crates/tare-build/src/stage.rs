@@ -225,6 +225,7 @@ fn step_once(
                 &arg_list,
                 &[],
                 |st| {
+                    let started = Instant::now();
                     let scratch = scratch_dir(build)?;
                     let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
                     env.extend(arg_list.iter().cloned());
@@ -250,6 +251,11 @@ fn step_once(
                         build.reporter,
                         step,
                     )?;
+                    tracing::debug!(
+                        step = step.number,
+                        ms = started.elapsed().as_millis() as u64,
+                        "RUN process ended"
+                    );
                     if code != 0 {
                         return Err(Error::RunFailed {
                             file: build.opts.dockerfile_name.clone(),
@@ -537,7 +543,8 @@ fn copy_step(
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
     // Context files are keyed by content; a stage or image by its own key.
-    let files = if c.from.is_none() && cache_on {
+    // Computed with --no-cache too: the record written afterwards must carry the right key.
+    let files = if c.from.is_none() {
         copy::source_digests(&sources, &|p, m| build.cache.file_digest(p, m))?
     } else {
         Vec::new()
