@@ -171,6 +171,15 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// A bar of `width` cells proportional to `size / max` (for `tare history` and analyze).
+pub fn bar(size: u64, max: u64, width: usize) -> String {
+    if max == 0 || size == 0 {
+        return String::new();
+    }
+    let cells = ((size as f64 / max as f64) * width as f64).ceil() as usize;
+    "█".repeat(cells.clamp(1, width))
+}
+
 /// A size for people: `10.5 MB`, decimal units like docker's.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];

@@ -99,7 +99,7 @@ fn layer_chart(h: &mut String, a: &Analysis) {
         "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{y0}\" stroke=\"#888\"/>\
          <line x1=\"{left}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#888\"/>\
          <text x=\"4\" y=\"{ty}\">{maxl}</text><text x=\"4\" y=\"{y0}\">0</text>\
-         <text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{tot}</text>\n",
+         <text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{tot}</text>",
         y0 = top + plot_h,
         x1 = left + plot_w,
         ty = top + 10.0,
@@ -127,9 +127,9 @@ fn layer_chart(h: &mut String, a: &Analysis) {
             None => format!("#{i}"),
         };
         if n <= 40 || i % (n / 40 + 1) == 0 {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{tick}</text>\n",
+                "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{tick}</text>",
                 cx = x + bar / 2.0,
                 ty = top + plot_h + 14.0,
             );
@@ -217,9 +217,9 @@ fn squarify(values: &[f64], r: Rect) -> Vec<Rect> {
 
 fn treemap(h: &mut String, root: &DirNode) {
     let (w, ht) = (1100.0, 420.0);
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<svg width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\" role=\"img\">\n"
+        "<svg width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\" role=\"img\">"
     );
     if root.size == 0 || root.children.is_empty() {
         h.push_str("<text x=\"20\" y=\"30\">no files</text></svg>\n");
@@ -240,19 +240,19 @@ fn node(h: &mut String, n: &DirNode, path: &str, r: Rect, hue: usize, depth: usi
         return;
     }
     let light = 42 + depth * 12;
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<g><title>{p}  {s}</title><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{ht:.1}\" \
-         fill=\"hsl({hue},55%,{light}%)\" stroke=\"#fff\" stroke-width=\"{sw}\"/></g>\n",
+         fill=\"hsl({hue},55%,{light}%)\" stroke=\"#fff\" stroke-width=\"{sw}\"/></g>",
         p = esc(path),
         s = human(n.size),
         sw = if depth == 0 { 2 } else { 1 },
     );
     let pad_top = if depth < 2 && ht > 30.0 { 16.0 } else { 0.0 };
     if w > 60.0 && ht > 14.0 {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<text x=\"{tx:.1}\" y=\"{ty:.1}\" style=\"fill:#fff\">{name} {s}</text>\n",
+            "<text x=\"{tx:.1}\" y=\"{ty:.1}\" style=\"fill:#fff\">{name} {s}</text>",
             tx = x + 4.0,
             ty = y + 12.0,
             name = esc(if depth == 0 { path } else { &n.name }),

@@ -15,6 +15,8 @@
 //!   the config kept and the squashed history entries marked `empty_layer`.
 //! - [`lint`]: size rules over the typed Dockerfile (no build needed).
 //! - [`html`]: the self-contained HTML report (inline SVG, no script, no network).
+//! - [`summary`]: what the builder prints after a build (waste, worst lines, budgets).
+//! - [`steps`]: which step and Dockerfile line made each layer (history + `build_info`).
 //!
 //! It does not print (the binary renders [`waste::Analysis`] and [`lint::Finding`]s), parse
 //! Dockerfiles (tare-dockerfile) or read tars beyond headers and hashes (tare-layer does
@@ -40,9 +42,11 @@ pub mod index;
 pub mod lint;
 pub mod squash;
 pub mod steps;
+pub mod summary;
 pub mod waste;
 
 pub use budget::{check, parse_size, BudgetReport, Budgets, Violation, OVERLAY_MAX_LAYERS};
 pub use error::{Error, Result};
 pub use squash::{squash, SquashFrom, Squashed};
+pub use summary::{build_summary, BuildSummary};
 pub use waste::{analyze, Analysis, Finding, Waste, WasteKind};

@@ -353,17 +353,16 @@ fn lint_run(
                     removed.push((abs, a.clone()));
                 }
             }
-            "chown" | "chmod" => {
+            "chown" | "chmod"
                 if args.iter().any(|a| {
                     a == "-R"
                         || a == "--recursive"
                         || (a.starts_with('-') && !a.starts_with("--") && a.contains('R'))
-                }) {
-                    let operands: Vec<&String> =
-                        args.iter().filter(|a| !a.starts_with('-')).collect();
-                    for p in operands.iter().skip(1) {
-                        recursive_owner.push((prog.to_string(), p.to_string()));
-                    }
+                }) =>
+            {
+                let operands: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+                for p in operands.iter().skip(1) {
+                    recursive_owner.push((prog.to_string(), p.to_string()));
                 }
             }
             _ => {}

@@ -251,6 +251,10 @@ enum Slot {
     Recreated,
 }
 
+/// A hard link's path, its target, and the entry that provided the target when the link was
+/// made (`None`: the base).
+type LinkSource = (String, String, Option<EntryId>);
+
 /// What pass 2 writes.
 #[derive(Default)]
 struct Plan {
@@ -351,7 +355,7 @@ fn plan(store: &Store, layers: &[LayerInfo], base: &BTreeSet<String>) -> Result<
     let mut opaque: BTreeSet<String> = BTreeSet::new();
     // For every hard link: its path, its target, and what provided the target when the link
     // was made (None: the base).
-    let mut link_source: HashMap<EntryId, (String, String, Option<EntryId>)> = HashMap::new();
+    let mut link_source: HashMap<EntryId, LinkSource> = HashMap::new();
 
     for (li, layer) in layers.iter().enumerate() {
         let mut headers: Vec<(usize, Header)> = Vec::new();
@@ -434,8 +438,7 @@ fn plan(store: &Store, layers: &[LayerInfo], base: &BTreeSet<String>) -> Result<
 
     // Hard links whose target a later layer replaced or deleted still hold the old content:
     // the dead target entry is written under the link's name instead.
-    let mut links: Vec<(&EntryId, &(String, String, Option<EntryId>))> =
-        link_source.iter().collect();
+    let mut links: Vec<(&EntryId, &LinkSource)> = link_source.iter().collect();
     links.sort();
     for (id, (link_path, target, source)) in links {
         if !plan.survivors.contains(id) {
@@ -473,10 +476,9 @@ fn write(store: &Store, layers: &[LayerInfo], plan: &Plan, sink: &mut LayerSink)
     let mut out = tar::Builder::new(sink);
     let w = Error::Write;
     for path in &plan.synthetic_dirs {
-        let mut h = tar::Header::new_gnu();
+        let mut h = blank_header();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
-        h.set_size(0);
         out.append_data(&mut h, path, io::empty()).map_err(w)?;
     }
     for dir in &plan.opaque {
@@ -501,9 +503,8 @@ fn write(store: &Store, layers: &[LayerInfo], plan: &Plan, sink: &mut LayerSink)
         for_each_entry(store, layer, |n, entry| {
             let id = (li, n);
             let names = plan.materialize.get(&id);
-            if !(plan.survivors.contains(&id) && !plan.dropped_links.contains(&id))
-                && names.is_none()
-            {
+            let alive = plan.survivors.contains(&id) && !plan.dropped_links.contains(&id);
+            if !alive && names.is_none() {
                 return Ok(());
             }
             let raw = entry.path_bytes().into_owned();
@@ -575,9 +576,18 @@ fn write(store: &Store, layers: &[LayerInfo], plan: &Plan, sink: &mut LayerSink)
 
 /// The header of a whiteout or opaque marker: an empty regular file.
 fn marker() -> tar::Header {
-    let mut h = tar::Header::new_gnu();
+    let mut h = blank_header();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0);
+    h
+}
+
+/// A header owned by root, size 0, time 0 (every numeric field set: readers reject blanks).
+fn blank_header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_size(0);
     h
 }

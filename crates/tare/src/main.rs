@@ -37,6 +37,12 @@ enum Command {
     /// Developer tools: inspect how tare reads its inputs.
     #[command(subcommand)]
     Debug(cmd::debug::Command),
+    /// Where an image's bytes go: wasted files with the steps that made them, efficiency, HTML.
+    Analyze(cmd::analyze::Args),
+    /// Check a Dockerfile against the size rules (no build needed); exit 1 on findings.
+    Lint(cmd::lint::Args),
+    /// Merge an image's layers into one, dead files gone, config and history kept.
+    Squash(cmd::squash::Args),
     /// Build an image from a Dockerfile.
     Build(cmd::build::Args),
     /// Import a rootfs tar (plain, gzip or zstd) as a one-layer image.
@@ -83,6 +89,9 @@ fn main() -> ExitCode {
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
+        Command::Analyze(a) => cmd::analyze::run(&ctx, a),
+        Command::Lint(a) => cmd::lint::run(&ctx, a),
+        Command::Squash(a) => cmd::squash::run(&ctx, a),
         Command::Build(a) => cmd::build::run(&ctx, a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Load(a) => cmd::load::run(&ctx, a),

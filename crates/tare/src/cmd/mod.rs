@@ -20,3 +20,6 @@ pub mod login;
 pub mod logout;
 pub mod pull;
 pub mod push;
+pub mod analyze;
+pub mod lint;
+pub mod squash;

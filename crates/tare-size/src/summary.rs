@@ -1,0 +1,81 @@
+//! What the builder reports after a build: wasted bytes with the worst lines, and the budgets.
+//!
+//! The builder calls [`build_summary`] once the image is committed (its layers are cached, so
+//! failing a budget afterwards costs nothing on the next build), prints [`BuildSummary::lines`],
+//! and fails the build (exit 1) when [`BuildSummary::failed`] is true.
+
+use tare_store::{Image, Store};
+
+use crate::budget::{check, human, BudgetReport, Budgets};
+use crate::error::Result;
+use crate::waste::{analyze, Analysis};
+
+/// The analysis of a freshly built image and its budget verdict.
+#[derive(Clone, Debug)]
+pub struct BuildSummary {
+    pub analysis: Analysis,
+    pub budgets: BudgetReport,
+}
+
+/// Analyses `image` and checks it against `budgets`.
+pub fn build_summary(store: &Store, image: &Image, budgets: &Budgets) -> Result<BuildSummary> {
+    let analysis = analyze(store, image)?;
+    let report = check(
+        budgets,
+        analysis.image_size,
+        analysis.wasted_bytes,
+        image.layers.len(),
+    );
+    Ok(BuildSummary {
+        analysis,
+        budgets: report,
+    })
+}
+
+impl BuildSummary {
+    /// True when a budget was exceeded: the build must exit 1.
+    pub fn failed(&self) -> bool {
+        !self.budgets.violations.is_empty()
+    }
+
+    /// The summary as lines of text: size, waste with the `worst` worst findings (each naming
+    /// the lines that added and removed the bytes, and the remedy), warnings, and every
+    /// exceeded budget (`budget exceeded: --max-size 5.0 MB: the image is 12.6 MB, 7.6 MB over`).
+    pub fn lines(&self, worst: usize) -> Vec<String> {
+        let a = &self.analysis;
+        let mut out = vec![format!(
+            "image size {} in {} layers, wasted {} (efficiency {:.1}%)",
+            human(a.image_size),
+            a.layers.len(),
+            human(a.wasted_bytes),
+            a.efficiency * 100.0
+        )];
+        for f in a.findings().iter().take(worst) {
+            let at = |line: Option<usize>, layer: usize| match line {
+                Some(l) => format!("line {l}"),
+                None => format!("layer {layer}"),
+            };
+            out.push(format!(
+                "  {} added at {}, {} at {} ({}{}): {}",
+                human(f.bytes),
+                at(f.added_line, f.added_layer),
+                f.kind.verb(),
+                at(f.removed_line, f.removed_layer),
+                f.examples.first().map(String::as_str).unwrap_or(""),
+                if f.files > 1 {
+                    format!(" and {} more", f.files - 1)
+                } else {
+                    String::new()
+                },
+                f.remedy
+            ));
+        }
+        for w in &self.budgets.warnings {
+            out.push(format!("warning: {w}"));
+        }
+        for v in &self.budgets.violations {
+            out.push(format!("budget exceeded: {v}"));
+        }
+        out
+    }
+}
