@@ -1,6 +1,6 @@
 //! sha256 digests, and hashing while bytes stream through a reader or writer.
 //!
-//! The hash implementation is the `sha2` crate; see DECISIONS.md for the measurement that
+//! The hash implementation is the `sha2` crate; see docs/ARCHITECTURE.md for the measurement that
 //! picked it. Everything else in tare hashes through [`Hasher`], so swapping it is one file.
 
 use std::fmt;
