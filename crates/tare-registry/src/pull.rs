@@ -261,6 +261,9 @@ fn fetch_layer(
     let counter = progress.start(job.digest, job.size, "layer");
     let url = registry.url(&format!("v2/{repo}/blobs/{}", job.digest))?;
     let mut blob = store.blob_writer()?;
+    // Hashed here too (not only by the blob writer), so a mismatch is known before anything
+    // is committed.
+    let mut received = Hasher::new();
     let mut diff = DiffHasher::new(job.compression).map_err(|source| Error::Read {
         what: format!("layer {}", job.digest),
         registry: registry.name.clone(),
@@ -284,6 +287,7 @@ fn fetch_layer(
                 if offset > 0 {
                     // The registry ignored the range: start over.
                     blob = store.blob_writer()?;
+                    received = Hasher::new();
                     diff = DiffHasher::new(job.compression).map_err(|source| Error::Read {
                         what: format!("layer {}", job.digest),
                         registry: registry.name.clone(),
@@ -298,7 +302,12 @@ fn fetch_layer(
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(registry.unauthorized()),
             s => return Err(status_error("GET", &url, s, resp)),
         }
-        match copy_body(resp, &mut blob, &mut diff, &mut buf, &counter, job.size) {
+        let sinks = Sinks {
+            blob: &mut blob,
+            received: &mut received,
+            diff: &mut diff,
+        };
+        match copy_body(resp, sinks, &mut buf, &counter, job.size) {
             Ok(()) => break,
             Err(CopyError::TooLong) => {
                 return Err(Error::SizeMismatch {
@@ -341,59 +350,30 @@ fn fetch_layer(
             actual: blob.len(),
         });
     }
-    let (diff_id, size) = match diff.finish() {
-        Ok(r) => r,
-        // Undecodable content: report it as the digest mismatch it nearly always is.
-        Err(e) => {
-            let actual_len = blob.len();
-            return match blob.commit(Some(&job.digest)) {
-                Err(tare_store::Error::DigestMismatch { actual, .. }) => {
-                    Err(Error::DigestMismatch {
-                        what: format!("layer {}", job.digest),
-                        registry: registry.name.clone(),
-                        expected: job.digest,
-                        actual,
-                    })
-                }
-                _ => Err(Error::Read {
-                    what: format!("layer {} ({actual_len} bytes)", job.digest),
-                    registry: registry.name.clone(),
-                    source: e,
-                }),
-            };
-        }
-    };
+    let actual = received.finish();
+    if actual != job.digest {
+        return Err(Error::DigestMismatch {
+            what: format!("layer {}", job.digest),
+            registry: registry.name.clone(),
+            expected: job.digest,
+            actual,
+        });
+    }
+    let (diff_id, size) = diff.finish().map_err(|source| Error::Read {
+        what: format!("the content of layer {}", job.digest),
+        registry: registry.name.clone(),
+        source,
+    })?;
     if diff_id != job.diff_id {
-        // Check the blob digest first: a corrupt download is a more useful message.
-        let what = format!("layer {}", job.digest);
-        return match blob.commit(Some(&job.digest)) {
-            Err(tare_store::Error::DigestMismatch { actual, .. }) => Err(Error::DigestMismatch {
-                what,
-                registry: registry.name.clone(),
-                expected: job.digest,
-                actual,
-            }),
-            _ => Err(Error::DigestMismatch {
-                what: format!("uncompressed content (diffID) of layer {}", job.digest),
-                registry: registry.name.clone(),
-                expected: job.diff_id,
-                actual: diff_id,
-            }),
-        };
+        return Err(Error::DigestMismatch {
+            what: format!("uncompressed content (diffID) of layer {}", job.digest),
+            registry: registry.name.clone(),
+            expected: job.diff_id,
+            actual: diff_id,
+        });
     }
     let compressed_size = blob.len();
-    match blob.commit(Some(&job.digest)) {
-        Ok(_) => {}
-        Err(tare_store::Error::DigestMismatch { actual, .. }) => {
-            return Err(Error::DigestMismatch {
-                what: format!("layer {}", job.digest),
-                registry: registry.name.clone(),
-                expected: job.digest,
-                actual,
-            })
-        }
-        Err(e) => return Err(e.into()),
-    }
+    blob.commit(Some(&job.digest))?;
     progress.done(job.digest, compressed_size, started);
     Ok(LayerInfo {
         digest: job.digest,
@@ -410,14 +390,25 @@ enum CopyError {
     TooLong,
 }
 
+/// Where the bytes of a layer go as they arrive.
+struct Sinks<'a> {
+    blob: &'a mut tare_store::BlobWriter,
+    received: &'a mut Hasher,
+    diff: &'a mut DiffHasher,
+}
+
 fn copy_body(
     mut resp: reqwest::blocking::Response,
-    blob: &mut tare_store::BlobWriter,
-    diff: &mut DiffHasher,
+    sinks: Sinks<'_>,
     buf: &mut [u8],
     counter: &AtomicU64,
     expected: u64,
 ) -> std::result::Result<(), CopyError> {
+    let Sinks {
+        blob,
+        received,
+        diff,
+    } = sinks;
     loop {
         let n = match resp.read(buf) {
             Ok(0) => return Ok(()),
@@ -429,13 +420,21 @@ fn copy_body(
             return Err(CopyError::TooLong);
         }
         blob.write_all(&buf[..n]).map_err(CopyError::Local)?;
-        diff.write_all(&buf[..n]).map_err(CopyError::Local)?;
+        received.update(&buf[..n]);
+        // A decoding error is a verdict on the content, given once all of it is hashed.
+        diff.write_all(&buf[..n]);
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
-/// Decompresses a layer as it streams past and hashes the result: its diffID and size.
-enum DiffHasher {
+/// Decompresses a layer as it streams past and hashes the result: its diffID and size. A
+/// decoding error is kept and reported by [`DiffHasher::finish`].
+struct DiffHasher {
+    decoder: Decoder,
+    error: Option<io::Error>,
+}
+
+enum Decoder {
     None(Counting),
     Gzip(Box<flate2::write::MultiGzDecoder<Counting>>),
     Zstd(Box<zstd::stream::write::Decoder<'static, Counting>>),
@@ -457,31 +456,42 @@ impl Write for Counting {
 
 impl DiffHasher {
     fn new(c: Compression) -> io::Result<DiffHasher> {
-        Ok(match c {
-            Compression::None => DiffHasher::None(Counting::default()),
-            Compression::Gzip => DiffHasher::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+        let decoder = match c {
+            Compression::None => Decoder::None(Counting::default()),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
                 Counting::default(),
             ))),
-            Compression::Zstd => DiffHasher::Zstd(Box::new(zstd::stream::write::Decoder::new(
+            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(
                 Counting::default(),
             )?)),
+        };
+        Ok(DiffHasher {
+            decoder,
+            error: None,
         })
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            DiffHasher::None(w) => w.write_all(buf),
-            DiffHasher::Gzip(w) => w.write_all(buf),
-            DiffHasher::Zstd(w) => w.write_all(buf),
+    fn write_all(&mut self, buf: &[u8]) {
+        if self.error.is_some() {
+            return;
         }
+        let result = match &mut self.decoder {
+            Decoder::None(w) => w.write_all(buf),
+            Decoder::Gzip(w) => w.write_all(buf),
+            Decoder::Zstd(w) => w.write_all(buf),
+        };
+        self.error = result.err();
     }
 
     /// The diffID and uncompressed size.
     fn finish(self) -> io::Result<(Digest, u64)> {
-        let sink = match self {
-            DiffHasher::None(w) => w,
-            DiffHasher::Gzip(w) => w.finish()?,
-            DiffHasher::Zstd(mut w) => {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let sink = match self.decoder {
+            Decoder::None(w) => w,
+            Decoder::Gzip(w) => w.finish()?,
+            Decoder::Zstd(mut w) => {
                 w.flush()?;
                 w.into_inner()
             }
