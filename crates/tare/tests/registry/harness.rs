@@ -204,6 +204,8 @@ pub struct ProxyState {
     cut: Mutex<Vec<String>>,
     /// Flip a byte in every blob download.
     pub blob_corrupt: AtomicBool,
+    /// Flip a byte in every manifest download.
+    pub manifest_corrupt: AtomicBool,
     /// Answer the next N chunk uploads (`PATCH`) with 500 without forwarding them.
     pub patch_500: AtomicUsize,
     /// Requests seen: `METHOD path?query [range]`.
@@ -438,6 +440,16 @@ fn handle(
         return Ok(());
     };
     let ok = resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.1 206");
+    let is_manifest_get = method == "GET" && target.contains("/manifests/");
+    if is_manifest_get
+        && ok
+        && resp.len() > resp_head
+        && state.manifest_corrupt.load(Ordering::SeqCst)
+    {
+        // Inside the JSON text: a changed letter keeps the framing intact.
+        let mid = resp_head + (resp.len() - resp_head) / 2;
+        resp[mid] = if resp[mid] == b'a' { b'b' } else { b'a' };
+    }
     if is_blob_get && ok && resp.len() > resp_head {
         if state.blob_corrupt.load(Ordering::SeqCst) {
             let mid = resp_head + (resp.len() - resp_head) / 2;

@@ -415,6 +415,29 @@ fn a_corrupt_blob_fails_naming_digest_and_registry_and_stores_nothing() {
         .unwrap()
         .count();
     assert_eq!(blobs, 0, "a corrupt pull left blobs behind");
+
+    // A manifest that does not match the registry's Docker-Content-Digest, or the digest
+    // pinned in the reference.
+    proxy.state.blob_corrupt.store(false, Ordering::SeqCst);
+    proxy.state.manifest_corrupt.store(true, Ordering::SeqCst);
+    let err = fails(&b, &["pull", &dest]);
+    assert!(err.contains("digest mismatch for manifest"), "{err}");
+    let pinned = format!(
+        "{}/app@{}",
+        proxy.host(),
+        Store::open(a.root.path())
+            .unwrap()
+            .resolve("app:1")
+            .unwrap()
+            .manifest_digest
+    );
+    let err = fails(&b, &["pull", &pinned]);
+    assert!(err.contains("digest mismatch for manifest"), "{err}");
+    assert!(Store::open(b.root.path())
+        .unwrap()
+        .images()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
