@@ -127,20 +127,10 @@ impl Registry {
                     {
                         (plain, resp)
                     }
-                    _ => {
-                        return Err(Error::Connect {
-                            registry: domain.to_string(),
-                            source: tls_error,
-                        })
-                    }
+                    _ => return Err(connect_error(domain, options, tls_error)),
                 }
             }
-            Err(source) => {
-                return Err(Error::Connect {
-                    registry: domain.to_string(),
-                    source,
-                })
-            }
+            Err(source) => return Err(connect_error(domain, options, source)),
         };
         let challenge = match ping.status() {
             StatusCode::UNAUTHORIZED => parse_challenge(ping.headers()),
@@ -382,6 +372,28 @@ impl Registry {
 
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+}
+
+/// A failed first contact; an untrusted certificate gets its own advice.
+fn connect_error(domain: &str, options: &Options, source: reqwest::Error) -> Error {
+    let mut cause: Option<&dyn std::error::Error> = Some(&source);
+    let mut certificate = false;
+    while let Some(c) = cause {
+        certificate |= c.to_string().to_lowercase().contains("certificate");
+        cause = c.source();
+    }
+    if certificate {
+        Error::Untrusted {
+            registry: domain.to_string(),
+            ca: options.certs_dir.join(domain).join("ca.crt"),
+            source,
+        }
+    } else {
+        Error::Connect {
+            registry: domain.to_string(),
+            source,
+        }
     }
 }
 

@@ -35,6 +35,13 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    #[error("the TLS certificate of {registry} is not trusted: add its CA as {ca}, or pass --insecure-registry {registry}")]
+    Untrusted {
+        registry: String,
+        ca: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("{method} {url} failed")]
     Http {
         method: &'static str,
