@@ -64,6 +64,12 @@ pub enum Error {
     },
     #[error("the build was interrupted")]
     Interrupted,
+    #[error("base image {name:?} is neither in the store nor pullable")]
+    BaseImage {
+        name: String,
+        #[source]
+        source: tare_registry::Error,
+    },
     #[error(transparent)]
     Dockerfile(#[from] tare_dockerfile::Error),
     #[error(transparent)]

@@ -68,11 +68,12 @@ fn now_rfc3339() -> String {
 
 /// The image `name` from the store, as a stage state.
 fn from_image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
-    let image = build.store.resolve(name).map_err(|e| {
-        Error::Invalid(format!(
-            "base image {name:?} is not in the store ({e}); import, load or build it first"
-        ))
-    })?;
+    // Like FROM in docker: the store first, then the registry.
+    let image = tare_registry::resolve_or_pull(build.store, name, None, &tare_registry::NoReporter)
+        .map_err(|source| Error::BaseImage {
+            name: name.to_string(),
+            source,
+        })?;
     let snapshots = image
         .layers
         .iter()
@@ -113,7 +114,12 @@ pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, E
     let mut st = match stage.base_stage {
         Some(b) => (*build.slots.wait(b)?).clone(),
         None if stage.base.eq_ignore_ascii_case("scratch") => scratch(),
-        None => from_image(build, &stage.base)?,
+        None => from_image(build, &stage.base).map_err(|e| Error::Step {
+            file: build.opts.dockerfile_name.clone(),
+            line: stage.line,
+            instruction: stage.original.clone(),
+            source: Box::new(e),
+        })?,
     };
     config::ensure_path(&mut st.config);
     // ONBUILD triggers of the base run first, and are not inherited.
