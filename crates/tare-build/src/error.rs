@@ -68,7 +68,7 @@ pub enum Error {
     BaseImage {
         name: String,
         #[source]
-        source: tare_registry::Error,
+        source: Box<tare_registry::Error>,
     },
     #[error(transparent)]
     Dockerfile(#[from] tare_dockerfile::Error),

@@ -72,7 +72,7 @@ fn from_image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
     let image = tare_registry::resolve_or_pull(build.store, name, None, &tare_registry::NoReporter)
         .map_err(|source| Error::BaseImage {
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let snapshots = image
         .layers
