@@ -282,9 +282,12 @@ fn write_cache(path: &Path, index: &LayerIndex) -> Result<()> {
         path: path.to_path_buf(),
         source: e.into(),
     })?;
+    // Unique per process and call: two threads may index the same diff at once.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let tmp = dir.join(format!(
-        ".tmp-{}-{}",
+        ".tmp-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         path.file_name().and_then(|n| n.to_str()).unwrap_or("index")
     ));
     let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;

@@ -48,5 +48,5 @@ pub mod waste;
 pub use budget::{check, parse_size, BudgetReport, Budgets, Violation, OVERLAY_MAX_LAYERS};
 pub use error::{Error, Result};
 pub use squash::{squash, SquashFrom, Squashed};
-pub use summary::{build_summary, BuildSummary};
+pub use summary::{build_summary, finish_build, BuildSquash, BuildSummary, Finished};
 pub use waste::{analyze, Analysis, Finding, Waste, WasteKind};

@@ -30,6 +30,13 @@ impl Step {
 /// `/bin/sh -c #(nop) ` and `|2 A=b /bin/sh -c ` prefixes removed, cut to 60 characters.
 pub fn short_command(created_by: &str) -> String {
     let mut s = created_by.trim();
+    // BuildKit's form: `RUN /bin/sh -c make # buildkit`.
+    if let Some(rest) = s.strip_suffix("# buildkit") {
+        s = rest.trim_end();
+        if let Some(cmd) = s.strip_prefix("RUN /bin/sh -c ") {
+            return cut(&format!("RUN {}", cmd.trim()), 60);
+        }
+    }
     if let Some(rest) = s.strip_prefix('|') {
         // Docker's `|N ARG=v ... cmd` form: skip the count and the N build args.
         let mut words = rest.splitn(2, ' ');
@@ -145,8 +152,9 @@ mod tests {
         assert_eq!(short_command("/bin/sh -c rm /bigfile"), "RUN rm /bigfile");
         assert_eq!(
             short_command("RUN /bin/sh -c rm /x # buildkit"),
-            "RUN /bin/sh -c rm /x # buildkit"
+            "RUN rm /x"
         );
+        assert_eq!(short_command("COPY a b # buildkit"), "COPY a b");
         assert_eq!(short_command("|1 A=b /bin/sh -c make"), "RUN make");
     }
 }

@@ -79,3 +79,59 @@ impl BuildSummary {
         out
     }
 }
+
+/// `tare build --squash` (the layers this build added) or `--squash=all` (the whole image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildSquash {
+    New,
+    All,
+}
+
+/// A build's image after [`finish_build`]: squashed or not, analysed and checked.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The final image (the squashed one when squashing).
+    pub image: Image,
+    pub squashed: Option<crate::squash::Squashed>,
+    pub summary: BuildSummary,
+}
+
+/// What the builder does once it has committed `image`: squash when asked (the base's
+/// `base_layers` layers stay shared with `New`; the squashed image gets `tags`), then analyse
+/// and check the budgets. The unsquashed layers stay in the store as the build cache, so a
+/// failed budget or a squash never costs a rebuild.
+pub fn finish_build(
+    store: &Store,
+    image: &Image,
+    base_layers: usize,
+    tags: &[tare_store::Reference],
+    squash: Option<BuildSquash>,
+    budgets: &Budgets,
+) -> Result<Finished> {
+    let from = match squash {
+        Some(BuildSquash::All) if !image.layers.is_empty() => Some(0),
+        // One new layer has nothing to merge with.
+        Some(BuildSquash::New) if image.layers.len() > base_layers + 1 => Some(base_layers),
+        _ => None,
+    };
+    let squashed = match from {
+        Some(from) => Some(crate::squash::squash(
+            store,
+            image,
+            crate::squash::SquashFrom::Layer(from),
+            tare_layer::Compression::Gzip,
+            tags,
+        )?),
+        None => None,
+    };
+    let image = squashed
+        .as_ref()
+        .map(|s| s.image.clone())
+        .unwrap_or_else(|| image.clone());
+    let summary = build_summary(store, &image, budgets)?;
+    Ok(Finished {
+        image,
+        squashed,
+        summary,
+    })
+}

@@ -320,3 +320,35 @@ fn squash_past_the_last_layer_is_an_error() {
         "cannot squash from layer 4: the image has 4 layers"
     );
 }
+
+#[test]
+fn finish_build_squashes_the_new_layers_and_checks_budgets() {
+    let f = fixture(Compression::Gzip, Some(1));
+    let tag = Reference::parse("built:1").unwrap();
+    let budgets = tare_size::Budgets {
+        max_layers: Some(1),
+        ..Default::default()
+    };
+    let done = tare_size::finish_build(
+        &f.store,
+        &f.image,
+        1,
+        &[tag],
+        Some(tare_size::BuildSquash::New),
+        &budgets,
+    )
+    .unwrap();
+    assert_eq!(done.image.layers.len(), 2);
+    assert_eq!(done.image.layers[0], f.image.layers[0]);
+    assert!(done.summary.failed());
+    assert_eq!(
+        done.summary.budgets.violations[0].to_string(),
+        "--max-layers 1: the image has 2 layers, 1 too many"
+    );
+    assert_eq!(f.store.resolve("built:1").unwrap().id, done.image.id);
+    let plain =
+        tare_size::finish_build(&f.store, &f.image, 1, &[], None, &Default::default()).unwrap();
+    assert!(!plain.summary.failed());
+    assert_eq!(plain.image.id, f.image.id);
+    assert!(plain.summary.analysis.wasted_bytes >= BIG as u64);
+}
