@@ -25,7 +25,10 @@ struct Cli {
     root: Option<std::path::PathBuf>,
 
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    ///
+    /// Give it before the subcommand (`tare -v build .`): after it, `-v` is docker's
+    /// `--volume` for `tare run`.
+    #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 
     #[command(subcommand)]

@@ -38,7 +38,7 @@ pub struct Args {
     network: String,
     /// Bind-mount a host path: HOST:CTR[:ro|rw].
     // docker's `-v` short form needs the global `-v` (verbose) to stop being global.
-    #[arg(long = "volume", value_name = "HOST:CTR[:ro]")]
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     volume: Vec<String>,
     /// The container's host name (default: its short id).
     #[arg(long, value_name = "NAME")]

@@ -186,14 +186,7 @@ fn volumes_read_write_and_read_only() {
     );
     assert!(!host.join("nope").exists());
 
-    let err = ctx.fails(&[
-        "run",
-        "--rm",
-        "--volume",
-        "relative:/data",
-        "busybox",
-        "true",
-    ]);
+    let err = ctx.fails(&["run", "--rm", "-v", "relative:/data", "busybox", "true"]);
     assert!(err.contains("must be absolute"), "{err}");
     let err = ctx.fails(&["run", "--rm", "--volume", "/tmp:data", "busybox", "true"]);
     assert!(err.contains("must be absolute"), "{err}");
