@@ -21,7 +21,7 @@ OUT="$WORK/results"
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
 cargo build --release --quiet -p tare
-TARE="$PWD/target/release/tare"
+TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
 export TARE_ROOT="$WORK/store"
 
 # --- the base image, made locally and given to every tool ---------------------------------
