@@ -183,6 +183,26 @@ fn walk_dir(
             });
         };
         if mode == Mode::Overlay {
+            // A metadata-only copy-up or a renamed directory points into the lower layers:
+            // its content is not in the upper dir. The sandbox mounts with metacopy=off and
+            // redirect_dir=off; refuse rather than write a wrong layer if one appears.
+            for (k, what) in [
+                (
+                    "trusted.overlay.metacopy",
+                    "a metacopy-only file (mount with metacopy=off)",
+                ),
+                (
+                    "trusted.overlay.redirect",
+                    "a redirected directory (mount with redirect_dir=off)",
+                ),
+            ] {
+                if xattrs
+                    .iter()
+                    .any(|(name, _)| name.as_bytes() == k.as_bytes())
+                {
+                    return Err(DiffError::Unsupported { path, what });
+                }
+            }
             // overlayfs bookkeeping never belongs to the image.
             xattrs.retain(|(k, _)| {
                 let k = k.as_bytes();
@@ -574,6 +594,17 @@ mod tests {
         fs::remove_dir_all(dir.path().join("etc")).expect("rm");
         fs::remove_dir(dir.path().join("new")).expect("rm");
         assert!(overlay_diff_is_empty(dir.path(), options).expect("empty"));
+    }
+
+    #[test]
+    fn metacopy_files_are_refused_not_written_empty() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("bin");
+        fs::write(&file, "").expect("write");
+        xattr::set(&file, "trusted.overlay.metacopy", b"").expect("xattr");
+        let err = write_overlay_diff(dir.path(), io::sink(), DiffOptions::default())
+            .expect_err("metacopy must be refused");
+        assert!(err.to_string().contains("metacopy"), "{err}");
     }
 
     #[test]
