@@ -96,6 +96,13 @@ pub fn layer_index(store: &Store, layer: &LayerInfo) -> Result<LayerIndex> {
     Ok(index)
 }
 
+/// Caches an index built elsewhere, for example by `tare load` or `tare pull` from the
+/// uncompressed stream they already read (`index_tar` on a tee of it), so that even the first
+/// analysis of a compressed layer needs no decompression.
+pub fn save_index(store: &Store, diff_id: &Digest, index: &LayerIndex) -> Result<()> {
+    write_cache(&index_path(store, diff_id), index)
+}
+
 /// The indexes of many layers, built in parallel (one thread per core) where not cached.
 pub fn layer_indexes(store: &Store, layers: &[LayerInfo]) -> Result<Vec<LayerIndex>> {
     let threads = std::thread::available_parallelism()

@@ -352,3 +352,18 @@ fn finish_build_squashes_the_new_layers_and_checks_budgets() {
     assert_eq!(plain.image.id, f.image.id);
     assert!(plain.summary.analysis.wasted_bytes >= BIG as u64);
 }
+
+#[test]
+fn an_index_saved_by_a_loader_is_used_without_reading_the_blob() {
+    let f = fixture(Compression::Gzip, None);
+    let layer = &f.image.layers[1];
+    let r = tare_layer::open_layer(&f.store, layer).unwrap();
+    let mut index = tare_size::index::index_tar(r).unwrap();
+    index.entries.retain(|e| e.path != "bigfile");
+    tare_size::index::save_index(&f.store, &layer.diff_id, &index).unwrap();
+    let a = tare_size::analyze(&f.store, &f.image).unwrap();
+    assert!(
+        a.wasted.iter().all(|w| w.path != "/bigfile"),
+        "the saved index was not used"
+    );
+}
