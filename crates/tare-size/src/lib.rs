@@ -10,7 +10,7 @@
 //!   efficiency, the largest files and a directory tree for the treemap.
 //! - [`budget`]: `--max-size`/`--max-waste`/`--max-layers`, size parsing (`1.5GB`, `10MiB`),
 //!   and the overlay limit of 125 layers.
-//! - [`squash`]: many layers become one (above the base, from layer N, or all), dead files
+//! - [`mod@squash`]: many layers become one (above the base, from layer N, or all), dead files
 //!   gone, whiteouts kept only where they hide something below; committed as a new image with
 //!   the config kept and the squashed history entries marked `empty_layer`.
 //! - [`lint`]: size rules over the typed Dockerfile (no build needed).
