@@ -193,3 +193,53 @@ pub(crate) fn run_parallel<T: Sync, R: Send>(
         None => Ok(out),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    struct Collect(RefCell<Vec<String>>);
+
+    impl Reporter for Collect {
+        fn report(&self, event: Event) {
+            if let Event::Retrying { what, .. } = event {
+                self.0.borrow_mut().push(what);
+            }
+        }
+    }
+
+    #[test]
+    fn results_keep_item_order_and_events_reach_the_reporter() {
+        let items: Vec<u32> = (0..20).collect();
+        let reporter = Collect(RefCell::new(Vec::new()));
+        let out = run_parallel(3, &items, &reporter, |i, p| {
+            p.event(Event::Retrying {
+                what: i.to_string(),
+                attempt: 1,
+                error: String::new(),
+            });
+            Ok(i * 2)
+        })
+        .unwrap();
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(reporter.0.borrow().len(), 20);
+    }
+
+    #[test]
+    fn the_first_failure_stops_the_pool_and_is_returned() {
+        let items: Vec<u32> = (0..1000).collect();
+        let started = AtomicUsize::new(0);
+        let err = run_parallel(2, &items, &NoReporter, |i, _| {
+            started.fetch_add(1, Ordering::Relaxed);
+            if *i == 3 {
+                Err(crate::Error::NotFound(format!("item {i}")))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "not found: item 3");
+        assert!(started.load(Ordering::Relaxed) < 1000);
+    }
+}

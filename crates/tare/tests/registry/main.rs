@@ -323,6 +323,13 @@ fn bearer_tokens_come_from_the_token_server_with_the_right_scopes() {
     let dest = format!("{}/team/app:1", proxy.host());
     let err = fails(&ctx, &["push", "app:1", &dest]);
     assert!(err.contains("tare login"), "{err}");
+    let out = login(&ctx, &proxy.host(), "alice", "not-her-password");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("rejected"), "{err}");
+    assert!(
+        !ctx.path().join("auth.json").exists(),
+        "a failed login saved credentials"
+    );
     check(login(&ctx, &proxy.host(), "alice", "pw-alice"), &["login"]);
     ok(&ctx, &["push", "app:1", &dest]);
     let b = TestContext::new();
