@@ -1,6 +1,7 @@
 //! Bringing an existing layer tar (plain, gzip or zstd) into the store in one pass: the blob is
 //! hashed and written as it is read, the decompressed stream is hashed for the diffID, and
 //! every tar entry is checked (no `..` paths, no hard links leaving the root, no truncation).
+//! The diff's content size is counted on the way and recorded in the store.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -8,6 +9,7 @@ use tare_store::{Digest, HashingReader, LayerInfo, Store};
 
 use crate::apply::clean_path;
 use crate::compression::Compression;
+use crate::content_size::ContentSizeReader;
 use crate::error::{Error, Result};
 use crate::sink::LayerSink;
 
@@ -44,24 +46,28 @@ pub fn ingest_layer<R: Read>(
     );
     let head = tee.fill_buf().map_err(|e| stream(name, e))?;
     let kind = Compression::detect(head);
-    let (mut tee, diff_and_size) = match kind {
+    let (mut tee, diff_and_size, content_size) = match kind {
         Compression::None => {
-            let mut counted = Counted { inner: tee, n: 0 };
+            let mut counted = ContentSizeReader::new(tee);
             check_tar(&mut counted, name)?;
-            (counted.inner, None)
+            let (tee, content) = counted.finish();
+            (tee, None, content)
         }
         Compression::Gzip => {
-            let mut hashed = HashingReader::new(flate2::bufread::MultiGzDecoder::new(tee));
+            let dec = flate2::bufread::MultiGzDecoder::new(tee);
+            let mut hashed = HashingReader::new(ContentSizeReader::new(dec));
             check_tar(&mut hashed, name)?;
-            let (dec, diff, size) = hashed.finish();
-            (dec.into_inner(), Some((diff, size)))
+            let (counted, diff, size) = hashed.finish();
+            let (dec, content) = counted.finish();
+            (dec.into_inner(), Some((diff, size)), content)
         }
         Compression::Zstd => {
             let dec = zstd::stream::read::Decoder::with_buffer(tee).map_err(|e| stream(name, e))?;
-            let mut hashed = HashingReader::new(dec);
+            let mut hashed = HashingReader::new(ContentSizeReader::new(dec));
             check_tar(&mut hashed, name)?;
-            let (dec, diff, size) = hashed.finish();
-            (dec.finish(), Some((diff, size)))
+            let (counted, diff, size) = hashed.finish();
+            let (dec, content) = counted.finish();
+            (dec.finish(), Some((diff, size)), content)
         }
     };
     // Whatever follows the compressed stream or the tar's end marker is part of the blob too.
@@ -69,6 +75,7 @@ pub fn ingest_layer<R: Read>(
     let blob = tee.into_inner().out;
     let (digest, compressed_size) = blob.commit(expected)?;
     let (diff_id, size) = diff_and_size.unwrap_or((digest, compressed_size));
+    store.record_content_size(&diff_id, content_size)?;
     Ok(LayerInfo {
         digest,
         diff_id,
@@ -111,19 +118,6 @@ fn check_entries<R: Read>(reader: R, name: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-struct Counted<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
 }
 
 fn stream(name: &str, e: io::Error) -> Error {

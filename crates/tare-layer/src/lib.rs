@@ -18,10 +18,14 @@
 //! - [`snapshot()`]`(store, diff_id)`: the layer extracted once into `ROOT/snapshots/<hex>/`
 //!   in overlayfs format, usable as an overlay lowerdir.
 //! - [`open_layer`]: a verified, decompressed reader over a stored layer.
+//! - [`content_size()`]`(store, layer)`: the layer's size as docker shows it (file content,
+//!   not tar bytes); recorded by [`LayerSink`] and [`ingest_layer`], computed once for layers
+//!   stored otherwise. [`image_content_size`] sums an image's layers.
 
 pub mod apply;
 pub mod archive;
 pub mod compression;
+pub mod content_size;
 pub mod diff;
 mod error;
 pub mod export;
@@ -32,6 +36,7 @@ pub mod snapshot;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use compression::{decompress, Compression};
+pub use content_size::{content_size, image_content_size, ContentSize};
 pub use error::{Error, Result};
 pub use export::export;
 pub use ingest::{ingest_layer, ingest_layer_as};

@@ -5,11 +5,13 @@ use std::io::{self, Write};
 use tare_store::{BlobWriter, Hasher, LayerInfo, Store};
 
 use crate::compression::{Compression, Compressor};
+use crate::content_size::ContentSize;
 use crate::error::Result;
 
 /// Receives an uncompressed tar stream (e.g. through `tar::Builder::new(sink)`), and in one
-/// pass computes its diffID and size, compresses it, and writes the blob into the store,
-/// hashed as it goes. [`LayerSink::finish`] commits the blob.
+/// pass computes its diffID, size and content size, compresses it, and writes the blob into
+/// the store, hashed as it goes. [`LayerSink::finish`] commits the blob and records the
+/// content size (see [`crate::content_size`]).
 ///
 /// Dropping a sink without finishing leaves nothing in the store.
 pub struct LayerSink {
@@ -17,6 +19,8 @@ pub struct LayerSink {
     /// The diffID hasher; `None` for uncompressed layers, whose blob digest is the diffID.
     diff: Option<Hasher>,
     size: u64,
+    content: ContentSize,
+    store: Store,
     out: Compressor<BlobWriter>,
 }
 
@@ -27,6 +31,8 @@ impl LayerSink {
             compression,
             diff: (compression != Compression::None).then(Hasher::new),
             size: 0,
+            content: ContentSize::new(),
+            store: store.clone(),
             out: compression.compressor(blob)?,
         })
     }
@@ -36,7 +42,12 @@ impl LayerSink {
         self.size
     }
 
-    /// Ends the stream, commits the blob and describes the layer.
+    /// Content size (docker's layer size) of the tar received so far.
+    pub fn content_size(&self) -> u64 {
+        self.content.total()
+    }
+
+    /// Ends the stream, commits the blob, records the content size and describes the layer.
     pub fn finish(self) -> Result<LayerInfo> {
         let blob = self.out.finish()?;
         let (digest, compressed_size) = blob.commit(None)?;
@@ -44,6 +55,8 @@ impl LayerSink {
             Some(h) => h.finish(),
             None => digest,
         };
+        self.store
+            .record_content_size(&diff_id, self.content.total())?;
         Ok(LayerInfo {
             digest,
             diff_id,
@@ -60,6 +73,7 @@ impl Write for LayerSink {
         if let Some(h) = &mut self.diff {
             h.update(&buf[..n]);
         }
+        self.content.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }
@@ -69,6 +83,7 @@ impl Write for LayerSink {
         if let Some(h) = &mut self.diff {
             h.update(buf);
         }
+        self.content.update(buf);
         self.size += buf.len() as u64;
         Ok(())
     }

@@ -29,7 +29,9 @@ pub struct LayerInfo {
     pub digest: Digest,
     /// Digest of the uncompressed tar (the diff).
     pub diff_id: Digest,
-    /// Uncompressed size in bytes.
+    /// Uncompressed size in bytes: the length of the diff's tar, headers and padding included
+    /// (not docker's layer size, which counts file content only: the store records that per
+    /// diff, see `Store::recorded_content_size`).
     pub size: u64,
     /// Size of the stored blob in bytes.
     pub compressed_size: u64,
@@ -53,7 +55,8 @@ pub struct Image {
 }
 
 impl Image {
-    /// Uncompressed size of all layers.
+    /// Uncompressed size of all layer tars (headers and padding included). What docker shows
+    /// as an image's size is the content size instead: see `tare_layer::image_content_size`.
     pub fn size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
     }
@@ -73,6 +76,10 @@ pub(crate) struct ImageRecord {
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct LayerRecord {
     pub variants: Vec<LayerInfo>,
+    /// Content size of the diff as docker counts it (see `tare_layer::content_size`); absent in
+    /// records written before tare kept it, and for layers stored by code that does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_size: Option<u64>,
 }
 
 impl Store {
@@ -164,13 +171,30 @@ impl Store {
         let mut record = read_json::<LayerRecord>(&path)?.unwrap_or_default();
         if !record.variants.iter().any(|v| v.digest == layer.digest) {
             record.variants.push(layer.clone());
-            let json = serde_json::to_vec_pretty(&record).map_err(|source| Error::Json {
-                what: "layer record".into(),
-                source,
-            })?;
-            write_atomic(&path, &json)?;
+            write_layer_record(&path, &record)?;
         }
         Ok(())
+    }
+
+    /// Records the content size of a diff (what docker shows as the layer's size). Whoever
+    /// reads the diff's tar stream computes it; `tare_layer::content_size` reads it back.
+    pub fn record_content_size(&self, diff_id: &Digest, size: u64) -> Result<()> {
+        let _guard = self.meta_lock()?;
+        let path = self.layer_record_path(diff_id);
+        let mut record = read_json::<LayerRecord>(&path)?.unwrap_or_default();
+        if record.content_size != Some(size) {
+            record.content_size = Some(size);
+            write_layer_record(&path, &record)?;
+        }
+        Ok(())
+    }
+
+    /// The content size recorded for a diff, if any.
+    pub fn recorded_content_size(&self, diff_id: &Digest) -> Result<Option<u64>> {
+        Ok(
+            read_json::<LayerRecord>(&self.layer_record_path(diff_id))?
+                .and_then(|r| r.content_size),
+        )
     }
 
     /// The stored blobs of one diff (any compression). Empty when the diff is unknown.
@@ -459,6 +483,14 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
             source: e,
         }),
     }
+}
+
+fn write_layer_record(path: &Path, record: &LayerRecord) -> Result<()> {
+    let json = serde_json::to_vec_pretty(record).map_err(|source| Error::Json {
+        what: "layer record".into(),
+        source,
+    })?;
+    write_atomic(path, &json)
 }
 
 /// Writes a small file by renaming a synced temporary file over it.

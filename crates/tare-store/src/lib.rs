@@ -11,7 +11,7 @@
 //! ROOT/meta.lock                flock around read-modify-write of tags and layer records
 //! ROOT/blobs/sha256/<hex>       blobs (configs, manifests, layers), named by their digest
 //! ROOT/tmp/                     blobs being written; renamed into blobs/ once verified
-//! ROOT/layers/<diffid>.json     the stored blobs (compressions) of each diff
+//! ROOT/layers/<diffid>.json     the stored blobs (compressions) of each diff, its content size
 //! ROOT/images/<id>.json         image records: manifest digest, layers, builder info
 //! ROOT/repositories.json        tags: normalised reference -> image ID
 //! ROOT/snapshots/<diffid>/      extracted layers (made by tare-layer), overlayfs format
@@ -25,7 +25,9 @@
 //!   [`Store::read_blob`], [`Store::has_blob`].
 //! - Images: [`Store::commit_image`], [`Store::commit_image_raw`], [`Store::resolve`],
 //!   [`Store::images`], [`Store::tag`], [`Store::untag`], [`Store::remove_image`].
-//! - Layers: [`Store::record_layer`], [`Store::layer`], [`Store::layer_variants`].
+//! - Layers: [`Store::record_layer`], [`Store::layer`], [`Store::layer_variants`];
+//!   [`Store::record_content_size`] and [`Store::recorded_content_size`] keep each diff's
+//!   content size (docker's layer size), which `tare_layer::content_size` computes.
 //! - Maintenance: [`Store::prune`], [`Store::check`].
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
 

@@ -1,5 +1,5 @@
 //! `tare history IMAGE`: one row per history entry, with what each layer adds and the image
-//! size so far.
+//! size so far, in content sizes (file bytes, as docker measures a layer).
 
 use std::process::ExitCode;
 
@@ -40,12 +40,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         img.config.history.clone()
     };
     for h in &history {
-        let layer_size = if h.empty_layer {
-            0
-        } else {
-            layers.next().map_or(0, |l| l.size)
+        let layer = if h.empty_layer { None } else { layers.next() };
+        let layer_size = match layer {
+            Some(l) => tare_layer::content_size(&store, l)
+                .with_context(|| format!("sizing layer {}", l.digest))?,
+            None => 0,
         };
-        total += layer_size;
+        total = total.saturating_add(layer_size);
         rows.push(json!({
             "created": h.created,
             "created_by": h.created_by.clone().unwrap_or_default(),

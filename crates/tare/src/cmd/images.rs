@@ -1,4 +1,5 @@
-//! `tare images`: the image list, with sizes as `docker system df -v` counts them.
+//! `tare images`: the image list, with sizes as `docker system df -v` counts them: content
+//! sizes (file bytes, as docker measures a layer), not tar sizes.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -35,9 +36,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let (mut size, mut shared) = (0u64, 0u64);
         for l in &img.layers {
             if seen.insert(l.diff_id) {
-                size += l.size;
+                let n = tare_layer::content_size(&store, l)
+                    .with_context(|| format!("sizing layer {} of image {}", l.digest, img.id))?;
+                size = size.saturating_add(n);
                 if users[&l.diff_id] > 1 {
-                    shared += l.size;
+                    shared = shared.saturating_add(n);
                 }
             }
         }

@@ -1,4 +1,9 @@
 //! `tare inspect IMAGE`: the image as one JSON object.
+//!
+//! Sizes: the top-level `size` is what docker's `docker image inspect` calls `Size`, the
+//! content size (file bytes, symlink targets; no tar headers, padding or directories), and
+//! `tar_size` the sum of the layer tars. Each layer keeps `size` as its tar's length (the
+//! diff as registries and the OCI spec see it) and adds `content_size`, docker's size for it.
 
 use std::process::ExitCode;
 
@@ -22,13 +27,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // The config exactly as stored, not as tare's types would re-serialise it.
     let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.id)?)
         .with_context(|| format!("reading config blob {}", img.id))?;
+    let mut layers = Vec::new();
+    let mut size = 0u64;
+    for l in &img.layers {
+        let content = tare_layer::content_size(&store, l)
+            .with_context(|| format!("sizing layer {}", l.digest))?;
+        size = size.saturating_add(content);
+        let mut value = serde_json::to_value(l)?;
+        value["content_size"] = content.into();
+        layers.push(value);
+    }
     let out = json!({
         "id": img.id.to_string(),
         "repo_tags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
         "manifest_digest": img.manifest_digest.to_string(),
-        "size": img.size(),
+        "size": size,
+        "tar_size": img.size(),
         "config": config,
-        "layers": img.layers,
+        "layers": layers,
         "build_info": img.build_info,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

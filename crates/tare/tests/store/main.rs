@@ -82,6 +82,222 @@ fn tar_listing(path: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Docker's size for a layer tar, summed with the tar crate: regular files' lengths plus
+/// symlink targets' lengths; hard links, directories and devices add nothing.
+fn tar_content_size(path: &Path) -> u64 {
+    let file = std::fs::File::open(path).expect("open tar");
+    let mut archive = tar::Archive::new(file);
+    let mut total = 0;
+    for entry in archive.entries().expect("tar entries") {
+        let entry = entry.expect("tar entry");
+        total += match entry.header().entry_type() {
+            tar::EntryType::Regular => entry.size(),
+            tar::EntryType::Symlink => entry.link_name_bytes().map_or(0, |l| l.len() as u64),
+            _ => 0,
+        };
+    }
+    total
+}
+
+/// What `du --apparent-size -b` minus directories gives for a tree, which is how docker's
+/// overlay2 driver sizes a layer: lstat sizes of non-directories, each inode once.
+fn tree_content_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        let mut total = 0;
+        for e in std::fs::read_dir(p).expect("read_dir") {
+            let path = e.expect("dir entry").path();
+            let m = std::fs::symlink_metadata(&path).expect("lstat");
+            if m.is_dir() {
+                total += walk(&path, seen);
+            } else if seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+        total
+    }
+    walk(dir, &mut Default::default())
+}
+
+/// Imports a tar made with GNU tar from `build(dir)` and returns (tar size, listed size).
+fn import_tree(t: &TestContext, name: &str, build: impl FnOnce(&Path)) -> (u64, u64) {
+    let dir = t.path().join(format!("{name}-tree"));
+    std::fs::create_dir_all(&dir).unwrap();
+    build(&dir);
+    let tar = t.path().join(format!("{name}.tar"));
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    t.ok(&["import", tar.to_str().unwrap(), name]);
+    let images = json(&t.ok(&["images", "--format", "json"]));
+    let row = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repository"] == name)
+        .unwrap_or_else(|| panic!("{name} listed: {images}"))
+        .clone();
+    (
+        std::fs::metadata(&tar).unwrap().len(),
+        row["size"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn sizes_are_docker_content_sizes_not_tar_sizes() {
+    let t = TestContext::new();
+    // A directory-only layer (what WORKDIR makes): docker shows 0B, its tar is 1.5kB.
+    let (tar, size) = import_tree(&t, "workdir", |d| {
+        std::fs::create_dir_all(d.join("app/src")).unwrap();
+    });
+    assert!(tar >= 1536);
+    assert_eq!(size, 0);
+    // A symlink-only layer counts the target's length, as lstat reports.
+    let (_, size) = import_tree(&t, "symlink", |d| {
+        std::os::unix::fs::symlink("/usr/lib/target-of-the-link", d.join("link")).unwrap();
+    });
+    assert_eq!(size, "/usr/lib/target-of-the-link".len() as u64);
+    // Hard-linked files count once; long names and long link targets add nothing extra.
+    let (_, size) = import_tree(&t, "links", |d| {
+        let long = d.join("n".repeat(150));
+        std::fs::create_dir(&long).unwrap();
+        std::fs::write(long.join("f".repeat(120)), vec![1u8; 10_000]).unwrap();
+        std::fs::hard_link(long.join("f".repeat(120)), d.join("hard")).unwrap();
+        std::os::unix::fs::symlink("t".repeat(300), d.join("long-link")).unwrap();
+    });
+    assert_eq!(size, 10_000 + 300);
+    table_shows(&t, "workdir", "0B");
+}
+
+fn table_shows(t: &TestContext, repo: &str, size: &str) {
+    let table = t.ok(&["images"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(repo))
+        .unwrap_or_else(|| panic!("{repo} in\n{table}"));
+    assert!(line.contains(&format!("   {size}   ")), "{line}");
+    let history = t.ok(&["history", repo]);
+    assert!(
+        history
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(&format!("   {size}   ")),
+        "{history}"
+    );
+}
+
+#[test]
+fn imported_rootfs_size_is_the_extracted_trees_apparent_size() {
+    let t = TestContext::new();
+    let tar = t.path().join("rootfs.tar");
+    busybox_rootfs_tar(&tar);
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&tree),
+    );
+    let want = tree_content_size(&tree);
+    assert_eq!(want, tar_content_size(&tar));
+    for (name, compress) in [("plain", None), ("gz", Some("gzip")), ("zst", Some("zstd"))] {
+        let input = match compress {
+            None => tar.clone(),
+            Some(tool) => {
+                run_ok(Command::new(tool).args(["-k", "-f"]).arg(&tar));
+                let ext = if tool == "gzip" { "gz" } else { "zst" };
+                tar.with_extension(format!("tar.{ext}"))
+            }
+        };
+        t.ok(&["import", input.to_str().unwrap(), name]);
+        let inspect = json(&t.ok(&["inspect", name]));
+        assert_eq!(inspect["size"].as_u64(), Some(want), "{name}");
+    }
+    let history = json(&t.ok(&["history", "plain", "--format", "json"]));
+    assert_eq!(history[0]["layer_size"].as_u64(), Some(want));
+}
+
+#[test]
+fn a_layer_record_without_a_content_size_is_sized_from_the_blob_and_recorded() {
+    let t = TestContext::new();
+    let tar = t.path().join("rootfs.tar");
+    busybox_rootfs_tar(&tar);
+    t.ok(&[
+        "import",
+        "--compression",
+        "gzip",
+        tar.to_str().unwrap(),
+        "old",
+    ]);
+    let want = tar_content_size(&tar);
+    // Stores written before tare kept content sizes (and pulls) have records without one.
+    let layers = t.root.path().join("layers");
+    let mut records = 0;
+    for e in std::fs::read_dir(&layers).unwrap() {
+        let path = e.unwrap().path();
+        let mut record = json(&std::fs::read_to_string(&path).unwrap());
+        assert!(record["content_size"].is_u64(), "{record}");
+        record.as_object_mut().unwrap().remove("content_size");
+        std::fs::write(&path, record.to_string()).unwrap();
+        records += 1;
+    }
+    assert_eq!(records, 1);
+    let images = json(&t.ok(&["images", "--format", "json"]));
+    assert_eq!(images[0]["size"].as_u64(), Some(want));
+    for e in std::fs::read_dir(&layers).unwrap() {
+        let record = json(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+        assert_eq!(
+            record["content_size"].as_u64(),
+            Some(want),
+            "recorded again"
+        );
+    }
+    check_clean(&t);
+}
+
+#[test]
+fn docker_import_and_tare_import_report_the_same_size_in_bytes() {
+    if !require_docker() {
+        return;
+    }
+    let t = TestContext::new();
+    let tree = t.path().join("tree");
+    util::busybox_rootfs(&tree);
+    // Long names, a long link target and a hard link, beside busybox's applet links.
+    let long = tree.join("d".repeat(120));
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::write(long.join("f".repeat(110)), vec![9u8; 12_345]).unwrap();
+    std::fs::hard_link(long.join("f".repeat(110)), tree.join("hard")).unwrap();
+    std::os::unix::fs::symlink("x".repeat(250), tree.join("long-link")).unwrap();
+    let tar = t.path().join("rootfs.tar");
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&tree)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    let tag = format!("tare-size-test:{}", std::process::id());
+    run_ok(docker().arg("import").arg(&tar).arg(&tag));
+    let docker_size = run_ok(docker().args(["image", "inspect", "--format", "{{.Size}}", &tag]));
+    run_ok(docker().args(["rmi", &tag]));
+    t.ok(&["import", tar.to_str().unwrap(), "mine"]);
+    let images = json(&t.ok(&["images", "--format", "json"]));
+    assert_eq!(
+        images[0]["size"].as_u64(),
+        Some(docker_size.trim().parse::<u64>().unwrap())
+    );
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -146,9 +362,16 @@ fn import_records_sizes_history_and_config_changes() {
     );
     assert_eq!(layer["diff_id"], want.as_str());
 
+    // Listings show docker's size: file content, not the tar's headers and padding.
+    let content = tar_content_size(&tar);
+    assert!(content < tar_size);
+    assert_eq!(layer["content_size"].as_u64(), Some(content));
+    assert_eq!(inspect["size"].as_u64(), Some(content));
+    assert_eq!(inspect["tar_size"].as_u64(), Some(tar_size));
+
     let history = json(&t.ok(&["history", "busybox", "--format", "json"]));
-    assert_eq!(history[0]["layer_size"].as_u64(), Some(tar_size));
-    assert_eq!(history[0]["image_size"].as_u64(), Some(tar_size));
+    assert_eq!(history[0]["layer_size"].as_u64(), Some(content));
+    assert_eq!(history[0]["image_size"].as_u64(), Some(content));
     assert_eq!(history[0]["empty_layer"], false);
     assert!(history[0]["comment"]
         .as_str()
@@ -163,7 +386,7 @@ fn import_records_sizes_history_and_config_changes() {
     let images = json(&t.ok(&["images", "--format", "json"]));
     assert_eq!(images[0]["repository"], "busybox");
     assert_eq!(images[0]["tag"], "latest");
-    assert_eq!(images[0]["size"].as_u64(), Some(tar_size));
+    assert_eq!(images[0]["size"].as_u64(), Some(content));
     check_clean(&t);
 }
 
@@ -177,7 +400,13 @@ fn images_count_shared_and_unique_sizes_like_docker_system_df() {
     assert_eq!(json(&out)[0]["shared_size"].as_u64(), Some(0));
     // The same rootfs imported again is the same diff: stored once and shared.
     // (A different config, so the two are different images even within the same second.)
-    t.ok(&["import", tar.to_str().unwrap(), "two:latest", "--change", "CMD [\"true\"]"]);
+    t.ok(&[
+        "import",
+        tar.to_str().unwrap(),
+        "two:latest",
+        "--change",
+        "CMD [\"true\"]",
+    ]);
     let rows = json(&t.ok(&["images", "--format", "json"]));
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
