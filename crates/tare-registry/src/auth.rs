@@ -25,6 +25,17 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The user name docker's credential helpers give for an identity (OAuth refresh) token.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credentials {
+    /// An identity token (from config.json's `identitytoken` or a helper's `<token>` user)
+    /// rather than a user name and password.
+    pub fn is_identity_token(&self) -> bool {
+        self.username == IDENTITY_TOKEN_USER
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
@@ -163,6 +174,12 @@ impl ConfigFile {
         else {
             return Ok(None);
         };
+        if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+            return Ok(Some(Credentials {
+                username: IDENTITY_TOKEN_USER.to_string(),
+                password: token.to_string(),
+            }));
+        }
         if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
             return Ok(Some(Credentials {
                 username: u.clone(),

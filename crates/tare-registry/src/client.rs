@@ -202,12 +202,36 @@ impl Registry {
                 q.append_pair("scope", scope);
             }
         }
-        let mut req = self.http.get(url.clone());
-        if let Some(c) = &self.creds {
-            req = req.basic_auth(&c.username, Some(&c.password));
-        }
+        let (method, req) = match &self.creds {
+            // An identity (refresh) token, as docker keeps for OAuth registries: the OAuth2
+            // refresh grant, posted to the realm.
+            Some(c) if c.is_identity_token() => {
+                let scope = self.scopes.join(" ");
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", c.password.as_str()),
+                    ("client_id", "tare"),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.as_str()));
+                }
+                if !scope.is_empty() {
+                    form.push(("scope", scope.as_str()));
+                }
+                let mut base = url.clone();
+                base.set_query(None);
+                ("POST", self.http.post(base).form(&form))
+            }
+            Some(c) => (
+                "GET",
+                self.http
+                    .get(url.clone())
+                    .basic_auth(&c.username, Some(&c.password)),
+            ),
+            None => ("GET", self.http.get(url.clone())),
+        };
         let resp = req.send().map_err(|source| Error::Http {
-            method: "GET",
+            method,
             url: strip_query(&url),
             source,
         })?;

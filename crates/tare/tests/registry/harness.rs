@@ -219,6 +219,8 @@ pub struct ProxyState {
 pub struct Bearer {
     pub token: String,
     pub user: Option<(String, String)>,
+    /// An OAuth2 refresh token the token endpoint also accepts (POST, refresh grant).
+    pub refresh: Option<String>,
 }
 
 /// An HTTP proxy in front of a registry: one request per connection.
@@ -366,18 +368,36 @@ fn handle(
                     .unwrap_or("")
                     .to_string(),
             );
-            let allowed = match &b.user {
-                None => true,
-                Some((u, p)) => {
-                    let want = format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-                    );
-                    header("authorization").as_deref() == Some(want.as_str())
-                }
-            };
+            // The OAuth2 refresh grant (identity tokens): the form in the body.
+            let form = String::from_utf8_lossy(&body).to_string();
+            if method == "POST" {
+                state
+                    .token_requests
+                    .lock()
+                    .expect("token log")
+                    .push(form.clone());
+            }
+            let refresh_ok = method == "POST"
+                && b.refresh.as_deref().is_some_and(|r| {
+                    form.split('&').any(|kv| kv == format!("refresh_token={r}"))
+                        && form.contains("grant_type=refresh_token")
+                });
+            let allowed = refresh_ok
+                || match &b.user {
+                    None => method == "GET",
+                    Some((u, p)) => {
+                        let want = format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                        );
+                        header("authorization").as_deref() == Some(want.as_str())
+                    }
+                };
             if allowed {
-                let json = format!("{{\"token\":\"{}\",\"expires_in\":300}}", b.token);
+                let json = format!(
+                    "{{\"token\":\"{0}\",\"access_token\":\"{0}\",\"expires_in\":300}}",
+                    b.token
+                );
                 respond(
                     &mut conn,
                     "200 OK",

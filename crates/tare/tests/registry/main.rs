@@ -316,6 +316,7 @@ fn bearer_tokens_come_from_the_token_server_with_the_right_scopes() {
         Some(Bearer {
             token: "tok-123".into(),
             user: Some(("alice".into(), "pw-alice".into())),
+            refresh: Some("refresh-xyz".into()),
         }),
     );
     let ctx = TestContext::new();
@@ -349,6 +350,26 @@ fn bearer_tokens_come_from_the_token_server_with_the_right_scopes() {
         "{scopes:?}"
     );
     assert!(scopes.iter().all(|q| q.contains("service=tare-test")));
+
+    // An identity token in docker's config.json: the OAuth2 refresh grant.
+    let c = TestContext::new();
+    let config_dir = c.path().join("docker-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"refresh-xyz"}}}}}}"#,
+            proxy.host()
+        ),
+    )
+    .unwrap();
+    ok(&c, &["pull", &dest]);
+    let forms = proxy.state.token_requests.lock().unwrap().clone();
+    assert!(
+        forms.iter().any(|f| f.contains("grant_type=refresh_token")
+            && f.contains("scope=repository%3Ateam%2Fapp%3Apull")),
+        "{forms:?}"
+    );
 }
 
 #[test]
