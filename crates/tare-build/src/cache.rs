@@ -306,7 +306,7 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
         .filter_map(|e| fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice::<Record>(&b).ok())
         .collect();
-    // Most recently used last, so popping takes the oldest first... reversed: keep newest.
+    // Most recently used first: those are kept while the size limit allows.
     records.sort_by(|a, b| b.used.cmp(&a.used).then(b.created.cmp(&a.created)));
     let mut kept = 0u64;
     let mut report = PruneReport::default();
@@ -336,4 +336,71 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
         let _ = fs::remove_file(cache.dir.join("files.json"));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, parent: &str, used: u64, size: u64) -> Record {
+        Record {
+            key: key.to_string(),
+            parent: parent.to_string(),
+            instruction: format!("RUN {key}"),
+            args: Vec::new(),
+            files: Vec::new(),
+            layer: Some(LayerInfo {
+                digest: tare_store::Digest::of(key.as_bytes()),
+                diff_id: tare_store::Digest::of(key.as_bytes()),
+                size,
+                compressed_size: size,
+                media_type: tare_store::MEDIA_TYPE_LAYER_TAR.to_string(),
+            }),
+            created: "2026-01-01T00:00:00Z".to_string(),
+            used,
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_most_recently_used_within_the_size_limit() {
+        let root = tempfile::tempdir().expect("tmp");
+        let store = Store::open(root.path()).expect("store");
+        let cache = Cache::open(&store).expect("cache");
+        cache.put(&record("old", "p", 10, 600)).expect("put");
+        cache.put(&record("new", "p", 20, 600)).expect("put");
+        let report = prune(&store, Some(1000)).expect("prune");
+        assert_eq!(
+            report,
+            PruneReport {
+                records: 1,
+                bytes: 600
+            }
+        );
+        assert!(cache.record_path("new").exists());
+        assert!(!cache.record_path("old").exists());
+        let report = prune(&store, None).expect("prune all");
+        assert_eq!(report.records, 1);
+    }
+
+    #[test]
+    fn explain_names_changed_files_and_args() {
+        let root = tempfile::tempdir().expect("tmp");
+        let store = Store::open(root.path()).expect("store");
+        let cache = Cache::open(&store).expect("cache");
+        let mut r = record("k", "parent", 1, 1);
+        r.instruction = "COPY . /app".into();
+        r.args = vec!["V=1".into()];
+        r.files = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+        cache.put(&r).expect("put");
+        let files = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "3".to_string()),
+        ];
+        let why = cache.explain("parent", "COPY . /app", &["V=1".into()], &files);
+        assert_eq!(why, "context files changed: b");
+        let why = cache.explain("parent", "COPY . /app", &["V=2".into()], &files);
+        assert_eq!(why, "build arg changed: V (\"1\" -> \"2\")");
+        let why = cache.explain("other", "COPY . /app", &[], &files);
+        assert!(why.starts_with("no cached result"), "{why}");
+    }
 }

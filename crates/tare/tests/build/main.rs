@@ -117,6 +117,8 @@ fn quiet_prints_only_the_id_and_iidfile_gets_it_too() {
     let out = t.ok(&[
         "build",
         "-q",
+        "--label",
+        "team=size",
         "--iidfile",
         iid.to_str().expect("utf-8"),
         &ctx_dir(&t),
@@ -124,6 +126,8 @@ fn quiet_prints_only_the_id_and_iidfile_gets_it_too() {
     let id = out.trim();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{out}");
     assert_eq!(std::fs::read_to_string(&iid).expect("iidfile"), id);
+    let labels = inspect(&t, id)["config"]["config"]["Labels"].clone();
+    assert_eq!(labels, serde_json::json!({"a": "b", "team": "size"}));
 }
 
 #[test]
