@@ -60,8 +60,14 @@ enum Command {
     History(cmd::history::Args),
     /// Show an image as JSON.
     Inspect(cmd::inspect::Args),
-    /// Write an image's filesystem as one tar.
+    /// Write a container's or an image's filesystem as one tar.
+    ///
+    /// A container (name, ID or unique ID prefix) is looked for first, like `docker export`;
+    /// when none matches, the argument names an image. NAME:TAG, NAME@DIGEST and sha256:ID
+    /// always name images.
     Export(cmd::export::Args),
+    /// Make an image from a container's changes: one more layer on its image.
+    Commit(cmd::commit::Args),
     /// Give an image another name.
     Tag(cmd::tag::Args),
     /// Remove image tags (and images left without one).
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
         Command::History(a) => cmd::history::run(&ctx, a),
         Command::Inspect(a) => cmd::inspect::run(&ctx, a),
         Command::Export(a) => cmd::export::run(&ctx, a),
+        Command::Commit(a) => cmd::commit::run(&ctx, a),
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Prune(a) => cmd::prune::run(&ctx, a),

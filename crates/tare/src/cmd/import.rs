@@ -76,8 +76,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Applies one `--change` instruction, with Dockerfile syntax.
-fn apply_change(config: &mut ImageConfig, change: &str) -> anyhow::Result<()> {
+/// Applies one `--change` instruction, with Dockerfile syntax (also `tare commit --change`).
+pub(crate) fn apply_change(config: &mut ImageConfig, change: &str) -> anyhow::Result<()> {
     let (word, rest) = change
         .trim()
         .split_once(char::is_whitespace)

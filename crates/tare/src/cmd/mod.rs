@@ -1,25 +1,26 @@
 //! One module per subcommand.
 
+pub mod analyze;
 pub mod build;
-pub mod debug;
-pub mod ps;
-pub mod rm;
-pub mod run;
 pub mod check;
+pub mod commit;
+pub mod debug;
 pub mod export;
 pub mod history;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod lint;
 pub mod load;
-pub mod prune;
-pub mod rmi;
-pub mod save;
-pub mod tag;
 pub mod login;
 pub mod logout;
+pub mod prune;
+pub mod ps;
 pub mod pull;
 pub mod push;
-pub mod analyze;
-pub mod lint;
+pub mod rm;
+pub mod rmi;
+pub mod run;
+pub mod save;
 pub mod squash;
+pub mod tag;

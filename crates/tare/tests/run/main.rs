@@ -414,3 +414,171 @@ fn runs_through_runc() {
     assert_eq!((code, out.as_str()), (Some(4), "1 0\n"), "{err}");
     assert!(container_dirs(ctx.root.path()).is_empty());
 }
+
+/// Paths in a tar file, sorted, without a trailing `/` or leading `./`.
+fn tar_paths(tar: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("-tf").arg(tar).output().unwrap();
+    assert!(out.status.success(), "tar -tf {}", tar.display());
+    let mut paths: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty() && l != ".")
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn blob_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .count()
+}
+
+/// A kept container that adds, changes and deletes files of its image.
+const CHANGES: &str = "echo new > /root/new; echo changed >> /etc/passwd; rm /etc/group; \
+                       mkdir -p /opt/d; echo x > /opt/d/f; ln -s /root/new /opt/link";
+
+/// What a container that ran [`CHANGES`] sees.
+const SHOW: &str = "cat /root/new /opt/d/f /opt/link; tail -1 /etc/passwd; \
+                    test -e /etc/group || echo no-group";
+const SHOWN: &str = "new\nx\nnew\nchanged\nno-group\n";
+
+#[test]
+fn exported_container_imports_and_runs_the_same() {
+    let ctx = ctx();
+    ctx.ok(&["run", "--name", "work", "busybox", "sh", "-c", CHANGES]);
+    let blobs = blob_count(ctx.root.path());
+    let tar = ctx.path().join("work.tar");
+    ctx.ok(&["export", "work", "-o", tar.to_str().unwrap()]);
+    // The container's layer was written only for the export.
+    assert_eq!(blob_count(ctx.root.path()), blobs);
+
+    let paths = tar_paths(&tar);
+    for p in [
+        "root/new",
+        "opt/d/f",
+        "opt/link",
+        "etc/passwd",
+        "bin/busybox",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} missing: {paths:?}");
+    }
+    assert!(!paths.iter().any(|x| x == "etc/group"), "{paths:?}");
+    assert!(!paths.iter().any(|x| x.contains(".wh.")), "{paths:?}");
+    // Each path once: the container's version replaces the image's.
+    let mut unique = paths.clone();
+    unique.dedup();
+    assert_eq!(unique, paths);
+
+    // The same bytes through standard output.
+    let out = ctx
+        .tare()
+        .args(["export", "work"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout == std::fs::read(&tar).unwrap(), "stdout differs");
+
+    ctx.ok(&["import", tar.to_str().unwrap(), "flat:1"]);
+    assert_eq!(ctx.ok(&["run", "--rm", "flat:1", "sh", "-c", SHOW]), SHOWN);
+    // The imported image exports to the same file list.
+    let again = ctx.path().join("flat.tar");
+    ctx.ok(&["export", "flat:1", "-o", again.to_str().unwrap()]);
+    assert_eq!(tar_paths(&again), paths);
+}
+
+#[test]
+fn export_prefers_a_container_over_an_image_of_the_same_name() {
+    let ctx = ctx();
+    ctx.ok(&["run", "--name", "busybox", "busybox", "touch", "/marker"]);
+    let from_container = ctx.path().join("c.tar");
+    ctx.ok(&["export", "busybox", "-o", from_container.to_str().unwrap()]);
+    assert!(tar_paths(&from_container).contains(&"marker".to_string()));
+    let from_image = ctx.path().join("i.tar");
+    ctx.ok(&[
+        "export",
+        "busybox:latest",
+        "-o",
+        from_image.to_str().unwrap(),
+    ]);
+    assert!(!tar_paths(&from_image).contains(&"marker".to_string()));
+}
+
+#[test]
+fn commit_adds_the_changes_as_one_layer() {
+    let ctx = ctx();
+    ctx.ok(&["run", "--name", "work", "busybox", "sh", "-c", CHANGES]);
+    let id = ctx.ok(&[
+        "commit",
+        "-m",
+        "saved work",
+        "-a",
+        "Ann <ann@example.com>",
+        "-c",
+        "CMD [\"cat\", \"/root/new\"]",
+        "work",
+        "saved:v1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(ctx.ok(&["run", "--rm", "saved:v1"]), "new\n");
+    assert_eq!(
+        ctx.ok(&["run", "--rm", "saved:v1", "sh", "-c", SHOW]),
+        SHOWN
+    );
+
+    let base: serde_json::Value = serde_json::from_str(&ctx.ok(&["inspect", "busybox"])).unwrap();
+    let img: serde_json::Value = serde_json::from_str(&ctx.ok(&["inspect", "saved:v1"])).unwrap();
+    let count = |v: &serde_json::Value, key: &str| v["config"][key].as_array().unwrap().len();
+    let diff_ids =
+        |v: &serde_json::Value| v["config"]["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(count(&img, "history"), count(&base, "history") + 1);
+    assert_eq!(diff_ids(&img), diff_ids(&base) + 1);
+    let last = img["config"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["comment"], "saved work");
+    assert_eq!(last["author"], "Ann <ann@example.com>");
+    assert_eq!(last["created_by"], format!("sh -c {CHANGES}"));
+    assert_eq!(img["config"]["author"], "Ann <ann@example.com>");
+    let history = ctx.ok(&["history", "saved:v1"]);
+    assert!(history.contains("saved work"), "{history}");
+
+    // A container that changed nothing: a history entry, no layer (as docker).
+    ctx.ok(&["run", "--name", "idle", "busybox", "true"]);
+    ctx.ok(&["commit", "idle", "idle:1"]);
+    let idle: serde_json::Value = serde_json::from_str(&ctx.ok(&["inspect", "idle:1"])).unwrap();
+    assert_eq!(count(&idle, "history"), count(&base, "history") + 1);
+    assert_eq!(diff_ids(&idle), diff_ids(&base));
+    assert_eq!(
+        idle["config"]["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["empty_layer"],
+        true
+    );
+}
+
+#[test]
+fn export_and_commit_of_unknown_names_fail_clearly() {
+    let ctx = ctx();
+    let out = ctx.run(&["export", "nosuchthing", "-o", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no container or image named \"nosuchthing\""),
+        "{err}"
+    );
+
+    let out = ctx.run(&["commit", "nosuchthing", "img:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuchthing: no such container"), "{err}");
+    // Nothing was stored under the name.
+    assert!(!ctx.ok(&["images"]).contains("img"));
+}
