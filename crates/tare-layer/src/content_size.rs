@@ -377,10 +377,17 @@ pub fn content_size(store: &Store, layer: &LayerInfo) -> Result<u64> {
     Ok(n)
 }
 
-/// An image's size as docker shows it: the content sizes of its layers added up (a diff used
-/// twice counts twice, as docker's layer chain does).
+/// An image's size as docker shows it: the content sizes of its layers added up.
 pub fn image_content_size(store: &Store, image: &tare_store::Image) -> Result<u64> {
-    image.layers.iter().map(|l| content_size(store, l)).sum()
+    layers_content_size(store, &image.layers)
+}
+
+/// The content sizes of `layers` added up (a diff listed twice counts twice, as in docker's
+/// layer chain): the size docker shows for an image made of these layers.
+pub fn layers_content_size(store: &Store, layers: &[LayerInfo]) -> Result<u64> {
+    layers.iter().try_fold(0u64, |total, l| {
+        Ok(total.saturating_add(content_size(store, l)?))
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 //! - [`open_layer`]: a verified, decompressed reader over a stored layer.
 //! - [`content_size()`]`(store, layer)`: the layer's size as docker shows it (file content,
 //!   not tar bytes); recorded by [`LayerSink`] and [`ingest_layer`], computed once for layers
-//!   stored otherwise. [`image_content_size`] sums an image's layers.
+//!   stored otherwise. [`image_content_size`] and [`layers_content_size`] add them up.
 
 pub mod apply;
 pub mod archive;
@@ -36,7 +36,7 @@ pub mod snapshot;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use compression::{decompress, Compression};
-pub use content_size::{content_size, image_content_size, ContentSize};
+pub use content_size::{content_size, image_content_size, layers_content_size, ContentSize};
 pub use error::{Error, Result};
 pub use export::export;
 pub use ingest::{ingest_layer, ingest_layer_as};
