@@ -772,3 +772,44 @@ fn the_test_ca_signs_a_certificate_curl_accepts() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_build_from_a_registry_image_starts_from_an_empty_store() {
+    let reg = RegistryServer::open();
+    let host = reg.host();
+    let a = TestContext::new();
+    make_image(&a, "base:1", "from the registry", 0);
+    ok(&a, &["push", "base:1", &format!("{host}/base:1")]);
+
+    let b = TestContext::new();
+    b.write(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {host}/base:1\nRUN cat /hello > /copied && echo built >> /copied\nCOPY --from={host}/base:1 /hello /again\n"
+        ),
+    );
+    let ctx_dir = b.path().join("ctx");
+    ok(
+        &b,
+        &["build", "-q", "-t", "built:1", ctx_dir.to_str().unwrap()],
+    );
+    let store = Store::open(b.root.path()).unwrap();
+    let base = store
+        .resolve(&format!("{host}/base:1"))
+        .expect("the base was pulled");
+    assert_eq!(base.id.to_string(), image_id(&a, "base:1"));
+    let built = store.resolve("built:1").unwrap();
+    assert_eq!(built.layers[..base.layers.len()], base.layers[..]);
+    assert_eq!(built.layers.len(), base.layers.len() + 2);
+    drop(store);
+
+    // And back out: the base layers are mounted from the repository the build pulled them
+    // from; the new ones are uploaded.
+    let dest = format!("{host}/built:1");
+    let (_, err) = ok(&b, &["push", "built:1", &dest]);
+    assert_eq!(err.matches("mounted from base").count(), 2, "{err}");
+    assert_eq!(err.matches("pushing layer").count(), 2, "{err}");
+    let c = TestContext::new();
+    ok(&c, &["pull", &dest]);
+    assert_eq!(image_id(&c, &dest), image_id(&b, "built:1"));
+}
