@@ -10,7 +10,8 @@ log() { printf '==> %s\n' "$*"; }
 # --- packages -----------------------------------------------------------------------------
 # The real peers tare is checked against, and the tools the tests drive.
 PACKAGES=(docker.io buildah skopeo umoci runc crun docker-registry busybox-static debootstrap
-          jq zstd bzip2 xz-utils tar util-linux iproute2 hyperfine)
+          jq zstd bzip2 xz-utils gzip tar util-linux bsdutils iproute2 hyperfine curl openssl
+          chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
