@@ -24,7 +24,9 @@ use crate::Context;
 pub struct Args {
     /// The container: name, ID or unique ID prefix.
     container: String,
-    /// Name for the new image (`:latest` when no tag is given).
+    /// Name for the new image (`:latest` when no tag is given); without one, the image is
+    /// known by the ID printed.
+    #[arg(value_name = "NAME[:TAG]")]
     reference: Option<String>,
     /// Commit message, stored as the history comment.
     #[arg(short, long)]
