@@ -8,7 +8,7 @@
 //! credential helpers. It does not parse references (tare-store's [`Reference`]) or unpack
 //! layers (tare-layer), and it never prints: progress goes to a [`Reporter`].
 //!
-//! Written on `reqwest` (blocking, rustls) rather than `oci-client`; DECISIONS.md says why.
+//! Written on `reqwest` (blocking, rustls) rather than `oci-client`; docs/ARCHITECTURE.md says why.
 //!
 //! # API
 //!
