@@ -46,6 +46,9 @@ pub struct BuildOptions {
     /// `--runtime`: run RUN steps through this OCI runtime binary instead of the built-in
     /// sandbox.
     pub runtime: Option<PathBuf>,
+    /// Set (by the caller's signal handler) to stop the build at the next step boundary,
+    /// cleaning up as for an error.
+    pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One step of the final image's stage chain, for the summary.
@@ -136,6 +139,14 @@ impl Slots {
 }
 
 impl Build<'_> {
+    /// An error when the caller asked the build to stop.
+    pub fn check_interrupt(&self) -> Result<(), Error> {
+        match &self.opts.interrupt {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
     /// The stage a `--from` value or FROM names, if it is a stage before `before`.
     pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_ascii_lowercase();

@@ -136,6 +136,7 @@ pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, E
     let cache_on = build.cache_enabled(&stage);
     let mut flags = StageFlags::default();
     for (i, ins) in instructions.iter().enumerate() {
+        build.check_interrupt()?;
         let step = StepId {
             number: build.counter.fetch_add(1, Ordering::SeqCst) + 1,
             stage: label.clone(),

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args as ClapArgs;
@@ -127,7 +129,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let opts = BuildOptions {
+    let mut opts = BuildOptions {
         context: args.context.clone(),
         dockerfile,
         dockerfile_name,
@@ -140,7 +142,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_cache_filter: args.no_cache_filter.clone(),
         explain_cache: args.explain_cache,
         runtime,
+        interrupt: None,
     };
+    // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
+    // temporary directories are removed; a second Ctrl-C exits at once.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&interrupt))
+            .context("installing the Ctrl-C handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&interrupt))
+            .context("installing the Ctrl-C handler")?;
+    }
+    opts.interrupt = Some(interrupt);
     let store = ctx.store()?;
     let result = if args.quiet {
         tare_build::build(&store, &opts, &Silent)

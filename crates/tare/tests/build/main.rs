@@ -414,3 +414,54 @@ fn no_cache_filter_reruns_the_named_stage_and_what_reads_it() {
     assert!(!stderr.contains(&format!("{deps_step} CACHED")), "{stderr}");
     assert!(!stderr.contains(" CACHED"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
+    use std::io::BufRead;
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN echo started && sleep 30\nRUN echo never\n",
+    );
+    let mut child = t
+        .tare()
+        .args(["build", "--progress", "plain", &ctx_dir(&t)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // Wait until the RUN's process is running.
+    for line in lines.by_ref() {
+        if line.expect("line").contains("started") {
+            break;
+        }
+    }
+    // The sandbox registers the container for signal forwarding just after it starts; give
+    // it a moment so the signal finds it (the test is about cleanup, not that race).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert!(!status.success());
+    let rest = rest.join("\n");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(!rest.contains("never"), "{rest}");
+    let left: Vec<_> = std::fs::read_dir(t.root.path().join("tmp"))
+        .expect("tmp")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(&t.root.path().to_string_lossy().into_owned()),
+        "{mounts}"
+    );
+}
