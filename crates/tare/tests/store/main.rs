@@ -298,6 +298,70 @@ fn docker_import_and_tare_import_report_the_same_size_in_bytes() {
     );
 }
 
+#[test]
+fn built_layers_have_the_sizes_docker_build_gives_them() {
+    if !require_docker() {
+        return;
+    }
+    let t = TestContext::new();
+    let base = format!("tare-size-base-{}", std::process::id());
+    let tar = t.path().join("base.tar");
+    busybox_rootfs_tar(&tar);
+    run_ok(docker().arg("import").arg(&tar).arg(&base));
+    t.ok(&["import", tar.to_str().unwrap(), &base]);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::write(ctx.join("data/a"), vec![5u8; 12_345]).unwrap();
+    std::os::unix::fs::symlink("a", ctx.join("data/link")).unwrap();
+    // WORKDIR (a directory only: 0B), a file plus a symlink and a hard link to it, a whiteout
+    // beside a small file, a COPY, and a config-only step.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base}\nWORKDIR /app/deep\n\
+             RUN dd if=/dev/zero of=/big bs=1k count=300 && ln -s /big /app/biglink && ln /big /app/hard\n\
+             RUN rm /big && echo x > /app/x\nCOPY data /data\nENV A=1\n"
+        ),
+    )
+    .unwrap();
+    let tag = format!("tare-size-built:{}", std::process::id());
+    let built = docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", &tag])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let docker_sizes: Vec<u64> =
+        run_ok(docker().args(["history", "--human=false", "--format", "{{.Size}}", &tag]))
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+    let docker_total = run_ok(docker().args(["image", "inspect", "--format", "{{.Size}}", &tag]));
+    let docker_total: u64 = docker_total.trim().parse().unwrap();
+    // The same image saved by docker and loaded: its layers are sized as they are ingested.
+    let saved = t.path().join("saved.tar");
+    run_ok(docker().args(["save", "-o"]).arg(&saved).arg(&tag));
+    run_ok(docker().args(["rmi", &tag, &base]));
+    t.ok(&["load", "-i", saved.to_str().unwrap()]);
+    let loaded = json(&t.ok(&["inspect", &tag]));
+    assert_eq!(loaded["size"].as_u64(), Some(docker_total));
+    t.ok(&["build", "-q", "-t", "built", ctx.to_str().unwrap()]);
+    let history = json(&t.ok(&["history", "built", "--format", "json"]));
+    let tare_sizes: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["layer_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tare_sizes, docker_sizes);
+    assert_eq!(history[0]["image_size"].as_u64(), Some(docker_total));
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
