@@ -40,7 +40,7 @@ pub struct Record {
     pub layer: Option<LayerInfo>,
     /// RFC 3339 time the step first ran (kept, so a cached rebuild gives the same image).
     pub created: String,
-    /// Unix seconds of the last use, for pruning.
+    /// Unix seconds of the last use, for pruning (kept up to date as the file's mtime).
     #[serde(default)]
     pub used: u64,
 }
@@ -77,12 +77,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Cache {
     /// Opens the cache under the store's root.
     pub fn open(store: &Store) -> Result<Cache, Error> {
@@ -108,17 +102,16 @@ impl Cache {
 
     /// The record for `key`, when its layer is still in the store.
     pub fn get(&self, store: &Store, key: &str) -> Option<Record> {
-        let bytes = fs::read(self.record_path(key)).ok()?;
-        let mut record: Record = serde_json::from_slice(&bytes).ok()?;
+        let path = self.record_path(key);
+        let bytes = fs::read(&path).ok()?;
+        let record: Record = serde_json::from_slice(&bytes).ok()?;
         if let Some(layer) = &record.layer {
             if !store.has_blob(&layer.digest) {
                 return None;
             }
         }
-        record.used = now_secs();
-        if let Ok(json) = serde_json::to_vec(&record) {
-            let _ = write_atomic(&self.record_path(key), &json);
-        }
+        // The record file's mtime is its last use (for pruning): cheaper than rewriting it.
+        let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
         Some(record)
     }
 
@@ -303,8 +296,12 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
     let mut records: Vec<Record> = fs::read_dir(&dir)
         .map_err(io_err(&dir))?
         .flatten()
-        .filter_map(|e| fs::read(e.path()).ok())
-        .filter_map(|b| serde_json::from_slice::<Record>(&b).ok())
+        .filter_map(|e| {
+            let mtime = e.metadata().ok()?.mtime();
+            let mut record = serde_json::from_slice::<Record>(&fs::read(e.path()).ok()?).ok()?;
+            record.used = u64::try_from(mtime).unwrap_or(0);
+            Some(record)
+        })
         .collect();
     // Most recently used first: those are kept while the size limit allows.
     records.sort_by(|a, b| b.used.cmp(&a.used).then(b.created.cmp(&a.created)));
@@ -368,6 +365,9 @@ mod tests {
         let cache = Cache::open(&store).expect("cache");
         cache.put(&record("old", "p", 10, 600)).expect("put");
         cache.put(&record("new", "p", 20, 600)).expect("put");
+        let at = |secs| filetime::FileTime::from_unix_time(secs, 0);
+        filetime::set_file_mtime(cache.record_path("old"), at(1_000)).expect("mtime");
+        filetime::set_file_mtime(cache.record_path("new"), at(2_000)).expect("mtime");
         let report = prune(&store, Some(1000)).expect("prune");
         assert_eq!(
             report,
