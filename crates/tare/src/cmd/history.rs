@@ -39,7 +39,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         img.config.history.clone()
     };
+    // The Dockerfile line of each entry, when tare built the image (null otherwise).
+    let mut lines = tare_size::steps::history_lines(&img).into_iter();
     for h in &history {
+        let line = lines.next().flatten();
         let layer = if h.empty_layer { None } else { layers.next() };
         let layer_size = match layer {
             Some(l) => tare_layer::content_size(&store, l)
@@ -54,6 +57,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             "empty_layer": h.empty_layer,
             "layer_size": layer_size,
             "image_size": total,
+            "line": line,
         }));
     }
     rows.reverse();
@@ -66,11 +70,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         "unknown --format {:?}: use table or json",
         args.format
     );
+    let dockerfile = img
+        .build_info
+        .as_ref()
+        .and_then(|info| info.get("dockerfile"))
+        .and_then(|v| v.as_str())
+        .map(|path| {
+            std::path::Path::new(path)
+                .file_name()
+                .map_or(path.to_string(), |n| n.to_string_lossy().into_owned())
+        });
+    let largest = rows
+        .iter()
+        .filter_map(|r| r["layer_size"].as_u64())
+        .max()
+        .unwrap_or(0);
     let mut table = vec![[
         "IMAGE",
         "CREATED",
+        "LINE",
         "CREATED BY",
         "LAYER SIZE",
+        "",
         "IMAGE SIZE",
         "COMMENT",
     ]
@@ -91,8 +112,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 "<missing>".into()
             },
             human_ago(r["created"].as_str()),
+            match (r["line"].as_u64(), &dockerfile) {
+                (Some(line), Some(file)) => format!("{file}:{line}"),
+                (Some(line), None) => line.to_string(),
+                _ => String::new(),
+            },
             by,
             human_size(r["layer_size"].as_u64().unwrap_or(0)),
+            tare_size::budget::bar(r["layer_size"].as_u64().unwrap_or(0), largest, 20),
             human_size(r["image_size"].as_u64().unwrap_or(0)),
             r["comment"].as_str().unwrap_or_default().to_string(),
         ]);

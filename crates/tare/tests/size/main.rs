@@ -567,19 +567,9 @@ fn lint_reports_a_syntax_error_with_exit_1() {
     assert!(err.starts_with("error:"), "{err}");
 }
 
-/// True when `tare build` exists in this binary.
-fn has_build(ctx: &TestContext) -> bool {
-    ctx.ok(&["--help"])
-        .lines()
-        .any(|l| l.trim_start().starts_with("build "))
-}
-
 #[test]
 fn seed_rm_dockerfile_wastes_10_mb_added_at_line_2_removed_at_line_3() {
     let ctx = TestContext::new();
-    if !has_build(&ctx) {
-        panic!("tare build is not in this binary");
-    }
     ctx.import_busybox("busybox:latest");
     let dir = ctx.path().join("ctx");
     std::fs::create_dir_all(&dir).unwrap();
@@ -597,6 +587,27 @@ fn seed_rm_dockerfile_wastes_10_mb_added_at_line_2_removed_at_line_3() {
     assert_eq!(wasted[0]["added_line"], 2);
     assert_eq!(wasted[0]["removed_line"], 3);
     assert_eq!(a["wasted_bytes"], BIG as u64);
+
+    // `tare history` shows the dead 10 MB at its Dockerfile line, with the longest bar.
+    let table = ctx.ok(&["history", "seed-waste:1"]);
+    let dd = table
+        .lines()
+        .find(|l| l.contains("dd if=/dev/zero"))
+        .unwrap_or_else(|| panic!("no dd row in\n{table}"));
+    assert!(dd.contains("Dockerfile:2"), "{dd}");
+    assert!(dd.contains("10.5MB"), "{dd}");
+    assert!(dd.contains(&"█".repeat(20)), "{dd}");
+    let rm = table.lines().find(|l| l.contains("rm /bigfile")).unwrap();
+    assert!(rm.contains("Dockerfile:3") && !rm.contains('█'), "{rm}");
+    let rows: Value =
+        serde_json::from_str(&ctx.ok(&["history", "seed-waste:1", "--format", "json"])).unwrap();
+    let lines: Vec<Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].clone())
+        .collect();
+    assert_eq!(lines[..3], [json!(4), json!(3), json!(2)], "{rows:#}");
 }
 
 #[test]
