@@ -7,10 +7,54 @@ use std::process::{Command, Output, Stdio};
 
 /// Applets linked to /bin/busybox in the test base image.
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "ls", "cat", "echo", "rm", "mkdir", "dd", "id", "env", "true", "false", "sleep", "touch",
-    "chmod", "chown", "ln", "test", "[", "stat", "wc", "sha256sum", "cp", "mv", "grep", "sed",
-    "head", "tail", "printf", "pwd", "whoami", "hostname", "find", "tar", "gzip", "kill", "ps",
-    "trap", "readlink", "mknod", "seq", "sort", "uname", "ip", "mount", "tr", "cut", "xargs", "du",
+    "sh",
+    "ls",
+    "cat",
+    "echo",
+    "rm",
+    "mkdir",
+    "dd",
+    "id",
+    "env",
+    "true",
+    "false",
+    "sleep",
+    "touch",
+    "chmod",
+    "chown",
+    "ln",
+    "test",
+    "[",
+    "stat",
+    "wc",
+    "sha256sum",
+    "cp",
+    "mv",
+    "grep",
+    "sed",
+    "head",
+    "tail",
+    "printf",
+    "pwd",
+    "whoami",
+    "hostname",
+    "find",
+    "tar",
+    "gzip",
+    "kill",
+    "ps",
+    "trap",
+    "readlink",
+    "mknod",
+    "seq",
+    "sort",
+    "uname",
+    "ip",
+    "mount",
+    "tr",
+    "cut",
+    "xargs",
+    "du",
 ];
 
 /// A fresh store and scratch directory for one test.
@@ -86,7 +130,9 @@ impl TestContext {
 
     /// Makes a busybox rootfs tar and imports it as `name` (e.g. `busybox:latest`).
     pub fn import_busybox(&self, name: &str) {
-        let tar = self.path().join(format!("busybox-{}.tar", name.replace([':', '/'], "_")));
+        let tar = self
+            .path()
+            .join(format!("busybox-{}.tar", name.replace([':', '/'], "_")));
         busybox_rootfs_tar(&tar);
         self.ok(&["import", tar.to_str().expect("utf-8 path"), name]);
     }
@@ -95,7 +141,9 @@ impl TestContext {
 /// Builds a small busybox root filesystem in `dir`: applets, /etc/passwd with root, nobody and
 /// `app` (1000), /etc/group, and the usual top-level directories.
 pub fn busybox_rootfs(dir: &Path) {
-    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app", "var", "usr/bin"] {
+    for d in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app", "var", "usr/bin",
+    ] {
         std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
     }
     std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
