@@ -70,8 +70,10 @@ pub struct BuildResult {
     pub image: Image,
     /// Layers that came from the base image.
     pub base_layers: usize,
-    /// Their uncompressed size.
+    /// Their size in file bytes, as docker counts a layer.
     pub base_size: u64,
+    /// The image's size in file bytes.
+    pub image_size: u64,
     pub steps: Vec<StepSummary>,
     pub warnings: Vec<String>,
 }
@@ -315,16 +317,16 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         build
             .store
             .commit_image(&config, &out.layers, &build.opts.tags, Some(build_info))?;
-    let base_size = out
-        .layers
-        .iter()
-        .take(out.base_layers)
-        .map(|l| l.size)
-        .sum();
+    let base_size = tare_layer::layers_content_size(
+        &build.store,
+        &out.layers[..out.base_layers.min(out.layers.len())],
+    )?;
+    let image_size = tare_layer::image_content_size(&build.store, &image)?;
     Ok(BuildResult {
         image,
         base_layers: out.base_layers,
         base_size,
+        image_size,
         steps: out.steps.clone(),
         warnings,
     })

@@ -39,10 +39,6 @@ pub(crate) struct StageOut {
 }
 
 impl StageOut {
-    fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.size).sum()
-    }
-
     fn tree(&self, name: &str) -> Layers {
         Layers::new(self.snapshots.clone(), name)
     }
@@ -151,9 +147,15 @@ pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, E
         let layers_before = st.layers.len();
         let cached = step_once(build, &stage, &mut st, &mut flags, ins, &step, cache_on)
             .map_err(|e| locate(build, ins, e))?;
-        let layer_size =
-            (st.layers.len() > layers_before).then(|| st.layers.last().map_or(0, |l| l.size));
-        let image_size = st.size();
+        // Sizes as docker counts them: file bytes, not tar bytes (recorded when the layer
+        // was written, so this reads no layer).
+        let layer_size = match st.layers.last() {
+            Some(l) if st.layers.len() > layers_before => {
+                Some(tare_layer::content_size(&build.store, l)?)
+            }
+            _ => None,
+        };
+        let image_size = tare_layer::layers_content_size(&build.store, &st.layers)?;
         st.steps.push(StepSummary {
             stage: label.clone(),
             text: ins.original.clone(),

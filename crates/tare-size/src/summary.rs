@@ -119,7 +119,8 @@ pub fn finish_build(
             store,
             image,
             crate::squash::SquashFrom::Layer(from),
-            tare_layer::Compression::Gzip,
+            // Like the builder's own layers: stored as tar, compressed when they leave.
+            tare_layer::Compression::None,
             tags,
         )?),
         None => None,

@@ -58,6 +58,23 @@ pub struct Args {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Fail the build (exit 1) when the image is larger than SIZE (`500MB`, `1.5GB`, `10MiB`).
+    #[arg(long, value_name = "SIZE", value_parser = tare_size::parse_size)]
+    max_size: Option<u64>,
+    /// Fail the build when it ships more than SIZE of dead bytes (deleted or overwritten).
+    #[arg(long, value_name = "SIZE", value_parser = tare_size::parse_size)]
+    max_waste: Option<u64>,
+    /// Fail the build when the image has more than N layers.
+    #[arg(long, value_name = "N")]
+    max_layers: Option<usize>,
+    /// Squash this build's layers into one on top of the base (`--squash`), or the whole
+    /// image into one layer (`--squash=all`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "new",
+          value_parser = ["new", "all"], value_name = "new|all")]
+    squash: Option<String>,
+    /// Push the image to its registry after the build (each `-t` name).
+    #[arg(long)]
+    push: bool,
     /// The build context directory.
     context: PathBuf,
 }
@@ -161,21 +178,74 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         tare_build::build(&store, &opts, &Printer::new(args.progress))
     }
     .context("build failed")?;
-    let id = result.image.id.to_string();
+    let squash = args.squash.as_deref().map(|s| match s {
+        "all" => tare_size::BuildSquash::All,
+        _ => tare_size::BuildSquash::New,
+    });
+    let budgets = tare_size::Budgets {
+        max_size: args.max_size,
+        max_waste: args.max_waste,
+        max_layers: args.max_layers,
+    };
+    // Squash when asked, then find the dead bytes and check the budgets. The unsquashed layers
+    // stay in the cache, so a failed budget costs no rebuild.
+    let done = tare_size::finish_build(
+        &store,
+        &result.image,
+        result.base_layers,
+        &opts.tags,
+        squash,
+        &budgets,
+    )
+    .context("analysing the image")?;
+    let image = &done.image;
+    let id = image.id.to_string();
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.quiet {
         println!("{id}");
     } else {
-        print_summary(&result);
+        let size = tare_layer::image_content_size(&store, image)?;
+        print_summary(&result, image, size);
+        for line in done.summary.lines(3) {
+            println!("{line}");
+        }
+    }
+    if done.summary.failed() {
+        for v in &done.summary.budgets.violations {
+            eprintln!("error: budget exceeded: {v}");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    if args.push {
+        push_tags(&store, image, &opts.tags, args.quiet)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(result: &BuildResult) {
-    let image = &result.image;
-    let size = image.size();
+/// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it.
+fn push_tags(
+    store: &tare_store::Store,
+    image: &tare_store::Image,
+    tags: &[Reference],
+    quiet: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!tags.is_empty(), "--push needs a name: give one with -t");
+    let options = tare_registry::Options::from_env();
+    for tag in tags {
+        let printer = super::pull::TransferPrinter::new("pushing", quiet);
+        let digest = tare_registry::push(store, image, tag, &options, &printer)
+            .with_context(|| format!("pushing {}", tag.familiar()))?;
+        printer.finish();
+        if !quiet {
+            println!("pushed {} ({digest})", tag.familiar());
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(result: &BuildResult, image: &tare_store::Image, size: u64) {
     let own = size.saturating_sub(result.base_size);
     println!("image    {}", image.id);
     if !image.repo_tags.is_empty() {

@@ -1,8 +1,4 @@
-//! `tare build` budgets and squash, once the build command has the size flags.
-//!
-//! Not compiled yet: `tare build` gets `--max-size`, `--max-waste`, `--max-layers` and
-//! `--squash[=all]` when `tare_size::finish_build` is wired into crates/tare/src/cmd/build.rs;
-//! then add `mod build_budgets;` to tests/size/main.rs.
+//! `tare build` budgets (`--max-size`, `--max-waste`, `--max-layers`) and `--squash[=all]`.
 
 use super::*;
 
@@ -20,15 +16,26 @@ fn seed_context(ctx: &TestContext) -> String {
 fn build_over_max_waste_fails_naming_the_budget_and_keeps_the_cache() {
     let ctx = TestContext::new();
     let dir = seed_context(&ctx);
-    let out = ctx.run(&["build", "--progress", "plain", "-t", "w:1", "--max-waste", "1MB", &dir]);
+    let out = ctx.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "w:1",
+        "--max-waste",
+        "1MB",
+        &dir,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--max-waste 1.0 MB"), "{text}");
     assert!(text.contains("10.5 MB") && text.contains("over"), "{text}");
     // The layers were kept: the same build without budgets runs nothing again.
     let again = ctx.run(&["build", "--progress", "plain", "-t", "w:1", &dir]);
     assert!(again.status.success());
-    let text = String::from_utf8_lossy(&again.stdout).to_string() + &String::from_utf8_lossy(&again.stderr);
+    let text = String::from_utf8_lossy(&again.stdout).to_string()
+        + &String::from_utf8_lossy(&again.stderr);
     assert!(text.matches("cached").count() >= 3, "{text}");
 }
 
@@ -36,7 +43,16 @@ fn build_over_max_waste_fails_naming_the_budget_and_keeps_the_cache() {
 fn build_size_and_layer_budgets_set_the_exit_code() {
     let ctx = TestContext::new();
     let dir = seed_context(&ctx);
-    ctx.ok(&["build", "-t", "w:1", "--max-size", "1GB", "--max-layers", "10", &dir]);
+    ctx.ok(&[
+        "build",
+        "-t",
+        "w:1",
+        "--max-size",
+        "1GB",
+        "--max-layers",
+        "10",
+        &dir,
+    ]);
     let err = ctx.run(&["build", "-t", "w:1", "--max-size", "10MiB", &dir]);
     assert_eq!(err.status.code(), Some(1));
     let err = ctx.run(&["build", "-t", "w:1", "--max-layers", "2", &dir]);
@@ -57,7 +73,13 @@ fn build_squash_keeps_the_base_and_the_files() {
     assert_eq!(sq["layers"].as_array().unwrap().len(), 2);
     assert_eq!(sq["layers"][0]["diff_id"], plain["layers"][0]["diff_id"]);
     assert_eq!(sq["wasted_bytes"], 0);
-    assert_eq!(analyze_json(&ctx, "sq:all")["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        analyze_json(&ctx, "sq:all")["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let files = export_contents(&ctx, "plain:1");
     assert_eq!(files, export_contents(&ctx, "sq:1"));
     assert_eq!(files, export_contents(&ctx, "sq:all"));

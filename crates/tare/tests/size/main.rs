@@ -5,6 +5,8 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod build_budgets;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
