@@ -1,17 +1,35 @@
-//! `tare prune`: remove blobs and snapshots no image uses.
+//! `tare prune`: remove blobs and snapshots no image uses; with `--cache`, the build cache
+//! first (least recently used records first, down to `--keep-storage`).
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args as ClapArgs;
 
 use super::images::human_size;
 use crate::Context;
 
 #[derive(ClapArgs, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Also remove build cache records (then the layers only they kept).
+    #[arg(long)]
+    cache: bool,
+    /// With --cache: keep the most recently used records up to SIZE (`500MB`, `2GiB`).
+    #[arg(long, value_name = "SIZE", requires = "cache", value_parser = tare_size::parse_size)]
+    keep_storage: Option<u64>,
+}
 
-pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
+    if args.cache {
+        let cache = tare_build::prune_cache(&store, args.keep_storage)
+            .context("pruning the build cache")?;
+        println!(
+            "deleted {} build cache records ({})",
+            cache.records,
+            human_size(cache.bytes)
+        );
+    }
     let report = store.prune()?;
     for (d, size) in &report.blobs {
         println!("deleted blob {d} ({})", human_size(*size));

@@ -211,6 +211,31 @@ fn a_cached_rebuild_runs_nothing_and_gives_the_same_image() {
 }
 
 #[test]
+fn prune_cache_empties_the_build_cache() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox
+RUN echo one > /one
+",
+    );
+    t.ok(&["build", "-q", "-t", "pc:1", &ctx_dir(&t)]);
+    // Keeping more than the cache holds removes nothing.
+    let kept = t.ok(&["prune", "--cache", "--keep-storage", "1GB"]);
+    assert!(kept.contains("deleted 0 build cache records"), "{kept}");
+    let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("#1 CACHED"));
+
+    let pruned = t.ok(&["prune", "--cache"]);
+    assert!(pruned.contains("deleted 1 build cache records"), "{pruned}");
+    let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("CACHED"));
+    // --keep-storage without --cache is refused.
+    t.fails(&["prune", "--keep-storage", "1GB"]);
+}
+
+#[test]
 fn explain_cache_names_a_changed_build_arg() {
     let t = setup();
     t.write(
