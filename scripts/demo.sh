@@ -26,7 +26,7 @@ fi
 
 log "building tare (release)"
 cargo build --release --quiet -p tare
-TARE="$PWD/target/release/tare"
+TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
 
 log "base image debian:bookworm"
 if "$TARE" images --format json | grep -q '"debian"'; then
