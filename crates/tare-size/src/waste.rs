@@ -207,7 +207,8 @@ pub fn analyze(store: &Store, image: &Image) -> Result<Analysis> {
     for (report, layer) in analysis.layers.iter_mut().zip(&image.layers) {
         report.digest = layer.digest.to_string();
         report.diff_id = layer.diff_id.to_string();
-        report.size = layer.size;
+        // Docker's measure (file bytes), the same as `tare history` and `tare images`.
+        report.size = tare_layer::content_size(store, layer)?;
         report.compressed_size = layer.compressed_size;
     }
     let mut running = 0;
