@@ -318,10 +318,10 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
             .store
             .commit_image(&config, &out.layers, &build.opts.tags, Some(build_info))?;
     let base_size = tare_layer::layers_content_size(
-        &build.store,
+        build.store,
         &out.layers[..out.base_layers.min(out.layers.len())],
     )?;
-    let image_size = tare_layer::image_content_size(&build.store, &image)?;
+    let image_size = tare_layer::image_content_size(build.store, &image)?;
     Ok(BuildResult {
         image,
         base_layers: out.base_layers,
