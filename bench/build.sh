@@ -34,7 +34,7 @@ tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
 $DOCKER import "$WORK/base.tar" bench-base:latest >/dev/null
 have_buildah=false
 if command -v buildah >/dev/null; then
-  skopeo copy -q "docker-daemon:bench-base:latest" "containers-storage:localhost/bench-base:latest" && have_buildah=true
+  skopeo copy -q --src-daemon-host "$DOCKER_HOST" "docker-daemon:bench-base:latest" "containers-storage:localhost/bench-base:latest" && have_buildah=true
 fi
 
 # --- workloads ------------------------------------------------------------------------------
