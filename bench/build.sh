@@ -10,7 +10,8 @@
 #   c  COPY of a 150 MB, 5,000-file context
 #   d  a multi-stage build (two independent stages, then a final COPY --from of each)
 #   cached-b, cached-c, cached-d: fully cached rebuilds of b, c and d
-# Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine.
+# Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine. buildah runs with
+# --runtime runc: its default crun refuses this machine's hybrid cgroup setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
@@ -78,7 +79,7 @@ for w in a b c d; do
   cmds=(-n tare "$TARE build --no-cache -q -t bench-$w $ctx"
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx"
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx")
-  $have_buildah && cmds+=(-n buildah "buildah bud --no-cache --layers -q -t bench-$w $ctx")
+  $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --no-cache --layers -q -t bench-$w $ctx")
   echo "workload $w (cold)"; run "$w" "${cmds[@]}"
 done
 for w in b c d; do
@@ -86,7 +87,7 @@ for w in b c d; do
   cmds=(-n tare "$TARE build -q -t bench-$w $ctx"
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --network=host -q -t bench-$w $ctx"
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --network=host -q -t bench-$w $ctx")
-  $have_buildah && cmds+=(-n buildah "buildah bud --layers -q -t bench-$w $ctx")
+  $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --layers -q -t bench-$w $ctx")
   echo "workload cached-$w"; run "cached-$w" "${cmds[@]}"
 done
 
