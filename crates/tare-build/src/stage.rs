@@ -186,6 +186,27 @@ fn locate(build: &Build<'_>, ins: &Instruction, e: Error) -> Error {
     }
 }
 
+/// RUN flags whose effect tare does not implement yet: refused with the step's location rather
+/// than silently ignored, since each changes what the step sees or produces.
+fn unsupported_run_flags(run: &tare_dockerfile::Run) -> Result<(), Error> {
+    if !run.mounts.is_empty() {
+        return Err(Error::Invalid(
+            "RUN --mount is not supported by tare yet".into(),
+        ));
+    }
+    if run.security.as_deref().is_some_and(|s| s != "sandbox") {
+        return Err(Error::Invalid(
+            "RUN --security=insecure is not supported by tare".into(),
+        ));
+    }
+    if run.network.as_deref().is_some_and(|n| n != "default") {
+        return Err(Error::Invalid(
+            "RUN --network is not supported by tare yet: use tare build --network".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one instruction; returns whether the cache answered it.
 fn step_once(
     build: &Build<'_>,
@@ -199,6 +220,7 @@ fn step_once(
     let line = ins.location.start_line;
     match &ins.command {
         Command::Run(run) => {
+            unsupported_run_flags(run)?;
             let args = match (run.heredoc_script(), &run.cmd) {
                 (Some(doc), _) => {
                     let mut a = st
@@ -286,6 +308,19 @@ fn step_once(
         }
         Command::Copy(c) | Command::Add(c) => {
             let add = matches!(ins.command, Command::Add(_));
+            // `--link` only changes how BuildKit stacks the layer, not the files it holds, so
+            // it is accepted; these two change which files are copied and are refused rather
+            // than ignored.
+            if !c.exclude.is_empty() {
+                return Err(Error::Invalid(
+                    "--exclude is not supported by tare yet".into(),
+                ));
+            }
+            if c.parents {
+                return Err(Error::Invalid(
+                    "--parents is not supported by tare yet".into(),
+                ));
+            }
             copy_step(build, stage, st, ins, c, add, step, cache_on)
         }
         Command::Workdir(path) => {

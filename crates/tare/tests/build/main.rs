@@ -490,3 +490,18 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
         "{mounts}"
     );
 }
+
+#[test]
+fn flags_tare_does_not_implement_are_refused_with_their_line() {
+    let t = setup();
+    t.write("ctx/a.txt", "a\n");
+    for (line, flag) in [
+        ("COPY --exclude=*.md . /app", "--exclude"),
+        ("COPY --parents a.txt /app/", "--parents"),
+        ("RUN --mount=type=cache,target=/c true", "--mount"),
+    ] {
+        t.write("ctx/Dockerfile", &format!("FROM busybox\n{line}\n"));
+        let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
+        assert!(err.contains(":2:") && err.contains(flag), "{line}: {err}");
+    }
+}
