@@ -813,3 +813,28 @@ fn a_build_from_a_registry_image_starts_from_an_empty_store() {
     ok(&c, &["pull", &dest]);
     assert_eq!(image_id(&c, &dest), image_id(&b, "built:1"));
 }
+
+#[test]
+fn build_push_sends_each_tag_to_its_registry() {
+    let reg = RegistryServer::open();
+    let host = reg.host();
+    let a = TestContext::new();
+    a.import_busybox("busybox:latest");
+    a.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN echo pushed > /pushed\n",
+    );
+    let ctx_dir = a.path().join("ctx");
+    let dest = format!("{host}/pushed:1");
+    let (out, _) = ok(
+        &a,
+        &["build", "--push", "-t", &dest, ctx_dir.to_str().unwrap()],
+    );
+    assert!(out.contains(&format!("pushed {dest}")), "{out}");
+    let b = TestContext::new();
+    ok(&b, &["pull", &dest]);
+    assert_eq!(image_id(&b, &dest), image_id(&a, &dest));
+    // Without a name there is nothing to push to.
+    let err = fails(&a, &["build", "--push", ctx_dir.to_str().unwrap()]);
+    assert!(err.contains("--push needs a name"), "{err}");
+}
