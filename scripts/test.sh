@@ -43,5 +43,13 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo test"
-# One test process at a time per binary keeps mount-heavy tests from starving 2 cores.
-cargo test --workspace --quiet -- --test-threads=2
+# At most two tests at a time per binary keeps mount-heavy tests from starving 2 cores.
+results=$(mktemp)
+status=0
+cargo test --workspace -- --test-threads=2 2>&1 | tee "$results" || status=$?
+# cargo prints one `test result:` line per test binary (doc-test binaries often count 0);
+# close with the totals on one line so the whole run reads as one result.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+rm -f "$results"
+exit "$status"
