@@ -279,6 +279,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// The layers the cache's records hold: `tare prune` keeps them (with `Store::prune_keeping`)
+/// so that removing unused images does not empty the build cache.
+pub fn layers(store: &Store) -> Result<Vec<LayerInfo>, Error> {
+    let cache = Cache::open(store)?;
+    let dir = cache.dir.join("records");
+    let layers = fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .flatten()
+        .filter_map(|e| serde_json::from_slice::<Record>(&fs::read(e.path()).ok()?).ok())
+        .filter_map(|record| record.layer)
+        .collect();
+    Ok(layers)
+}
+
 /// What pruning the cache removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {

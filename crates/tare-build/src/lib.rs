@@ -29,7 +29,7 @@ mod run;
 mod stage;
 pub mod tree;
 
-pub use cache::{prune as prune_cache, PruneReport as CachePruneReport};
+pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};
 pub use engine::{build, BuildOptions, BuildResult, StepSummary};
 pub use error::Error;
 pub use report::{Event, Reporter, Silent, StepId, Stream};

@@ -4,7 +4,7 @@ use std::fs;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{io, Result};
-use crate::image::{read_json, ImageRecord};
+use crate::image::{read_json, ImageRecord, LayerInfo};
 use crate::Store;
 
 /// What `prune` removed.
@@ -30,15 +30,23 @@ impl Store {
     /// Removes every blob, layer record and snapshot no image references, and leftovers of
     /// interrupted writes. Waits until no other tare process has the store open.
     pub fn prune(&self) -> Result<PruneReport> {
+        self.prune_keeping(&[])
+    }
+
+    /// [`Store::prune`], also keeping `keep`: layers that something other than an image still
+    /// needs (the build cache's), with their layer records and snapshots.
+    pub fn prune_keeping(&self, keep: &[LayerInfo]) -> Result<PruneReport> {
         self.exclusively(|| {
-            let referenced = self.referenced_blobs()?;
+            let mut referenced = self.referenced_blobs()?;
+            referenced.extend(keep.iter().map(|l| l.digest));
             let mut report = PruneReport::default();
             let tmp = self.root().join("tmp");
             for entry in fs::read_dir(&tmp).map_err(io("reading", &tmp))? {
                 let entry = entry.map_err(io("reading", &tmp))?;
                 let _ = fs::remove_file(entry.path());
             }
-            let mut live_diffs = std::collections::BTreeSet::new();
+            let mut live_diffs: std::collections::BTreeSet<Digest> =
+                keep.iter().map(|l| l.diff_id).collect();
             for id in self.image_ids()? {
                 let path = self
                     .root()

@@ -1,5 +1,6 @@
-//! `tare prune`: remove blobs and snapshots no image uses; with `--cache`, the build cache
-//! first (least recently used records first, down to `--keep-storage`).
+//! `tare prune`: remove blobs and snapshots that neither an image nor the build cache uses;
+//! with `--cache`, the build cache first (least recently used records first, down to
+//! `--keep-storage`).
 
 use std::process::ExitCode;
 
@@ -30,7 +31,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             human_size(cache.bytes)
         );
     }
-    let report = store.prune()?;
+    // Like `docker image prune`, a plain prune leaves the build cache alone.
+    let cached = tare_build::cache_layers(&store).context("reading the build cache")?;
+    let report = store.prune_keeping(&cached)?;
     for (d, size) in &report.blobs {
         println!("deleted blob {d} ({})", human_size(*size));
     }

@@ -226,6 +226,13 @@ RUN echo one > /one
     let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("#1 CACHED"));
 
+    // A plain prune after the image is gone keeps what the cache needs.
+    t.ok(&["rmi", "pc:1"]);
+    t.ok(&["prune"]);
+    let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("#1 CACHED"));
+    t.ok(&["check"]);
+
     let pruned = t.ok(&["prune", "--cache"]);
     assert!(pruned.contains("deleted 1 build cache records"), "{pruned}");
     let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
