@@ -118,17 +118,15 @@ pub fn squash(
     })
 }
 
-/// Carries the builder's record over: per-history arrays get a `null` for the new history
-/// entry, and the squash is noted.
+/// Carries the builder's record over: the per-history array gets a `null` for the new
+/// history entry, and the squash is noted.
 fn squashed_build_info(image: &Image, from: usize) -> Option<Value> {
     let mut info = match image.build_info.clone() {
         Some(Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
-    for key in ["lines", "history_lines", "history", "steps"] {
-        if let Some(Value::Array(items)) = info.get_mut(key) {
-            items.push(Value::Null);
-        }
+    if let Some(Value::Array(items)) = info.get_mut(crate::steps::HISTORY_KEY) {
+        items.push(Value::Null);
     }
     if let Some(base) = crate::steps::base_layers(image) {
         info.insert("base_layers".into(), Value::from(base.min(from)));

@@ -112,26 +112,24 @@ pub fn layer_steps(image: &Image) -> Vec<Step> {
     steps
 }
 
+/// The key of `build_info` under which `tare-build` records one item per history entry:
+/// `{"file": ..., "line": N}`, or `null` for an entry no Dockerfile line made.
+pub(crate) const HISTORY_KEY: &str = "history";
+
 /// The Dockerfile line of each history entry (same length as the history, `None` where
-/// unknown). Read from `build_info`, which the builder writes as either
-/// `{"lines": [2, null, ...]}` or `{"history": [{"line": 2}, ...]}`, one item per history
-/// entry.
+/// unknown), from the builder's `build_info`.
 pub fn history_lines(image: &Image) -> Vec<Option<usize>> {
     let n = image.config.history.len();
     let mut out = vec![None; n];
-    let Some(info) = image.build_info.as_ref() else {
-        return out;
-    };
-    let items = ["lines", "history_lines", "history", "steps"]
-        .iter()
-        .find_map(|k| info.get(*k).and_then(Value::as_array));
+    let items = image
+        .build_info
+        .as_ref()
+        .and_then(|info| info.get(HISTORY_KEY))
+        .and_then(Value::as_array);
     if let Some(items) = items {
         for (slot, item) in out.iter_mut().zip(items) {
-            let v = match item {
-                Value::Object(o) => o.get("line"),
-                other => Some(other),
-            };
-            *slot = v
+            *slot = item
+                .get("line")
                 .and_then(Value::as_u64)
                 .and_then(|l| usize::try_from(l).ok());
         }
