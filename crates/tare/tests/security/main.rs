@@ -1,0 +1,22 @@
+//! The attack suite: every way a Dockerfile, a build context, an image or a registry could reach
+//! the host, tried against the real `tare` binary. Each attack leaves canary files outside the
+//! store and checks that they are untouched and that tare failed (or succeeded) harmlessly, with
+//! a clear error.
+//!
+//! One module per class of attack:
+//! - `fs_writes`: COPY/ADD/WORKDIR writes through symlinks made by the context, an archive, an
+//!   earlier source of the same step or a `--from` stage; tar slip and absolute paths in ADD.
+//! - `sandbox`: device nodes, setuid files, seccomp (keyctl and friends), the session keyring,
+//!   host abstract sockets, the network namespace.
+//! - `store`: store permissions, tampered blobs, huge tar headers, layer xattrs, whiteout escapes.
+//! - `crash`: SIGKILL at random points of build, import, load and pull; leftovers reclaimed.
+//! - `registry`: a registry that tries to steal credentials, oversized answers.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+mod crash;
+mod fs_writes;
+mod registry;
+mod sandbox;
+mod store;

@@ -1,0 +1,1 @@
+//! Attacks of this class: see the suite's overview in main.rs.
