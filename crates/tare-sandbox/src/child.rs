@@ -98,6 +98,19 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     rustix::process::setsid().at(Step::Session)?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .at(Step::DeathSignal)?;
+    if plan.netns >= 0 {
+        // SAFETY: `netns` is a descriptor the parent keeps open for the life of the process
+        // (the shared private network); the child's copy of the table holds it too.
+        let ns = unsafe { BorrowedFd::borrow_raw(plan.netns) };
+        rustix::thread::move_into_link_name_space(
+            ns,
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .at(Step::Network)?;
+    }
+    if let Mode::Container = plan.mode {
+        join_session_keyring().at(Step::Keyring)?;
+    }
     mount::mount_change(
         c"/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
@@ -114,7 +127,7 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
                     c"overlay",
                     plan.merged.as_c_str(),
                     c"overlay",
-                    MountFlags::empty(),
+                    MountFlags::NODEV,
                     Some(options),
                 )
             };
@@ -127,6 +140,12 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         RootMount::Bind => {
             mount::mount_bind_recursive(plan.merged.as_c_str(), plan.merged.as_c_str())
                 .at(Step::MountRootfs)?;
+            mount::mount_remount(
+                plan.merged.as_c_str(),
+                MountFlags::BIND | MountFlags::NODEV,
+                c"",
+            )
+            .at(Step::MountRootfs)?;
         }
     }
 
@@ -139,9 +158,7 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         }
         match mount::open_tree(CWD, bind.source.as_c_str(), flags) {
             Ok(fd) => {
-                if bind.readonly {
-                    set_tree_readonly(fd.as_fd()).at(Step::Volume)?;
-                }
+                set_tree_attributes(fd.as_fd(), bind.readonly).at(Step::Volume)?;
                 plan.bind_fds[i] = into_raw(fd);
             }
             Err(_) if bind.optional => {}
@@ -200,7 +217,16 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     mkdir_all(plan.cwd.as_c_str(), 0o755).at(Step::WorkingDir)?;
     rustix::process::chdir(plan.cwd.as_c_str()).at(Step::WorkingDir)?;
 
+    // While still root with every capability: a filter may be installed without
+    // no_new_privs only with CAP_SYS_ADMIN. The calls made after it (setgroups, setresuid,
+    // capset, dup2, close_range, execve) are all allowed by it.
+    if let Some(program) = &plan.seccomp {
+        install_seccomp(program).at(Step::Seccomp)?;
+    }
     drop_capabilities(plan)?;
+    if plan.no_new_privs {
+        rustix::thread::set_no_new_privs(true).at(Step::NoNewPrivileges)?;
+    }
     rustix::process::umask(old_umask);
     install_stdio(plan)?;
     mark_fds_cloexec();
@@ -227,6 +253,17 @@ fn report_stubs(plan: &Plan) {
         },
     );
 }
+
+/// The device nodes of /dev: null, zero, full, random, urandom, tty (ptmx and the ptys come
+/// from the private devpts).
+const DEVICES: [(&CStr, u32, u32); 6] = [
+    (c"/dev/null", 1, 3),
+    (c"/dev/zero", 1, 5),
+    (c"/dev/full", 1, 7),
+    (c"/dev/random", 1, 8),
+    (c"/dev/urandom", 1, 9),
+    (c"/dev/tty", 5, 0),
+];
 
 fn mount_kernel_filesystems() -> StepResult {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -257,14 +294,14 @@ fn mount_kernel_filesystems() -> StepResult {
         Some(c"mode=755,size=65536k"),
     )
     .at(Step::MountDev)?;
-    for (path, major, minor) in [
-        (c"/dev/null", 1, 3),
-        (c"/dev/zero", 1, 5),
-        (c"/dev/full", 1, 7),
-        (c"/dev/random", 1, 8),
-        (c"/dev/urandom", 1, 9),
-        (c"/dev/tty", 5, 0),
-    ] {
+    // Devices: only these nodes can be opened. Each is bind-mounted onto itself while /dev
+    // still allows devices, then /dev becomes `nodev`: the binds are mounts of their own and
+    // keep working, while a node made later in /dev (CAP_MKNOD is kept, as in Docker, so that
+    // RUN steps can put device nodes into an image) cannot be opened. The root filesystem and
+    // the volumes are `nodev` too, which disarms the nodes an image brings. Docker reaches
+    // the same with a device cgroup; this host has cgroup v1, and mount flags cost nothing to
+    // tear down.
+    for (path, major, minor) in DEVICES {
         rfs::mknodat(
             CWD,
             path,
@@ -273,6 +310,7 @@ fn mount_kernel_filesystems() -> StepResult {
             rfs::makedev(major, minor),
         )
         .at(Step::Devices)?;
+        mount::mount_bind(path, path).at(Step::Devices)?;
     }
     for (target, link) in [
         (c"/proc/self/fd", c"/dev/fd"),
@@ -284,6 +322,12 @@ fn mount_kernel_filesystems() -> StepResult {
         rfs::symlink(target, link).at(Step::Devices)?;
     }
     rfs::mkdir(c"/dev/pts", FsMode::from_raw_mode(0o755)).at(Step::MountDevpts)?;
+    mount::mount_remount(
+        c"/dev",
+        MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
+        c"",
+    )
+    .at(Step::MountDev)?;
     mount::mount(
         c"devpts",
         c"/dev/pts",
@@ -396,9 +440,10 @@ fn attach(bind: &crate::plan::Bind, tree: BorrowedFd<'_>) -> rustix::io::Result<
     )
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {MOUNT_ATTR_RDONLY})` on a detached
-/// tree, so that a read-only volume is read-only all the way down.
-fn set_tree_readonly(tree: BorrowedFd<'_>) -> rustix::io::Result<()> {
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {MOUNT_ATTR_NODEV [| RDONLY]})` on a
+/// detached tree: no device node on a volume can be opened (see the device note at
+/// [`mount_kernel_filesystems`]), and a read-only volume is read-only all the way down.
+fn set_tree_attributes(tree: BorrowedFd<'_>, readonly: bool) -> rustix::io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -407,8 +452,9 @@ fn set_tree_readonly(tree: BorrowedFd<'_>) -> rustix::io::Result<()> {
         userns_fd: u64,
     }
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -459,6 +505,47 @@ fn drop_capabilities(plan: &Plan) -> StepResult {
             },
         )
         .at(Step::Capabilities)?;
+    }
+    Ok(())
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a new, empty, anonymous session keyring for
+/// the container's process tree, so that it does not share tare's (and through it, possibly
+/// the host user's keys). Done before the seccomp filter refuses keyctl.
+fn join_session_keyring() -> rustix::io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a raw system call with a null name pointer, which the kernel accepts to mean
+    // "anonymous"; async-signal-safe.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::from_raw_os_error(errno()));
+    }
+    Ok(())
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog)` with the program the parent compiled.
+fn install_seccomp(program: &[libc::sock_filter]) -> rustix::io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, which the plan keeps alive; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::from_raw_os_error(errno()));
     }
     Ok(())
 }

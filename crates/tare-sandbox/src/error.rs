@@ -62,6 +62,9 @@ pub enum Error {
     #[error("container name {0:?} is already in use")]
     NameInUse(String),
 
+    #[error("private network: {reason}")]
+    Network { reason: String },
+
     #[error("runtime {runtime}: {reason}")]
     Runtime { runtime: String, reason: String },
 }

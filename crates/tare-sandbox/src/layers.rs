@@ -13,18 +13,32 @@ use crate::Error;
 /// How many symbolic links a lookup follows before giving up.
 const MAX_LINKS: usize = 16;
 
+/// The largest image file read on the host side (`/etc/passwd`, `/etc/group`): far above any
+/// real one, low enough that an image cannot make tare allocate without bound.
+pub const MAX_FILE_SIZE: u64 = 4 << 20;
+
 /// The content of the absolute path `path` in the filesystem made of `layers` (top first), or
 /// `None` when no layer has it (or a whiteout hides it). Symbolic links are followed inside
 /// the layered filesystem.
+///
+/// The file must be a regular file of at most [`MAX_FILE_SIZE`] bytes: a FIFO, a device or a
+/// huge file is an error naming `path`, found without blocking and without reading it. It is
+/// opened relative to its layer's directory with `openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_SYMLINKS)`, `O_NOFOLLOW | O_NONBLOCK`, so that a symbolic link swapped in after
+/// the lookup cannot lead out of the layer.
 pub fn read_file(layers: &[PathBuf], path: &str) -> Result<Option<Vec<u8>>, Error> {
+    let asked = path;
     let mut path = path.to_string();
     for _ in 0..MAX_LINKS {
         match lookup(layers, &path)? {
             Found::Missing => return Ok(None),
-            Found::File(host) => {
-                return std::fs::read(&host)
-                    .map(Some)
-                    .map_err(|e| Error::io(host, e));
+            Found::File { layer, rel } => return read_regular(&layer, &rel, asked).map(Some),
+            Found::Special => {
+                return Err(Error::Invalid {
+                    what: "image file",
+                    value: asked.to_string(),
+                    reason: "is not a regular file",
+                })
             }
             Found::Dir(_) => return Ok(None),
             Found::Link(host, target) => {
@@ -41,11 +55,59 @@ pub fn read_file(layers: &[PathBuf], path: &str) -> Result<Option<Vec<u8>>, Erro
     Ok(None)
 }
 
+/// Reads `rel` (no symbolic link in it, checked by the lookup) under the layer directory.
+fn read_regular(layer: &Path, rel: &str, asked: &str) -> Result<Vec<u8>, Error> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let root = rustix::fs::open(
+        layer,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(layer, e.into()))?;
+    let host = layer.join(rel);
+    let fd = rustix::fs::openat2(
+        &root,
+        rel,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| Error::io(&host, e.into()))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io(&host, e.into()))?;
+    let invalid = |reason| Error::Invalid {
+        what: "image file",
+        value: asked.to_string(),
+        reason,
+    };
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(invalid("is not a regular file"));
+    }
+    if stat.st_size as u64 > MAX_FILE_SIZE {
+        return Err(invalid("is larger than 4 MiB"));
+    }
+    let mut data = Vec::with_capacity(stat.st_size as usize);
+    std::fs::File::from(fd)
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(&host, e))?;
+    if data.len() as u64 > MAX_FILE_SIZE {
+        return Err(invalid("is larger than 4 MiB"));
+    }
+    Ok(data)
+}
+
 /// What a path is in the merged view, and where its topmost copy lives on the host.
 #[derive(Debug)]
 pub(crate) enum Found {
     Missing,
-    File(PathBuf),
+    /// A regular file: `rel` under the layer directory `layer`.
+    File {
+        layer: PathBuf,
+        rel: String,
+    },
+    /// A FIFO, socket or device node.
+    Special,
     Dir(PathBuf),
     Link(PathBuf, String),
 }
@@ -88,8 +150,13 @@ pub(crate) fn lookup(layers: &[PathBuf], path: &str) -> Result<Found, Error> {
                 } else if kind.is_symlink() {
                     let target = std::fs::read_link(&host).map_err(|e| Error::io(&host, e))?;
                     Found::Link(host, target.to_string_lossy().into_owned())
+                } else if kind.is_file() {
+                    Found::File {
+                        layer: layer.clone(),
+                        rel: parts.join("/"),
+                    }
                 } else {
-                    Found::File(host)
+                    Found::Special
                 });
             }
             if !kind.is_dir() {
@@ -105,12 +172,19 @@ pub(crate) fn lookup(layers: &[PathBuf], path: &str) -> Result<Found, Error> {
 
 /// Whether an overlay directory hides the same directory in the layers below it.
 pub(crate) fn is_opaque(dir: &Path) -> bool {
+    opaque_by(|name, value| rustix::fs::lgetxattr(dir, name, value))
+}
+
+/// [`is_opaque`] for an open directory.
+pub(crate) fn is_opaque_fd(dir: &std::os::fd::OwnedFd) -> bool {
+    opaque_by(|name, value| rustix::fs::fgetxattr(dir, name, value))
+}
+
+fn opaque_by(get: impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>) -> bool {
     let mut value = [0u8; 4];
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
-        .any(|name| {
-            matches!(rustix::fs::lgetxattr(dir, *name, &mut value), Ok(n) if n >= 1 && value[0] == b'y')
-        })
+        .any(|name| matches!(get(name, &mut value), Ok(n) if n >= 1 && value[0] == b'y'))
 }
 
 #[cfg(test)]

@@ -2,13 +2,19 @@
 //!
 //! # What it owns
 //!
-//! - [`run`]: a process in new mount, pid, uts and ipc namespaces (and a new network namespace
-//!   for [`Network::None`]), on an overlay of read-only lower directories with a writable upper
+//! - [`run`]: a process in new mount, pid, uts and ipc namespaces and a network namespace
+//!   ([`Network`]: the shared private network by default, a new empty one for `None`, the
+//!   host's on request), on an overlay of read-only lower directories with a writable upper
 //!   directory, or on a plain directory ([`Rootfs`]). `/proc` and `/sys` are mounted read-only,
 //!   `/dev` is a fresh tmpfs with the usual devices, a private devpts and `/dev/shm`;
 //!   `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` are bind-mounted for the run and never
 //!   left in the writable directory. Docker's default capability set, nothing more; the user is
-//!   resolved through the rootfs's `/etc/passwd` and `/etc/group` ([`resolve_user`]).
+//!   resolved through the rootfs's `/etc/passwd` and `/etc/group` ([`resolve_user`]), read with
+//!   bounded, non-blocking, link-free opens.
+//! - Confinement ([`Security`]): Docker's default seccomp profile (the `seccomp` module), a
+//!   fresh session keyring per container, `no_new_privs` on request, and only the default
+//!   devices can be opened: every writable mount is `nodev`, and /dev's own nodes are bind
+//!   mounts of their own.
 //! - The container records kept under the store root ([`containers`]).
 //! - [`oci`]: the same run through an OCI runtime (`runc`, `crun`) from a generated bundle.
 //!
@@ -72,8 +78,10 @@ mod child;
 pub mod containers;
 mod error;
 mod layers;
+mod net;
 pub mod oci;
 mod plan;
+mod seccomp;
 mod signals;
 mod spawn;
 mod stubs;
@@ -133,11 +141,35 @@ impl Rootfs {
 /// The network of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network namespace (Docker's `--network host`, the builder's default).
+    /// A network namespace of its own, connected to the outside through pasta (see the `net`
+    /// module): the host's interfaces, loopback services and abstract unix sockets are out of
+    /// reach, the internet is not. One namespace is shared by all the runs of a tare process.
+    /// The default, for `RUN` (`--network=default`) and `tare run`.
     #[default]
+    Private,
+    /// The host's network namespace (Docker's `--network host`).
     Host,
     /// A new network namespace with only the loopback interface, down.
     None,
+}
+
+/// The confinement of a run beyond namespaces and capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Security {
+    /// The seccomp filter of Docker's default profile (`seccomp=unconfined` turns it off).
+    pub seccomp: bool,
+    /// `no_new_privs`: setuid files and file capabilities stop granting privileges. Off by
+    /// default, as in Docker (`--security-opt no-new-privileges`).
+    pub no_new_privileges: bool,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            seccomp: true,
+            no_new_privileges: false,
+        }
+    }
 }
 
 /// A host file or directory bind-mounted into the container (`-v HOST:CTR[:ro]`).
@@ -189,6 +221,7 @@ pub struct RunSpec {
     /// `None` is root.
     pub user: Option<String>,
     pub network: Network,
+    pub security: Security,
     /// The container's host name (also in its /etc/hostname and /etc/hosts).
     pub hostname: String,
     pub mounts: Vec<BindMount>,
@@ -205,7 +238,7 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec with the defaults: host network, root user, `/` as working directory, inherited
+    /// A spec with the defaults: private network, seccomp on, root user, `/` as working directory, inherited
     /// stdout and stderr, no stdin, signals forwarded.
     pub fn new(rootfs: Rootfs, args: Vec<String>) -> Self {
         RunSpec {
@@ -214,7 +247,8 @@ impl RunSpec {
             env: Vec::new(),
             cwd: "/".to_string(),
             user: None,
-            network: Network::Host,
+            network: Network::Private,
+            security: Security::default(),
             hostname: "tare".to_string(),
             mounts: Vec::new(),
             readonly_rootfs: false,

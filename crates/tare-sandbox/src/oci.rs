@@ -70,6 +70,7 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
         },
         hostname: spec.hostname.clone(),
         network: spec.network,
+        security: spec.security,
         readonly: spec.readonly_rootfs,
         tty: spec.tty,
         mounts: spec
@@ -91,7 +92,12 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     let mut prepared = prepare(spec, Mode::Runtime)?;
     let bundle = prepared.scratch.path.clone();
     let rootfs = PathBuf::from(std::ffi::OsStr::from_bytes(prepared.plan.merged.to_bytes()));
-    let config = config_json(&config_spec, &rootfs, &bundle);
+    // crun runs without a cgroup here (see below), so without the device cgroup: its
+    // containers lose CAP_MKNOD instead, and every mount they get is nodev.
+    let is_crun = runtime
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"crun"));
+    let config = config_json(&config_spec, &rootfs, &bundle, !is_crun);
     let config_path = bundle.join("config.json");
     let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime {
         runtime: runtime.display().to_string(),
@@ -107,10 +113,7 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     ];
     // crun refuses hybrid cgroup hierarchies: it gets a unified view in the private mount
     // namespace, and no cgroup of its own (a run needs no limits).
-    if runtime
-        .file_name()
-        .is_some_and(|n| n.as_bytes().starts_with(b"crun"))
-    {
+    if is_crun {
         argv.push(b"--cgroup-manager=disabled".to_vec());
         prepared.plan.unified_cgroup = true;
     }
@@ -138,13 +141,14 @@ struct ConfigInput {
     cwd: String,
     hostname: String,
     network: Network,
+    security: crate::Security,
     readonly: bool,
     tty: bool,
     mounts: Vec<(PathBuf, String, bool)>,
     user: crate::User,
 }
 
-fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
+fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: bool) -> Value {
     let mut env = c.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
@@ -175,7 +179,7 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
         }));
     }
     for (source, target, readonly) in &c.mounts {
-        let mut options = vec!["rbind", "rprivate"];
+        let mut options = vec!["rbind", "rprivate", "nodev"];
         if *readonly {
             options.push("ro");
         }
@@ -190,11 +194,49 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    // Network::Private: the runtime is started inside the shared private namespace and
+    // inherits it (no "network" entry means "the runtime's own").
     if c.network == Network::None {
         namespaces.push(json!({"type": "network"}));
     }
+    // The device rules of the built-in sandbox: deny all, allow the default nodes (Docker's
+    // list: null, zero, full, random, urandom, tty, console, ptmx and the ptys).
+    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        devices.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor,
+                            "access": "rwm"}),
+        );
+    }
+    devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": {"devices": devices},
+        "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                        "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
+        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                          "/proc/sysrq-trigger"],
+    });
+    if c.security.seccomp {
+        linux["seccomp"] = crate::seccomp::oci_profile();
+    }
+    let bounding: Vec<&str> = DEFAULT_CAPS
+        .iter()
+        .copied()
+        .filter(|cap| device_cgroup || *cap != "CAP_MKNOD")
+        .collect();
     let caps: Vec<&str> = if c.user.uid == 0 {
-        DEFAULT_CAPS.to_vec()
+        bounding.clone()
     } else {
         Vec::new()
     };
@@ -207,22 +249,15 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path) -> Value {
             "env": env,
             "cwd": c.cwd,
             "capabilities": {
-                "bounding": DEFAULT_CAPS,
+                "bounding": bounding,
                 "effective": caps,
                 "permitted": caps,
             },
-            "noNewPrivileges": false,
+            "noNewPrivileges": c.security.no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": c.readonly},
         "hostname": c.hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                            "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"],
-        },
+        "linux": linux,
     })
 }

@@ -55,6 +55,8 @@ pub(crate) const MSG_EXEC_ERROR: u32 = 3;
 pub(crate) enum Step {
     Session,
     DeathSignal,
+    Network,
+    Keyring,
     MakePrivate,
     MountRootfs,
     OpenBind,
@@ -72,6 +74,8 @@ pub(crate) enum Step {
     Hostname,
     WorkingDir,
     Capabilities,
+    Seccomp,
+    NoNewPrivileges,
     Groups,
     SetGid,
     SetUid,
@@ -80,9 +84,11 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 24] = [
+    pub const ALL: [Step; 28] = [
         Step::Session,
         Step::DeathSignal,
+        Step::Network,
+        Step::Keyring,
         Step::MakePrivate,
         Step::MountRootfs,
         Step::OpenBind,
@@ -100,6 +106,8 @@ impl Step {
         Step::Hostname,
         Step::WorkingDir,
         Step::Capabilities,
+        Step::Seccomp,
+        Step::NoNewPrivileges,
         Step::Groups,
         Step::SetGid,
         Step::SetUid,
@@ -115,6 +123,8 @@ impl Step {
         match self {
             Step::Session => "starting a session",
             Step::DeathSignal => "setting the parent-death signal",
+            Step::Network => "joining the private network",
+            Step::Keyring => "creating a session keyring",
             Step::MakePrivate => "making mounts private",
             Step::MountRootfs => "mounting the root filesystem",
             Step::OpenBind => "opening a bind-mount source",
@@ -132,6 +142,8 @@ impl Step {
             Step::Hostname => "setting the host name",
             Step::WorkingDir => "entering the working directory",
             Step::Capabilities => "dropping capabilities",
+            Step::Seccomp => "installing the seccomp filter",
+            Step::NoNewPrivileges => "setting no_new_privs",
             Step::Groups => "setting supplementary groups",
             Step::SetGid => "setting the group id",
             Step::SetUid => "setting the user id",
@@ -210,6 +222,12 @@ pub(crate) struct Plan {
     pub null_stdio: [bool; 3],
     pub tty: Option<TtyPlan>,
     pub readonly_rootfs: bool,
+    /// A network namespace to join (setns) before anything else, or -1.
+    pub netns: i32,
+    /// The seccomp program to install before dropping to the user, when confined.
+    pub seccomp: Option<Vec<libc::sock_filter>>,
+    /// Set no_new_privs before execve (`--security-opt no-new-privileges`).
+    pub no_new_privs: bool,
     /// Runtime mode: mount a cgroup2 hierarchy over /sys/fs/cgroup in the private mount
     /// namespace, for runtimes (crun) that refuse a hybrid v1/v2 layout.
     pub unified_cgroup: bool,

@@ -1,7 +1,7 @@
 //! The parent's side of a run: prepare the plan, clone, wait, clean up.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,17 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     let root = match &spec.rootfs {
         Rootfs::Overlay { lower, upper, work } => overlay_data(lower, upper, work)?,
         Rootfs::Dir(_) => RootMount::Bind,
+    };
+
+    // The shared namespace is made (and pasta started) before anything else of the run.
+    let private_net = match spec.network {
+        Network::Private => Some(crate::net::private()?),
+        Network::Host | Network::None => None,
+    };
+    let seccomp = if spec.security.seccomp && container {
+        Some(crate::seccomp::filter()?.program)
+    } else {
+        None
     };
 
     let mut binds = Vec::new();
@@ -203,6 +214,9 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         null_stdio,
         tty: tty_plan,
         readonly_rootfs: spec.readonly_rootfs,
+        netns: private_net.map_or(-1, |n| n.ns.as_raw_fd()),
+        seccomp,
+        no_new_privs: spec.security.no_new_privileges,
         unified_cgroup: false,
         report: report_write,
     };
@@ -416,14 +430,43 @@ fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
 fn etc_files(hostname: &str, network: Network) -> Vec<(&'static str, Vec<u8>)> {
     let hosts =
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     let resolv = match network {
-        Network::Host | Network::None => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+        Network::Host | Network::None => host,
+        Network::Private => private_resolv_conf(&host),
     };
     vec![
         ("resolv.conf", resolv),
         ("hosts", hosts.into_bytes()),
         ("hostname", format!("{hostname}\n").into_bytes()),
     ]
+}
+
+/// The host's resolv.conf for the private network: a loopback resolver (systemd-resolved's
+/// 127.0.0.53, a local dnsmasq) is not reachable from the namespace's own loopback, so such
+/// lines name pasta's DNS forwarder instead, which asks the host's resolver.
+fn private_resolv_conf(host: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(host);
+    let mut out = String::new();
+    let mut forwarded = false;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let is_loopback = words.next() == Some("nameserver")
+            && words
+                .next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_loopback());
+        if is_loopback {
+            if !forwarded {
+                out.push_str(&format!("nameserver {}\n", crate::net::DNS_FORWARD));
+                forwarded = true;
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
 }
 
 fn overlay_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<RootMount, Error> {

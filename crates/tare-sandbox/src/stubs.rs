@@ -3,8 +3,11 @@
 //! parent removes the ones the run created once the container is gone.
 
 use std::ffi::CStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 use crate::layers;
 
@@ -50,11 +53,47 @@ fn rel(stub: &Stub) -> &str {
     stub.path.to_str().unwrap_or("")
 }
 
+/// The writable directory, opened once; every stub is reached from it without following a
+/// symbolic link, so a run that replaced `/etc` by a link to a host directory makes the
+/// cleanup skip that stub instead of deleting the host's files.
+fn open_writable(writable: &Path) -> Option<OwnedFd> {
+    rfs::open(
+        writable,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}
+
+/// The directory holding `stub` (opened with `RESOLVE_NO_SYMLINKS`) and its last component.
+fn parent_of<'a>(root: &OwnedFd, stub: &'a Stub) -> Option<(OwnedFd, &'a str)> {
+    let path = rel(stub);
+    let (dir, name) = path.rsplit_once('/').unwrap_or((".", path));
+    let parent = rfs::openat2(
+        root,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )
+    .ok()?;
+    Some((parent, name))
+}
+
+fn stat_of(root: &OwnedFd, stub: &Stub) -> Option<(OwnedFd, String, rfs::Stat)> {
+    let (parent, name) = parent_of(root, stub)?;
+    let stat = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some((parent, name.to_string(), stat))
+}
+
 /// Which stubs exist in the writable directory itself before the run (bit i for `STUBS[i]`).
 pub(crate) fn present_in(writable: &Path) -> u32 {
+    let Some(root) = open_writable(writable) else {
+        return 0;
+    };
     let mut mask = 0;
     for (i, stub) in STUBS.iter().enumerate() {
-        if std::fs::symlink_metadata(writable.join(rel(stub))).is_ok() {
+        if stat_of(&root, stub).is_some() {
             mask |= 1 << i;
         }
     }
@@ -74,38 +113,55 @@ pub(crate) fn remove_created(
     in_view: u32,
     lower: &[std::path::PathBuf],
 ) {
+    let Some(root) = open_writable(writable) else {
+        return;
+    };
     for (i, stub) in STUBS.iter().enumerate().rev() {
         let bit = 1 << i;
         if in_writable & bit != 0 {
             continue;
         }
-        let path = writable.join(rel(stub));
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let Some((parent, name, stat)) = stat_of(&root, stub) else {
             continue;
         };
+        let kind = rfs::FileType::from_raw_mode(stat.st_mode);
         if !stub.dir {
-            if in_view & bit == 0 && meta.is_file() && meta.len() == 0 {
-                let _ = std::fs::remove_file(&path);
+            if in_view & bit == 0 && kind == rfs::FileType::RegularFile && stat.st_size == 0 {
+                let _ = rfs::unlinkat(&parent, name.as_str(), AtFlags::empty());
             }
             continue;
         }
-        if !meta.is_dir() {
+        if kind != rfs::FileType::Directory {
             continue;
         }
         let created = in_view & bit == 0;
         let copied_up_unchanged = !created
-            && !layers::is_opaque(&path)
+            && !is_opaque_at(&parent, &name)
             && match layers::lookup(lower, rel(stub)) {
                 Ok(layers::Found::Dir(below)) => std::fs::symlink_metadata(below)
                     .map(|b| {
-                        b.mode() == meta.mode() && b.uid() == meta.uid() && b.gid() == meta.gid()
+                        b.mode() == stat.st_mode && b.uid() == stat.st_uid && b.gid() == stat.st_gid
                     })
                     .unwrap_or(false),
                 _ => false,
             };
         if created || copied_up_unchanged {
             // Fails, and so keeps the directory, when the run put something in it.
-            let _ = std::fs::remove_dir(&path);
+            let _ = rfs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
         }
+    }
+}
+
+/// [`layers::is_opaque`] for the directory `name` under `parent`, without following links.
+fn is_opaque_at(parent: &OwnedFd, name: &str) -> bool {
+    match rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(dir) => layers::is_opaque_fd(&dir),
+        // Unreadable: keep the directory (the safe answer).
+        Err(_) => true,
     }
 }

@@ -30,8 +30,9 @@ pub struct Args {
     /// A label on the image (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// The network of RUN steps.
-    #[arg(long, value_name = "host|none", default_value = "host")]
+    /// The network of RUN steps: default (a private network namespace with outside access
+    /// through pasta), host or none.
+    #[arg(long, value_name = "default|host|none", default_value = "default")]
     network: String,
     /// Build this stage (and what it needs) instead of the last one.
     #[arg(long, value_name = "STAGE")]
@@ -126,9 +127,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let network = match args.network.as_str() {
-        "host" | "default" => Network::Host,
+        "default" | "private" => Network::Private,
+        "host" => Network::Host,
         "none" => Network::None,
-        other => bail!("--network {other}: expected host or none"),
+        other => bail!("--network {other}: expected default, host or none"),
     };
     let tags = args
         .tags

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use tare_sandbox::containers::{Container, Containers};
-use tare_sandbox::{BindMount, Network, Rootfs, RunSpec, Stdio};
+use tare_sandbox::{BindMount, Network, Rootfs, RunSpec, Security, Stdio};
 
 use crate::Context;
 
@@ -33,9 +33,13 @@ pub struct Args {
     /// Override the image's ENTRYPOINT (also drops its CMD, like docker).
     #[arg(long, value_name = "CMD")]
     entrypoint: Option<String>,
-    /// Network: the host's, or none (loopback only).
-    #[arg(long, value_name = "host|none", default_value = "host")]
+    /// Network: default (a private network namespace with outside access through pasta; the
+    /// host's interfaces and abstract sockets are out of reach), host, or none (loopback only).
+    #[arg(long, value_name = "default|host|none", default_value = "default")]
     network: String,
+    /// Security options: `seccomp=unconfined` (no seccomp filter), `no-new-privileges`.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    security_opt: Vec<String>,
     /// Bind-mount a host path: HOST:CTR[:ro|rw].
     // docker's `-v` short form needs the global `-v` (verbose) to stop being global.
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
@@ -64,10 +68,12 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let network = match args.network.as_str() {
-        "host" | "default" => Network::Host,
+        "default" | "private" | "bridge" => Network::Private,
+        "host" => Network::Host,
         "none" => Network::None,
-        other => bail!("unsupported network {other:?}: use host or none"),
+        other => bail!("unsupported network {other:?}: use default, host or none"),
     };
+    let security = parse_security_opts(&args.security_opt)?;
     let mounts = args
         .volume
         .iter()
@@ -169,6 +175,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .clone()
             .or_else(|| config.user.clone().filter(|u| !u.is_empty())),
         network,
+        security,
         hostname: args
             .hostname
             .clone()
@@ -261,6 +268,30 @@ fn set_env(env: &mut Vec<String>, entry: &str) {
     env.push(format!("{key}={value}"));
 }
 
+/// docker's `--security-opt` values that tare knows: `seccomp=unconfined`, and
+/// `no-new-privileges` (also `no-new-privileges=true|false`, `no-new-privileges:true`).
+fn parse_security_opts(opts: &[String]) -> anyhow::Result<Security> {
+    let mut security = Security::default();
+    for opt in opts {
+        let (key, value) = match opt.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt.as_str(), None),
+        };
+        match (key, value) {
+            ("seccomp", Some("unconfined")) => security.seccomp = false,
+            ("seccomp", Some(profile)) => bail!(
+                "--security-opt seccomp={profile}: custom seccomp profiles are not supported (only unconfined)"
+            ),
+            ("no-new-privileges", None | Some("true")) => security.no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => security.no_new_privileges = false,
+            _ => bail!(
+                "--security-opt {opt}: unsupported (use seccomp=unconfined or no-new-privileges)"
+            ),
+        }
+    }
+    Ok(security)
+}
+
 /// `HOST:CTR[:ro|rw]`; a missing host directory is created, as docker does.
 fn parse_volume(spec: &str) -> anyhow::Result<BindMount> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -338,6 +369,18 @@ mod tests {
         set_env(&mut env, "A=3");
         set_env(&mut env, "TARE_SURELY_UNSET_VARIABLE");
         assert_eq!(env, v(&["B=2", "A=3"]));
+    }
+
+    #[test]
+    fn security_options_parse_like_docker() {
+        let s = |o: &[&str]| parse_security_opts(&v(o));
+        assert_eq!(s(&[]).unwrap(), Security::default());
+        assert!(!s(&["seccomp=unconfined"]).unwrap().seccomp);
+        assert!(s(&["no-new-privileges"]).unwrap().no_new_privileges);
+        assert!(s(&["no-new-privileges:true"]).unwrap().no_new_privileges);
+        assert!(!s(&["no-new-privileges=false"]).unwrap().no_new_privileges);
+        assert!(s(&["seccomp=/some/profile.json"]).is_err());
+        assert!(s(&["apparmor=unconfined"]).is_err());
     }
 
     #[test]
