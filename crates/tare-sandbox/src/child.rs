@@ -210,8 +210,13 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     }
     mask_paths();
     if plan.readonly_rootfs {
-        mount::mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY, c"")
-            .at(Step::ReadonlyRoot)?;
+        // A bind remount sets the mount's flags to exactly these: nodev must be repeated.
+        mount::mount_remount(
+            c"/",
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
+            c"",
+        )
+        .at(Step::ReadonlyRoot)?;
     }
     rustix::system::sethostname(plan.hostname.to_bytes()).at(Step::Hostname)?;
     mkdir_all(plan.cwd.as_c_str(), 0o755).at(Step::WorkingDir)?;

@@ -341,14 +341,17 @@ fn an_image_supplied_device_node_is_useless_even_as_nobody() {
             .unwrap();
         assert!(status.success());
     });
-    for user in ["nobody", "root"] {
-        let (code, out) = output(
-            &ctx,
-            &[
-                "run", "--rm", "--user", user, "probe", "probe", "write", "/disk", "pwned",
-            ],
-        );
-        assert_ne!(code, 0, "{user} opened the image's device node:\n{out}");
+    // A read-only root is remounted: the remount must keep nodev.
+    for extra in [
+        &["--user", "nobody"][..],
+        &["--user", "root"],
+        &["--read-only"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(extra);
+        args.extend(["probe", "probe", "write", "/disk", "pwned"]);
+        let (code, out) = output(&ctx, &args);
+        assert_ne!(code, 0, "{extra:?} opened the image's device node:\n{out}");
         assert!(out.contains("open: Permission denied"), "{out}");
     }
     disk.assert_untouched();
