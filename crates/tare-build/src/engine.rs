@@ -7,62 +7,20 @@
 //! time and each reports under its own name.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::json;
-use tare_dockerfile::{Command, Dockerfile};
-use tare_sandbox::Network;
-use tare_store::{Image, Reference, Store};
+use tare_dockerfile::Command;
+use tare_store::{Image, Store};
 
 use crate::cache::Cache;
+use crate::context::{Build, BuildOptions, Slots, StageOut, StepSummary};
 use crate::error::Error;
 use crate::report::{Event, Reporter};
-use crate::stage::{build_stage, StageOut};
+use crate::stage::build_stage;
 use crate::tree::ContextTree;
-
-/// Everything `tare build` decides.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
-    /// The context directory.
-    pub context: PathBuf,
-    /// The Dockerfile's text and the name it is reported under (its path, or `-`).
-    pub dockerfile: String,
-    pub dockerfile_name: String,
-    pub tags: Vec<Reference>,
-    pub build_args: BTreeMap<String, String>,
-    /// `--label`: added to the final image's config.
-    pub labels: BTreeMap<String, String>,
-    pub network: Network,
-    pub target: Option<String>,
-    /// `--no-cache`: run every step.
-    pub no_cache: bool,
-    /// `--no-cache-filter`: stages (names or indices) whose steps always run.
-    pub no_cache_filter: Vec<String>,
-    /// `--explain-cache`: report why each step missed.
-    pub explain_cache: bool,
-    /// `--runtime`: run RUN steps through this OCI runtime binary instead of the built-in
-    /// sandbox.
-    pub runtime: Option<PathBuf>,
-    /// Set (by the caller's signal handler) to stop the build at the next step boundary,
-    /// cleaning up as for an error.
-    pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-/// One step of the final image's stage chain, for the summary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepSummary {
-    pub stage: String,
-    pub text: String,
-    pub line: usize,
-    pub cached: bool,
-    /// Uncompressed layer size, `None` for steps without a layer.
-    pub layer_size: Option<u64>,
-    /// The image size after this step.
-    pub image_size: u64,
-}
 
 /// What a build made.
 #[derive(Debug, Clone)]
@@ -76,106 +34,6 @@ pub struct BuildResult {
     pub image_size: u64,
     pub steps: Vec<StepSummary>,
     pub warnings: Vec<String>,
-}
-
-/// Shared by all stage threads of one build.
-pub(crate) struct Build<'a> {
-    pub store: &'a Store,
-    pub opts: &'a BuildOptions,
-    pub reporter: &'a dyn Reporter,
-    pub context: ContextTree,
-    pub cache: Cache,
-    pub dockerfile: Dockerfile,
-    /// Numbers steps in start order across stages.
-    pub counter: AtomicUsize,
-    pub slots: Slots,
-}
-
-/// A finished stage, or its error as text (the error itself goes to the caller once).
-type StageResult = Result<Arc<StageOut>, String>;
-
-/// The results of stages, filled as they finish; readers wait for the ones they need.
-pub(crate) struct Slots {
-    done: Mutex<Vec<Option<StageResult>>>,
-    changed: Condvar,
-}
-
-impl Slots {
-    fn new(n: usize) -> Slots {
-        Slots {
-            done: Mutex::new(vec![None; n]),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn set(&self, index: usize, result: StageResult) {
-        if let Ok(mut done) = self.done.lock() {
-            if let Some(slot) = done.get_mut(index) {
-                *slot = Some(result);
-            }
-        }
-        self.changed.notify_all();
-    }
-
-    /// Waits for stage `index`; an error when it failed (its own error is reported once).
-    pub fn wait(&self, index: usize) -> Result<Arc<StageOut>, Error> {
-        let mut done = self
-            .done
-            .lock()
-            .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
-        loop {
-            match done.get(index) {
-                Some(Some(Ok(out))) => return Ok(out.clone()),
-                Some(Some(Err(e))) => {
-                    return Err(Error::Invalid(format!("stage {index} failed: {e}")))
-                }
-                Some(None) => {}
-                None => return Err(Error::Invalid(format!("no stage {index}"))),
-            }
-            done = self
-                .changed
-                .wait(done)
-                .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
-        }
-    }
-}
-
-impl Build<'_> {
-    /// An error when the caller asked the build to stop.
-    pub fn check_interrupt(&self) -> Result<(), Error> {
-        match &self.opts.interrupt {
-            Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Interrupted),
-            _ => Ok(()),
-        }
-    }
-
-    /// The stage a `--from` value or FROM names, if it is a stage before `before`.
-    pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        let by_name = self
-            .dockerfile
-            .stages
-            .iter()
-            .take(before)
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-            .map(|s| s.index);
-        by_name.or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
-    }
-
-    /// Whether the cache may answer steps of this stage.
-    pub fn cache_enabled(&self, stage: &tare_dockerfile::Stage) -> bool {
-        if self.opts.no_cache {
-            return false;
-        }
-        !self.opts.no_cache_filter.iter().any(|f| {
-            stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
-                || f.parse::<usize>().ok() == Some(stage.index)
-        })
-    }
-
-    pub fn report(&self, event: Event) {
-        self.reporter.report(SystemTime::now(), event);
-    }
 }
 
 /// The stages `target` needs, itself included.

@@ -4,11 +4,14 @@
 //!
 //! - [`engine`]: parse and evaluate the Dockerfile (`tare-dockerfile`), keep the stages the
 //!   target needs, build them (independent ones at the same time), commit the image.
-//! - `stage`: one stage's steps in order; each layer step is answered by the [`cache`] or run.
-//! - Steps: `run` (RUN in `tare-sandbox` over an overlay of the stage's snapshots),
-//!   [`copy`] (COPY/ADD from the context ([`tree::ContextTree`], [`dockerignore`]), a stage
-//!   or an image, [`fetch`] for ADD of URLs), WORKDIR, and [`config`] for the instructions
-//!   that only change the image config.
+//! - `stage`: one stage's steps in order, each handed to `steps::dispatch`, which calls
+//!   one function per instruction kind (`steps/*.rs`) with a step context (`context`).
+//!   Each layer step is answered by the [`cache`] or run.
+//! - Steps: `steps::run` (RUN in `tare-sandbox` over an overlay of the stage's snapshots,
+//!   through `run`), `steps::copy` (COPY/ADD through [`copy`], from the context
+//!   ([`tree::ContextTree`], [`dockerignore`]), a stage or an image, [`fetch`] for ADD of
+//!   URLs), `steps::workdir`, and `steps::config` for the instructions that only change the
+//!   image config ([`config`]).
 //! - `layer`: a step's directory becomes a diff (`tare_layer::diff`), a compressed layer in
 //!   the store (`tare_layer::LayerSink`) and the snapshot the next steps stack on.
 //! - [`report`]: what the build tells while it runs; it never prints.
@@ -18,6 +21,7 @@
 
 pub mod cache;
 pub mod config;
+mod context;
 pub mod copy;
 pub mod dockerignore;
 mod engine;
@@ -27,10 +31,12 @@ mod layer;
 pub mod report;
 mod run;
 mod stage;
+mod steps;
 pub mod tree;
 
 pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};
-pub use engine::{build, BuildOptions, BuildResult, StepSummary};
+pub use context::{BuildOptions, StepSummary};
+pub use engine::{build, BuildResult};
 pub use error::Error;
 pub use report::{Event, Reporter, Silent, StepId, Stream};
 pub use tare_sandbox::Network;

@@ -1,0 +1,244 @@
+//! What the stages and steps of one build share: the options, the store, the context, the
+//! cache and the reporter ([`Build`]), the state a stage carries from step to step
+//! ([`StageOut`]), and what one step may read ([`StepCtx`]).
+//!
+//! The engine (the stage graph) and the steps both depend on this module, never on each
+//! other's internals: `engine -> stage -> steps -> context`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::SystemTime;
+
+use tare_dockerfile::{Dockerfile, Instruction, Stage};
+use tare_sandbox::Network;
+use tare_store::config::{History, ImageConfig};
+use tare_store::{LayerInfo, Reference, Store};
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::report::{Event, Reporter, StepId};
+use crate::tree::{ContextTree, Layers};
+
+/// Everything `tare build` decides.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's text and the name it is reported under (its path, or `-`).
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    pub tags: Vec<Reference>,
+    pub build_args: BTreeMap<String, String>,
+    /// `--label`: added to the final image's config.
+    pub labels: BTreeMap<String, String>,
+    pub network: Network,
+    pub target: Option<String>,
+    /// `--no-cache`: run every step.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: stages (names or indices) whose steps always run.
+    pub no_cache_filter: Vec<String>,
+    /// `--explain-cache`: report why each step missed.
+    pub explain_cache: bool,
+    /// `--runtime`: run RUN steps through this OCI runtime binary instead of the built-in
+    /// sandbox.
+    pub runtime: Option<PathBuf>,
+    /// Set (by the caller's signal handler) to stop the build at the next step boundary,
+    /// cleaning up as for an error.
+    pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// One step of the final image's stage chain, for the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSummary {
+    pub stage: String,
+    pub text: String,
+    pub line: usize,
+    pub cached: bool,
+    /// Uncompressed layer size, `None` for steps without a layer.
+    pub layer_size: Option<u64>,
+    /// The image size after this step.
+    pub image_size: u64,
+}
+
+/// Shared by all stage threads of one build.
+pub(crate) struct Build<'a> {
+    pub store: &'a Store,
+    pub opts: &'a BuildOptions,
+    pub reporter: &'a dyn Reporter,
+    pub context: ContextTree,
+    pub cache: Cache,
+    pub dockerfile: Dockerfile,
+    /// Numbers steps in start order across stages.
+    pub counter: AtomicUsize,
+    pub slots: Slots,
+}
+
+/// A finished stage, or its error as text (the error itself goes to the caller once).
+type StageResult = Result<Arc<StageOut>, String>;
+
+/// The results of stages, filled as they finish; readers wait for the ones they need.
+pub(crate) struct Slots {
+    done: Mutex<Vec<Option<StageResult>>>,
+    changed: Condvar,
+}
+
+impl Slots {
+    pub fn new(n: usize) -> Slots {
+        Slots {
+            done: Mutex::new(vec![None; n]),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn set(&self, index: usize, result: StageResult) {
+        if let Ok(mut done) = self.done.lock() {
+            if let Some(slot) = done.get_mut(index) {
+                *slot = Some(result);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits for stage `index`; an error when it failed (its own error is reported once).
+    pub fn wait(&self, index: usize) -> Result<Arc<StageOut>, Error> {
+        let mut done = self
+            .done
+            .lock()
+            .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
+        loop {
+            match done.get(index) {
+                Some(Some(Ok(out))) => return Ok(out.clone()),
+                Some(Some(Err(e))) => {
+                    return Err(Error::Invalid(format!("stage {index} failed: {e}")))
+                }
+                Some(None) => {}
+                None => return Err(Error::Invalid(format!("no stage {index}"))),
+            }
+            done = self
+                .changed
+                .wait(done)
+                .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
+        }
+    }
+}
+
+impl Build<'_> {
+    /// An error when the caller asked the build to stop.
+    pub fn check_interrupt(&self) -> Result<(), Error> {
+        match &self.opts.interrupt {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stage a `--from` value or FROM names, if it is a stage before `before`.
+    pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        let by_name = self
+            .dockerfile
+            .stages
+            .iter()
+            .take(before)
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .map(|s| s.index);
+        by_name.or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+    }
+
+    /// Whether the cache may answer steps of this stage.
+    pub fn cache_enabled(&self, stage: &Stage) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        !self.opts.no_cache_filter.iter().any(|f| {
+            stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
+                || f.parse::<usize>().ok() == Some(stage.index)
+        })
+    }
+
+    pub fn report(&self, event: Event) {
+        self.reporter.report(SystemTime::now(), event);
+    }
+
+    /// A fresh scratch directory for one step under the store's `tmp/`.
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, Error> {
+        let tmp = self.store.root().join("tmp");
+        tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(&tmp)
+            .map_err(crate::error::io_err(&tmp))
+    }
+}
+
+/// A built stage, or one being built: what the next step, the next stage, a `COPY --from`
+/// or the final commit needs.
+#[derive(Debug, Clone)]
+pub(crate) struct StageOut {
+    pub config: ImageConfig,
+    pub layers: Vec<LayerInfo>,
+    /// Snapshot directories, bottom first, one per layer.
+    pub snapshots: Vec<PathBuf>,
+    /// The cache key of the state after the last step.
+    pub key: String,
+    /// How many of `layers` came from the base image.
+    pub base_layers: usize,
+    /// The steps of this stage and of the stages it is built FROM.
+    pub steps: Vec<StepSummary>,
+    /// The Dockerfile line of each history entry (`None` for the base image's entries).
+    pub history_lines: Vec<Option<usize>>,
+    /// When the last layer was made (the image's `created`).
+    pub created: Option<String>,
+}
+
+/// What BuildKit's Dockerfile frontend writes in every history entry it makes.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+impl StageOut {
+    /// The stage's layers as a tree to read files from (`name` is used in errors).
+    pub fn tree(&self, name: &str) -> Layers {
+        Layers::new(self.snapshots.clone(), name)
+    }
+
+    /// The working directory, `/` when unset.
+    pub fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    pub fn push_history(&mut self, created_by: String, layer: bool, line: usize) {
+        self.config.history.push(History {
+            created: self.created.clone(),
+            created_by: Some(created_by),
+            comment: Some(HISTORY_COMMENT.to_string()),
+            empty_layer: !layer,
+            ..History::default()
+        });
+        self.history_lines.push(Some(line));
+    }
+}
+
+/// What one step may read: the build, its stage and instruction, its progress identity, and
+/// whether the cache may answer it. The state it changes ([`StageOut`]) is passed beside it.
+pub(crate) struct StepCtx<'a> {
+    pub build: &'a Build<'a>,
+    pub stage: &'a Stage,
+    pub ins: &'a Instruction,
+    pub step: &'a StepId,
+    pub cache_on: bool,
+}
+
+impl StepCtx<'_> {
+    /// The 1-based Dockerfile line of the instruction.
+    pub fn line(&self) -> usize {
+        self.ins.location.start_line
+    }
+
+    pub fn report(&self, event: Event) {
+        self.build.report(event);
+    }
+}

@@ -1,0 +1,153 @@
+//! COPY and ADD: the sources (context, stage, image, URL or heredoc) into a fresh directory
+//! that becomes the step's layer. The copying itself is [`crate::copy`].
+
+use tare_dockerfile::{Copy, CopySource};
+
+use crate::cache::key_of;
+use crate::config;
+use crate::context::{StageOut, StepCtx};
+use crate::copy::{self, CopyOptions, Source};
+use crate::error::{io_err, Error};
+use crate::fetch;
+use crate::layer::{self, Upper};
+use crate::report::Event;
+use crate::steps::{apply_outcome, from, resolve_owner, with_cache, CacheInputs};
+use crate::tree::{Layers, SourceTree};
+
+pub(crate) fn copy(
+    cx: &StepCtx<'_>,
+    st: &mut StageOut,
+    c: &Copy,
+    add: bool,
+) -> Result<bool, Error> {
+    // `--link` only changes how BuildKit stacks the layer, not the files it holds, so
+    // it is accepted; these two change which files are copied and are refused rather
+    // than ignored.
+    if !c.exclude.is_empty() {
+        return Err(Error::Invalid(
+            "--exclude is not supported by tare yet".into(),
+        ));
+    }
+    if c.parents {
+        return Err(Error::Invalid(
+            "--parents is not supported by tare yet".into(),
+        ));
+    }
+    let build = cx.build;
+    let line = cx.line();
+    // Where sources come from: a stage, an image, or the context.
+    let (from_tree, from_key): (Option<Layers>, String) = match &c.from {
+        Some(f) => match build.stage_index(f, cx.stage.index) {
+            Some(si) => {
+                let out = build.slots.wait(si)?;
+                // By content: a stage that ran again (--no-cache-filter) and made other
+                // layers must not answer from the old copy.
+                let layers: Vec<String> =
+                    out.layers.iter().map(|l| l.diff_id.to_string()).collect();
+                let key = key_of(&[&out.key, &layers.join(",")]);
+                (Some(out.tree(&format!("stage {f}"))), key)
+            }
+            None => {
+                let img = from::image(build, f)?;
+                (Some(img.tree(&format!("image {f}"))), img.key.clone())
+            }
+        },
+        None => (None, String::new()),
+    };
+    let context: &dyn SourceTree = &build.context;
+    let tree: &dyn SourceTree = match &from_tree {
+        Some(t) => t,
+        None => context,
+    };
+    let mut sources: Vec<Source<'_>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for src in &c.sources {
+        match src {
+            CopySource::Path(p) if add && c.from.is_none() && fetch::is_url(p) => {
+                let fetched = fetch::fetch(p, c.checksum.as_deref(), &|done, total| {
+                    cx.report(Event::Progress {
+                        step: cx.step.clone(),
+                        done,
+                        total,
+                    })
+                })?;
+                names.push(p.clone());
+                sources.push(Source::Bytes {
+                    name: fetched.name,
+                    content: fetched.content,
+                    mode: 0o600,
+                    mtime: fetched.mtime,
+                });
+            }
+            CopySource::Path(p) => {
+                names.push(p.clone());
+                sources.push(Source::Tree {
+                    tree,
+                    path: p.clone(),
+                });
+            }
+            CopySource::Heredoc(h) => {
+                names.push(format!("<<{}", h.name));
+                sources.push(Source::Bytes {
+                    name: h.name.clone(),
+                    content: h.content.clone().into_bytes(),
+                    mode: 0o644,
+                    mtime: 0,
+                });
+            }
+        }
+    }
+    let chmod = match &c.chmod {
+        Some(m) => Some(config::parse_chmod(m).ok_or_else(|| {
+            Error::Invalid(format!("invalid --chmod={m}: expected an octal mode"))
+        })?),
+        None => None,
+    };
+    let created_by = config::copy_created_by(add, &names, &c.dest);
+    let workdir = st.workdir();
+    // Context files are keyed by content; a stage or image by its own key.
+    // Computed with --no-cache too: the record written afterwards must carry the right key.
+    let files = if c.from.is_none() {
+        copy::source_digests(&sources, &|p, m| build.cache.file_digest(p, m))?
+    } else {
+        Vec::new()
+    };
+    let files_key: String = files.iter().map(|(p, d)| format!("{p}\0{d}\n")).collect();
+    let key = key_of(&[
+        if add { "ADD" } else { "COPY" },
+        &st.key,
+        &created_by,
+        &workdir,
+        &from_key,
+        &files_key,
+        &format!("{:?}", c.unpack),
+    ]);
+    let inputs = CacheInputs {
+        key: &key,
+        instruction: &created_by,
+        args: &[],
+        files: &files,
+    };
+    let outcome = with_cache(cx, st, inputs, |st| {
+        let lower = st.tree("image");
+        let chown = match &c.chown {
+            Some(spec) => Some(resolve_owner(&lower, spec)?),
+            None => None,
+        };
+        let opts = CopyOptions {
+            dest: c.dest.clone(),
+            workdir: workdir.clone(),
+            chown,
+            chmod,
+            keep_owner: c.from.is_some(),
+            extract_archives: add && c.unpack != Some(false),
+        };
+        let scratch = build.scratch_dir()?;
+        let upper = scratch.path().join("upper");
+        std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+        copy::copy_into(&upper, &lower, &sources, &opts)?;
+        layer::commit(build.store, &upper, Upper::Plain, &lower)
+    })?;
+    st.key = key;
+    Ok(apply_outcome(st, outcome, created_by, line))
+}

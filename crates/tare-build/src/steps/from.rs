@@ -1,0 +1,49 @@
+//! FROM: the state a stage starts from, an image of the store (or a registry) or scratch.
+
+use tare_store::config::ImageConfig;
+
+use crate::cache::key_of;
+use crate::context::{Build, StageOut};
+use crate::error::Error;
+use crate::layer;
+
+/// The image `name` from the store, as a stage state.
+pub(crate) fn image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
+    // Like FROM in docker: the store first, then the registry.
+    let image = tare_registry::resolve_or_pull(build.store, name, None, &tare_registry::NoReporter)
+        .map_err(|source| Error::BaseImage {
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+    let snapshots = image
+        .layers
+        .iter()
+        .map(|l| layer::snapshot_of(build.store, &l.diff_id))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StageOut {
+        history_lines: vec![None; image.config.history.len()],
+        created: image.config.created.clone(),
+        base_layers: image.layers.len(),
+        key: key_of(&["image", &image.id.to_string()]),
+        config: image.config,
+        layers: image.layers,
+        snapshots,
+        steps: Vec::new(),
+    })
+}
+
+/// BuildKit's empty image: `/` as working directory (PATH is added for every stage).
+pub(crate) fn scratch() -> StageOut {
+    let mut config = ImageConfig::new_for_host();
+    config.config.working_dir = Some("/".to_string());
+    StageOut {
+        config,
+        layers: Vec::new(),
+        snapshots: Vec::new(),
+        key: key_of(&["scratch"]),
+        base_layers: 0,
+        steps: Vec::new(),
+        history_lines: Vec::new(),
+        created: None,
+    }
+}

@@ -1,0 +1,153 @@
+//! The steps: one function per instruction kind, each in its own file, taking the step's
+//! context ([`StepCtx`]) and the stage state it changes. [`dispatch`] only picks the function.
+//!
+//! Layer steps (RUN, COPY/ADD, WORKDIR) go through [`with_cache`]: answered from the cache
+//! when their key has a record, otherwise run and recorded.
+
+pub(crate) mod config;
+pub(crate) mod copy;
+pub(crate) mod from;
+pub(crate) mod run;
+pub(crate) mod workdir;
+
+use std::path::PathBuf;
+
+use tare_dockerfile::Command;
+use tare_store::LayerInfo;
+
+use crate::cache::Record;
+use crate::config::StageFlags;
+use crate::context::{StageOut, StepCtx};
+use crate::error::Error;
+use crate::report::Event;
+use crate::tree::Layers;
+
+/// Runs one instruction; returns whether the cache answered it.
+pub(crate) fn dispatch(
+    cx: &StepCtx<'_>,
+    st: &mut StageOut,
+    flags: &mut StageFlags,
+) -> Result<bool, Error> {
+    match &cx.ins.command {
+        Command::Run(r) => run::run(cx, st, r),
+        Command::Copy(c) => copy::copy(cx, st, c, false),
+        Command::Add(c) => copy::copy(cx, st, c, true),
+        Command::Workdir(path) => workdir::workdir(cx, st, path),
+        other => config::config(cx, st, flags, other),
+    }
+}
+
+/// What the cache compares when a layer step misses, and stores when it ran.
+pub(crate) struct CacheInputs<'a> {
+    pub key: &'a str,
+    /// The instruction after expansion (its history text).
+    pub instruction: &'a str,
+    /// `KEY=VALUE` build args the step sees.
+    pub args: &'a [String],
+    /// COPY/ADD source files and their digests.
+    pub files: &'a [(String, String)],
+}
+
+/// A layer step's result: the layer (if any) and when it was made, and whether it was cached.
+pub(crate) struct Outcome {
+    layer: Option<(LayerInfo, PathBuf)>,
+    created: String,
+    cached: bool,
+}
+
+/// Adds a layer step's outcome to the stage; returns whether it was cached.
+pub(crate) fn apply_outcome(
+    st: &mut StageOut,
+    outcome: Outcome,
+    created_by: String,
+    line: usize,
+) -> bool {
+    st.created = Some(outcome.created);
+    let has_layer = outcome.layer.is_some();
+    if let Some((info, snap)) = outcome.layer {
+        st.layers.push(info);
+        st.snapshots.push(snap);
+    }
+    st.push_history(created_by, has_layer, line);
+    outcome.cached
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Answers a layer step from the cache when allowed and present, else runs `make` and
+/// records its result.
+pub(crate) fn with_cache(
+    cx: &StepCtx<'_>,
+    st: &StageOut,
+    inputs: CacheInputs<'_>,
+    make: impl FnOnce(&StageOut) -> Result<Option<(LayerInfo, PathBuf)>, Error>,
+) -> Result<Outcome, Error> {
+    let build = cx.build;
+    if cx.cache_on {
+        if let Some(record) = build.cache.get(build.store, inputs.key) {
+            let layer = match &record.layer {
+                Some(info) => Some((
+                    info.clone(),
+                    crate::layer::snapshot_of(build.store, &info.diff_id)?,
+                )),
+                None => None,
+            };
+            cx.report(Event::Cached {
+                step: cx.step.clone(),
+            });
+            return Ok(Outcome {
+                layer,
+                created: record.created,
+                cached: true,
+            });
+        }
+        if build.opts.explain_cache {
+            let reason =
+                build
+                    .cache
+                    .explain(&st.key, inputs.instruction, inputs.args, inputs.files);
+            cx.report(Event::CacheMiss {
+                step: cx.step.clone(),
+                reason,
+            });
+        }
+    } else if build.opts.explain_cache {
+        cx.report(Event::CacheMiss {
+            step: cx.step.clone(),
+            reason: "the cache is disabled for this step (--no-cache or --no-cache-filter)".into(),
+        });
+    }
+    let layer = make(st)?;
+    let created = now_rfc3339();
+    build.cache.put(&Record {
+        key: inputs.key.to_string(),
+        parent: st.key.clone(),
+        instruction: inputs.instruction.to_string(),
+        args: inputs.args.to_vec(),
+        files: inputs.files.to_vec(),
+        layer: layer.as_ref().map(|(l, _)| l.clone()),
+        created: created.clone(),
+        used: 0,
+    })?;
+    Ok(Outcome {
+        layer,
+        created,
+        cached: false,
+    })
+}
+
+/// `--chown` or USER to numbers, through the image's /etc/passwd and /etc/group. A lone
+/// number is used for both uid and gid, as BuildKit does.
+pub(crate) fn resolve_owner(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
+    if spec.is_empty() {
+        return Ok((0, 0));
+    }
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok((n, n));
+    }
+    let top_first: Vec<PathBuf> = lower.dirs().iter().rev().cloned().collect();
+    let user = tare_sandbox::resolve_user(&top_first, spec)?;
+    Ok((user.uid, user.gid))
+}

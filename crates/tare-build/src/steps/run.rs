@@ -1,0 +1,134 @@
+//! RUN: the command in the sandbox over the stage's snapshots; the upper directory becomes
+//! the step's layer.
+
+use std::time::Instant;
+
+use tare_dockerfile::{Run, ShellOrExec};
+
+use crate::cache::key_of;
+use crate::config;
+use crate::context::{StageOut, StepCtx};
+use crate::error::Error;
+use crate::layer::{self, Upper};
+use crate::run::{self as sandbox, RunInput};
+use crate::steps::{apply_outcome, with_cache, CacheInputs};
+
+/// RUN flags whose effect tare does not implement yet: refused with the step's location rather
+/// than silently ignored, since each changes what the step sees or produces.
+fn unsupported_run_flags(run: &Run) -> Result<(), Error> {
+    if !run.mounts.is_empty() {
+        return Err(Error::Invalid(
+            "RUN --mount is not supported by tare yet".into(),
+        ));
+    }
+    if run.security.as_deref().is_some_and(|s| s != "sandbox") {
+        return Err(Error::Invalid(
+            "RUN --security=insecure is not supported by tare".into(),
+        ));
+    }
+    if run.network.as_deref().is_some_and(|n| n != "default") {
+        return Err(Error::Invalid(
+            "RUN --network is not supported by tare yet: use tare build --network".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The argument vector: a heredoc script or a shell form goes to the stage's SHELL.
+fn argv(run: &Run, st: &StageOut) -> Vec<String> {
+    match (run.heredoc_script(), &run.cmd) {
+        (Some(doc), _) => {
+            let mut a = st
+                .config
+                .config
+                .shell
+                .clone()
+                .unwrap_or_else(config::default_shell);
+            a.push(doc.content.clone());
+            a
+        }
+        (None, ShellOrExec::Exec(a)) => a.clone(),
+        (None, ShellOrExec::Shell(_)) => {
+            let script = run.shell_script().unwrap_or_default();
+            config::command_args(&ShellOrExec::Shell(script), &st.config)
+        }
+    }
+}
+
+pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool, Error> {
+    unsupported_run_flags(run)?;
+    let build = cx.build;
+    let line = cx.line();
+    let args = argv(run, st);
+    let created_by = config::run_created_by(&args, &run.build_args);
+    let net = format!("{:?}", build.opts.network);
+    let key = key_of(&["RUN", &st.key, &created_by, &net]);
+    let arg_list: Vec<String> = run
+        .build_args
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let inputs = CacheInputs {
+        key: &key,
+        instruction: &created_by,
+        args: &arg_list,
+        files: &[],
+    };
+    let outcome = with_cache(cx, st, inputs, |st| {
+        let started = Instant::now();
+        let scratch = build.scratch_dir()?;
+        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+        env.extend(arg_list.iter().cloned());
+        let lower = st.tree("image");
+        let user = st.config.config.user.clone().filter(|u| !u.is_empty());
+        let code = sandbox::run(
+            RunInput {
+                args: args.clone(),
+                env,
+                cwd: st.workdir(),
+                user,
+                network: build.opts.network,
+                runtime: build.opts.runtime.as_deref(),
+                lower: &lower,
+                scratch: scratch.path(),
+            },
+            build.reporter,
+            cx.step,
+        )?;
+        tracing::debug!(
+            step = cx.step.number,
+            ms = started.elapsed().as_millis() as u64,
+            "RUN process ended"
+        );
+        if code != 0 {
+            return Err(Error::RunFailed {
+                file: build.opts.dockerfile_name.clone(),
+                line,
+                command: shell_words(&args),
+                code,
+            });
+        }
+        layer::commit(
+            build.store,
+            &scratch.path().join("upper"),
+            Upper::Overlay,
+            &lower,
+        )
+    })?;
+    st.key = key;
+    Ok(apply_outcome(st, outcome, created_by, line))
+}
+
+/// The command for an error message, quoted like a shell would need it.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'\\$`".contains(c)) {
+                tare_dockerfile::go_quote(a)
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
