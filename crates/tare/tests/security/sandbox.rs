@@ -746,3 +746,54 @@ fn stub_cleanup_does_not_follow_a_container_made_etc_link() {
         );
     }
 }
+
+#[test]
+fn the_runtime_bundles_get_the_same_confinement() {
+    let ctx = TestContext::new();
+    image(&ctx, "probe", |_| {});
+    let key = HostKey::add("host-secret-runtime");
+    let disk = LoopCanary::new();
+    let (major, minor) = disk.numbers();
+    let name = format!("tare-canary-rt-{}", std::process::id());
+    let _listener = abstract_listener(&name);
+    for runtime in ["runc", "crun"] {
+        let attacks = [
+            (
+                format!("probe read-key user {}", key.desc),
+                "keyctl search: Operation not permitted",
+            ),
+            (
+                "probe unshare-user".to_string(),
+                "unshare: Operation not permitted",
+            ),
+            (
+                format!("probe abstract {name}"),
+                "connect: Connection refused",
+            ),
+            (
+                format!("mknod /tmp/disk b {major} {minor}; probe write /tmp/disk pwned"),
+                // runc: the device cgroup; crun: no CAP_MKNOD, so no node at all.
+                "open: ",
+            ),
+        ];
+        for (script, expected) in attacks {
+            let (code, out) = output(
+                &ctx,
+                &[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    runtime,
+                    "probe",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            );
+            assert_ne!(code, 0, "{runtime}: {script}: {out}");
+            assert!(out.contains(expected), "{runtime}: {script}: {out}");
+            assert!(!out.contains("host-secret"), "{out}");
+        }
+    }
+    disk.assert_untouched();
+}
