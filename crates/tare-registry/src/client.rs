@@ -1,18 +1,35 @@
 //! One connection to one registry: scheme and TLS roots, the auth handshake (anonymous, basic,
 //! bearer token), and requests with bounded retries.
+//!
+//! Credentials go only where they belong, as docker's authorizer does (it authorizes a request
+//! only for the scheme, host and port it pinged): the registry's own origin gets the session's
+//! `Authorization`, the token realm gets the user's password for the token request, and every
+//! other URL (an upload `Location` on another host, a blob redirect to a storage host) gets
+//! nothing. Redirects are followed here rather than by reqwest, because reqwest keeps
+//! `Authorization` when only the scheme changes.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::StatusCode;
+use base64::Engine as _;
+use reqwest::blocking::{Client, Request, RequestBuilder, Response};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
 use url::Url;
 
 use crate::auth::Credentials;
-use crate::error::{Error, Result};
+use crate::error::{printable, Error, Result};
 use crate::Options;
+
+/// Redirects followed for one request, at most (the limit of Go's and reqwest's clients).
+const MAX_REDIRECTS: usize = 10;
+
+/// The largest token server answer read.
+const MAX_TOKEN_REPLY: u64 = 1 << 20;
+
+/// The most of an error answer read for its message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
 
 /// How the registry wants requests authenticated (learnt from `GET /v2/`).
 #[derive(Clone, Debug)]
@@ -29,13 +46,166 @@ enum Challenge {
 pub(crate) struct Registry {
     /// The reference domain (`docker.io`, `127.0.0.1:5000`): what messages name.
     pub name: String,
+    /// The API's origin (`https://host[:port]/`): the only one that gets the session's
+    /// `Authorization`.
     base: Url,
-    http: Client,
+    transport: Transport,
     creds: Option<Credentials>,
     challenge: Challenge,
     scopes: Vec<String>,
-    token: Mutex<Option<String>>,
+    /// `Bearer <token>`, once granted.
+    token: Mutex<Option<HeaderValue>>,
     retries: u32,
+}
+
+/// The HTTP client and the rules for where requests may go.
+struct Transport {
+    http: Client,
+    /// The registry, for messages.
+    registry: String,
+    /// `host[:port]`s that may be reached over plain HTTP besides loopback ones.
+    insecure: Vec<String>,
+}
+
+/// Why a request got no answer to use.
+enum Failure {
+    /// The network: worth another try.
+    Network(reqwest::Error),
+    /// An answer tare refuses to follow (a redirect to plain HTTP, too many redirects).
+    Refused(Error),
+}
+
+impl Transport {
+    /// HTTPS may go anywhere; plain HTTP only to loopback hosts and insecure registries, as
+    /// for the registry itself.
+    fn plain_http_allowed(&self, url: &Url) -> bool {
+        let authority = authority(url);
+        is_loopback(&authority) || self.insecure.iter().any(|r| *r == authority)
+    }
+
+    /// Refuses a plain-HTTP URL that [`Transport::plain_http_allowed`] does not allow, and
+    /// any scheme but HTTP(S). `what` says what the URL is for.
+    fn check_scheme(&self, url: &Url, what: &str) -> Result<()> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.plain_http_allowed(url) => Ok(()),
+            "http" => Err(Error::PlainHttp {
+                what: what.to_string(),
+                registry: self.registry.clone(),
+                url: strip_query(url),
+                host: authority(url),
+            }),
+            other => Err(Error::Invalid {
+                what: what.to_string(),
+                registry: self.registry.clone(),
+                reason: format!("unsupported URL scheme {other:?} in {}", strip_query(url)),
+            }),
+        }
+    }
+
+    /// Sends `req`, following the redirects of GET and HEAD requests (other requests carry
+    /// bodies or state: their redirects are returned as they are). `auth` is an
+    /// `Authorization` value and the origin it belongs to: only requests to that origin
+    /// (scheme, host and port) carry it, the first one and every redirect alike.
+    fn execute(
+        &self,
+        mut req: Request,
+        auth: Option<(&Url, &HeaderValue)>,
+    ) -> std::result::Result<Response, Failure> {
+        let mut hops = 0;
+        loop {
+            req.headers_mut().remove(AUTHORIZATION);
+            if let Some((origin, value)) = auth {
+                if same_origin(req.url(), origin) {
+                    req.headers_mut().insert(AUTHORIZATION, value.clone());
+                }
+            }
+            let from = req.url().clone();
+            let again = match *req.method() {
+                Method::GET | Method::HEAD => req.try_clone(),
+                _ => None,
+            };
+            let resp = self.http.execute(req).map_err(Failure::Network)?;
+            let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            let Some(mut next) = again.filter(|_| redirect) else {
+                return Ok(resp);
+            };
+            hops += 1;
+            let target = self.redirect_target(&from, &resp, hops)?;
+            tracing::debug!(from = %strip_query(&from), to = %strip_query(&target), "redirected");
+            *next.url_mut() = target;
+            req = next;
+        }
+    }
+
+    /// Where a redirect answer sends the request next, if tare may go there.
+    fn redirect_target(
+        &self,
+        from: &Url,
+        resp: &Response,
+        hops: usize,
+    ) -> std::result::Result<Url, Failure> {
+        let invalid = |reason: String| {
+            Failure::Refused(Error::Invalid {
+                what: format!("redirect from {}", strip_query(from)),
+                registry: self.registry.clone(),
+                reason,
+            })
+        };
+        if hops > MAX_REDIRECTS {
+            return Err(invalid(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| invalid("no Location header".into()))?;
+        let target = from
+            .join(location)
+            .map_err(|e| invalid(format!("bad Location header: {e}")))?;
+        self.check_scheme(&target, "redirect target")
+            .map_err(Failure::Refused)?;
+        Ok(target)
+    }
+
+    /// `GET /v2/` with a short timeout: a server that swallows the TLS hello must not stall
+    /// the plain-HTTP fallback. The body is never read.
+    fn ping(&self, base: &Url) -> std::result::Result<Response, Failure> {
+        let url = base.join("v2/").expect("a constant path joins any base");
+        let req = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(Failure::Network)?;
+        self.execute(req, None)
+    }
+}
+
+/// `host[:port]` of a URL, as registries are named (the port only when the URL has one).
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// Same scheme, host and port: where one origin's credentials may go.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `Basic base64(user:password)`, marked sensitive (never logged by the HTTP stack).
+fn basic_header(creds: &Credentials) -> HeaderValue {
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", creds.username, creds.password));
+    let mut value =
+        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
 }
 
 /// The host the API lives on: Docker Hub's API is not on `docker.io` itself.
@@ -66,7 +236,9 @@ fn http_client(domain: &str, options: &Options, insecure: bool) -> Result<Client
         .connect_timeout(Duration::from_secs(30))
         // Applies to each read and write, and to sending one request body: chunks are bounded.
         .timeout(Duration::from_secs(300))
-        .pool_max_idle_per_host(options.jobs.max(1) + 1);
+        .pool_max_idle_per_host(options.jobs.max(1) + 1)
+        // Followed by `Transport::execute`, which decides where credentials go.
+        .redirect(reqwest::redirect::Policy::none());
     // docker's certs.d: every *.crt in /etc/tare/certs.d/HOST/ is a trusted CA for HOST.
     let dir = options.certs_dir.join(domain);
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -104,22 +276,27 @@ impl Registry {
     ) -> Result<Registry> {
         let insecure = options.insecure_registries.iter().any(|r| r == domain);
         let plain_allowed = insecure || is_loopback(domain);
-        let http = http_client(domain, options, insecure)?;
+        let transport = Transport {
+            http: http_client(domain, options, insecure)?,
+            registry: domain.to_string(),
+            insecure: options.insecure_registries.clone(),
+        };
         let host = api_host(domain);
         let https = Url::parse(&format!("https://{host}/")).map_err(|e| Error::Invalid {
             what: "registry host".into(),
             registry: domain.to_string(),
             reason: e.to_string(),
         })?;
-        let (base, ping) = match ping(&http, &https) {
+        let (base, ping) = match transport.ping(&https) {
             Ok(resp) => (https, resp),
-            Err(tls_error) if plain_allowed => {
+            Err(Failure::Refused(e)) => return Err(e),
+            Err(Failure::Network(tls_error)) if plain_allowed => {
                 let plain = Url::parse(&format!("http://{host}/")).map_err(|e| Error::Invalid {
                     what: "registry host".into(),
                     registry: domain.to_string(),
                     reason: e.to_string(),
                 })?;
-                match ping(&http, &plain) {
+                match transport.ping(&plain) {
                     // A TLS server answers plain HTTP with 400: then the TLS error is the news.
                     Ok(resp)
                         if resp.status() == StatusCode::OK
@@ -130,7 +307,7 @@ impl Registry {
                     _ => return Err(connect_error(domain, options, tls_error)),
                 }
             }
-            Err(source) => return Err(connect_error(domain, options, source)),
+            Err(Failure::Network(source)) => return Err(connect_error(domain, options, source)),
         };
         let challenge = match ping.status() {
             StatusCode::UNAUTHORIZED => parse_challenge(ping.headers()),
@@ -148,7 +325,7 @@ impl Registry {
         let registry = Registry {
             name: domain.to_string(),
             base,
-            http,
+            transport,
             creds,
             challenge,
             scopes,
@@ -193,6 +370,8 @@ impl Registry {
             registry: self.name.clone(),
             reason: e.to_string(),
         })?;
+        // The password (or refresh token) goes to the realm: never in clear over a network.
+        self.transport.check_scheme(&url, "token realm")?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -202,7 +381,9 @@ impl Registry {
                 q.append_pair("scope", scope);
             }
         }
-        let (method, req) = match &self.creds {
+        let http = &self.transport.http;
+        let basic = self.creds.as_ref().map(basic_header);
+        let (method, req, auth) = match &self.creds {
             // An identity (refresh) token, as docker keeps for OAuth registries: the OAuth2
             // refresh grant, posted to the realm.
             Some(c) if c.is_identity_token() => {
@@ -220,21 +401,23 @@ impl Registry {
                 }
                 let mut base = url.clone();
                 base.set_query(None);
-                ("POST", self.http.post(base).form(&form))
+                ("POST", http.post(base).form(&form), None)
             }
-            Some(c) => (
-                "GET",
-                self.http
-                    .get(url.clone())
-                    .basic_auth(&c.username, Some(&c.password)),
-            ),
-            None => ("GET", self.http.get(url.clone())),
+            // The user's password, to the realm's origin only (also across its redirects).
+            Some(_) => ("GET", http.get(url.clone()), basic.as_ref()),
+            None => ("GET", http.get(url.clone()), None),
         };
-        let resp = req.send().map_err(|source| Error::Http {
+        let http_error = |source| Error::Http {
             method,
             url: strip_query(&url),
             source,
-        })?;
+        };
+        let req = req.build().map_err(http_error)?;
+        let resp = match self.transport.execute(req, auth.map(|a| (&url, a))) {
+            Ok(resp) => resp,
+            Err(Failure::Network(source)) => return Err(http_error(source)),
+            Err(Failure::Refused(e)) => return Err(e),
+        };
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if self.creds.is_some() => {
@@ -244,28 +427,33 @@ impl Registry {
                 })
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.unauthorized()),
-            s => return Err(status_error("GET", &url, s, resp)),
+            s => return Err(status_error(method, &url, s, resp)),
         }
         #[derive(serde::Deserialize)]
         struct TokenReply {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let body = read_limited(resp, 1 << 20, "token", &self.name)?;
+        let what = format!("the token answer of {}", self.name);
+        let body = read_limited(resp, MAX_TOKEN_REPLY, &what, &self.name)?;
         let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| Error::Invalid {
             what: "token reply".into(),
             registry: self.name.clone(),
             reason: e.to_string(),
         })?;
+        let invalid = |reason: &str| Error::Invalid {
+            what: "token reply".into(),
+            registry: self.name.clone(),
+            reason: reason.into(),
+        };
         let token = reply
             .token
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Invalid {
-                what: "token reply".into(),
-                registry: self.name.clone(),
-                reason: "no token in it".into(),
-            })?;
+            .ok_or_else(|| invalid("no token in it"))?;
+        let mut token = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| invalid("the token has characters an HTTP header cannot carry"))?;
+        token.set_sensitive(true);
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
         Ok(())
     }
@@ -310,25 +498,23 @@ impl Registry {
         })
     }
 
-    fn authorize(&self, req: RequestBuilder) -> RequestBuilder {
+    /// The `Authorization` value for the registry's own origin, if the session has one.
+    fn authorization(&self) -> Option<HeaderValue> {
         match &self.challenge {
-            Challenge::None => req,
-            Challenge::Basic => match &self.creds {
-                Some(c) => req.basic_auth(&c.username, Some(&c.password)),
-                None => req,
-            },
+            Challenge::None => None,
+            Challenge::Basic => self.creds.as_ref().map(basic_header),
             Challenge::Bearer { .. } => {
-                match self
-                    .token
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_deref()
-                {
-                    Some(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
-                    None => req,
-                }
+                self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
             }
         }
+    }
+
+    /// Sends a request with the session's credentials (to the registry's origin only).
+    fn execute(&self, req: RequestBuilder) -> std::result::Result<Response, Failure> {
+        let req = req.build().map_err(Failure::Network)?;
+        let auth = self.authorization();
+        self.transport
+            .execute(req, auth.as_ref().map(|value| (&self.base, value)))
     }
 
     /// Sends a request, retrying dropped connections, 5xx and 429 answers with backoff
@@ -343,12 +529,12 @@ impl Registry {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
-            let req = self.authorize(build(&self.http)?);
-            match req.send() {
+            match self.execute(build(&self.transport.http)?) {
                 Ok(resp)
                     if resp.status() == StatusCode::UNAUTHORIZED
                         && !renewed
-                        && matches!(self.challenge, Challenge::Bearer { .. }) =>
+                        && matches!(self.challenge, Challenge::Bearer { .. })
+                        && same_origin(resp.url(), &self.base) =>
                 {
                     renewed = true;
                     self.authenticate()?;
@@ -359,12 +545,13 @@ impl Registry {
                     backoff(attempt);
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if attempt < self.retries && !e.is_builder() => {
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Network(e)) if attempt < self.retries && !e.is_builder() => {
                     attempt += 1;
                     tracing::info!(%url, error = %e, attempt, "retrying");
                     backoff(attempt);
                 }
-                Err(source) => {
+                Err(Failure::Network(source)) => {
                     return Err(Error::Http {
                         method,
                         url: strip_query(url),
@@ -382,16 +569,20 @@ impl Registry {
         url: &Url,
         req: RequestBuilder,
     ) -> Result<Response> {
-        self.authorize(req).send().map_err(|source| Error::Http {
-            method,
-            url: strip_query(url),
-            source,
-        })
+        match self.execute(req) {
+            Ok(resp) => Ok(resp),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Network(source)) => Err(Error::Http {
+                method,
+                url: strip_query(url),
+                source,
+            }),
+        }
     }
 
     /// The HTTP client, for requests sent with [`Registry::send_once`].
     pub fn client(&self) -> &Client {
-        &self.http
+        &self.transport.http
     }
 
     pub fn retries(&self) -> u32 {
@@ -421,12 +612,6 @@ fn connect_error(domain: &str, options: &Options, source: reqwest::Error) -> Err
     }
 }
 
-fn ping(http: &Client, base: &Url) -> reqwest::Result<Response> {
-    let url = base.join("v2/").expect("a constant path joins any base");
-    // Short: a server that swallows the TLS hello must not stall the plain-HTTP fallback.
-    http.get(url).timeout(Duration::from_secs(20)).send()
-}
-
 pub(crate) fn retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
@@ -452,7 +637,7 @@ pub(crate) fn status_error(
     resp: Response,
 ) -> Error {
     let mut detail = String::new();
-    if let Ok(body) = read_limited(resp, 64 << 10, "", "") {
+    if let Ok(body) = read_limited(resp, MAX_ERROR_BODY, "an error answer", "") {
         #[derive(serde::Deserialize)]
         struct Errors {
             errors: Vec<ErrorEntry>,
@@ -467,11 +652,11 @@ pub(crate) fn status_error(
                 .errors
                 .iter()
                 .map(|x| {
-                    format!(
+                    printable(&format!(
                         "{} {}",
                         x.code.as_deref().unwrap_or(""),
                         x.message.as_deref().unwrap_or("")
-                    )
+                    ))
                     .trim()
                     .to_string()
                 })
@@ -489,7 +674,8 @@ pub(crate) fn status_error(
     }
 }
 
-/// Reads a whole small body, failing beyond `limit` bytes.
+/// Reads a whole small body, failing beyond `limit` bytes (never holding more than
+/// `limit + 1` of them). `what` names the body in errors: "the manifest of REF".
 pub(crate) fn read_limited(
     resp: Response,
     limit: u64,
@@ -506,10 +692,9 @@ pub(crate) fn read_limited(
             source,
         })?;
     if buf.len() as u64 > limit {
-        return Err(Error::Invalid {
+        return Err(Error::TooLarge {
             what: what.to_string(),
-            registry: registry.to_string(),
-            reason: format!("larger than {limit} bytes"),
+            limit,
         });
     }
     Ok(buf)
@@ -599,6 +784,70 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(WWW_AUTHENTICATE, r#"Basic realm="x""#.parse().unwrap());
         assert!(matches!(parse_challenge(&h), Challenge::Basic));
+    }
+
+    fn transport(insecure: &[&str]) -> Transport {
+        Transport {
+            http: Client::new(),
+            registry: "reg.example".into(),
+            insecure: insecure.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn plain_http_realms_and_redirects_are_refused_off_loopback() {
+        let t = transport(&["lan.example:5000"]);
+        let url = |u: &str| Url::parse(u).unwrap();
+        let err = t
+            .check_scheme(&url("http://auth.example/token?scope=x"), "token realm")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing plain HTTP to http://auth.example/token (token realm of reg.example): \
+             auth.example is neither a loopback host nor an --insecure-registry"
+        );
+        for ok in [
+            "https://auth.example/token",
+            "http://127.0.0.1:5000/token",
+            "http://localhost/token",
+            "http://[::1]:80/token",
+            "http://lan.example:5000/token",
+        ] {
+            t.check_scheme(&url(ok), "token realm").expect(ok);
+        }
+        for bad in [
+            "http://lan.example/token",
+            "http://lan.example:5001/x",
+            "ftp://auth.example/x",
+        ] {
+            assert!(
+                t.check_scheme(&url(bad), "redirect target").is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_belong_to_one_scheme_host_and_port() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let base = url("https://reg.example/");
+        assert!(same_origin(&url("https://reg.example:443/v2/x?y"), &base));
+        assert!(same_origin(&url("https://REG.example/v2/"), &base));
+        for other in [
+            "http://reg.example/v2/",
+            "https://reg.example:5000/v2/",
+            "https://storage.reg.example/v2/",
+            "https://reg.example.evil/v2/",
+        ] {
+            assert!(!same_origin(&url(other), &base), "{other}");
+        }
+    }
+
+    #[test]
+    fn registry_text_in_errors_is_made_printable() {
+        assert_eq!(printable("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+        let long = "x".repeat(1000);
+        assert_eq!(printable(&long).len(), 303);
     }
 
     #[test]

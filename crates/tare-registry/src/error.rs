@@ -69,6 +69,15 @@ pub enum Error {
         registry: String,
         reason: String,
     },
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    #[error("refusing plain HTTP to {url} ({what} of {registry}): {host} is neither a loopback host nor an --insecure-registry")]
+    PlainHttp {
+        what: String,
+        registry: String,
+        url: String,
+        host: String,
+    },
     #[error("{reference} has no image for platform {platform} (it has: {available})")]
     NoPlatform {
         reference: String,
@@ -109,6 +118,25 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Text a registry sent, made safe for a terminal: control characters (escape sequences
+/// included) shown escaped, and at most 300 characters kept.
+pub(crate) fn printable(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Wraps an io::Error with the operation and path it concerned.
 pub(crate) fn io(

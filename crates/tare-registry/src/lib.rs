@@ -18,11 +18,13 @@
 //! - [`push`]`(store, image, dest, options, reporter) -> manifest digest`.
 //! - [`login`], [`logout`]; [`AuthFiles`] finds credentials.
 //! - [`Platform`], [`Reporter`] and its [`Event`]s.
+//! - [`manifest`]: parsing manifests and indexes as registries serve them (public for the fuzz
+//!   targets in fuzz/).
 
 mod auth;
 mod client;
 mod error;
-mod manifest;
+pub mod manifest;
 mod platform;
 mod progress;
 mod pull;

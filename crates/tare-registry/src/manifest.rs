@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use tare_store::Digest;
 
-use crate::error::{Error, Result};
+use crate::error::{printable, Error, Result};
 use crate::platform::Platform;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -112,7 +112,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, registry: &str) -> Result
             if config.media_type != DOCKER_CONFIG && config.media_type != OCI_CONFIG {
                 return Err(Error::Unsupported {
                     what: "config type (not a container image)".into(),
-                    media_type: config.media_type,
+                    media_type: printable(&config.media_type),
                 });
             }
             Ok(Parsed::Image(ImageManifest {
@@ -123,7 +123,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, registry: &str) -> Result
         }
         other => Err(Error::Unsupported {
             what: "manifest type".into(),
-            media_type: other.to_string(),
+            media_type: printable(other),
         }),
     }
 }
@@ -160,6 +160,7 @@ pub fn select<'a>(
                 Some(v) if !v.is_empty() => format!("{}/{}/{}", p.os, p.architecture, v),
                 _ => format!("{}/{}", p.os, p.architecture),
             })
+            .map(|p| printable(&p))
             .collect();
         Error::NoPlatform {
             reference: reference.to_string(),

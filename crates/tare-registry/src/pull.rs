@@ -161,7 +161,8 @@ fn get_manifest(
     };
     let content_type = header("content-type");
     let claimed = header("docker-content-digest");
-    let bytes = read_limited(resp, manifest::MAX_MANIFEST, "manifest", &registry.name)?;
+    let what = format!("the manifest of {}", reference.familiar());
+    let bytes = read_limited(resp, manifest::MAX_MANIFEST, &what, &registry.name)?;
     let actual = Digest::of(&bytes);
     let expected = match expected {
         Some(d) => Some(*d),
@@ -224,7 +225,8 @@ fn get_small_blob(
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(registry.unauthorized()),
             s => return Err(status_error("GET", &url, s, resp)),
         }
-        match read_limited(resp, limit.min(desc.size), &desc.digest, &registry.name) {
+        let what = format!("the blob {}", desc.digest);
+        match read_limited(resp, limit.min(desc.size), &what, &registry.name) {
             Err(Error::Read { .. }) if attempt < registry.retries() => {
                 attempt += 1;
                 backoff(attempt);

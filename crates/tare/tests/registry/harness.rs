@@ -212,6 +212,17 @@ pub struct ProxyState {
     pub log: Mutex<Vec<String>>,
     /// Query strings the token endpoint was asked with.
     pub token_requests: Mutex<Vec<String>>,
+    /// Requests that carried an `Authorization` header: `METHOD path?query`.
+    pub authorized: Mutex<Vec<String>>,
+    /// Rewrite the `Location` of upload answers (202) to this `scheme://host:port`, as a
+    /// registry with a separate upload host does.
+    pub upload_location: Mutex<Option<String>>,
+    /// Answer blob downloads with `307` to this `scheme://host:port` + the same path, as a
+    /// registry that serves blobs from a storage host does.
+    pub blob_redirect: Mutex<Option<String>>,
+    /// Answer every request with 401 and a basic challenge, after reading all of it: a host
+    /// that wants credentials.
+    pub refuse_401: AtomicBool,
 }
 
 /// A bearer-token gate: `/v2/` needs `Bearer TOKEN`, which `/token` hands out (to `user` only,
@@ -226,6 +237,7 @@ pub struct Bearer {
 /// An HTTP proxy in front of a registry: one request per connection.
 pub struct Proxy {
     pub port: u16,
+    addr: std::net::SocketAddr,
     pub state: Arc<ProxyState>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -233,8 +245,14 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: u16, bearer: Option<Bearer>) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
+        Proxy::start_on("127.0.0.1", upstream, bearer)
+    }
+
+    /// A proxy listening on `ip` (a loopback address such as 127.0.0.2).
+    pub fn start_on(ip: &str, upstream: u16, bearer: Option<Bearer>) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let port = addr.port();
         let state = Arc::new(ProxyState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let bearer = Arc::new(bearer);
@@ -255,6 +273,7 @@ impl Proxy {
         };
         Proxy {
             port,
+            addr,
             state,
             stop,
             thread: Some(thread),
@@ -268,13 +287,18 @@ impl Proxy {
     pub fn log(&self) -> Vec<String> {
         self.state.log.lock().expect("log").clone()
     }
+
+    /// The requests that carried an `Authorization` header.
+    pub fn authorized(&self) -> Vec<String> {
+        self.state.authorized.lock().expect("authorized").clone()
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -358,6 +382,22 @@ fn handle(
         .lock()
         .expect("log")
         .push(format!("{method} {target}{range}"));
+    if header("authorization").is_some() {
+        state
+            .authorized
+            .lock()
+            .expect("authorized")
+            .push(format!("{method} {target}"));
+    }
+    if state.refuse_401.load(Ordering::SeqCst) {
+        respond(
+            &mut conn,
+            "401 Unauthorized",
+            &[("WWW-Authenticate", "Basic realm=\"tare-test\"".into())],
+            b"",
+        );
+        return Ok(());
+    }
 
     if let Some(b) = bearer {
         if target.starts_with("/token") {
@@ -437,6 +477,17 @@ fn handle(
         respond(&mut conn, "500 Internal Server Error", &[], b"injected");
         return Ok(());
     }
+    if let Some(base) = state.blob_redirect.lock().expect("redirect").clone() {
+        if is_blob_get {
+            respond(
+                &mut conn,
+                "307 Temporary Redirect",
+                &[("Location", format!("{base}{target}"))],
+                b"",
+            );
+            return Ok(());
+        }
+    }
     if method == "PATCH" && take_one(&state.patch_500) {
         respond(&mut conn, "500 Internal Server Error", &[], b"injected");
         return Ok(());
@@ -456,6 +507,14 @@ fn handle(
     up.write_all(&body)?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
+    let Some(resp_head) = find(&resp, b"\r\n\r\n").map(|i| i + 4) else {
+        return Ok(());
+    };
+    if resp.starts_with(b"HTTP/1.1 202") {
+        if let Some(base) = state.upload_location.lock().expect("location").clone() {
+            resp = rewrite_location(&resp[..resp_head], &base, &resp[resp_head..]);
+        }
+    }
     let Some(resp_head) = find(&resp, b"\r\n\r\n").map(|i| i + 4) else {
         return Ok(());
     };
@@ -494,6 +553,29 @@ fn handle(
     conn.write_all(&resp)?;
     let _ = conn.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// The response with its `Location` header's `scheme://host:port` replaced by `base`.
+fn rewrite_location(head: &[u8], base: &str, body: &[u8]) -> Vec<u8> {
+    let head = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in head.split_inclusive("\r\n") {
+        match line.split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("location") => {
+                let value = value.trim();
+                // Absolute (`http://host:port/path`) or relative (`/path`).
+                let path = match value.split_once("://") {
+                    Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+                    None => value,
+                };
+                out.push_str(&format!("Location: {base}{path}\r\n"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 fn take_one(counter: &AtomicUsize) -> bool {
