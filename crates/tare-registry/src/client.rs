@@ -80,7 +80,7 @@ impl Transport {
     /// for the registry itself.
     fn plain_http_allowed(&self, url: &Url) -> bool {
         let authority = authority(url);
-        is_loopback(&authority) || self.insecure.iter().any(|r| *r == authority)
+        is_loopback(&authority) || self.insecure.contains(&authority)
     }
 
     /// Refuses a plain-HTTP URL that [`Transport::plain_http_allowed`] does not allow, and
