@@ -162,12 +162,9 @@ impl Build<'_> {
     }
 
     /// A fresh scratch directory for one step under the store's `tmp/`.
-    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, Error> {
-        let tmp = self.store.root().join("tmp");
-        tempfile::Builder::new()
-            .prefix("step-")
-            .tempdir_in(&tmp)
-            .map_err(crate::error::io_err(&tmp))
+    pub fn scratch_dir(&self) -> Result<tare_store::TempDir, Error> {
+        // In the store's temporary area: reclaimed even if the build is killed.
+        Ok(self.store.temp_dir("step-")?)
     }
 }
 

@@ -61,7 +61,7 @@ pub fn apply<R: Read>(reader: R, target: &Path, mode: ApplyMode, name: &str) -> 
         dirs: Vec::new(),
         stats: ApplyStats::default(),
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = crate::bounded::tar_archive(reader);
     let entries = archive.entries().map_err(|e| ctx.stream_err(e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| ctx.stream_err(e))?;
@@ -234,8 +234,9 @@ impl Applier<'_> {
                 .map_err(|e| self.bad(&raw, format!("creating file: {e}")))?;
                 let mut file = std::fs::File::from(fd);
                 io::copy(entry, &mut file).map_err(|e| self.stream_err(e))?;
-                self.set_xattrs(&file, entry, &raw)?;
                 self.finish_fd(file.as_fd(), uid, gid, perm, mtime, &raw)?;
+                // After chown, which removes security.capability.
+                self.set_xattrs(&file, entry, &raw)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -393,12 +394,10 @@ impl Applier<'_> {
             let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
                 continue;
             };
-            let key = OsStr::from_bytes(key);
-            // trusted.* and security.* need privileges; overlay's own attributes describe the
-            // build machine's mounts, not the image.
-            if key.as_bytes().starts_with(b"trusted.") && !self.is_root {
+            if !layer_xattr_allowed(key) {
                 continue;
             }
+            let key = OsStr::from_bytes(key);
             if let Err(e) = rfs::fsetxattr(&fd, key, ext.value_bytes(), XattrFlags::empty()) {
                 if e != rustix::io::Errno::PERM && e != rustix::io::Errno::OPNOTSUPP {
                     return Err(
@@ -487,6 +486,18 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether an extended attribute from a layer may be set. `trusted.*` and `security.*` belong
+/// to the kernel and the host (overlayfs keeps whiteouts and redirects in `trusted.overlay.*`,
+/// LSMs their labels in `security.*`): an image must not set them on the host. Only
+/// `security.capability` (file capabilities, part of what the image means) passes, and never
+/// `user.overlay.*`, which overlayfs reads as its own in `userxattr` mounts.
+fn layer_xattr_allowed(key: &[u8]) -> bool {
+    key == b"security.capability"
+        || !(key.starts_with(b"trusted.")
+            || key.starts_with(b"security.")
+            || key.starts_with(b"user.overlay."))
 }
 
 /// Removes `name` in `dir` (recursively for directories) without following symlinks.
@@ -627,6 +638,60 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some(&b"y"[..])
+        );
+    }
+
+    #[test]
+    fn host_and_overlay_xattrs_from_a_layer_are_dropped() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        // VFS_CAP_REVISION_2 with the effective flag, cap_net_raw permitted.
+        let cap: &[u8] = &[
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let xattrs: &[(&str, &[u8])] = &[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.trusted.other", b"1"),
+            ("SCHILY.xattr.security.evm", b"1"),
+            ("SCHILY.xattr.user.overlay.opaque", b"y"),
+            ("SCHILY.xattr.user.kept", b"1"),
+            ("SCHILY.xattr.security.capability", cap),
+        ];
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind) in [("d", D), ("f", F)] {
+            b.append_pax_extensions(xattrs.iter().copied()).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, name, std::io::empty()).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        apply(&tar[..], target.path(), ApplyMode::Overlay, "test").unwrap();
+        for name in ["d", "f"] {
+            let path = target.path().join(name);
+            let mut names: Vec<String> = xattr::list(&path)
+                .unwrap()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let mut want = vec!["security.capability", "user.kept"];
+            if name == "d" {
+                // File capabilities mean nothing on a directory; the kernel may refuse them.
+                names.retain(|n| n != "security.capability");
+                want.retain(|n| *n != "security.capability");
+            }
+            assert_eq!(names, want, "{name}");
+        }
+        // Set after chown, which would have removed it.
+        assert_eq!(
+            xattr::get(target.path().join("f"), "security.capability")
+                .unwrap()
+                .as_deref(),
+            Some(cap)
         );
     }
 }

@@ -17,8 +17,13 @@ use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::ingest::ingest_layer;
 
-/// Largest non-blob file kept in memory while loading (configs, manifests, indexes).
-const MAX_META: u64 = 64 << 20;
+/// Largest file of an archive read into memory (manifest.json, a config); larger unnamed
+/// files are stored as blobs, streamed.
+const MAX_META: u64 = 16 << 20;
+/// Largest OCI index or manifest read (the limit docker and containerd apply to manifests).
+const MAX_MANIFEST: u64 = 4 << 20;
+/// Most bytes of unnamed files an archive may make the loader hold in memory at once.
+const MAX_KEPT: u64 = 64 << 20;
 
 /// Loads every image in an archive read from `reader`. `name` names the source in errors.
 ///
@@ -39,7 +44,8 @@ fn load_inner<R: Read>(
     added: &mut Vec<Digest>,
 ) -> Result<Vec<Image>> {
     let (_, decoded) = crate::compression::decompress(reader).map_err(|e| stream(name, e))?;
-    let mut archive = tar::Archive::new(decoded);
+    let mut archive = crate::bounded::tar_archive(decoded);
+    let mut kept = 0u64;
     let mut files: HashMap<PathBuf, Vec<u8>> = HashMap::new();
     let mut blobs: HashMap<PathBuf, Digest> = HashMap::new();
     let mut layers: HashMap<Digest, LayerInfo> = HashMap::new();
@@ -83,29 +89,23 @@ fn load_inner<R: Read>(
             }
             blobs.insert(path, info.digest);
             layers.insert(info.digest, info);
-        } else if size <= MAX_META {
+        } else if named.is_none() && size <= MAX_META && kept + size <= MAX_KEPT {
+            kept += size;
             let mut bytes = Vec::with_capacity(size as usize);
             buffered
+                .take(MAX_META)
                 .read_to_end(&mut bytes)
                 .map_err(|e| stream(&what, e))?;
-            if let Some(d) = named {
-                let actual = Digest::of(&bytes);
-                if actual != d {
-                    return Err(tare_store::Error::DigestMismatch {
-                        what,
-                        expected: d,
-                        actual,
-                    }
-                    .into());
-                }
-                store.put_bytes(&bytes)?;
-                blobs.insert(path.clone(), d);
-            }
             files.insert(path, bytes);
         } else {
+            // Blobs (verified against the digest in their name) and large unnamed files go to
+            // the store, streamed; they are read back with a size limit when needed.
             let mut w = store.blob_writer()?;
             io::copy(&mut buffered, &mut w).map_err(|e| stream(&what, e))?;
             let (d, _) = w.commit(named.as_ref())?;
+            if named.is_none() {
+                added.push(d);
+            }
             blobs.insert(path, d);
         }
     }
@@ -167,7 +167,7 @@ impl Loaded<'_> {
             return Ok(b.clone());
         }
         match self.blobs.get(&path) {
-            Some(d) => Ok(self.store.read_blob(d)?),
+            Some(d) => Ok(self.store.read_blob_limited(d, MAX_META)?),
             None => Err(self.missing(p)),
         }
     }
@@ -239,8 +239,18 @@ impl Loaded<'_> {
     }
 
     fn load_oci(&self) -> Result<Vec<Image>> {
-        let index: ImageIndex = serde_json::from_slice(&self.files[Path::new("index.json")])
-            .map_err(|e| Error::BadArchive {
+        let index_json = &self.files[Path::new("index.json")];
+        if index_json.len() as u64 > MAX_MANIFEST {
+            return Err(Error::BadArchive {
+                archive: self.name.to_string(),
+                reason: format!(
+                    "index.json is {} bytes, more than the {MAX_MANIFEST} bytes allowed",
+                    index_json.len()
+                ),
+            });
+        }
+        let index: ImageIndex =
+            serde_json::from_slice(index_json).map_err(|e| Error::BadArchive {
                 archive: self.name.to_string(),
                 reason: format!("index.json: {e}"),
             })?;
@@ -252,7 +262,7 @@ impl Loaded<'_> {
             .collect();
         while let Some((desc, refname)) = queue.pop() {
             let digest: Digest = desc.digest().to_string().parse()?;
-            let bytes = self.store.read_blob(&digest)?;
+            let bytes = self.store.read_blob_limited(&digest, MAX_MANIFEST)?;
             let mt = desc.media_type().to_string();
             if mt.contains("index") || mt.contains("manifest.list") {
                 let sub: ImageIndex =
@@ -282,7 +292,7 @@ impl Loaded<'_> {
                     reason: format!("manifest {digest}: {e}"),
                 })?;
             let cfg_digest: Digest = manifest.config().digest().to_string().parse()?;
-            let config = self.store.read_blob(&cfg_digest)?;
+            let config = self.store.read_blob_limited(&cfg_digest, MAX_META)?;
             let mut layers = Vec::new();
             for l in manifest.layers() {
                 let d: Digest = l.digest().to_string().parse()?;

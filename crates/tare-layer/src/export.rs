@@ -2,7 +2,9 @@
 //!
 //! Two passes over the layers: the first (top layer down) reads only headers and decides which
 //! layer's version of each path survives; the second (bottom up) copies the surviving entries.
-//! A one-layer image needs only the second pass.
+//! A one-layer image needs only the second pass. Each pass reads every blob to its end and
+//! verifies its digest ([`crate::read_layer`]); with two passes, a tampered blob fails the
+//! first one, before anything is written.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -24,24 +26,25 @@ pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W
     let mut tar = tar::Builder::new(out);
     for (i, layer) in layers.iter().enumerate() {
         let name = format!("layer {}", layer.digest);
-        let reader = crate::open_layer(store, layer)?;
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(|e| stream(&name, e))? {
-            let mut entry = entry.map_err(|e| stream(&name, e))?;
-            let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
-            let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
-                continue;
-            };
-            if is_whiteout(&path) {
-                continue;
-            }
-            if let Some(keep) = &keep {
-                if !keep.contains(&(i, path.clone())) {
+        crate::read_layer(store, layer, |archive| {
+            for entry in archive.entries().map_err(|e| stream(&name, e))? {
+                let mut entry = entry.map_err(|e| stream(&name, e))?;
+                let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
+                let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
+                    continue;
+                };
+                if is_whiteout(&path) {
                     continue;
                 }
+                if let Some(keep) = &keep {
+                    if !keep.contains(&(i, path.clone())) {
+                        continue;
+                    }
+                }
+                copy_entry(&mut tar, &mut entry, &path, &name)?;
             }
-            copy_entry(&mut tar, &mut entry, &path, &name)?;
-        }
+            Ok(())
+        })?;
     }
     tar.into_inner().map_err(|e| Error::Stream {
         what: "writing the exported tar".into(),
@@ -115,42 +118,43 @@ fn survivors(store: &Store, layers: &[LayerInfo]) -> Result<HashSet<(usize, Path
     let mut hidden: HashSet<PathBuf> = HashSet::new();
     for (i, layer) in layers.iter().enumerate().rev() {
         let name = format!("layer {}", layer.digest);
-        let reader = crate::open_layer(store, layer)?;
-        let mut archive = tar::Archive::new(reader);
         let mut new_hide_below = Vec::new();
         let mut new_hidden = Vec::new();
-        for entry in archive.entries().map_err(|e| stream(&name, e))? {
-            let entry = entry.map_err(|e| stream(&name, e))?;
-            let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
-            let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
-                continue;
-            };
-            let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
-            let file = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if file == OPAQUE_MARKER {
-                new_hide_below.push(parent);
-                continue;
-            }
-            if let Some(target) = file.strip_prefix(WHITEOUT_PREFIX) {
-                let p = parent.join(target);
-                new_hidden.push(p.clone());
-                new_hide_below.push(p);
-                continue;
-            }
-            let visible = !claimed.contains(&path)
-                && !hidden.contains(&path)
-                && !path.ancestors().skip(1).any(|a| hide_below.contains(a));
-            if visible {
-                if entry.header().entry_type() != tar::EntryType::Directory {
-                    new_hide_below.push(path.clone());
+        crate::read_layer(store, layer, |archive| {
+            for entry in archive.entries().map_err(|e| stream(&name, e))? {
+                let entry = entry.map_err(|e| stream(&name, e))?;
+                let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
+                let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
+                    continue;
+                };
+                let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
+                let file = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if file == OPAQUE_MARKER {
+                    new_hide_below.push(parent);
+                    continue;
                 }
-                claimed.insert(path.clone());
-                keep.insert((i, path));
+                if let Some(target) = file.strip_prefix(WHITEOUT_PREFIX) {
+                    let p = parent.join(target);
+                    new_hidden.push(p.clone());
+                    new_hide_below.push(p);
+                    continue;
+                }
+                let visible = !claimed.contains(&path)
+                    && !hidden.contains(&path)
+                    && !path.ancestors().skip(1).any(|a| hide_below.contains(a));
+                if visible {
+                    if entry.header().entry_type() != tar::EntryType::Directory {
+                        new_hide_below.push(path.clone());
+                    }
+                    claimed.insert(path.clone());
+                    keep.insert((i, path));
+                }
             }
-        }
+            Ok(())
+        })?;
         // A whiteout hides lower layers only: apply this layer's markers after reading it.
         hide_below.extend(new_hide_below);
         hidden.extend(new_hidden);

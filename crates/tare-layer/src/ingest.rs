@@ -93,7 +93,7 @@ fn check_tar<R: Read>(reader: &mut R, name: &str) -> Result<()> {
 }
 
 fn check_entries<R: Read>(reader: R, name: &str) -> Result<()> {
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = crate::bounded::tar_archive(reader);
     for entry in archive.entries().map_err(|e| stream(name, e))? {
         let entry = entry.map_err(|e| stream(name, e))?;
         let path = entry.path().map_err(|e| stream(name, e))?.into_owned();

@@ -17,13 +17,16 @@
 //!   [`ApplyMode::Flatten`] deletes what they hide.
 //! - [`snapshot()`]`(store, diff_id)`: the layer extracted once into `ROOT/snapshots/<hex>/`
 //!   in overlayfs format, usable as an overlay lowerdir.
-//! - [`open_layer`]: a verified, decompressed reader over a stored layer.
+//! - [`open_layer`]: a verified, decompressed reader over a stored layer; [`read_layer`] reads
+//!   its tar and verifies the whole blob before returning anything.
+//! - [`tar_archive`]: every tar tare reads goes through it; header records are bounded.
 //! - [`content_size()`]`(store, layer)`: the layer's size as docker shows it (file content,
 //!   not tar bytes); recorded by [`LayerSink`] and [`ingest_layer`], computed once for layers
 //!   stored otherwise. [`image_content_size`] and [`layers_content_size`] add them up.
 
 pub mod apply;
 pub mod archive;
+pub mod bounded;
 pub mod compression;
 pub mod content_size;
 pub mod diff;
@@ -35,6 +38,7 @@ pub mod sink;
 pub mod snapshot;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
+pub use bounded::{tar_archive, BoundedTar};
 pub use compression::{decompress, Compression};
 pub use content_size::{content_size, image_content_size, layers_content_size, ContentSize};
 pub use error::{Error, Result};
@@ -44,26 +48,96 @@ pub use sink::LayerSink;
 pub use snapshot::snapshot;
 pub use tare_store::LayerInfo;
 
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
 
-use tare_store::Store;
+use tare_store::{BlobReader, Store};
 
-/// Opens a stored layer as its uncompressed tar stream. The blob's digest is verified as it is
-/// read (the stream fails at its end on a mismatch).
-pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
-    let blob = store.open_blob(&layer.digest)?;
+/// Opens a stored layer as its uncompressed tar stream, verified against the layer's digest.
+/// Tar readers stop at the end-of-archive blocks, before the blob's end where the digest is
+/// checked: use [`read_layer`], or call [`LayerReader::finish`] before trusting what was read.
+pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<LayerReader> {
+    let blob = BufReader::with_capacity(256 << 10, store.open_blob(&layer.digest)?);
     let kind = Compression::from_media_type(&layer.media_type).unwrap_or(Compression::None);
-    let r = BufReader::with_capacity(256 << 10, blob);
-    Ok(match kind {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(
-            |e| Error::Stream {
-                what: format!("layer {}", layer.digest),
-                source: e,
-            },
-        )?),
-    })
+    let what = format!("layer {}", layer.digest);
+    let decoded = match kind {
+        Compression::None => Decoded::Plain(blob),
+        Compression::Gzip => Decoded::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(blob))),
+        Compression::Zstd => {
+            Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(blob).map_err(|e| {
+                Error::Stream {
+                    what: what.clone(),
+                    source: e,
+                }
+            })?)
+        }
+    };
+    Ok(LayerReader { decoded, what })
+}
+
+/// Reads a stored layer's tar (header records bounded, see [`bounded`]), then drains and
+/// verifies the rest of the blob: `f`'s result is only returned from a blob that matches its
+/// digest. On a mismatch the error names the digest, even when `f` failed first (a tampered
+/// blob often breaks the tar or the compression before its end).
+pub fn read_layer<T>(
+    store: &Store,
+    layer: &LayerInfo,
+    f: impl FnOnce(&mut tar::Archive<BoundedTar<&mut LayerReader>>) -> Result<T>,
+) -> Result<T> {
+    let mut reader = open_layer(store, layer)?;
+    let result = f(&mut tar_archive(&mut reader));
+    reader.finish()?;
+    result
+}
+
+/// The uncompressed stream of a stored layer. Reaching the end of the uncompressed data reads
+/// the blob to its end, which verifies its digest: the last read fails on a mismatch.
+pub struct LayerReader {
+    decoded: Decoded,
+    what: String,
+}
+
+enum Decoded {
+    Plain(BufReader<BlobReader>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<BlobReader>>>),
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<BlobReader>>),
+}
+
+impl LayerReader {
+    /// Reads what is left, to the end of the blob, and fails unless the blob matches its
+    /// digest.
+    pub fn finish(mut self) -> Result<()> {
+        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::Stream {
+            what: format!("reading {}", self.what),
+            source: e,
+        })?;
+        Ok(())
+    }
+
+    /// Reads the compressed blob to its end (which checks the digest).
+    fn drain_blob(&mut self) -> io::Result<()> {
+        let blob = match &mut self.decoded {
+            Decoded::Plain(r) => r,
+            Decoded::Gzip(r) => r.get_mut(),
+            Decoded::Zstd(r) => r.get_mut(),
+        };
+        io::copy(blob, &mut io::sink()).map(|_| ())
+    }
+}
+
+impl Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = match &mut self.decoded {
+            Decoded::Plain(r) => r.read(buf),
+            Decoded::Gzip(r) => r.read(buf),
+            Decoded::Zstd(r) => r.read(buf),
+        };
+        match r {
+            Ok(0) if !buf.is_empty() => self.drain_blob().map(|()| 0),
+            Ok(n) => Ok(n),
+            // A decoding error: a digest mismatch is the better explanation when there is one.
+            Err(e) => Err(self.drain_blob().err().unwrap_or(e)),
+        }
+    }
 }
 
 /// The layer stored with `compression`: the given one when it already is, a variant made

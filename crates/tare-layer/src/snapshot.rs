@@ -11,8 +11,8 @@ use crate::error::{io, Error, Result};
 
 /// The directory `ROOT/snapshots/<hex>/` holding the diff `diff_id` extracted, with OCI
 /// whiteouts turned into overlayfs whiteouts. Extracted on first use, under a per-snapshot
-/// lock, into a temporary directory renamed into place, so concurrent callers and crashes
-/// never see a half-extracted snapshot.
+/// lock, into a temporary directory renamed into place once the blob's digest is verified, so
+/// concurrent callers and crashes never see a half-extracted or tampered snapshot.
 pub fn snapshot(store: &Store, diff_id: &Digest) -> Result<PathBuf> {
     let path = store.snapshot_path(diff_id);
     if path.is_dir() {
@@ -34,23 +34,22 @@ pub fn snapshot(store: &Store, diff_id: &Digest) -> Result<PathBuf> {
         return Ok(path);
     }
     let layer = store.layer(diff_id)?;
-    let parent = path.parent().unwrap_or(store.root());
-    let tmp = tempfile::Builder::new()
-        .prefix(".extract-")
-        .tempdir_in(parent)
-        .map_err(io("creating a temporary directory in", parent))?;
+    // Extracted in the store's temporary area (reclaimed if we are killed) and renamed into
+    // place only once the whole blob has been read and its digest verified.
+    let tmp = store.temp_dir("extract-")?;
     fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .map_err(io("chmod", tmp.path()))?;
-    let reader = crate::open_layer(store, &layer)?;
+    let mut reader = crate::open_layer(store, &layer)?;
     apply(
-        reader,
+        &mut reader,
         tmp.path(),
         ApplyMode::Overlay,
         &format!("layer {}", layer.digest),
     )?;
+    reader.finish()?;
     let tmp_path = tmp.keep();
     fs::rename(&tmp_path, &path).map_err(io("renaming into", &path))?;
     Ok(path)

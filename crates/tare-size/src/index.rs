@@ -161,7 +161,7 @@ pub fn build_index(store: &Store, layer: &LayerInfo) -> Result<LayerIndex> {
 
 /// Indexes an uncompressed layer tar stream.
 pub fn index_tar<R: Read>(reader: R) -> io::Result<LayerIndex> {
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tare_layer::tar_archive(reader);
     let mut entries = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
     for entry in archive.entries()? {

@@ -19,18 +19,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde_json::Value;
-use tare_layer::compression::decompress_as;
 use tare_layer::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use tare_layer::{Compression, LayerSink};
 use tare_store::config::History;
 use tare_store::{Digest, Image, LayerInfo, Reference, Store};
 
-use crate::error::{io, Error, Result};
+use crate::error::{Error, Result};
 use crate::index::{clean, layer_indexes, split_name, EntryKind};
 
 /// Where the squashed part starts.
@@ -285,15 +284,14 @@ fn for_each_entry(
     layer: &LayerInfo,
     mut f: impl FnMut(usize, &mut tar::Entry<'_, Box<dyn Read + '_>>) -> Result<()>,
 ) -> Result<()> {
-    let path = store.blob_path(&layer.digest);
-    let file = fs::File::open(&path).map_err(io("opening layer blob", &path))?;
-    let kind = Compression::from_media_type(&layer.media_type).unwrap_or(Compression::None);
     let stream = |e| Error::Stream {
         digest: layer.digest,
         source: e,
     };
-    let reader = decompress_as(kind, BufReader::with_capacity(256 << 10, file)).map_err(stream)?;
-    let mut archive = tar::Archive::new(reader);
+    // Verified: the blob is read to its end and its digest checked before squash trusts it.
+    let mut reader = tare_layer::open_layer(store, layer)?;
+    let bounded: Box<dyn Read + '_> = Box::new(tare_layer::BoundedTar::new(&mut reader));
+    let mut archive = tar::Archive::new(bounded);
     let mut n = 0;
     for entry in archive.entries().map_err(stream)? {
         let mut entry = entry.map_err(stream)?;
@@ -309,6 +307,8 @@ fn for_each_entry(
         f(n, &mut entry)?;
         n += 1;
     }
+    drop(archive);
+    reader.finish()?;
     Ok(())
 }
 

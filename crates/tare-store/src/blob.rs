@@ -19,11 +19,7 @@ pub struct BlobWriter {
 
 impl BlobWriter {
     pub(crate) fn new(store: &Store) -> Result<BlobWriter> {
-        let dir = store.root().join("tmp");
-        let tmp = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&dir)
-            .map_err(io("creating a temporary file in", &dir))?;
+        let tmp = store.temp_file("blob-")?;
         Ok(BlobWriter {
             store: store.clone(),
             file: BufWriter::with_capacity(256 << 10, tmp),

@@ -14,6 +14,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("store root {path} is unsafe: {reason}")]
+    UnsafeRoot { path: PathBuf, reason: String },
     #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
     InvalidDigest(String),
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
@@ -27,6 +29,12 @@ pub enum Error {
         digest: Digest,
         expected: u64,
         actual: u64,
+    },
+    #[error("blob {digest} is too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        digest: Digest,
+        size: u64,
+        limit: u64,
     },
     #[error("blob {0} is not in the store")]
     BlobNotFound(Digest),

@@ -5,6 +5,7 @@ use std::fs;
 use crate::digest::{Digest, Hasher};
 use crate::error::{io, Result};
 use crate::image::{read_json, ImageRecord, LayerInfo};
+use crate::temp::remove_tree;
 use crate::Store;
 
 /// What `prune` removed.
@@ -40,10 +41,14 @@ impl Store {
             let mut referenced = self.referenced_blobs()?;
             referenced.extend(keep.iter().map(|l| l.digest));
             let mut report = PruneReport::default();
-            let tmp = self.root().join("tmp");
-            for entry in fs::read_dir(&tmp).map_err(io("reading", &tmp))? {
-                let entry = entry.map_err(io("reading", &tmp))?;
-                let _ = fs::remove_file(entry.path());
+            report.freed += self.reclaim_temp(true)?;
+            // Records being written when a process was killed (`write_atomic`'s temporaries).
+            let images = self.root().join("images");
+            for entry in fs::read_dir(&images).map_err(io("reading", &images))? {
+                let entry = entry.map_err(io("reading", &images))?;
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    remove_tree(&entry.path()).map_err(io("removing", entry.path()))?;
+                }
             }
             let mut live_diffs: std::collections::BTreeSet<Digest> =
                 keep.iter().map(|l| l.diff_id).collect();
@@ -94,8 +99,7 @@ impl Store {
                 }
                 let path = entry.path();
                 if path.is_dir() {
-                    make_writable(&path);
-                    fs::remove_dir_all(&path).map_err(io("removing", &path))?;
+                    remove_tree(&path).map_err(io("removing", &path))?;
                     if let Some(d) = diff {
                         report.snapshots.push(d);
                     }
@@ -220,20 +224,5 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
             return Ok(h.finish());
         }
         h.update(&buf[..n]);
-    }
-}
-
-/// Snapshots may hold read-only directories; make them removable.
-fn make_writable(dir: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    // Writable and searchable first, or its entries cannot be read or removed.
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            make_writable(&e.path());
-        }
     }
 }

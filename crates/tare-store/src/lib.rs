@@ -10,7 +10,9 @@
 //! ROOT/lock                     flock: shared while a Store is open, exclusive for prune
 //! ROOT/meta.lock                flock around read-modify-write of tags and layer records
 //! ROOT/blobs/sha256/<hex>       blobs (configs, manifests, layers), named by their digest
-//! ROOT/tmp/                     blobs being written; renamed into blobs/ once verified
+//! ROOT/tmp/own-XXXXXX/          temporary data of one open store (blobs being written, build
+//!                               scratch, snapshots being extracted), reclaimed once its
+//!                               owner is gone (see [`TempDir`])
 //! ROOT/layers/<diffid>.json     the stored blobs (compressions) of each diff, its content size
 //! ROOT/images/<id>.json         image records: manifest digest, layers, builder info
 //! ROOT/repositories.json        tags: normalised reference -> image ID
@@ -28,6 +30,7 @@
 //! - Layers: [`Store::record_layer`], [`Store::layer`], [`Store::layer_variants`];
 //!   [`Store::record_content_size`] and [`Store::recorded_content_size`] keep each diff's
 //!   content size (docker's layer size), which `tare_layer::content_size` computes.
+//! - Temporary data: [`Store::temp_dir`] (reclaimed even after a SIGKILL).
 //! - Maintenance: [`Store::prune`], [`Store::check`].
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
 
@@ -38,11 +41,13 @@ mod error;
 mod gc;
 mod image;
 mod reference;
+mod temp;
 
 use std::fs::{self, File};
 use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -56,6 +61,7 @@ pub use image::{
     MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use reference::Reference;
+pub use temp::TempDir;
 
 use error::io;
 
@@ -69,7 +75,21 @@ pub struct Store {
 struct Inner {
     root: PathBuf,
     lock: File,
+    /// This handle's directory for temporary data, made on first use.
+    owner: OnceLock<temp::Owner>,
 }
+
+/// Directories of the store, all private to the user running tare (mode 0700): a host user
+/// who could reach a snapshot could run its setuid-root files or open its device nodes.
+const PRIVATE_DIRS: [&str; 7] = [
+    "blobs",
+    "blobs/sha256",
+    "tmp",
+    "layers",
+    "images",
+    "snapshots",
+    "containers",
+];
 
 /// Held while tags or layer records are read, changed and written back.
 pub struct MetaGuard {
@@ -78,11 +98,21 @@ pub struct MetaGuard {
 
 impl Store {
     /// Opens (creating when needed) the store at `root` and takes a shared lock on it.
+    ///
+    /// The root and every directory in it are made private (0700; an existing store is
+    /// tightened), and temporary data that processes which are gone left behind is removed.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        for dir in ["blobs/sha256", "tmp", "layers", "images", "snapshots"] {
-            let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io("creating", &path))?;
+        make_private_root(&root)?;
+        for dir in PRIVATE_DIRS {
+            make_private_dir(&root.join(dir))?;
+        }
+        // Directories other crates keep in the store (cache, index, registry) too.
+        for entry in fs::read_dir(&root).map_err(io("reading", &root))? {
+            let entry = entry.map_err(io("reading", &root))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                make_private_dir(&entry.path())?;
+            }
         }
         let lock_path = root.join("lock");
         let lock = File::options()
@@ -96,9 +126,17 @@ impl Store {
             path: lock_path,
             source: e.into(),
         })?;
-        Ok(Store {
-            inner: Arc::new(Inner { root, lock }),
-        })
+        let store = Store {
+            inner: Arc::new(Inner {
+                root,
+                lock,
+                owner: OnceLock::new(),
+            }),
+        };
+        // Best effort: a leftover that cannot be removed now must not make the store unusable;
+        // `prune` reports it.
+        let _ = store.reclaim_temp(false);
+        Ok(store)
     }
 
     /// The store directory.
@@ -160,6 +198,32 @@ impl Store {
         Ok(buf)
     }
 
+    /// Reads a whole blob that must not be larger than `limit` bytes (a manifest, an index, a
+    /// config from an untrusted source) and verifies it.
+    pub fn read_blob_limited(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let size = self.blob_size(digest)?;
+        if size > limit {
+            return Err(Error::TooLarge {
+                digest: *digest,
+                size,
+                limit,
+            });
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        self.open_blob(digest)?
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(io("reading blob", self.blob_path(digest)))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                digest: *digest,
+                size: buf.len() as u64,
+                limit,
+            });
+        }
+        Ok(buf)
+    }
+
     /// Takes the metadata lock (released when the guard drops).
     pub fn meta_lock(&self) -> Result<MetaGuard> {
         let path = self.inner.root.join("meta.lock");
@@ -198,5 +262,60 @@ impl Store {
     /// Directory for the extracted snapshot of a diff (`ROOT/snapshots/<hex>`).
     pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
         self.inner.root.join("snapshots").join(diff_id.hex())
+    }
+}
+
+/// Creates the store root if needed and makes it 0700. A root owned by another user, or one
+/// other users may write to (such as `/tmp`), is refused rather than changed: they could swap
+/// the store's directories for symlinks.
+fn make_private_root(root: &Path) -> Result<()> {
+    fs::create_dir_all(root).map_err(io("creating", root))?;
+    let meta = fs::metadata(root).map_err(io("reading", root))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(Error::UnsafeRoot {
+            path: root.to_path_buf(),
+            reason: format!(
+                "it is owned by uid {}, not by uid {euid} running tare",
+                meta.uid()
+            ),
+        });
+    }
+    if meta.mode() & 0o1002 != 0 {
+        return Err(Error::UnsafeRoot {
+            path: root.to_path_buf(),
+            reason: format!(
+                "other users may write to it (mode {:o}); use a directory of its own",
+                meta.mode() & 0o7777
+            ),
+        });
+    }
+    if meta.mode() & 0o7777 != 0o700 {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(io("making private", root))?;
+    }
+    Ok(())
+}
+
+/// Creates a directory (and missing parents) with mode 0700, or takes group and other
+/// permissions away from an existing one. Symlinks are not followed.
+fn make_private_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            if meta.mode() & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o700))
+                    .map_err(io("making private", path))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(Error::UnsafeRoot {
+            path: path.to_path_buf(),
+            reason: "it should be a directory".into(),
+        }),
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(io("creating", path)),
     }
 }
