@@ -1,11 +1,15 @@
 //! The build cache: a step's result, found again by what determines it.
 //!
-//! A step's key is the sha256 of its parent's key, its instruction after expansion, the build
-//! args it sees, and for COPY/ADD the content, mode and owner of every source file (not its
-//! mtime). Config-only instructions chain into the key too, so a RUN after a changed ENV
-//! misses. Records live in `ROOT/cache/records/<key>.json`; the key of the parent also
-//! indexes its children (`ROOT/cache/children/<parent>/<key>`), which is how
-//! `--explain-cache` finds what a missed step was last time.
+//! A step's key is the hash of its [`StepKey`](crate::key::StepKey): the parent state's key,
+//! the instruction after expansion with every flag, the state the step reads, and for
+//! COPY/ADD the content, mode and owner of every source file (not its mtime). Config-only
+//! instructions chain into the key too, so a RUN after a changed ENV misses. Records live in
+//! `ROOT/cache/records/<key>.json` and hold the encoded key (`inputs`); the key of the
+//! parent also indexes its children (`ROOT/cache/children/<parent>/<key>`), which is how
+//! `--explain-cache` finds what a missed step was last time and compares the two inputs.
+//!
+//! Every record carries the cache format version ([`CACHE_FORMAT`]): a record of another
+//! version is never used, and `tare prune --cache` removes it whatever the size limit.
 //!
 //! File hashes are remembered per host path with the file's stat data
 //! (`ROOT/cache/files.json`): a file whose size, mtime, ctime and inode are unchanged is not
@@ -19,23 +23,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tare_store::{LayerInfo, Store};
 
 use crate::error::{io_err, Error};
+pub use crate::key::CACHE_FORMAT;
 
 /// What a cached step produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    /// [`CACHE_FORMAT`] when written; 0 for records from before versions existed.
+    #[serde(default)]
+    pub format: u32,
     pub key: String,
     pub parent: String,
-    /// The instruction after expansion.
-    pub instruction: String,
-    /// `KEY=VALUE` build args the step saw.
-    pub args: Vec<String>,
-    /// Source files (path, content digest) for COPY/ADD.
+    /// The step's encoded [`StepKey`](crate::key::StepKey): what `--explain-cache` compares.
     #[serde(default)]
-    pub files: Vec<(String, String)>,
+    pub inputs: Value,
     /// The layer, `None` for an empty diff.
     pub layer: Option<LayerInfo>,
     /// RFC 3339 time the step first ran (kept, so a cached rebuild gives the same image).
@@ -43,6 +48,13 @@ pub struct Record {
     /// Unix seconds of the last use, for pruning (kept up to date as the file's mtime).
     #[serde(default)]
     pub used: u64,
+}
+
+impl Record {
+    /// Whether this record may answer a step: written by this cache format.
+    pub fn is_current(&self) -> bool {
+        self.format == CACHE_FORMAT
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,7 +75,8 @@ pub struct Cache {
     files_dirty: Mutex<bool>,
 }
 
-/// The sha256 (hex) of the parts, each length-prefixed so no two lists collide.
+/// The sha256 (hex) of the parts, each length-prefixed so no two lists collide: a content
+/// digest for inline sources. Step keys are [`StepKey`](crate::key::StepKey)s, not lists.
 pub fn key_of(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -100,11 +113,21 @@ impl Cache {
         self.dir.join("records").join(format!("{key}.json"))
     }
 
-    /// The record for `key`, when its layer is still in the store.
+    /// Removes a record's entry in its parent's index (and the index when empty).
+    fn remove_marker(&self, parent: &str, key: &str) {
+        let children = self.dir.join("children").join(parent);
+        let _ = fs::remove_file(children.join(key));
+        let _ = fs::remove_dir(&children);
+    }
+
+    /// The record for `key`, when it is of this format and its layer is still in the store.
     pub fn get(&self, store: &Store, key: &str) -> Option<Record> {
         let path = self.record_path(key);
         let bytes = fs::read(&path).ok()?;
         let record: Record = serde_json::from_slice(&bytes).ok()?;
+        if !record.is_current() || record.key != key {
+            return None;
+        }
         if let Some(layer) = &record.layer {
             if !store.has_blob(&layer.digest) {
                 return None;
@@ -127,15 +150,9 @@ impl Cache {
         Ok(())
     }
 
-    /// Why a step with these inputs missed: compared with the most recent record that had
-    /// the same parent. Build args come first: a RUN's text includes them.
-    pub fn explain(
-        &self,
-        parent: &str,
-        instruction: &str,
-        args: &[String],
-        files: &[(String, String)],
-    ) -> String {
+    /// Why a step with these inputs (an encoded `StepKey`) missed: compared with the most
+    /// recent record of this format that had the same parent.
+    pub fn explain(&self, parent: &str, inputs: &Value) -> String {
         let children = self.dir.join("children").join(parent);
         let mut previous: Vec<Record> = fs::read_dir(&children)
             .into_iter()
@@ -143,69 +160,13 @@ impl Cache {
             .flatten()
             .filter_map(|e| fs::read(self.record_path(&e.file_name().to_string_lossy())).ok())
             .filter_map(|b| serde_json::from_slice::<Record>(&b).ok())
+            .filter(Record::is_current)
             .collect();
         previous.sort_by(|a, b| b.created.cmp(&a.created));
         let Some(prev) = previous.first() else {
-            return "no cached result for this step after the same previous step (first build, or an earlier step changed)".to_string();
+            return "no cached result for this step after the same previous step (first build, an earlier step changed, or the cache is from an older tare)".to_string();
         };
-        if prev.args != args {
-            let old: BTreeMap<&str, &str> = prev
-                .args
-                .iter()
-                .map(|a| a.split_once('=').unwrap_or((a, "")))
-                .collect();
-            let new: BTreeMap<&str, &str> = args
-                .iter()
-                .map(|a| a.split_once('=').unwrap_or((a, "")))
-                .collect();
-            let mut changed: Vec<String> = Vec::new();
-            for (k, v) in &new {
-                match old.get(k) {
-                    Some(o) if o == v => {}
-                    Some(o) => changed.push(format!("{k} ({o:?} -> {v:?})")),
-                    None => changed.push(format!("{k} (new)")),
-                }
-            }
-            for k in old.keys() {
-                if !new.contains_key(k) {
-                    changed.push(format!("{k} (removed)"));
-                }
-            }
-            return format!("build arg changed: {}", changed.join(", "));
-        }
-        if prev.instruction != instruction {
-            return format!("instruction changed: was {:?}", prev.instruction);
-        }
-        let old: BTreeMap<&str, &str> = prev
-            .files
-            .iter()
-            .map(|(p, d)| (p.as_str(), d.as_str()))
-            .collect();
-        let new: BTreeMap<&str, &str> = files
-            .iter()
-            .map(|(p, d)| (p.as_str(), d.as_str()))
-            .collect();
-        let mut changed: Vec<&str> = Vec::new();
-        for (p, d) in &new {
-            if old.get(p) != Some(d) {
-                changed.push(p);
-            }
-        }
-        for p in old.keys() {
-            if !new.contains_key(p) {
-                changed.push(p);
-            }
-        }
-        if changed.is_empty() {
-            return "the cached result is gone (its layer was pruned)".to_string();
-        }
-        let shown: Vec<&str> = changed.iter().take(5).copied().collect();
-        let more = if changed.len() > 5 {
-            format!(" and {} more", changed.len() - 5)
-        } else {
-            String::new()
-        };
-        format!("context files changed: {}{more}", shown.join(", "))
+        explain_difference(&prev.inputs, inputs)
     }
 
     /// The content digest of a regular file, read only when its stat data changed.
@@ -288,6 +249,7 @@ pub fn layers(store: &Store) -> Result<Vec<LayerInfo>, Error> {
         .map_err(io_err(&dir))?
         .flatten()
         .filter_map(|e| serde_json::from_slice::<Record>(&fs::read(e.path()).ok()?).ok())
+        .filter(Record::is_current)
         .filter_map(|record| record.layer)
         .collect();
     Ok(layers)
@@ -307,21 +269,41 @@ pub struct PruneReport {
 pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Error> {
     let cache = Cache::open(store)?;
     let dir = cache.dir.join("records");
-    let mut records: Vec<Record> = fs::read_dir(&dir)
-        .map_err(io_err(&dir))?
-        .flatten()
-        .filter_map(|e| {
-            let mtime = e.metadata().ok()?.mtime();
-            let mut record = serde_json::from_slice::<Record>(&fs::read(e.path()).ok()?).ok()?;
-            record.used = u64::try_from(mtime).unwrap_or(0);
-            Some(record)
-        })
-        .collect();
-    // Most recently used first: those are kept while the size limit allows.
-    records.sort_by(|a, b| b.used.cmp(&a.used).then(b.created.cmp(&a.created)));
-    let mut kept = 0u64;
     let mut report = PruneReport::default();
-    for record in records {
+    let mut records: Vec<(PathBuf, Record)> = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let mtime = entry.metadata().map(|m| m.mtime()).unwrap_or(0);
+        let record = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+        match record {
+            Some(mut record)
+                if record.is_current()
+                    && name.to_str() == Some(format!("{}.json", record.key).as_str()) =>
+            {
+                record.used = u64::try_from(mtime).unwrap_or(0);
+                records.push((path, record));
+            }
+            // An older format (never used again), an unreadable record or one filed under
+            // another key (never used either): always removed.
+            other => {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                if let Some(record) = other {
+                    // The file's own name: a misfiled record must not unlist the real one.
+                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                    cache.remove_marker(&record.parent, stem);
+                    report.bytes += record.layer.as_ref().map_or(0, |l| l.size);
+                }
+                report.records += 1;
+            }
+        }
+    }
+    // Most recently used first: those are kept while the size limit allows.
+    records.sort_by(|(_, a), (_, b)| b.used.cmp(&a.used).then(b.created.cmp(&a.created)));
+    let mut kept = 0u64;
+    for (path, record) in records {
         let size = record.layer.as_ref().map_or(0, |l| l.size);
         let keep = match keep_bytes {
             Some(limit) => kept + size <= limit,
@@ -331,15 +313,8 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
             kept += size;
             continue;
         }
-        let path = cache.record_path(&record.key);
         fs::remove_file(&path).map_err(io_err(&path))?;
-        let marker = cache
-            .dir
-            .join("children")
-            .join(&record.parent)
-            .join(&record.key);
-        let _ = fs::remove_file(&marker);
-        let _ = fs::remove_dir(cache.dir.join("children").join(&record.parent));
+        cache.remove_marker(&record.parent, &record.key);
         report.records += 1;
         report.bytes += size;
     }
@@ -349,17 +324,116 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
     Ok(report)
 }
 
+/// What changed between a previous step's inputs and this one's, in words: build args
+/// first, then source files, then the other fields of the key.
+fn explain_difference(old: &Value, new: &Value) -> String {
+    let (Some((old_kind, old)), Some((new_kind, new))) = (variant(old), variant(new)) else {
+        return "the cached result is gone (its layer was pruned)".to_string();
+    };
+    if old_kind != new_kind {
+        return format!("instruction changed: was a {old_kind} step, now a {new_kind} step");
+    }
+    let field = |v: &Value, name: &str| v.get(name).cloned().unwrap_or(Value::Null);
+    let (old_args, new_args) = (field(old, "build_args"), field(new, "build_args"));
+    if old_args != new_args {
+        return format!(
+            "build arg changed: {}",
+            diff_pairs(&old_args, &new_args, true)
+        );
+    }
+    let (old_files, new_files) = (field(old, "files"), field(new, "files"));
+    if old_files != new_files {
+        return format!(
+            "context files changed: {}",
+            diff_pairs(&old_files, &new_files, false)
+        );
+    }
+    let mut changed: Vec<String> = Vec::new();
+    if let (Some(o), Some(n)) = (old.as_object(), new.as_object()) {
+        for (k, nv) in n {
+            let ov = o.get(k).unwrap_or(&Value::Null);
+            if ov != nv && k != "parent" {
+                changed.push(format!("{k} ({} -> {})", short(ov), short(nv)));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return "the cached result is gone (its layer was pruned)".to_string();
+    }
+    format!("instruction changed: {}", changed.join(", "))
+}
+
+/// The variant name and fields of an encoded `StepKey` (`{"run": {...}}`).
+fn variant(v: &Value) -> Option<(&str, &Value)> {
+    match v {
+        Value::Object(map) if map.len() == 1 => map.iter().next().map(|(k, v)| (k.as_str(), v)),
+        Value::String(s) => Some((s.as_str(), &Value::Null)),
+        _ => None,
+    }
+}
+
+/// A JSON value for a message, cut at 80 characters.
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 80 {
+        format!("{}...", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// The names whose values differ between two lists of `[name, value]` pairs; with
+/// `values`, the old and new values too (build args), else at most five names (files).
+fn diff_pairs(old: &Value, new: &Value, values: bool) -> String {
+    let pairs = |v: &Value| -> BTreeMap<String, String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let name = p.get(0)?.as_str()?.to_string();
+                let value = p
+                    .get(1)
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))?;
+                Some((name, value))
+            })
+            .collect()
+    };
+    let (old, new) = (pairs(old), pairs(new));
+    let mut changed: Vec<String> = Vec::new();
+    for (k, v) in &new {
+        match old.get(k) {
+            Some(o) if o == v => {}
+            Some(o) if values => changed.push(format!("{k} ({o:?} -> {v:?})")),
+            None if values => changed.push(format!("{k} (new)")),
+            _ => changed.push(k.clone()),
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            changed.push(if values {
+                format!("{k} (removed)")
+            } else {
+                k.clone()
+            });
+        }
+    }
+    if values || changed.len() <= 5 {
+        return changed.join(", ");
+    }
+    format!("{} and {} more", changed[..5].join(", "), changed.len() - 5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn record(key: &str, parent: &str, used: u64, size: u64) -> Record {
         Record {
+            format: CACHE_FORMAT,
             key: key.to_string(),
             parent: parent.to_string(),
-            instruction: format!("RUN {key}"),
-            args: Vec::new(),
-            files: Vec::new(),
+            inputs: json!({"run": {"argv": [key]}}),
             layer: Some(LayerInfo {
                 digest: tare_store::Digest::of(key.as_bytes()),
                 diff_id: tare_store::Digest::of(key.as_bytes()),
@@ -397,24 +471,49 @@ mod tests {
     }
 
     #[test]
-    fn explain_names_changed_files_and_args() {
+    fn records_of_another_format_are_never_used_and_always_pruned() {
         let root = tempfile::tempdir().expect("tmp");
         let store = Store::open(root.path()).expect("store");
         let cache = Cache::open(&store).expect("cache");
+        // A record as tare wrote them before format versions (no `format` field), with no
+        // layer so that only the format can make it unusable.
+        let old = json!({"key": "k1", "parent": "p", "instruction": "COPY f /f # buildkit",
+            "args": [], "files": [], "layer": null, "created": "2026-01-01T00:00:00Z"});
+        fs::write(cache.record_path("k1"), old.to_string()).expect("write old");
+        let mut current = record("k2", "p", 0, 0);
+        current.layer = None;
+        cache.put(&current).expect("put");
+        assert!(cache.get(&store, "k1").is_none());
+        assert!(cache.get(&store, "k2").is_some());
+        // Neither does a record filed under another key.
+        fs::copy(cache.record_path("k2"), cache.record_path("k3")).expect("copy");
+        assert!(cache.get(&store, "k3").is_none());
+        // A generous limit keeps the current record and removes the old one.
+        let report = prune(&store, Some(1 << 40)).expect("prune");
+        assert_eq!(report.records, 2, "the old record and the misfiled one");
+        assert!(!cache.record_path("k1").exists());
+        assert!(cache.record_path("k2").exists());
+    }
+
+    #[test]
+    fn explain_names_changed_files_args_and_flags() {
+        let root = tempfile::tempdir().expect("tmp");
+        let store = Store::open(root.path()).expect("store");
+        let cache = Cache::open(&store).expect("cache");
+        let inputs = |chown: Option<&str>, v: &str, b: &str| {
+            json!({"copy": {"parent": "parent", "chown": chown, "build_args": [["V", v]],
+                "files": [["a", "1"], ["b", b]]}})
+        };
         let mut r = record("k", "parent", 1, 1);
-        r.instruction = "COPY . /app".into();
-        r.args = vec!["V=1".into()];
-        r.files = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+        r.inputs = inputs(None, "1", "2");
         cache.put(&r).expect("put");
-        let files = vec![
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "3".to_string()),
-        ];
-        let why = cache.explain("parent", "COPY . /app", &["V=1".into()], &files);
+        let why = cache.explain("parent", &inputs(None, "1", "3"));
         assert_eq!(why, "context files changed: b");
-        let why = cache.explain("parent", "COPY . /app", &["V=2".into()], &files);
+        let why = cache.explain("parent", &inputs(None, "2", "3"));
         assert_eq!(why, "build arg changed: V (\"1\" -> \"2\")");
-        let why = cache.explain("other", "COPY . /app", &[], &files);
+        let why = cache.explain("parent", &inputs(Some("7:7"), "1", "2"));
+        assert_eq!(why, "instruction changed: chown (null -> \"7:7\")");
+        let why = cache.explain("other", &inputs(None, "1", "2"));
         assert!(why.starts_with("no cached result"), "{why}");
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, E
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
     let mut st = match stage.base_stage {
         Some(b) => (*build.slots.wait(b)?).clone(),
-        None if stage.base.eq_ignore_ascii_case("scratch") => steps::from::scratch(),
+        None if stage.base.eq_ignore_ascii_case("scratch") => steps::from::scratch()?,
         None => steps::from::image(build, &stage.base).map_err(|e| Error::Step {
             file: build.opts.dockerfile_name.clone(),
             line: stage.line,

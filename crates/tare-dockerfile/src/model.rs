@@ -143,7 +143,7 @@ pub struct Run {
     /// env (base image + ENV) with these on top; they are not stored in the image.
     pub build_args: Vec<(String, String)>,
     /// The `--mount` values as written, re-read with the stage's variables by expand.
-    pub(crate) mount_specs: Vec<String>,
+    pub mount_specs: Vec<String>,
 }
 
 /// COPY and ADD.

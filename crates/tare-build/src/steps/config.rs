@@ -3,10 +3,10 @@
 
 use tare_dockerfile::Command;
 
-use crate::cache::key_of;
 use crate::config::{self, StageFlags};
 use crate::context::{StageOut, StepCtx};
 use crate::error::Error;
+use crate::key::{config_key, ConfigEffect};
 
 pub(crate) fn config(
     cx: &StepCtx<'_>,
@@ -14,13 +14,19 @@ pub(crate) fn config(
     flags: &mut StageFlags,
     command: &Command,
 ) -> Result<bool, Error> {
+    let effect = config_key(&st.key, command);
     let text = config::apply(command, &mut st.config, flags).ok_or_else(|| {
         Error::Invalid(format!("{} is not a config instruction", cx.ins.original))
     })?;
-    // An ARG reaches later steps only through what they expand or see (a RUN's
-    // build args are in its key), so it does not change the key by itself.
-    if !matches!(command, Command::Arg(_)) {
-        st.key = key_of(&["CFG", &st.key, &text]);
+    match effect {
+        ConfigEffect::Chain(key) => st.key = key.digest()?,
+        ConfigEffect::Keep => {}
+        ConfigEffect::NotConfig => {
+            return Err(Error::Invalid(format!(
+                "{} is not a config instruction",
+                cx.ins.original
+            )))
+        }
     }
     st.push_history(text, false, cx.line());
     Ok(false)

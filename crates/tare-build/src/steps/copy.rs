@@ -3,15 +3,15 @@
 
 use tare_dockerfile::{Copy, CopySource};
 
-use crate::cache::key_of;
 use crate::config;
 use crate::context::{StageOut, StepCtx};
 use crate::copy::{self, CopyOptions, Source};
 use crate::error::{io_err, Error};
 use crate::fetch;
+use crate::key::{CopyKey, CopyState, FromKey, StepKey};
 use crate::layer::{self, Upper};
 use crate::report::Event;
-use crate::steps::{apply_outcome, from, resolve_owner, with_cache, CacheInputs};
+use crate::steps::{apply_outcome, from, resolve_owner, with_cache};
 use crate::tree::{Layers, SourceTree};
 
 pub(crate) fn copy(
@@ -36,23 +36,25 @@ pub(crate) fn copy(
     let build = cx.build;
     let line = cx.line();
     // Where sources come from: a stage, an image, or the context.
-    let (from_tree, from_key): (Option<Layers>, String) = match &c.from {
+    let (from_tree, from_state): (Option<Layers>, Option<FromKey>) = match &c.from {
         Some(f) => match build.stage_index(f, cx.stage.index) {
             Some(si) => {
                 let out = build.slots.wait(si)?;
-                // By content: a stage that ran again (--no-cache-filter) and made other
-                // layers must not answer from the old copy.
-                let layers: Vec<String> =
-                    out.layers.iter().map(|l| l.diff_id.to_string()).collect();
-                let key = key_of(&[&out.key, &layers.join(",")]);
-                (Some(out.tree(&format!("stage {f}"))), key)
+                let key = FromKey::Stage {
+                    key: out.key.clone(),
+                    layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
+                };
+                (Some(out.tree(&format!("stage {f}"))), Some(key))
             }
             None => {
                 let img = from::image(build, f)?;
-                (Some(img.tree(&format!("image {f}"))), img.key.clone())
+                let key = FromKey::Image {
+                    key: img.key.clone(),
+                };
+                (Some(img.tree(&format!("image {f}"))), Some(key))
             }
         },
-        None => (None, String::new()),
+        None => (None, None),
     };
     let context: &dyn SourceTree = &build.context;
     let tree: &dyn SourceTree = match &from_tree {
@@ -112,23 +114,17 @@ pub(crate) fn copy(
     } else {
         Vec::new()
     };
-    let files_key: String = files.iter().map(|(p, d)| format!("{p}\0{d}\n")).collect();
-    let key = key_of(&[
-        if add { "ADD" } else { "COPY" },
-        &st.key,
-        &created_by,
-        &workdir,
-        &from_key,
-        &files_key,
-        &format!("{:?}", c.unpack),
-    ]);
-    let inputs = CacheInputs {
-        key: &key,
-        instruction: &created_by,
-        args: &[],
-        files: &files,
-    };
-    let outcome = with_cache(cx, st, inputs, |st| {
+    let key = StepKey::Copy(CopyKey::new(
+        c,
+        CopyState {
+            parent: st.key.clone(),
+            add,
+            workdir: workdir.clone(),
+            from_state,
+            files,
+        },
+    ));
+    let outcome = with_cache(cx, st, &key, |st| {
         let lower = st.tree("image");
         let chown = match &c.chown {
             Some(spec) => Some(resolve_owner(&lower, spec)?),
@@ -148,6 +144,5 @@ pub(crate) fn copy(
         copy::copy_into(&upper, &lower, &sources, &opts)?;
         layer::commit(build.store, &upper, Upper::Plain, &lower)
     })?;
-    st.key = key;
     Ok(apply_outcome(st, outcome, created_by, line))
 }

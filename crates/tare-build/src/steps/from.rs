@@ -2,9 +2,9 @@
 
 use tare_store::config::ImageConfig;
 
-use crate::cache::key_of;
 use crate::context::{Build, StageOut};
 use crate::error::Error;
+use crate::key::StepKey;
 use crate::layer;
 
 /// The image `name` from the store, as a stage state.
@@ -24,7 +24,10 @@ pub(crate) fn image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
         history_lines: vec![None; image.config.history.len()],
         created: image.config.created.clone(),
         base_layers: image.layers.len(),
-        key: key_of(&["image", &image.id.to_string()]),
+        key: StepKey::Image {
+            id: image.id.to_string(),
+        }
+        .digest()?,
         config: image.config,
         layers: image.layers,
         snapshots,
@@ -33,17 +36,17 @@ pub(crate) fn image(build: &Build<'_>, name: &str) -> Result<StageOut, Error> {
 }
 
 /// BuildKit's empty image: `/` as working directory (PATH is added for every stage).
-pub(crate) fn scratch() -> StageOut {
+pub(crate) fn scratch() -> Result<StageOut, Error> {
     let mut config = ImageConfig::new_for_host();
     config.config.working_dir = Some("/".to_string());
-    StageOut {
+    Ok(StageOut {
         config,
         layers: Vec::new(),
         snapshots: Vec::new(),
-        key: key_of(&["scratch"]),
+        key: StepKey::Scratch.digest()?,
         base_layers: 0,
         steps: Vec::new(),
         history_lines: Vec::new(),
         created: None,
-    }
+    })
 }

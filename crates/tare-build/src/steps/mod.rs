@@ -19,6 +19,7 @@ use crate::cache::Record;
 use crate::config::StageFlags;
 use crate::context::{StageOut, StepCtx};
 use crate::error::Error;
+use crate::key::StepKey;
 use crate::report::Event;
 use crate::tree::Layers;
 
@@ -37,19 +38,10 @@ pub(crate) fn dispatch(
     }
 }
 
-/// What the cache compares when a layer step misses, and stores when it ran.
-pub(crate) struct CacheInputs<'a> {
-    pub key: &'a str,
-    /// The instruction after expansion (its history text).
-    pub instruction: &'a str,
-    /// `KEY=VALUE` build args the step sees.
-    pub args: &'a [String],
-    /// COPY/ADD source files and their digests.
-    pub files: &'a [(String, String)],
-}
-
 /// A layer step's result: the layer (if any) and when it was made, and whether it was cached.
 pub(crate) struct Outcome {
+    /// The step's cache key: the state key after it.
+    key: String,
     layer: Option<(LayerInfo, PathBuf)>,
     created: String,
     cached: bool,
@@ -62,6 +54,7 @@ pub(crate) fn apply_outcome(
     created_by: String,
     line: usize,
 ) -> bool {
+    st.key = outcome.key;
     st.created = Some(outcome.created);
     let has_layer = outcome.layer.is_some();
     if let Some((info, snap)) = outcome.layer {
@@ -81,12 +74,14 @@ fn now_rfc3339() -> String {
 pub(crate) fn with_cache(
     cx: &StepCtx<'_>,
     st: &StageOut,
-    inputs: CacheInputs<'_>,
+    key: &StepKey,
     make: impl FnOnce(&StageOut) -> Result<Option<(LayerInfo, PathBuf)>, Error>,
 ) -> Result<Outcome, Error> {
     let build = cx.build;
+    let inputs = key.encode()?;
+    let key = crate::key::digest_of(&inputs);
     if cx.cache_on {
-        if let Some(record) = build.cache.get(build.store, inputs.key) {
+        if let Some(record) = build.cache.get(build.store, &key) {
             let layer = match &record.layer {
                 Some(info) => Some((
                     info.clone(),
@@ -98,16 +93,14 @@ pub(crate) fn with_cache(
                 step: cx.step.clone(),
             });
             return Ok(Outcome {
+                key,
                 layer,
                 created: record.created,
                 cached: true,
             });
         }
         if build.opts.explain_cache {
-            let reason =
-                build
-                    .cache
-                    .explain(&st.key, inputs.instruction, inputs.args, inputs.files);
+            let reason = build.cache.explain(&st.key, &inputs);
             cx.report(Event::CacheMiss {
                 step: cx.step.clone(),
                 reason,
@@ -122,16 +115,16 @@ pub(crate) fn with_cache(
     let layer = make(st)?;
     let created = now_rfc3339();
     build.cache.put(&Record {
-        key: inputs.key.to_string(),
+        format: crate::key::CACHE_FORMAT,
+        key: key.clone(),
         parent: st.key.clone(),
-        instruction: inputs.instruction.to_string(),
-        args: inputs.args.to_vec(),
-        files: inputs.files.to_vec(),
+        inputs,
         layer: layer.as_ref().map(|(l, _)| l.clone()),
         created: created.clone(),
         used: 0,
     })?;
     Ok(Outcome {
+        key,
         layer,
         created,
         cached: false,

@@ -5,16 +5,19 @@ use std::time::Instant;
 
 use tare_dockerfile::{Run, ShellOrExec};
 
-use crate::cache::key_of;
+use tare_sandbox::Network;
+
 use crate::config;
 use crate::context::{StageOut, StepCtx};
 use crate::error::Error;
+use crate::key::{RunKey, RunState, StepKey};
 use crate::layer::{self, Upper};
 use crate::run::{self as sandbox, RunInput};
-use crate::steps::{apply_outcome, with_cache, CacheInputs};
+use crate::steps::{apply_outcome, with_cache};
 
-/// RUN flags whose effect tare does not implement yet: refused with the step's location rather
-/// than silently ignored, since each changes what the step sees or produces.
+/// RUN flags whose effect tare does not implement: refused with the step's location rather
+/// than silently ignored, since each changes what the step sees or produces. They are in
+/// the step's key all the same ([`RunKey`]), for the day they are implemented.
 fn unsupported_run_flags(run: &Run) -> Result<(), Error> {
     if !run.mounts.is_empty() {
         return Err(Error::Invalid(
@@ -26,12 +29,20 @@ fn unsupported_run_flags(run: &Run) -> Result<(), Error> {
             "RUN --security=insecure is not supported by tare".into(),
         ));
     }
-    if run.network.as_deref().is_some_and(|n| n != "default") {
-        return Err(Error::Invalid(
-            "RUN --network is not supported by tare yet: use tare build --network".into(),
-        ));
-    }
     Ok(())
+}
+
+/// The network of this RUN: `--network=host|none` for this step, else (`default` or no
+/// flag) the build's `--network`.
+fn network(run: &Run, build_network: Network) -> Result<Network, Error> {
+    match run.network.as_deref() {
+        None | Some("default") => Ok(build_network),
+        Some("host") => Ok(Network::Host),
+        Some("none") => Ok(Network::None),
+        Some(other) => Err(Error::Invalid(format!(
+            "unsupported network mode {other:?} (use default, none or host)"
+        ))),
+    }
 }
 
 /// The argument vector: a heredoc script or a shell form goes to the stage's SHELL.
@@ -61,33 +72,39 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
     let line = cx.line();
     let args = argv(run, st);
     let created_by = config::run_created_by(&args, &run.build_args);
-    let net = format!("{:?}", build.opts.network);
-    let key = key_of(&["RUN", &st.key, &created_by, &net]);
-    let arg_list: Vec<String> = run
-        .build_args
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let inputs = CacheInputs {
-        key: &key,
-        instruction: &created_by,
-        args: &arg_list,
-        files: &[],
-    };
-    let outcome = with_cache(cx, st, inputs, |st| {
+    let network = network(run, build.opts.network)?;
+    let image_env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+    let user = st.config.config.user.clone().filter(|u| !u.is_empty());
+    let key = StepKey::Run(RunKey::new(
+        run,
+        RunState {
+            parent: st.key.clone(),
+            argv: args.clone(),
+            env: image_env.clone(),
+            user: user.clone().unwrap_or_default(),
+            workdir: st.workdir(),
+            shell: st
+                .config
+                .config
+                .shell
+                .clone()
+                .unwrap_or_else(config::default_shell),
+            network,
+        },
+    ));
+    let outcome = with_cache(cx, st, &key, |st| {
         let started = Instant::now();
         let scratch = build.scratch_dir()?;
-        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
-        env.extend(arg_list.iter().cloned());
+        let mut env = image_env;
+        env.extend(run.build_args.iter().map(|(k, v)| format!("{k}={v}")));
         let lower = st.tree("image");
-        let user = st.config.config.user.clone().filter(|u| !u.is_empty());
         let code = sandbox::run(
             RunInput {
                 args: args.clone(),
                 env,
                 cwd: st.workdir(),
                 user,
-                network: build.opts.network,
+                network,
                 runtime: build.opts.runtime.as_deref(),
                 lower: &lower,
                 scratch: scratch.path(),
@@ -115,7 +132,6 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
             &lower,
         )
     })?;
-    st.key = key;
     Ok(apply_outcome(st, outcome, created_by, line))
 }
 

@@ -1,46 +1,65 @@
 //! WORKDIR: sets the working directory and creates it, owned by the stage's USER.
 
-use crate::cache::key_of;
 use crate::context::{StageOut, StepCtx};
 use crate::error::{io_err, Error};
+use crate::key::{StepKey, WorkdirKey};
 use crate::layer::{self, Upper};
-use crate::steps::{apply_outcome, resolve_owner, with_cache, CacheInputs};
-use crate::tree::SourceTree;
+use crate::steps::{apply_outcome, resolve_owner, with_cache};
+use crate::tree::{Layers, SourceTree};
+
+/// The new working directory, as BuildKit's `NormalizeWorkdir` gives it: an absolute path
+/// as written (a trailing slash kept: `WORKDIR /go/src/app/` sets `/go/src/app/`), a
+/// relative one joined to the current directory and cleaned.
+pub(crate) fn normalize(current: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        crate::dockerignore::clean(&format!("{current}/{path}"))
+    }
+}
+
+/// The owner of the created directory: the stage's USER. A user the image does not know
+/// gives 0:0, as BuildKit does (the RUN steps that run as that user fail instead).
+fn owner(lower: &Layers, user: &str) -> Result<(u32, u32), Error> {
+    match resolve_owner(lower, user) {
+        Err(Error::Sandbox(
+            tare_sandbox::Error::UnknownUser(_) | tare_sandbox::Error::UnknownGroup(_),
+        )) => Ok((0, 0)),
+        other => other,
+    }
+}
 
 pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result<bool, Error> {
     let line = cx.line();
-    let cur = st.workdir();
-    let wd = if path.starts_with('/') {
-        crate::dockerignore::clean(path)
-    } else {
-        crate::dockerignore::clean(&format!("{cur}/{path}"))
-    };
+    let wd = normalize(&st.workdir(), path);
     st.config.config.working_dir = Some(wd.clone());
     let created_by = format!("WORKDIR {wd}");
-    if wd == "/" {
-        st.key = key_of(&["CFG", &st.key, &created_by]);
+    let user = st.config.config.user.clone().unwrap_or_default();
+    let key = StepKey::Workdir(WorkdirKey {
+        parent: st.key.clone(),
+        path: path.to_string(),
+        resolved: wd.clone(),
+        user: user.clone(),
+    });
+    let rel = crate::dockerignore::clean(&wd)
+        .trim_matches('/')
+        .to_string();
+    if rel.is_empty() {
+        // `/` exists in every image: no layer, as in BuildKit.
+        st.key = key.digest()?;
         st.push_history(created_by, false, line);
         return Ok(false);
     }
-    let user = st.config.config.user.clone().unwrap_or_default();
-    let key = key_of(&["WORKDIR", &st.key, &wd, &user]);
     let build = cx.build;
-    let inputs = CacheInputs {
-        key: &key,
-        instruction: &created_by,
-        args: &[],
-        files: &[],
-    };
-    let outcome = with_cache(cx, st, inputs, |st| {
+    let outcome = with_cache(cx, st, &key, |st| {
         let lower = st.tree("image");
-        let owner = resolve_owner(&lower, &user)?;
+        let owner = owner(&lower, &user)?;
         let scratch = build.scratch_dir()?;
         let upper = scratch.path().join("upper");
         std::fs::create_dir(&upper).map_err(io_err(&upper))?;
-        let rel = lower.resolve(wd.trim_start_matches('/'), true)?;
+        let rel = lower.resolve(&rel, true)?;
         crate::copy::make_dirs(&upper, &lower, &rel, owner)?;
         layer::commit(build.store, &upper, Upper::Plain, &lower)
     })?;
-    st.key = key;
     Ok(apply_outcome(st, outcome, created_by, line))
 }

@@ -24,8 +24,13 @@ fn inspect(t: &TestContext, image: &str) -> serde_json::Value {
     serde_json::from_str(&t.ok(&["inspect", image])).expect("inspect json")
 }
 
-/// Reads one file of an image through `tare export`.
-fn file_in(t: &TestContext, image: &str, path: &str) -> Option<String> {
+/// Calls `read` on the entry for `path` in the image's `tare export` archive.
+fn with_entry<T>(
+    t: &TestContext,
+    image: &str,
+    path: &str,
+    read: impl FnOnce(&mut tar::Entry<'_, std::fs::File>) -> T,
+) -> Option<T> {
     let out = t.path().join("export.tar");
     t.ok(&["export", image, "-o", out.to_str().expect("utf-8")]);
     let mut archive = tar::Archive::new(std::fs::File::open(&out).expect("open export"));
@@ -33,12 +38,19 @@ fn file_in(t: &TestContext, image: &str, path: &str) -> Option<String> {
         let mut entry = entry.expect("entry");
         let p = entry.path().expect("path").to_string_lossy().into_owned();
         if p.trim_start_matches("./").trim_start_matches('/') == path {
-            let mut s = String::new();
-            entry.read_to_string(&mut s).expect("read");
-            return Some(s);
+            return Some(read(&mut entry));
         }
     }
     None
+}
+
+/// Reads one file of an image through `tare export`.
+fn file_in(t: &TestContext, image: &str, path: &str) -> Option<String> {
+    with_entry(t, image, path, |entry| {
+        let mut s = String::new();
+        entry.read_to_string(&mut s).expect("read");
+        s
+    })
 }
 
 #[test]
@@ -506,9 +518,148 @@ fn flags_tare_does_not_implement_are_refused_with_their_line() {
         ("COPY --exclude=*.md . /app", "--exclude"),
         ("COPY --parents a.txt /app/", "--parents"),
         ("RUN --mount=type=cache,target=/c true", "--mount"),
+        ("RUN --security=insecure true", "--security"),
     ] {
         t.write("ctx/Dockerfile", &format!("FROM busybox\n{line}\n"));
         let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
         assert!(err.contains(":2:") && err.contains(flag), "{line}: {err}");
     }
+}
+
+/// The owner and permission bits of one file of an image, through `tare export`.
+fn owner_and_mode(t: &TestContext, image: &str, path: &str) -> Option<(u64, u64, u32)> {
+    with_entry(t, image, path, |entry| {
+        let h = entry.header();
+        (
+            h.uid().expect("uid"),
+            h.gid().expect("gid"),
+            h.mode().expect("mode") & 0o7777,
+        )
+    })
+}
+
+/// Issue 12: BuildKit's history text leaves COPY's flags out, and the cache key used to be
+/// built from it, so these three gave one image whatever order they were built in.
+#[test]
+fn copy_chown_and_chmod_are_part_of_the_cache_key() {
+    let t = setup();
+    t.write("ctx/f", "f\n");
+    let mut ids = Vec::new();
+    for (line, want) in [
+        ("COPY --chown=7:7 f /f", (7, 7, 0o644)),
+        ("COPY f /f", (0, 0, 0o644)),
+        ("COPY --chmod=700 f /f", (0, 0, 0o700)),
+    ] {
+        t.write("ctx/Dockerfile", &format!("FROM busybox\n{line}\n"));
+        let tag = format!("own:{}", ids.len());
+        let id = t.ok(&["build", "-q", "-t", &tag, &ctx_dir(&t)]);
+        assert_eq!(owner_and_mode(&t, &tag, "f"), Some(want), "{line}");
+        ids.push(id.trim().to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2]);
+    assert_ne!(ids[0], ids[2]);
+}
+
+/// Every record in the store's build cache, as JSON, with its path.
+fn cache_records(t: &TestContext) -> Vec<(std::path::PathBuf, serde_json::Value)> {
+    let dir = t.root.path().join("cache/records");
+    std::fs::read_dir(&dir)
+        .expect("records dir")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let json = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            (path, json)
+        })
+        .collect()
+}
+
+/// Turns every cache record into one of the format before versions (no `format` field).
+fn make_records_old(t: &TestContext) -> usize {
+    let records = cache_records(t);
+    for (path, mut json) in records.iter().cloned() {
+        json.as_object_mut().expect("object").remove("format");
+        std::fs::write(&path, json.to_string()).expect("write");
+    }
+    records.len()
+}
+
+#[test]
+fn cache_records_of_an_older_format_are_ignored_and_pruned() {
+    let t = setup();
+    t.write("ctx/f", "f\n");
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nCOPY f /f\nRUN echo one > /one\n",
+    );
+    t.ok(&["build", "-q", &ctx_dir(&t)]);
+    let out = t.run(&["build", "--progress", "plain", &ctx_dir(&t)]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches(" CACHED")
+            .count(),
+        2
+    );
+    // The same keys, but written by an older tare: never trusted.
+    assert_eq!(make_records_old(&t), 2);
+    let out = t.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--explain-cache",
+        &ctx_dir(&t),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("CACHED"), "{stderr}");
+    assert!(stderr.contains("cache miss: no cached result"), "{stderr}");
+    // The rebuild wrote current records; old ones go on prune whatever the size limit.
+    assert_eq!(make_records_old(&t), 2);
+    let pruned = t.ok(&["prune", "--cache", "--keep-storage", "1GB"]);
+    assert!(pruned.contains("deleted 2 build cache records"), "{pruned}");
+    assert!(cache_records(&t).is_empty());
+    t.ok(&["check"]);
+}
+
+/// The interfaces in `/proc/net/dev` of a file written by a RUN.
+fn interfaces(dev: &str) -> Vec<String> {
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn run_network_flag_is_honoured_per_step_and_keyed() {
+    let t = setup();
+    for (mode, tag) in [("none", "net:none"), ("host", "net:host")] {
+        t.write(
+            "ctx/Dockerfile",
+            &format!("FROM busybox\nRUN --network={mode} cat /proc/net/dev > /dev.txt\n"),
+        );
+        t.ok(&["build", "-q", "-t", tag, &ctx_dir(&t)]);
+    }
+    let none = interfaces(&file_in(&t, "net:none", "dev.txt").expect("none"));
+    assert_eq!(none, vec!["lo".to_string()]);
+    // The host's namespace: its own interfaces, not the cached result of the `none` step.
+    let host = interfaces(&file_in(&t, "net:host", "dev.txt").expect("host"));
+    let ours = interfaces(&std::fs::read_to_string("/proc/net/dev").expect("host net"));
+    assert_eq!(host, ours);
+    // `default` is the build's --network.
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN --network=default cat /proc/net/dev > /dev.txt\n",
+    );
+    t.ok(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        "net:default",
+        &ctx_dir(&t),
+    ]);
+    let default = interfaces(&file_in(&t, "net:default", "dev.txt").expect("default"));
+    assert_eq!(default, vec!["lo".to_string()]);
 }
