@@ -13,13 +13,18 @@
 //! are owned by 0:0 unless `--chown`; from a stage or an image they keep their owner.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Timespec};
 
 use crate::dockerignore::{clean, has_wildcard, match_component};
 use crate::error::{io_err, Error};
+use crate::fsops::{self, Root};
 use crate::tree::{Layers, Node, SourceTree};
 
 /// One source of a COPY/ADD.
@@ -29,10 +34,18 @@ pub enum Source<'a> {
         tree: &'a dyn SourceTree,
         path: String,
     },
-    /// A heredoc body (`COPY <<EOF /dst`), or a downloaded file (ADD URL).
+    /// A heredoc body (`COPY <<EOF /dst`).
     Bytes {
         name: String,
         content: Vec<u8>,
+        mode: u32,
+        mtime: i64,
+    },
+    /// A file of tare's own outside every tree: a download (ADD URL) kept in the store's
+    /// temporary directory. `name` is the name it gets in the image.
+    File {
+        name: String,
+        path: PathBuf,
         mode: u32,
         mtime: i64,
     },
@@ -72,14 +85,29 @@ enum Expanded<'a> {
     Bytes(usize),
 }
 
+/// Writes into a step's upper directory, only through [`fsops`].
 struct Writer<'a> {
-    upper: &'a Path,
+    root: Root,
     lower: &'a Layers,
     opts: &'a CopyOptions,
     stats: CopyStats,
-    links: HashMap<(u64, u64), PathBuf>,
-    /// Directories mirrored from the image, whose mtimes are restored at the end.
-    mirrored: Vec<(PathBuf, fs::Metadata)>,
+    /// The first copy of each hard-linked inode, by (device, inode).
+    links: HashMap<(u64, u64), String>,
+    /// Directories whose mtimes are set at the end, once nothing writes into them any more.
+    mirrored: Vec<(String, Timespec)>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(upper: &Path, lower: &'a Layers, opts: &'a CopyOptions) -> Result<Writer<'a>, Error> {
+        Ok(Writer {
+            root: Root::open(upper)?,
+            lower,
+            opts,
+            stats: CopyStats::default(),
+            links: HashMap::new(),
+            mirrored: Vec::new(),
+        })
+    }
 }
 
 /// Expands wildcards and follows named symlinks: what each source names, in order.
@@ -123,7 +151,7 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
                     });
                 }
             }
-            Source::Bytes { .. } => expanded.push(Expanded::Bytes(index)),
+            Source::Bytes { .. } | Source::File { .. } => expanded.push(Expanded::Bytes(index)),
         }
     }
     Ok(expanded)
@@ -142,21 +170,28 @@ pub fn source_digests(
             Expanded::Node { tree, name, node } => {
                 digest_node(tree, &name, &node, file_digest, &mut out)?;
             }
-            Expanded::Bytes(i) => {
-                if let Some(Source::Bytes {
+            Expanded::Bytes(i) => match sources.get(i) {
+                Some(Source::Bytes {
                     name,
                     content,
                     mode,
                     ..
-                }) = sources.get(i)
-                {
+                }) => {
                     let d = crate::cache::key_of(&[
                         &String::from_utf8_lossy(content),
                         &mode.to_string(),
                     ]);
                     out.push((format!("<<{name}"), d));
                 }
-            }
+                Some(Source::File {
+                    name, path, mode, ..
+                }) => {
+                    let meta = fs::metadata(path).map_err(io_err(path))?;
+                    let d = format!("{mode:o} {}", file_digest(path, &meta)?);
+                    out.push((format!("url:{name}"), d));
+                }
+                _ => {}
+            },
         }
     }
     Ok(out)
@@ -195,7 +230,7 @@ fn digest_node(
             format!("{head} {}", file_digest(&node.host, meta)?),
         ));
     } else if meta.file_type().is_symlink() {
-        let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
+        let target = node.read_link()?;
         out.push((rel.to_string(), format!("{head} -> {}", target.display())));
     } else {
         out.push((rel.to_string(), format!("{head} dev {}", meta.rdev())));
@@ -235,14 +270,7 @@ pub fn copy_into(
         });
     }
 
-    let mut w = Writer {
-        upper,
-        lower,
-        opts,
-        stats: CopyStats::default(),
-        links: HashMap::new(),
-        mirrored: Vec::new(),
-    };
+    let mut w = Writer::new(upper, lower, opts)?;
     for item in &expanded {
         match item {
             Expanded::Node { tree, name, node } if node.meta.is_dir() => {
@@ -252,33 +280,45 @@ pub fn copy_into(
             }
             Expanded::Node { name, node, .. } => {
                 let archive = if opts.extract_archives && node.meta.is_file() {
-                    archive_kind(&node.host)?
+                    let mut file = node.open()?;
+                    archive_kind(&mut file, &node.host)?.map(|kind| (file, kind))
                 } else {
                     None
                 };
-                if let Some(kind) = archive {
+                if let Some((file, kind)) = archive {
                     w.ensure_parents(&dest_rel)?;
                     w.ensure_dir_exact(&dest_rel)?;
-                    w.extract(&node.host, kind, &dest_rel, name)?;
+                    w.extract(file, kind, &dest_rel, name)?;
                 } else {
                     let target = file_target(&dest_rel, into_dir, name);
                     w.ensure_parents(&target)?;
                     w.copy_node(node, &target)?;
                 }
             }
-            Expanded::Bytes(index) => {
-                if let Some(Source::Bytes {
+            Expanded::Bytes(index) => match sources.get(*index) {
+                Some(Source::Bytes {
                     name,
                     content,
                     mode,
                     mtime,
-                }) = sources.get(*index)
-                {
+                }) => {
                     let target = file_target(&dest_rel, into_dir, name);
                     w.ensure_parents(&target)?;
-                    w.write_bytes(&target, content, *mode, *mtime)?;
+                    w.write_file(&target, &mut &content[..], *mode, *mtime)?;
                 }
-            }
+                Some(Source::File {
+                    name,
+                    path,
+                    mode,
+                    mtime,
+                }) => {
+                    let target = file_target(&dest_rel, into_dir, name);
+                    w.ensure_parents(&target)?;
+                    let mut file = fs::File::open(path).map_err(io_err(path))?;
+                    w.write_file(&target, &mut file, *mode, *mtime)?;
+                }
+                _ => {}
+            },
         }
     }
     w.restore_mtimes()?;
@@ -383,14 +423,7 @@ pub fn make_dirs(upper: &Path, lower: &Layers, rel: &str, owner: (u32, u32)) -> 
         chown: Some(owner),
         ..CopyOptions::default()
     };
-    let mut w = Writer {
-        upper,
-        lower,
-        opts: &opts,
-        stats: CopyStats::default(),
-        links: HashMap::new(),
-        mirrored: Vec::new(),
-    };
+    let mut w = Writer::new(upper, lower, &opts)?;
     let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
     for i in 1..=comps.len() {
         w.ensure_dir_exact(&comps[..i].join("/"))?;
@@ -408,18 +441,11 @@ pub enum ArchiveKind {
     Zstd,
 }
 
-/// Tells whether the file at `path` is an archive ADD extracts.
-pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, Error> {
-    let mut file = fs::File::open(path).map_err(io_err(path))?;
+/// Tells whether `file` (read from its start) is an archive ADD extracts; `name` names it in
+/// errors.
+pub fn archive_kind(file: &mut fs::File, name: &Path) -> Result<Option<ArchiveKind>, Error> {
     let mut head = [0u8; 512];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = file.read(&mut head[filled..]).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
+    let filled = read_up_to(file, &mut head).map_err(io_err(name))?;
     let head = &head[..filled];
     let kind = if head.starts_with(&[0x1f, 0x8b]) {
         Some(ArchiveKind::Gzip)
@@ -429,7 +455,7 @@ pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, Error> {
         Some(ArchiveKind::Xz)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some(ArchiveKind::Zstd)
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+    } else if is_tar_header(head) {
         Some(ArchiveKind::Tar)
     } else {
         None
@@ -437,22 +463,56 @@ pub fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>, Error> {
     // A compressed file that is not a tar inside is copied as it is, as Docker does.
     if let Some(k) = kind {
         if k != ArchiveKind::Tar {
-            file.rewind().map_err(io_err(path))?;
-            let mut inner = decoder(k, file).map_err(io_err(path))?;
+            file.rewind().map_err(io_err(name))?;
+            let mut inner =
+                decoder(k, file.try_clone().map_err(io_err(name))?).map_err(io_err(name))?;
             let mut buf = [0u8; 512];
-            let mut got = 0;
-            while got < buf.len() {
-                match inner.read(&mut buf[got..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got += n,
-                }
-            }
-            if got < 262 || &buf[257..262] != b"ustar" {
+            let got = read_up_to(&mut inner, &mut buf).unwrap_or(0);
+            if !is_tar_header(&buf[..got]) {
                 return Ok(None);
             }
         }
     }
+    file.rewind().map_err(io_err(name))?;
     Ok(kind)
+}
+
+/// A tar header block: the `ustar` magic, or an old (v7) header whose checksum is right.
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    block[0] != 0 && sum == stored
+}
+
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> {
@@ -466,11 +526,22 @@ fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> 
     })
 }
 
-impl Writer<'_> {
-    fn host(&self, rel: &str) -> PathBuf {
-        self.upper.join(rel)
+fn mtime_of(meta: &fs::Metadata) -> Timespec {
+    Timespec {
+        tv_sec: meta.mtime(),
+        tv_nsec: meta.mtime_nsec(),
     }
+}
 
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+impl Writer<'_> {
     /// Creates the parent directories of `rel` in the upper dir.
     fn ensure_parents(&mut self, rel: &str) -> Result<(), Error> {
         let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
@@ -482,30 +553,33 @@ impl Writer<'_> {
 
     /// Creates directory `rel` in the upper dir (parents must exist): a copy of the image's
     /// directory when there is one, else a new 0755 directory owned by `--chown` or root.
+    /// Something else at `rel` that this step made (a file, a symlink) is replaced, never
+    /// followed.
     fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
         if rel.is_empty() {
             return Ok(());
         }
-        let host = self.host(rel);
-        if fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+        let (parent, name) = self.root.parent(rel)?;
+        self.make_dir(&parent, name, rel)
+    }
+
+    /// [`Writer::ensure_dir_exact`] for `name` in the open directory `parent`.
+    fn make_dir(&mut self, parent: &OwnedFd, name: &str, rel: &str) -> Result<(), Error> {
+        let existing = fsops::kind_at(parent, name).map_err(self.root.err(rel))?;
+        if existing == Some(FileType::Directory) {
             return Ok(());
         }
-        match self.lower.lstat(rel)? {
-            Some(node) if node.meta.is_dir() => {
-                mkdir(&host)?;
-                set_meta(
-                    &host,
-                    node.meta.mode() & 0o7777,
-                    node.meta.uid(),
-                    node.meta.gid(),
-                )?;
-                self.mirrored.push((host, node.meta));
-            }
-            _ => {
-                mkdir(&host)?;
-                let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
-                set_meta(&host, 0o755, uid, gid)?;
-            }
+        let (mode, owner, mtime) = match self.lower.lstat(rel)? {
+            Some(node) if node.meta.is_dir() => (
+                node.meta.mode(),
+                (node.meta.uid(), node.meta.gid()),
+                Some(mtime_of(&node.meta)),
+            ),
+            _ => (0o755, self.opts.chown.unwrap_or((0, 0)), None),
+        };
+        fsops::ensure_dir_at(parent, name, mode, owner).map_err(self.root.err(rel))?;
+        if let Some(mtime) = mtime {
+            self.mirrored.push((rel.to_string(), mtime));
         }
         Ok(())
     }
@@ -530,55 +604,55 @@ impl Writer<'_> {
         node: &Node,
         dest: &str,
     ) -> Result<(), Error> {
-        let host = self.host(dest);
-        let exists_in_upper = fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
-        let in_image = self.lower.lstat(dest)?.is_some_and(|n| n.meta.is_dir());
-        if !dest.is_empty() && !exists_in_upper {
-            if in_image {
-                self.ensure_dir_exact(dest)?;
-            } else {
-                if fs::symlink_metadata(&host).is_ok() {
-                    return Err(Error::DirOntoFile {
-                        src: src.to_string(),
-                        dest: dest.to_string(),
-                    });
+        if !dest.is_empty() {
+            let (parent, name) = self.root.parent(dest)?;
+            let existing = fsops::kind_at(&parent, name).map_err(self.root.err(dest))?;
+            let in_image = self.lower.lstat(dest)?.is_some_and(|n| n.meta.is_dir());
+            if existing != Some(FileType::Directory) {
+                if in_image {
+                    self.make_dir(&parent, name, dest)?;
+                } else {
+                    if existing.is_some() {
+                        return Err(Error::DirOntoFile {
+                            src: src.to_string(),
+                            dest: dest.to_string(),
+                        });
+                    }
+                    // --chmod reaches what is inside, not the destination directory itself.
+                    let owner = self.owner(&node.meta);
+                    fsops::mkdir_at(&parent, name, node.meta.mode(), owner)
+                        .map_err(self.root.err(dest))?;
+                    self.mirrored.push((dest.to_string(), mtime_of(&node.meta)));
                 }
-                mkdir(&host)?;
-                // --chmod reaches what is inside, not the destination directory itself.
-                let (uid, gid) = self.owner(&node.meta);
-                set_meta(&host, node.meta.mode() & 0o7777, uid, gid)?;
-                self.mirrored.push((host.clone(), node.meta.clone()));
             }
         }
-        self.copy_children(tree, src, dest)
+        let dir = self.root.dir(dest)?;
+        self.copy_children(tree, src, dest, &dir)
     }
 
-    fn copy_children(&mut self, tree: &dyn SourceTree, src: &str, dest: &str) -> Result<(), Error> {
+    /// Copies what directory `src` of `tree` holds into the open directory `dir` (`dest`).
+    fn copy_children(
+        &mut self,
+        tree: &dyn SourceTree,
+        src: &str,
+        dest: &str,
+        dir: &OwnedFd,
+    ) -> Result<(), Error> {
         for name in tree.read_dir(src)? {
-            let child_src = if src.is_empty() {
-                name.clone()
-            } else {
-                format!("{src}/{name}")
-            };
-            let child_dest = if dest.is_empty() {
-                name.clone()
-            } else {
-                format!("{dest}/{name}")
-            };
+            let child_src = join(src, &name);
+            let child_dest = join(dest, &name);
             let Some(node) = tree.lstat(&child_src)? else {
                 continue;
             };
             if node.meta.is_dir() {
-                let host = self.host(&child_dest);
-                if !fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
-                    mkdir(&host)?;
-                }
-                let (uid, gid) = self.owner(&node.meta);
-                set_meta(&host, self.mode(&node.meta), uid, gid)?;
-                self.copy_children(tree, &child_src, &child_dest)?;
-                self.mirrored.push((host, node.meta));
+                let (sub, _) = fsops::ensure_dir_at(dir, &name, 0o700, (0, 0))
+                    .map_err(self.root.err(&child_dest))?;
+                fsops::set_owner_mode(&sub, self.owner(&node.meta), self.mode(&node.meta))
+                    .map_err(self.root.err(&child_dest))?;
+                self.copy_children(tree, &child_src, &child_dest, &sub)?;
+                self.mirrored.push((child_dest, mtime_of(&node.meta)));
             } else {
-                self.copy_node(&node, &child_dest)?;
+                self.copy_node_at(&node, dir, &name, &child_dest)?;
             }
         }
         Ok(())
@@ -586,185 +660,140 @@ impl Writer<'_> {
 
     /// Copies one non-directory entry to `dest` (parents exist).
     fn copy_node(&mut self, node: &Node, dest: &str) -> Result<(), Error> {
-        let host = self.host(dest);
-        remove_existing(&host)?;
+        let (parent, name) = self.root.parent(dest)?;
+        self.copy_node_at(node, &parent, name, dest)
+    }
+
+    /// Copies one non-directory entry to `name` in the open directory `dir` (`rel`).
+    fn copy_node_at(
+        &mut self,
+        node: &Node,
+        dir: &OwnedFd,
+        name: &str,
+        rel: &str,
+    ) -> Result<(), Error> {
+        let err = |e| self.root.err(rel)(e);
+        fsops::remove_at(dir, name).map_err(err)?;
         let meta = &node.meta;
         let ft = meta.file_type();
         if meta.nlink() > 1 && !ft.is_dir() {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
-                fs::hard_link(first, &host).map_err(io_err(&host))?;
+                let (first_dir, first_name) = self.root.parent(first)?;
+                rustix::fs::linkat(&first_dir, first_name, dir, name, AtFlags::empty())
+                    .map_err(|e| self.root.err(rel)(e.into()))?;
                 return Ok(());
             }
-            self.links.insert(key, host.clone());
+            self.links.insert(key, rel.to_string());
         }
-        let (uid, gid) = self.owner(meta);
+        let owner = self.owner(meta);
+        let mtime = mtime_of(meta);
         if ft.is_symlink() {
-            let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
-            std::os::unix::fs::symlink(&target, &host).map_err(io_err(&host))?;
-            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(io_err(&host))?;
-            let mtime = filetime::FileTime::from_last_modification_time(meta);
-            filetime::set_symlink_file_times(&host, mtime, mtime).map_err(io_err(&host))?;
+            let target = node.read_link()?;
+            fsops::symlink_at(dir, name, target.as_os_str(), owner, mtime)
+                .map_err(self.root.err(rel))?;
         } else if ft.is_file() {
-            fs::copy(&node.host, &host).map_err(io_err(&node.host))?;
-            copy_xattrs(&node.host, &host);
-            set_meta(&host, self.mode(meta), uid, gid)?;
-            let mtime = filetime::FileTime::from_last_modification_time(meta);
-            filetime::set_file_mtime(&host, mtime).map_err(io_err(&host))?;
+            let mut from = node.open()?;
+            let mut to = fsops::create_file_at(dir, name).map_err(self.root.err(rel))?;
+            std::io::copy(&mut from, &mut to).map_err(io_err(&node.host))?;
+            fsops::copy_xattrs(&from, &to);
+            fsops::set_owner_mode(&to, owner, self.mode(meta)).map_err(self.root.err(rel))?;
+            fsops::set_mtime(&to, mtime).map_err(self.root.err(rel))?;
             self.stats.files += 1;
             self.stats.bytes += meta.len();
         } else {
-            // Devices and fifos: recreate with mknod through the same mode and rdev.
-            mknod_like(&host, meta)?;
-            set_meta(&host, self.mode(meta), uid, gid)?;
+            // Devices and fifos: made again with the same kind, mode and rdev.
+            let kind = FileType::from_raw_mode(meta.mode());
+            if matches!(kind, FileType::Socket | FileType::Unknown) {
+                return Err(Error::Invalid(format!(
+                    "{}: sockets cannot be copied",
+                    node.host.display()
+                )));
+            }
+            fsops::mknod_at(dir, name, kind, self.mode(meta), meta.rdev(), owner)
+                .map_err(self.root.err(rel))?;
         }
         Ok(())
     }
 
-    fn write_bytes(
+    /// Writes a file whose content is `from` (a heredoc, a download) to `dest`.
+    fn write_file(
         &mut self,
         dest: &str,
-        content: &[u8],
+        from: &mut dyn Read,
         mode: u32,
         mtime: i64,
     ) -> Result<(), Error> {
-        let host = self.host(dest);
-        remove_existing(&host)?;
-        fs::write(&host, content).map_err(io_err(&host))?;
-        let (uid, gid) = self.opts.chown.unwrap_or((0, 0));
-        set_meta(&host, self.opts.chmod.unwrap_or(mode), uid, gid)?;
-        filetime::set_file_mtime(&host, filetime::FileTime::from_unix_time(mtime, 0))
-            .map_err(io_err(&host))?;
+        let (dir, name) = self.root.parent(dest)?;
+        fsops::remove_at(&dir, name).map_err(self.root.err(dest))?;
+        let mut to = fsops::create_file_at(&dir, name).map_err(self.root.err(dest))?;
+        let bytes = std::io::copy(from, &mut to).map_err(self.root.err(dest))?;
+        let owner = self.opts.chown.unwrap_or((0, 0));
+        fsops::set_owner_mode(&to, owner, self.opts.chmod.unwrap_or(mode))
+            .map_err(self.root.err(dest))?;
+        let mtime = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        fsops::set_mtime(&to, mtime).map_err(self.root.err(dest))?;
         self.stats.files += 1;
-        self.stats.bytes += content.len() as u64;
+        self.stats.bytes += bytes;
         Ok(())
     }
 
-    /// Extracts an archive into directory `dest`, keeping its owners unless `--chown`.
+    /// Extracts an archive into directory `dest` with the layer applier, keeping its owners
+    /// and modes (setuid included) unless `--chown`. Directories the archive needs but does
+    /// not hold are copied from the image when it has them.
     fn extract(
         &mut self,
-        path: &Path,
+        file: fs::File,
         kind: ArchiveKind,
         dest: &str,
         name: &str,
     ) -> Result<(), Error> {
-        let file = fs::File::open(path).map_err(io_err(path))?;
-        let reader = decoder(kind, file).map_err(io_err(path))?;
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_unpack_xattrs(true);
-        archive.set_overwrite(true);
-        let archive_err = |e: std::io::Error| Error::Archive {
-            path: name.to_string(),
-            reason: e.to_string(),
+        let reader = decoder(kind, file).map_err(io_err(Path::new(name)))?;
+        let lower = self.lower;
+        let fresh_owner = self.opts.chown.unwrap_or((0, 0));
+        let mut mirrored = Vec::new();
+        let mut make_dir = |parent: &OwnedFd, dir_name: &OsStr, rel: &Path| {
+            let rel = rel.to_string_lossy();
+            let found = lower
+                .lstat(&rel)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let dir_name = dir_name.to_string_lossy();
+            match found {
+                Some(node) if node.meta.is_dir() => {
+                    let owner = (node.meta.uid(), node.meta.gid());
+                    fsops::ensure_dir_at(parent, &dir_name, node.meta.mode(), owner)?;
+                    mirrored.push((rel.into_owned(), mtime_of(&node.meta)));
+                }
+                _ => {
+                    fsops::ensure_dir_at(parent, &dir_name, 0o755, fresh_owner)?;
+                }
+            }
+            Ok(())
         };
-        let entries = archive.entries().map_err(archive_err)?;
-        let dest_host = self.host(dest);
-        for entry in entries {
-            let mut entry = entry.map_err(archive_err)?;
-            let raw = entry.path().map_err(archive_err)?.into_owned();
-            let rel = clean(&raw.to_string_lossy());
-            let rel = rel.trim_start_matches('/');
-            if rel == "." || rel.is_empty() || rel.starts_with("..") {
-                continue;
-            }
-            let full = if dest.is_empty() {
-                rel.to_string()
-            } else {
-                format!("{dest}/{rel}")
-            };
-            self.ensure_parents(&full)?;
-            let host = self.host(&full);
-            if entry.header().entry_type() != tar::EntryType::Directory {
-                remove_existing(&host)?;
-            }
-            entry.unpack_in(&dest_host).map_err(archive_err)?;
-            let uid = entry.header().uid().unwrap_or(0) as u32;
-            let gid = entry.header().gid().unwrap_or(0) as u32;
-            let (uid, gid) = self.opts.chown.unwrap_or((uid, gid));
-            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(io_err(&host))?;
-            if entry.header().entry_type().is_file() {
-                self.stats.files += 1;
-                self.stats.bytes += entry.header().size().unwrap_or(0);
-            }
-        }
+        let opts = tare_layer::apply::ExtractOptions {
+            dest: Path::new(dest),
+            chown: self.opts.chown,
+            make_dir: &mut make_dir,
+        };
+        let stats = tare_layer::apply::extract(reader, self.root.path(), opts, name)?;
+        self.mirrored.extend(mirrored);
+        self.stats.files += stats.files;
+        self.stats.bytes += stats.bytes;
         Ok(())
     }
 
     /// Puts back the mtimes of directories that writing into them changed, deepest first.
     fn restore_mtimes(&mut self) -> Result<(), Error> {
         self.mirrored.sort_by(|a, b| b.0.cmp(&a.0));
-        for (host, meta) in &self.mirrored {
-            let mtime = filetime::FileTime::from_last_modification_time(meta);
-            filetime::set_file_mtime(host, mtime).map_err(io_err(host))?;
+        for (rel, mtime) in &self.mirrored {
+            let dir = self.root.dir(rel)?;
+            fsops::set_mtime(&dir, *mtime).map_err(self.root.err(rel))?;
         }
         Ok(())
     }
-}
-
-fn mkdir(host: &Path) -> Result<(), Error> {
-    match fs::create_dir(host) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && host.is_dir() => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            fs::remove_file(host).map_err(io_err(host))?;
-            fs::create_dir(host).map_err(io_err(host))
-        }
-        Err(e) => Err(io_err(host)(e)),
-    }
-}
-
-fn remove_existing(host: &Path) -> Result<(), Error> {
-    match fs::symlink_metadata(host) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(host).map_err(io_err(host)),
-        Ok(_) => fs::remove_file(host).map_err(io_err(host)),
-        Err(_) => Ok(()),
-    }
-}
-
-fn set_meta(host: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), Error> {
-    // chown first: it clears setuid/setgid bits that chmod then sets.
-    std::os::unix::fs::lchown(host, Some(uid), Some(gid)).map_err(io_err(host))?;
-    fs::set_permissions(host, fs::Permissions::from_mode(mode)).map_err(io_err(host))
-}
-
-fn copy_xattrs(from: &Path, to: &Path) {
-    let Ok(names) = xattr::list(from) else {
-        return;
-    };
-    for name in names {
-        let n = name.to_string_lossy();
-        if n.starts_with("trusted.overlay.")
-            || n.starts_with("user.overlay.")
-            || n == "security.selinux"
-        {
-            continue;
-        }
-        if let Ok(Some(v)) = xattr::get(from, &name) {
-            // A filesystem that refuses an xattr loses it, as `cp -a` would.
-            let _ = xattr::set(to, &name, &v);
-        }
-    }
-}
-
-fn mknod_like(host: &Path, meta: &fs::Metadata) -> Result<(), Error> {
-    use rustix::fs::{FileType, Mode, CWD};
-    let kind = FileType::from_raw_mode(meta.mode());
-    if matches!(kind, FileType::Socket | FileType::Unknown) {
-        return Err(Error::Invalid(format!(
-            "{}: sockets cannot be copied",
-            host.display()
-        )));
-    }
-    rustix::fs::mknodat(
-        CWD,
-        host,
-        kind,
-        Mode::from_raw_mode(meta.mode() & 0o7777),
-        meta.rdev(),
-    )
-    .map_err(|e| io_err(host)(e.into()))
 }
 
 #[cfg(test)]
@@ -772,6 +801,7 @@ mod tests {
     use super::*;
     use crate::tree::ContextTree;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     struct Fixture {
         _tmp: tempfile::TempDir,

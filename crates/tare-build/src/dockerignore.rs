@@ -103,6 +103,18 @@ impl DockerIgnore {
         self.patterns.iter().any(|p| p.exclusion)
     }
 
+    /// Whether an exception pattern could match below the directory `dir` (an excluded
+    /// directory is then walked): one of them starts with `dir/`, or one holds a wildcard,
+    /// as BuildKit's fsutil decides.
+    pub fn may_include_below(&self, dir: &str) -> bool {
+        let exceptions = || self.patterns.iter().filter(|p| p.exclusion);
+        if exceptions().any(|p| has_wildcard(&p.text)) {
+            return true;
+        }
+        let dir = format!("{}/", dir.trim_matches('/'));
+        exceptions().any(|p| format!("{}/", p.text).starts_with(&dir))
+    }
+
     /// Whether `path` (relative to the context root, `/`-separated, no leading `./`) is
     /// ignored: by a pattern matching it, or one of its parent directories.
     pub fn is_ignored(&self, path: &str) -> bool {
@@ -141,30 +153,7 @@ impl DockerIgnore {
     }
 }
 
-/// Go's `filepath.Clean` for `/`-separated paths.
-pub fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
+pub use tare_layer::path::clean;
 
 fn compile(pattern: &str) -> Result<Vec<Token>, &'static str> {
     let chars: Vec<char> = pattern.chars().collect();
@@ -394,14 +383,6 @@ mod tests {
         assert!(match_component("*.txt", "a.txt").expect("ok"));
         assert!(has_wildcard("*.txt"));
         assert!(!has_wildcard("a\\*.txt"));
-    }
-
-    #[test]
-    fn clean_follows_go() {
-        assert_eq!(clean("a/./b/../c/"), "a/c");
-        assert_eq!(clean("/../x"), "/x");
-        assert_eq!(clean("../x"), "../x");
-        assert_eq!(clean(""), ".");
     }
 
     proptest! {

@@ -1,17 +1,57 @@
-//! ADD of an http(s) URL: the file is downloaded, checked against `--checksum`, and copied
-//! like a local file (never extracted, as Docker does for URLs).
+//! ADD of an http(s) URL: the file is streamed to a temporary file (never held in memory)
+//! up to a size limit, checked against `--checksum`, and copied like a local file (never
+//! extracted, as Docker does for URLs).
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
 
-/// A downloaded file.
+/// The default of `tare build --max-download-size`: 2 GiB.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 2 << 30;
+
+/// A downloaded file, held in memory (for callers that have no directory to stream into).
 pub struct Fetched {
-    /// The file name: the last path component of the URL.
     pub name: String,
     pub content: Vec<u8>,
+    pub mtime: i64,
+}
+
+/// Downloads `url` (at most [`DEFAULT_MAX_DOWNLOAD`] bytes) into memory, through a
+/// temporary file in the system's temporary directory.
+pub fn fetch(
+    url: &str,
+    checksum: Option<&str>,
+    progress: &dyn Fn(u64, Option<u64>),
+) -> Result<Fetched, Error> {
+    let download = download(
+        url,
+        checksum,
+        DEFAULT_MAX_DOWNLOAD,
+        &std::env::temp_dir(),
+        progress,
+    )?;
+    let content = std::fs::read(download.file.path()).map_err(|e| Error::Fetch {
+        url: url.to_string(),
+        reason: format!("reading {}: {e}", download.file.path().display()),
+    })?;
+    Ok(Fetched {
+        name: download.name,
+        content,
+        mtime: download.mtime,
+    })
+}
+
+/// A downloaded file, in a temporary file.
+pub struct Download {
+    /// The name it gets in a destination directory: the URL path's last component,
+    /// percent-decoded, as BuildKit names it (`__unnamed__` when the path names none).
+    pub name: String,
+    /// The content, in a temporary file removed when this is dropped.
+    pub file: tempfile::NamedTempFile,
+    pub size: u64,
     /// From `Last-Modified`, else 0.
     pub mtime: i64,
 }
@@ -21,48 +61,121 @@ pub fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-/// Downloads `url`; `progress(done, total)` is called as bytes arrive.
-pub fn fetch(
+/// The file name a URL gives, validated: never empty, `.`, `..`, nor holding `/` or NUL.
+pub fn file_name(url: &str) -> Result<String, Error> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let decoded = percent_decode(path);
+    // Go's path.Base: the last element after trailing slashes are dropped.
+    let base = decoded.trim_end_matches('/');
+    let base = base.rsplit('/').next().unwrap_or("");
+    match base {
+        "" | "." => Ok("__unnamed__".to_string()),
+        ".." => Err(Error::Fetch {
+            url: url.to_string(),
+            reason: "the URL's last path component is \"..\", which names no file".into(),
+        }),
+        b if b.contains('\0') => Err(Error::Fetch {
+            url: url.to_string(),
+            reason: "the URL's file name holds a NUL byte".into(),
+        }),
+        b => Ok(b.to_string()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Downloads `url` into a temporary file in `dir`, refusing more than `max_size` bytes;
+/// `progress(done, total)` is called as bytes arrive.
+pub fn download(
     url: &str,
     checksum: Option<&str>,
+    max_size: u64,
+    dir: &Path,
     progress: &dyn Fn(u64, Option<u64>),
-) -> Result<Fetched, Error> {
+) -> Result<Download, Error> {
     let fail = |reason: String| Error::Fetch {
         url: url.to_string(),
         reason,
+    };
+    let name = file_name(url)?;
+    if let Some(expected) = checksum {
+        if !expected.starts_with("sha256:") {
+            return Err(fail(format!(
+                "unsupported checksum {expected:?} (only sha256:<hex>)"
+            )));
+        }
+    }
+    let too_big = || {
+        fail(format!(
+            "larger than the download limit of {max_size} bytes (--max-download-size)"
+        ))
     };
     let response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = response
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok());
+    if total.is_some_and(|t| t > max_size) {
+        return Err(too_big());
+    }
     let mtime = response
         .header("Last-Modified")
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
         .map_or(0, |t| t.timestamp());
-    let mut reader = response.into_reader();
-    let mut content = Vec::new();
+    let mut file = tempfile::Builder::new()
+        .prefix("download-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            fail(format!(
+                "creating a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let mut reader = response.into_reader().take(max_size + 1);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
         if n == 0 {
             break;
         }
-        content.extend_from_slice(&buf[..n]);
-        progress(content.len() as u64, total);
+        size += n as u64;
+        if size > max_size {
+            return Err(too_big());
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| fail(format!("writing {}: {e}", file.path().display())))?;
+        progress(size, total);
     }
     if let Some(expected) = checksum {
         let actual = format!(
             "sha256:{}",
-            Sha256::digest(&content)
+            hasher
+                .finalize()
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        if !expected.starts_with("sha256:") {
-            return Err(fail(format!(
-                "unsupported checksum {expected:?} (only sha256:<hex>)"
-            )));
-        }
         if actual != expected {
             return Err(Error::Checksum {
                 url: url.to_string(),
@@ -71,16 +184,31 @@ pub fn fetch(
             });
         }
     }
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let name = path
-        .rsplit('/')
-        .find(|s| !s.is_empty())
-        .filter(|s| !s.contains(':'))
-        .unwrap_or("index.html")
-        .to_string();
-    Ok(Fetched {
+    Ok(Download {
         name,
-        content,
+        file,
+        size,
         mtime,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_follow_path_base_and_are_validated() {
+        assert_eq!(file_name("http://h/a/b.tar.gz?x=1#f").unwrap(), "b.tar.gz");
+        assert_eq!(file_name("http://h/dir/").unwrap(), "dir");
+        assert_eq!(file_name("http://h").unwrap(), "__unnamed__");
+        assert_eq!(file_name("http://h/x/.").unwrap(), "__unnamed__");
+        assert_eq!(file_name("http://h/a%20b").unwrap(), "a b");
+        assert_eq!(
+            file_name("http://h/a%2F..%2F..%2Fescape").unwrap(),
+            "escape"
+        );
+        assert!(file_name("http://h/x/..").is_err());
+        assert!(file_name("http://h/%2e%2e").is_err());
+        assert!(file_name("http://h/a%00b").is_err());
+    }
 }

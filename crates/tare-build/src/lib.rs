@@ -27,6 +27,7 @@ pub mod dockerignore;
 mod engine;
 mod error;
 pub mod fetch;
+mod fsops;
 mod key;
 mod layer;
 pub mod report;

@@ -22,6 +22,25 @@ const MAX_LINKS: usize = 40;
 pub struct Node {
     pub host: PathBuf,
     pub meta: Metadata,
+    /// The directory `host` lies below (the context root or a snapshot): opening the node
+    /// never follows a symlink on the way from there.
+    pub base: PathBuf,
+}
+
+impl Node {
+    fn below_base(&self) -> &Path {
+        self.host.strip_prefix(&self.base).unwrap_or(Path::new("."))
+    }
+
+    /// Opens the regular file for reading, without following symlinks out of its tree.
+    pub fn open(&self) -> Result<fs::File, Error> {
+        crate::fsops::open_beneath(&self.base, self.below_base()).map_err(io_err(&self.host))
+    }
+
+    /// The target of the symlink, read without following symlinks on the way.
+    pub fn read_link(&self) -> Result<PathBuf, Error> {
+        crate::fsops::read_link_beneath(&self.base, self.below_base()).map_err(io_err(&self.host))
+    }
 }
 
 /// A tree that COPY reads. Paths are relative, `/`-separated, already cleaned; `""` is the root.
@@ -61,7 +80,7 @@ pub trait SourceTree: Send + Sync {
                             path: rel.to_string(),
                         });
                     }
-                    let target = fs::read_link(&node.host).map_err(io_err(&node.host))?;
+                    let target = node.read_link()?;
                     let target = target.as_os_str().as_bytes();
                     let target = String::from_utf8_lossy(target).into_owned();
                     if target.starts_with('/') {
@@ -98,10 +117,20 @@ fn join(done: &[String], comp: &str) -> String {
     }
 }
 
-/// The build context: a host directory, filtered by `.dockerignore`.
+/// The build context: a host directory, filtered by `.dockerignore` as BuildKit's context
+/// transfer (fsutil) filters it:
+///
+/// - an excluded file is left out;
+/// - an excluded directory is skipped with everything below it, unless an exception (`!`)
+///   pattern could match below it: then it is walked, and it exists only if something below
+///   it is included (it is never there empty);
+/// - "could match below" is: some exception pattern starts with the directory's path and a
+///   `/`, or, when an exception pattern holds a wildcard, always.
 pub struct ContextTree {
     root: PathBuf,
     ignore: DockerIgnore,
+    /// Excluded directories that were walked: whether something below them is included.
+    kept_dirs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl ContextTree {
@@ -117,7 +146,43 @@ impl ContextTree {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
             Err(e) => return Err(io_err(&ignore_path)(e)),
         };
-        Ok(ContextTree { root, ignore })
+        Ok(ContextTree {
+            root,
+            ignore,
+            kept_dirs: Default::default(),
+        })
+    }
+
+    /// Whether `rel` (a directory when `is_dir`) is left out of the context.
+    fn hidden(&self, rel: &str, is_dir: bool) -> Result<bool, Error> {
+        if rel.is_empty() || self.ignore.is_empty() {
+            return Ok(false);
+        }
+        // An ancestor that is excluded and not walked hides everything below it.
+        for (i, _) in rel.match_indices('/') {
+            let ancestor = &rel[..i];
+            if self.ignore.is_ignored(ancestor) && !self.ignore.may_include_below(ancestor) {
+                return Ok(true);
+            }
+        }
+        if !self.ignore.is_ignored(rel) {
+            return Ok(false);
+        }
+        if !is_dir || !self.ignore.may_include_below(rel) {
+            return Ok(true);
+        }
+        let known = self.kept_dirs.lock().ok().and_then(|m| m.get(rel).copied());
+        let kept = match known {
+            Some(k) => k,
+            None => {
+                let k = !self.read_dir(rel)?.is_empty();
+                if let Ok(mut m) = self.kept_dirs.lock() {
+                    m.insert(rel.to_string(), k);
+                }
+                k
+            }
+        };
+        Ok(!kept)
     }
 
     /// The context directory on the host.
@@ -136,14 +201,14 @@ impl SourceTree for ContextTree {
         let host = self.root.join(rel);
         match fs::symlink_metadata(&host) {
             Ok(meta) => {
-                // An ignored directory may still hold a re-included path (`!dir/keep`).
-                if !rel.is_empty()
-                    && self.ignore.is_ignored(rel)
-                    && !(meta.is_dir() && self.ignore.has_exclusions())
-                {
+                if self.hidden(rel, meta.is_dir())? {
                     return Ok(None);
                 }
-                Ok(Some(Node { host, meta }))
+                Ok(Some(Node {
+                    host,
+                    meta,
+                    base: self.root.clone(),
+                }))
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
@@ -166,12 +231,9 @@ impl SourceTree for ContextTree {
             } else {
                 format!("{rel}/{name}")
             };
-            if self.ignore.is_ignored(&child) {
-                // An ignored directory may still hold a re-included path (`!dir/keep`).
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                if !(is_dir && self.ignore.has_exclusions()) {
-                    continue;
-                }
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if self.hidden(&child, is_dir)? {
+                continue;
             }
             names.push(name);
         }
@@ -220,12 +282,22 @@ impl Layers {
         }
     }
 
-    /// Reads a whole file of the merged tree, following symlinks; `None` when absent.
-    pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    /// Reads a whole regular file of the merged tree, following symlinks inside it; `None`
+    /// when absent or not a regular file. Files over `limit` bytes are an error.
+    pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+        use std::io::Read;
         let rel = self.resolve(path.trim_start_matches('/'), true)?;
         match self.lstat(&rel)? {
             Some(node) if node.meta.is_file() => {
-                Ok(Some(fs::read(&node.host).map_err(io_err(&node.host))?))
+                let mut content = Vec::new();
+                node.open()?
+                    .take(limit + 1)
+                    .read_to_end(&mut content)
+                    .map_err(io_err(&node.host))?;
+                if content.len() as u64 > limit {
+                    return Err(Error::Invalid(format!("/{rel}: larger than {limit} bytes")));
+                }
+                Ok(Some(content))
             }
             _ => Ok(None),
         }
@@ -253,6 +325,7 @@ impl SourceTree for Layers {
                     Ok(Some(Node {
                         host: top.clone(),
                         meta,
+                        base: top.clone(),
                     }))
                 }
                 None => Ok(None),
@@ -271,7 +344,11 @@ impl SourceTree for Layers {
                     return Ok(None);
                 }
                 if i + 1 == comps.len() {
-                    return Ok(Some(Node { host, meta }));
+                    return Ok(Some(Node {
+                        host,
+                        meta,
+                        base: dir.clone(),
+                    }));
                 }
                 if !meta.is_dir() {
                     // A file where a directory is needed hides the path in every lower layer.
@@ -375,6 +452,99 @@ mod tests {
             ctx.resolve("out", true),
             Err(Error::LeavesContext { .. })
         ));
+    }
+
+    fn context_with(ignore: &str, files: &[&str]) -> (tempfile::TempDir, ContextTree) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        for f in files {
+            let p = tmp.path().join(f);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(&p, f).expect("write");
+        }
+        fs::write(tmp.path().join(".dockerignore"), ignore).expect("write");
+        let ctx = ContextTree::open(tmp.path()).expect("open");
+        (tmp, ctx)
+    }
+
+    fn listing(ctx: &ContextTree, rel: &str, out: &mut Vec<String>) {
+        for name in ctx.read_dir(rel).expect("readdir") {
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let node = ctx
+                .lstat(&child)
+                .expect("lstat")
+                .expect("listed entries exist");
+            if node.meta.is_dir() {
+                out.push(format!("{child}/"));
+                listing(ctx, &child, out);
+            } else {
+                out.push(child);
+            }
+        }
+    }
+
+    #[test]
+    fn excluded_dirs_exist_only_for_what_an_exception_includes() {
+        let (_tmp, ctx) = context_with(
+            "docs/\n**/tmp\n*.log\n!keep.log\nvendor\n!vendor/lib/keep.go\n",
+            &[
+                "docs/a.md",
+                "app/tmp/x",
+                "app/src/main.c",
+                "keep.log",
+                "other.log",
+                "vendor/lib/keep.go",
+                "vendor/lib/drop.go",
+                "vendor/bin/tool",
+            ],
+        );
+        let mut out = Vec::new();
+        listing(&ctx, "", &mut out);
+        assert_eq!(
+            out,
+            [
+                ".dockerignore",
+                "app/",
+                "app/src/",
+                "app/src/main.c",
+                "keep.log",
+                "vendor/",
+                "vendor/lib/",
+                "vendor/lib/keep.go"
+            ]
+        );
+        assert!(ctx.lstat("docs").expect("lstat").is_none());
+        assert!(ctx.lstat("vendor/bin").expect("lstat").is_none());
+    }
+
+    #[test]
+    fn an_excluded_dir_with_nothing_included_is_not_there() {
+        let (_tmp, ctx) = context_with(
+            "**\n!folder1/file\n",
+            &["folder1/file1", "folder1/file2", "folder/sub/other"],
+        );
+        assert!(ctx.lstat("folder1").expect("lstat").is_none());
+        assert!(ctx.read_dir("").expect("readdir").is_empty());
+        // A wildcard in an exception walks every excluded directory.
+        let (_tmp, ctx) = context_with(
+            "build\n!build/**/*.log\n",
+            &["build/out/logs/a.log", "build/out/a.o", "build/cache/c.bin"],
+        );
+        let mut out = Vec::new();
+        listing(&ctx, "", &mut out);
+        assert_eq!(
+            out,
+            [
+                ".dockerignore",
+                "build/",
+                "build/out/",
+                "build/out/logs/",
+                "build/out/logs/a.log"
+            ]
+        );
     }
 
     #[test]

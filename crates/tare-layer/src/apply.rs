@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{
     self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
@@ -35,6 +35,9 @@ pub enum ApplyMode {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ApplyStats {
     pub entries: u64,
+    /// Regular files written, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
     /// Device nodes left out because the caller is not root.
     pub skipped_devices: u64,
 }
@@ -42,33 +45,72 @@ pub struct ApplyStats {
 /// Unpacks the tar stream `reader` under `target` (an existing directory). `name` names the
 /// stream in errors (a file name or a digest).
 pub fn apply<R: Read>(reader: R, target: &Path, mode: ApplyMode, name: &str) -> Result<ApplyStats> {
-    let root = rfs::open(
-        target,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::Io {
-        op: "opening",
-        path: target.to_path_buf(),
-        source: e.into(),
-    })?;
-    let mut ctx = Applier {
-        root,
-        mode,
-        name,
-        is_root: rustix::process::geteuid().is_root(),
-        created: HashSet::new(),
-        dirs: Vec::new(),
-        stats: ApplyStats::default(),
-    };
-    let mut archive = crate::bounded::tar_archive(reader);
-    let entries = archive.entries().map_err(|e| ctx.stream_err(e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ctx.stream_err(e))?;
-        ctx.entry(&mut entry)?;
+    Applier::open(target, mode, name, None)?.run(reader)
+}
+
+/// How ADD extracts a local archive with [`extract`].
+pub struct ExtractOptions<'a> {
+    /// The directory below the target that the archive's entries go to.
+    pub dest: &'a Path,
+    /// The owner of every entry instead of the archive's (`ADD --chown`).
+    pub chown: Option<(u32, u32)>,
+    /// Makes a missing directory `name` in `parent` (its path below the target is the third
+    /// argument) that the archive needs but does not hold, e.g. by copying the image's.
+    pub make_dir: &'a mut dyn FnMut(&OwnedFd, &OsStr, &Path) -> io::Result<()>,
+}
+
+/// Extracts the tar stream `reader` into `opts.dest` below `target` with the same safe
+/// applier as layers (symlinks resolve inside `target`, nothing is written outside it), as
+/// ADD does: whiteout names are ordinary files, owners come from the archive unless
+/// `opts.chown`, modes keep setuid and setgid bits.
+pub fn extract<'a, R: Read>(
+    reader: R,
+    target: &Path,
+    opts: ExtractOptions<'a>,
+    name: &'a str,
+) -> Result<ApplyStats> {
+    Applier::open(target, ApplyMode::Flatten, name, Some(opts))?.run(reader)
+}
+
+impl<'a> Applier<'a> {
+    fn open(
+        target: &Path,
+        mode: ApplyMode,
+        name: &'a str,
+        extract: Option<ExtractOptions<'a>>,
+    ) -> Result<Applier<'a>> {
+        let root = rfs::open(
+            target,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::Io {
+            op: "opening",
+            path: target.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Applier {
+            root,
+            mode,
+            name,
+            is_root: rustix::process::geteuid().is_root(),
+            created: HashSet::new(),
+            dirs: Vec::new(),
+            stats: ApplyStats::default(),
+            extract,
+        })
     }
-    ctx.finish_dirs()?;
-    Ok(ctx.stats)
+
+    fn run<R: Read>(mut self, reader: R) -> Result<ApplyStats> {
+        let mut archive = crate::bounded::tar_archive(reader);
+        let entries = archive.entries().map_err(|e| self.stream_err(e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.stream_err(e))?;
+            self.entry(&mut entry)?;
+        }
+        self.finish_dirs()?;
+        Ok(self.stats)
+    }
 }
 
 struct Applier<'a> {
@@ -81,25 +123,11 @@ struct Applier<'a> {
     /// Directories whose mode and mtime are set last (writing into them changes the mtime).
     dirs: Vec<(PathBuf, u32, i64)>,
     stats: ApplyStats,
+    /// Set for ADD's [`extract`].
+    extract: Option<ExtractOptions<'a>>,
 }
 
-/// Turns an entry path into a clean relative path; `None` for the root itself.
-pub fn clean_path(raw: &Path) -> std::result::Result<Option<PathBuf>, &'static str> {
-    let mut out = PathBuf::new();
-    for c in raw.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => return Err("path contains '..'"),
-            Component::Prefix(_) => return Err("unsupported path prefix"),
-        }
-    }
-    Ok(if out.as_os_str().is_empty() {
-        None
-    } else {
-        Some(out)
-    })
-}
+pub use crate::path::clean_path;
 
 impl Applier<'_> {
     fn stream_err(&self, e: io::Error) -> Error {
@@ -133,6 +161,10 @@ impl Applier<'_> {
             // The root directory itself: keep the target's own mode.
             return Ok(());
         };
+        let path = match &self.extract {
+            Some(x) => x.dest.join(path),
+            None => path,
+        };
         self.stats.entries += 1;
         let (parent_path, file_name) = match (path.parent(), path.file_name()) {
             (Some(p), Some(f)) => (p.to_path_buf(), f.to_os_string()),
@@ -143,7 +175,8 @@ impl Applier<'_> {
             .map_err(|e| self.bad(&raw, e))?;
         let name_bytes = file_name.as_bytes();
 
-        if name_bytes == OPAQUE_MARKER.as_bytes() {
+        let whiteouts = self.extract.is_none();
+        if whiteouts && name_bytes == OPAQUE_MARKER.as_bytes() {
             return match self.mode {
                 ApplyMode::Overlay => {
                     rfs::fsetxattr(&parent, "trusted.overlay.opaque", b"y", XattrFlags::empty())
@@ -154,7 +187,10 @@ impl Applier<'_> {
                     .map_err(|e| self.bad(&raw, e)),
             };
         }
-        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(hidden) = name_bytes
+            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            .filter(|_| whiteouts)
+        {
             let hidden = OsStr::from_bytes(hidden);
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(self.bad(&raw, "invalid whiteout"));
@@ -181,6 +217,11 @@ impl Applier<'_> {
         let perm = header.mode().map_err(|e| self.stream_err(e))? & 0o7777;
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
+        let (uid, gid) = self
+            .extract
+            .as_ref()
+            .and_then(|x| x.chown)
+            .unwrap_or((uid, gid));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let name: &OsStr = &file_name;
         let existing = rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok();
@@ -233,7 +274,8 @@ impl Applier<'_> {
                 )
                 .map_err(|e| self.bad(&raw, format!("creating file: {e}")))?;
                 let mut file = std::fs::File::from(fd);
-                io::copy(entry, &mut file).map_err(|e| self.stream_err(e))?;
+                self.stats.bytes += io::copy(entry, &mut file).map_err(|e| self.stream_err(e))?;
+                self.stats.files += 1;
                 self.finish_fd(file.as_fd(), uid, gid, perm, mtime, &raw)?;
                 // After chown, which removes security.capability.
                 self.set_xattrs(&file, entry, &raw)?;
@@ -278,6 +320,10 @@ impl Applier<'_> {
                 let target = clean_path(&target_raw)
                     .map_err(|r| self.bad(&raw, format!("hard link target: {r}")))?
                     .ok_or_else(|| self.bad(&raw, "hard link to the root directory"))?;
+                let target = match &self.extract {
+                    Some(x) => x.dest.join(target),
+                    None => target,
+                };
                 let tparent_path = target.parent().unwrap_or(Path::new(""));
                 let tname = target
                     .file_name()
@@ -434,6 +480,10 @@ impl Applier<'_> {
                     .file_name()
                     .ok_or_else(|| io::Error::other("cannot create the root"))?;
                 let pfd = self.ensure_dir(parent)?;
+                if let Some(x) = &mut self.extract {
+                    (x.make_dir)(&pfd, name, rel)?;
+                    return self.open_dir(rel);
+                }
                 match rfs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
@@ -502,7 +552,7 @@ fn layer_xattr_allowed(key: &[u8]) -> bool {
 
 /// Removes `name` in `dir` (recursively for directories) without following symlinks.
 /// Missing is fine.
-pub(crate) fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+pub fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(rustix::io::Errno::NOENT) => return Ok(()),

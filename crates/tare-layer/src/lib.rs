@@ -34,6 +34,7 @@ mod error;
 pub mod export;
 pub mod ingest;
 pub mod pargzip;
+pub mod path;
 pub mod sink;
 pub mod snapshot;
 
