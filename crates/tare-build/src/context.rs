@@ -44,6 +44,9 @@ pub struct BuildOptions {
     /// `--runtime`: run RUN steps through this OCI runtime binary instead of the built-in
     /// sandbox.
     pub runtime: Option<PathBuf>,
+    /// `--max-download-size`: the most bytes one ADD URL may download
+    /// ([`crate::fetch::DEFAULT_MAX_DOWNLOAD`] by default).
+    pub max_download_size: u64,
     /// Set (by the caller's signal handler) to stop the build at the next step boundary,
     /// cleaning up as for an error.
     pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,

@@ -1,5 +1,5 @@
 //! ADD of an http(s) URL: the file is streamed to a temporary file (never held in memory)
-//! up to a size limit, checked against `--checksum`, and copied like a local file (never
+//! up to a size limit (`tare build --max-download-size`), checked against `--checksum`, and copied like a local file (never
 //! extracted, as Docker does for URLs).
 
 use std::io::{Read, Write};
@@ -11,38 +11,6 @@ use crate::error::Error;
 
 /// The default of `tare build --max-download-size`: 2 GiB.
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 2 << 30;
-
-/// A downloaded file, held in memory (for callers that have no directory to stream into).
-pub struct Fetched {
-    pub name: String,
-    pub content: Vec<u8>,
-    pub mtime: i64,
-}
-
-/// Downloads `url` (at most [`DEFAULT_MAX_DOWNLOAD`] bytes) into memory, through a
-/// temporary file in the system's temporary directory.
-pub fn fetch(
-    url: &str,
-    checksum: Option<&str>,
-    progress: &dyn Fn(u64, Option<u64>),
-) -> Result<Fetched, Error> {
-    let download = download(
-        url,
-        checksum,
-        DEFAULT_MAX_DOWNLOAD,
-        &std::env::temp_dir(),
-        progress,
-    )?;
-    let content = std::fs::read(download.file.path()).map_err(|e| Error::Fetch {
-        url: url.to_string(),
-        reason: format!("reading {}: {e}", download.file.path().display()),
-    })?;
-    Ok(Fetched {
-        name: download.name,
-        content,
-        mtime: download.mtime,
-    })
-}
 
 /// A downloaded file, in a temporary file.
 pub struct Download {

@@ -47,7 +47,8 @@ enum Command {
     /// Merge an image's layers into one, dead files gone, config and history kept.
     Squash(cmd::squash::Args),
     /// Build an image from a Dockerfile.
-    Build(cmd::build::Args),
+    // Boxed: its flags make it much larger than the other commands.
+    Build(Box<cmd::build::Args>),
     /// Import a rootfs tar (plain, gzip or zstd) as a one-layer image.
     Import(cmd::import::Args),
     /// Load images from a docker archive, OCI archive or OCI layout.
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
         Command::Analyze(a) => cmd::analyze::run(&ctx, a),
         Command::Lint(a) => cmd::lint::run(&ctx, a),
         Command::Squash(a) => cmd::squash::run(&ctx, a),
-        Command::Build(a) => cmd::build::run(&ctx, a),
+        Command::Build(a) => cmd::build::run(&ctx, *a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Load(a) => cmd::load::run(&ctx, a),
         Command::Save(a) => cmd::save::run(&ctx, a),

@@ -63,23 +63,38 @@ pub(crate) fn copy(
     };
     let mut sources: Vec<Source<'_>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
+    // Downloads stream into the store's temporary area (reclaimed even after a crash) and
+    // stay there until the step is done.
+    let mut downloads: Option<tare_store::TempDir> = None;
+    let mut fetched = Vec::new();
     for src in &c.sources {
         match src {
             CopySource::Path(p) if add && c.from.is_none() && fetch::is_url(p) => {
-                let fetched = fetch::fetch(p, c.checksum.as_deref(), &|done, total| {
-                    cx.report(Event::Progress {
-                        step: cx.step.clone(),
-                        done,
-                        total,
-                    })
-                })?;
+                let dir = match &downloads {
+                    Some(d) => d,
+                    None => downloads.insert(build.scratch_dir()?),
+                };
+                let download = fetch::download(
+                    p,
+                    c.checksum.as_deref(),
+                    build.opts.max_download_size,
+                    dir.path(),
+                    &|done, total| {
+                        cx.report(Event::Progress {
+                            step: cx.step.clone(),
+                            done,
+                            total,
+                        })
+                    },
+                )?;
                 names.push(p.clone());
-                sources.push(Source::Bytes {
-                    name: fetched.name,
-                    content: fetched.content,
+                sources.push(Source::File {
+                    name: download.name.clone(),
+                    path: download.file.path().to_path_buf(),
                     mode: 0o600,
-                    mtime: fetched.mtime,
+                    mtime: download.mtime,
                 });
+                fetched.push(download);
             }
             CopySource::Path(p) => {
                 names.push(p.clone());

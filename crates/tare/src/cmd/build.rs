@@ -65,6 +65,10 @@ pub struct Args {
     /// Fail the build when it ships more than SIZE of dead bytes (deleted or overwritten).
     #[arg(long, value_name = "SIZE", value_parser = tare_size::parse_size)]
     max_waste: Option<u64>,
+    /// The most bytes one `ADD URL` may download (`2GiB` by default); a bigger download
+    /// fails the build.
+    #[arg(long, value_name = "SIZE", value_parser = tare_size::parse_size)]
+    max_download_size: Option<u64>,
     /// Fail the build when the image has more than N layers.
     #[arg(long, value_name = "N")]
     max_layers: Option<usize>,
@@ -161,6 +165,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_cache_filter: args.no_cache_filter.clone(),
         explain_cache: args.explain_cache,
         runtime,
+        max_download_size: args
+            .max_download_size
+            .unwrap_or(tare_build::fetch::DEFAULT_MAX_DOWNLOAD),
         interrupt: None,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its

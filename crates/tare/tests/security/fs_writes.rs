@@ -360,3 +360,35 @@ fn add_url_names_cannot_climb_out_of_the_destination() {
         canary.assert_intact();
     }
 }
+
+#[test]
+fn add_url_downloads_over_the_size_limit_fail_clearly() {
+    let t = setup();
+    let port = serve(&[b'z'; 64 << 10]);
+    let url = format!("http://127.0.0.1:{port}/big.bin");
+    t.write("ctx/Dockerfile", &format!("FROM busybox\nADD {url} /big\n"));
+    let out = t.run(&[
+        "build",
+        "-q",
+        "--max-download-size",
+        "1KiB",
+        "-t",
+        "attack:big",
+        &ctx(&t),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&url) && err.contains("1024"), "{err}");
+    // Within the limit, the same download works.
+    t.ok(&[
+        "build",
+        "-q",
+        "--max-download-size",
+        "1MiB",
+        "-t",
+        "attack:big",
+        &ctx(&t),
+    ]);
+    let files = image_files(&t, "attack:big");
+    assert_eq!(files.get("big").map(|f| f.1.len()), Some(64 << 10));
+}
