@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Container start-up: `tare run --rm IMAGE true` against `docker run --rm IMAGE true` (and the
-# same tare run through runc), same busybox image, warm store, in one run; prints medians and
+# same tare run with --network host, --network none and through runc), same busybox image, warm store, in one run; prints medians and
 # the tare/docker ratio (issue 6: goal under 50 ms and at most 0.2x docker).
 #
 #   bash bench/run_startup.sh [RUNS]      # default 30 runs each
@@ -31,6 +31,7 @@ $DOCKER run --rm --network none bench-run true
 
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/results.json" \
   -n tare "$TARE run --rm bench-run true" \
+  -n tare-nethost "$TARE run --rm --network host bench-run true" \
   -n tare-netnone "$TARE run --rm --network none bench-run true" \
   -n tare-runc "$TARE run --rm --runtime runc bench-run true" \
   -n docker "$DOCKER run --rm --network none bench-run true" >/dev/null
@@ -43,6 +44,7 @@ print(f"{'command':<14}{'median ms':>12}{'min ms':>10}{'max ms':>10}")
 for k, r in results.items():
     print(f"{k:<14}{med[k]:>12.1f}{r['min']*1000:>10.1f}{r['max']*1000:>10.1f}")
 print(f"tare/docker ratio: {med['tare'] / med['docker']:.3f}")
+print(f"tare-nethost/docker ratio: {med['tare-nethost'] / med['docker']:.3f}")
 print(f"tare-netnone/docker ratio: {med['tare-netnone'] / med['docker']:.3f}")
 print(f"tare-runc/docker ratio: {med['tare-runc'] / med['docker']:.3f}")
 PY
