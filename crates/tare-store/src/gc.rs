@@ -1,6 +1,7 @@
 //! Garbage collection (`prune`) and consistency checks (`check`).
 
 use std::fs;
+use std::path::Path;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{io, Result};
@@ -42,14 +43,7 @@ impl Store {
             referenced.extend(keep.iter().map(|l| l.digest));
             let mut report = PruneReport::default();
             report.freed += self.reclaim_temp(true)?;
-            // Records being written when a process was killed (`write_atomic`'s temporaries).
-            let images = self.root().join("images");
-            for entry in fs::read_dir(&images).map_err(io("reading", &images))? {
-                let entry = entry.map_err(io("reading", &images))?;
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                    remove_tree(&entry.path()).map_err(io("removing", entry.path()))?;
-                }
-            }
+            sweep_write_temps(self.root())?;
             let mut live_diffs: std::collections::BTreeSet<Digest> =
                 keep.iter().map(|l| l.diff_id).collect();
             for id in self.image_ids()? {
@@ -85,6 +79,21 @@ impl Store {
                 } else if let Some(d) = diff {
                     // Drop variants whose blob was just removed.
                     let _ = self.layer_variants(&d);
+                }
+            }
+            // tare-size's file indexes of diffs no image or cache uses any more (its squash
+            // cache, `squash-*.json`, names layers it checks itself).
+            let index = self.root().join("index");
+            if let Ok(entries) = fs::read_dir(&index) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let diff = name
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".json"))
+                        .and_then(|h| Digest::from_hex(h).ok());
+                    if diff.is_some_and(|d| !live_diffs.contains(&d)) {
+                        remove_tree(&entry.path()).map_err(io("removing", entry.path()))?;
+                    }
                 }
             }
             let snaps = self.root().join("snapshots");
@@ -225,4 +234,39 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// Removes the temporary files of small-file writes (write, then rename over the target) that
+/// a killed process left in ROOT and the directories directly in it: the store's `.tmp-*`,
+/// tare-size's `.tmp-*` and `squash-*.tmp<pid>`, tare-registry's `*.json.tmp`. Only under the
+/// exclusive store lock, when nobody is writing.
+fn sweep_write_temps(root: &Path) -> Result<()> {
+    fn is_write_temp(name: &str) -> bool {
+        name.starts_with(".tmp-")
+            || name.ends_with(".tmp")
+            || name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    }
+    let mut dirs = vec![root.to_path_buf()];
+    for entry in fs::read_dir(root).map_err(io("reading", root))? {
+        let entry = entry.map_err(io("reading", root))?;
+        let name = entry.file_name();
+        let own_rules = ["tmp", "snapshots", "containers", "blobs"];
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && !own_rules.iter().any(|r| name == std::ffi::OsStr::new(r))
+        {
+            dirs.push(entry.path());
+        }
+    }
+    for dir in dirs {
+        for entry in fs::read_dir(&dir).map_err(io("reading", &dir))? {
+            let entry = entry.map_err(io("reading", &dir))?;
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file && entry.file_name().to_str().is_some_and(is_write_temp) {
+                remove_tree(&entry.path()).map_err(io("removing", entry.path()))?;
+            }
+        }
+    }
+    Ok(())
 }

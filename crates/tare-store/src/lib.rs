@@ -10,6 +10,7 @@
 //! ROOT/lock                     flock: shared while a Store is open, exclusive for prune
 //! ROOT/meta.lock                flock around read-modify-write of tags and layer records
 //! ROOT/blobs/sha256/<hex>       blobs (configs, manifests, layers), named by their digest
+//! ROOT/tmp.lock                 flock while a process sets up its directory in ROOT/tmp
 //! ROOT/tmp/own-XXXXXX/          temporary data of one open store (blobs being written, build
 //!                               scratch, snapshots being extracted), reclaimed once its
 //!                               owner is gone (see [`TempDir`])
@@ -114,18 +115,7 @@ impl Store {
                 make_private_dir(&entry.path())?;
             }
         }
-        let lock_path = root.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("opening", &lock_path))?;
-        flock(&lock, FlockOperation::LockShared).map_err(|e| Error::Io {
-            op: "locking",
-            path: lock_path,
-            source: e.into(),
-        })?;
+        let lock = lock_file(&root.join("lock"), FlockOperation::LockShared)?;
         let store = Store {
             inner: Arc::new(Inner {
                 root,
@@ -226,18 +216,10 @@ impl Store {
 
     /// Takes the metadata lock (released when the guard drops).
     pub fn meta_lock(&self) -> Result<MetaGuard> {
-        let path = self.inner.root.join("meta.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("opening", &path))?;
-        flock(&file, FlockOperation::LockExclusive).map_err(|e| Error::Io {
-            op: "locking",
-            path,
-            source: e.into(),
-        })?;
+        let file = lock_file(
+            &self.inner.root.join("meta.lock"),
+            FlockOperation::LockExclusive,
+        )?;
         Ok(MetaGuard { _file: file })
     }
 
@@ -318,4 +300,20 @@ fn make_private_dir(path: &Path) -> Result<()> {
             .create(path)
             .map_err(io("creating", path)),
     }
+}
+
+/// Opens (creating when needed) a lock file and takes its flock, waiting for it.
+pub(crate) fn lock_file(path: &Path, how: FlockOperation) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io("opening", path))?;
+    flock(&file, how).map_err(|e| Error::Io {
+        op: "locking",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(file)
 }

@@ -11,7 +11,8 @@
 //!
 //! The owner directory is set up as `ROOT/tmp/.new-XXXXXX/` (lock created and taken) and only
 //! then renamed to `own-*`, so a reclaimer never sees an `own-*` directory whose lock is not yet
-//! held.
+//! held. Setting up happens under `ROOT/tmp.lock`; a `.new-*` directory seen while holding it
+//! belongs to a process killed while setting up.
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -38,6 +39,7 @@ pub(crate) struct Owner {
 
 impl Owner {
     fn create(tmp: &Path) -> Result<Owner> {
+        let _setup = setup_lock(tmp)?;
         let new = tempfile::Builder::new()
             .prefix(NEW_PREFIX)
             .tempdir_in(tmp)
@@ -142,6 +144,7 @@ impl Store {
         let tmp = self.inner.root.join("tmp");
         let mine = self.inner.owner.get().map(|o| o.dir.clone());
         let mut freed = 0;
+        let mut setup = None;
         for entry in fs::read_dir(&tmp).map_err(io("reading", &tmp))? {
             let entry = entry.map_err(io("reading", &tmp))?;
             let path = entry.path();
@@ -150,7 +153,16 @@ impl Store {
             }
             let name = entry.file_name();
             let is_owner = name.to_str().is_some_and(|n| n.starts_with(OWNER_PREFIX));
-            if !is_owner && !everything {
+            let is_new = name.to_str().is_some_and(|n| n.starts_with(NEW_PREFIX));
+            if is_new && setup.is_none() {
+                // No one is setting up an owner while we hold this: a `.new-*` that is
+                // still there was left by a killed process.
+                setup = Some(setup_lock(&tmp)?);
+                if !path.exists() {
+                    continue;
+                }
+            }
+            if !is_owner && !is_new && !everything {
                 continue;
             }
             // Held while removing, so the lock file cannot be taken over meanwhile.
@@ -167,6 +179,12 @@ impl Store {
         }
         Ok(freed)
     }
+}
+
+/// The lock held while an owner directory is set up (`ROOT/tmp.lock`, next to `ROOT/tmp`, so
+/// that nothing removing entries of `ROOT/tmp` removes it).
+fn setup_lock(tmp: &Path) -> Result<File> {
+    crate::lock_file(&tmp.with_extension("lock"), FlockOperation::LockExclusive)
 }
 
 /// Takes the flock of an owner directory if its owner is gone; `None` while it is alive.
@@ -248,8 +266,13 @@ mod tests {
         fs::write(dead_owner.join(LOCK_NAME), b"").unwrap();
         fs::write(dead_owner.join("step-1/data"), b"left behind").unwrap();
 
+        // Killed while setting its owner directory up.
+        let half_made = root.path().join("tmp/.new-killed");
+        fs::create_dir_all(&half_made).unwrap();
+
         let _reopened = Store::open(root.path()).unwrap();
         assert!(!dead_owner.exists(), "abandoned owner directory reclaimed");
+        assert!(!half_made.exists(), "half-made owner directory reclaimed");
         assert_eq!(fs::read(kept.path().join("data")).unwrap(), b"in use");
     }
 
