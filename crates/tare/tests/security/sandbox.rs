@@ -540,9 +540,21 @@ fn host_abstract_sockets_are_out_of_reach() {
         );
         assert!(out.contains("connect: Connection refused"), "{out}");
     }
-    let (code, out) = build(&ctx, &format!("FROM probe\nRUN probe abstract {name}\n"));
-    assert_ne!(code, 0, "a RUN step reached the host socket: {out}");
-    assert!(out.contains("connect: Connection refused"), "{out}");
+    for flag in ["", "--network=default ", "--network=none "] {
+        let (code, out) = build(
+            &ctx,
+            &format!("FROM probe\nRUN {flag}probe abstract {name}\n"),
+        );
+        assert_ne!(code, 0, "RUN {flag}reached the host socket: {out}");
+        assert!(out.contains("connect: Connection refused"), "{out}");
+    }
+    // RUN --network=host is the explicit opt-in.
+    let (code, out) = build(
+        &ctx,
+        &format!("FROM probe\nRUN --network=host probe abstract {name}\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("connected: host"), "{out}");
 }
 
 #[test]
