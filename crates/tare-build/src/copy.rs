@@ -95,6 +95,9 @@ struct Writer<'a> {
     links: HashMap<(u64, u64), String>,
     /// Directories whose mtimes are set at the end, once nothing writes into them any more.
     mirrored: Vec<(String, Timespec)>,
+    /// The destination directory: when this step creates it, `--chmod` applies to it too,
+    /// as in BuildKit 0.25.
+    dest: Option<String>,
 }
 
 impl<'a> Writer<'a> {
@@ -106,6 +109,7 @@ impl<'a> Writer<'a> {
             stats: CopyStats::default(),
             links: HashMap::new(),
             mirrored: Vec::new(),
+            dest: None,
         })
     }
 }
@@ -116,7 +120,7 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
     for (index, source) in sources.iter().enumerate() {
         match source {
             Source::Tree { tree, path } => {
-                let rel = source_rel(*tree, path)?;
+                let rel = source_rel(path);
                 if has_wildcard(&rel) {
                     // BuildKit allows a wildcard that matches nothing: it copies nothing.
                     for m in glob(*tree, &rel)? {
@@ -271,6 +275,9 @@ pub fn copy_into(
     }
 
     let mut w = Writer::new(upper, lower, opts)?;
+    if into_dir {
+        w.dest = Some(dest_rel.clone());
+    }
     for item in &expanded {
         match item {
             Expanded::Node { tree, name, node } if node.meta.is_dir() => {
@@ -338,24 +345,13 @@ fn file_target(dest_rel: &str, into_dir: bool, name: &str) -> String {
     }
 }
 
-/// The cleaned, root-relative form of a source path; `..` above the root is an error.
-fn source_rel(tree: &dyn SourceTree, path: &str) -> Result<String, Error> {
-    let cleaned = clean(path.trim_start_matches('/'));
-    if cleaned == ".." || cleaned.starts_with("../") {
-        if tree.strict_links() {
-            return Err(Error::LeavesContext {
-                path: path.to_string(),
-            });
-        }
-        return Ok(clean(&format!("/{path}"))
-            .trim_start_matches('/')
-            .to_string());
-    }
-    Ok(if cleaned == "." {
-        String::new()
-    } else {
-        cleaned
-    })
+/// The cleaned, root-relative form of a source path. `..` above the root stays at the root,
+/// as BuildKit 0.25 cleans sources (`COPY ../f /f` copies the context's `f`); symlinks that
+/// leave the context are still refused when they are resolved.
+fn source_rel(path: &str) -> String {
+    clean(&format!("/{path}"))
+        .trim_start_matches('/')
+        .to_string()
 }
 
 /// Paths of `tree` matching the wildcard `pattern`, component by component, sorted.
@@ -575,7 +571,13 @@ impl Writer<'_> {
                 (node.meta.uid(), node.meta.gid()),
                 Some(mtime_of(&node.meta)),
             ),
-            _ => (0o755, self.opts.chown.unwrap_or((0, 0)), None),
+            _ => {
+                let mode = match self.opts.chmod {
+                    Some(m) if self.dest.as_deref() == Some(rel) => m,
+                    _ => 0o755,
+                };
+                (mode, self.opts.chown.unwrap_or((0, 0)), None)
+            }
         };
         fsops::ensure_dir_at(parent, name, mode, owner).map_err(self.root.err(rel))?;
         if let Some(mtime) = mtime {
@@ -618,9 +620,9 @@ impl Writer<'_> {
                             dest: dest.to_string(),
                         });
                     }
-                    // --chmod reaches what is inside, not the destination directory itself.
+                    // A destination this step creates takes --chmod too (BuildKit 0.25).
                     let owner = self.owner(&node.meta);
-                    fsops::mkdir_at(&parent, name, node.meta.mode(), owner)
+                    fsops::mkdir_at(&parent, name, self.mode(&node.meta), owner)
                         .map_err(self.root.err(dest))?;
                     self.mirrored.push((dest.to_string(), mtime_of(&node.meta)));
                 }
@@ -961,13 +963,14 @@ mod tests {
     }
 
     #[test]
-    fn sources_leaving_the_context_are_errors_naming_them() {
+    fn symlinks_leaving_the_context_are_errors_and_dotdot_is_clamped() {
         let f = fixture(&[("in", "i")]);
         symlink("../../etc/passwd", f.ctx.root().join("out")).expect("symlink");
         let err = copy(&f, &["out"], "/x").expect_err("must fail");
         assert!(err.to_string().contains("\"out\""), "{err}");
-        let err = copy(&f, &["../in"], "/x").expect_err("must fail");
-        assert!(err.to_string().contains("../in"), "{err}");
+        // `..` in a source path stays at the context root, as BuildKit cleans it.
+        copy(&f, &["../in"], "/x").expect("clamped to the context's in");
+        assert_eq!(fs::read(f.upper.join("x")).expect("read"), b"i");
     }
 
     #[test]
@@ -1014,10 +1017,10 @@ mod tests {
         assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o600, 1000, 1000));
         let m = fs::metadata(f.upper.join("private")).expect("meta");
         assert_eq!((m.uid(), m.gid()), (1000, 1000));
-        assert_ne!(
+        assert_eq!(
             m.mode() & 0o7777,
             0o600,
-            "the destination itself keeps its mode"
+            "a destination the step creates takes --chmod (BuildKit 0.25)"
         );
     }
 
