@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what the tests need, starts the
-# services they use (dockerd, a loopback registry), then runs fmt, clippy and every test.
+# services they use (dockerd, the reference BuildKit, a loopback registry), then runs fmt, clippy
+# and every test.
 # `.ci/run` calls this and nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,18 @@ if ! /usr/bin/docker info >/dev/null 2>&1; then
   done
   /usr/bin/docker info >/dev/null 2>&1 || { cat /tmp/dockerd.log; echo "dockerd did not start" >&2; exit 1; }
 fi
+
+# --- the reference BuildKit ----------------------------------------------------------------
+# The conformance suite compares tare with current BuildKit (Docker 28.5, BuildKit 0.25), which
+# ../shared/tools/modern-buildkit.sh runs in a chroot beside dockerd 20.10. Its `env` mode starts
+# it (cached after the first run) and prints the exports; the host's dockerd stays DOCKER_HOST.
+MODERN_BK_SCRIPT=../shared/tools/modern-buildkit.sh
+[ -f "$MODERN_BK_SCRIPT" ] || { echo "$MODERN_BK_SCRIPT is missing: the conformance suite needs it" >&2; exit 1; }
+log "starting the reference BuildKit ($MODERN_BK_SCRIPT)"
+modern_env=$(bash "$MODERN_BK_SCRIPT" env) || { echo "the reference BuildKit did not start" >&2; exit 1; }
+eval "$modern_env"
+export DOCKER_HOST=unix:///tmp/docker.sock MODERN_DOCKER
+log "reference: $("$MODERN_DOCKER" version --format 'docker {{.Server.Version}}'), BuildKit $MODERN_BK_BUILDKIT"
 
 # --- the checks ---------------------------------------------------------------------------
 log "cargo fmt --check"

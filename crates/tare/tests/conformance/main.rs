@@ -1,13 +1,21 @@
-//! Differential tests: each case under `tests/conformance/cases/NAME` is built by BuildKit
-//! (`DOCKER_BUILDKIT=1 docker build`) and by `tare build`, and the two images must agree on the
-//! flattened filesystem (path, type, mode, uid, gid, size, content hash, link target, xattrs),
-//! the config fields users see, and the number of layers.
+//! Differential tests: each case under `tests/conformance/cases/NAME` is built by current
+//! BuildKit (Docker 28.5 with BuildKit 0.25 and its built-in Dockerfile 1.19 frontend, started by
+//! `../shared/tools/modern-buildkit.sh`) and by `tare build`, and the two images must agree on
+//! the flattened filesystem (path, type, mode, uid, gid, size, content hash, link target,
+//! xattrs), the config fields users see, and the number of layers.
 //!
-//! Both images are flattened the same way: docker's image goes through `docker save` and
+//! Both images are flattened the same way: the reference image goes through `docker save` and
 //! `tare load`, then both go through `tare export`. `docker_vs_docker_*` prove the comparison
 //! itself: two BuildKit builds of one case compare equal, and a changed file is caught.
 //!
-//! A case may hold an `args` file: extra `build` arguments, one per line, given to both builders.
+//! A case may hold:
+//! - `args`: extra `build` arguments, one per line, given to both builders;
+//! - `expect-fail`: both builders must refuse the Dockerfile; the file's first line is the
+//!   location tare's error must name (e.g. `Dockerfile:3`).
+//!
+//! The reference client is `$MODERN_DOCKER` (scripts/test.sh sources the start script, which
+//! exports it); when it is unset the harness runs the start script itself from `../shared/tools`
+//! beside the repository.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -16,12 +24,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
-use util::{docker, TestContext};
+use util::TestContext;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/cases")
+    repo_root().join("tests/conformance/cases")
 }
 
 /// One entry of a flattened filesystem, without times.
@@ -159,6 +169,61 @@ fn diff_trees(left: &Tree, right: &Tree) -> Vec<String> {
     out
 }
 
+/// The reference builder's client: `$MODERN_DOCKER`, or the one the start script reports.
+fn reference_client() -> &'static Path {
+    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        if let Some(client) = std::env::var_os("MODERN_DOCKER") {
+            return PathBuf::from(client);
+        }
+        let script = repo_root().join("../shared/tools/modern-buildkit.sh");
+        assert!(
+            script.is_file(),
+            "MODERN_DOCKER is unset and {} is missing: the reference BuildKit cannot start",
+            script.display()
+        );
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .expect("run modern-buildkit.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{} env failed:\n{}{}",
+            script.display(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("MODERN_DOCKER="))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no MODERN_DOCKER in the output of {} env: {stdout}",
+                    script.display()
+                )
+            })
+    })
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A command for the reference daemon (its client wrapper sets its own `DOCKER_HOST`).
+fn reference() -> Command {
+    let mut cmd = Command::new(reference_client());
+    cmd.env_remove("DOCKER_HOST");
+    cmd
+}
+
+/// Tags in the reference daemon are unique to this process: other test runs may share it.
+fn reference_tag(tag: &str) -> String {
+    format!("tare-conformance-{}/{tag}", std::process::id())
+}
+
 /// The config fields the comparison covers, and the layer count, from `tare inspect`.
 fn summary(ctx: &TestContext, image: &str) -> (serde_json::Value, usize) {
     let json: serde_json::Value =
@@ -175,12 +240,16 @@ fn summary(ctx: &TestContext, image: &str) -> (serde_json::Value, usize) {
         "Volumes",
         "Labels",
         "StopSignal",
+        "Shell",
+        "OnBuild",
+        "Healthcheck",
     ] {
         let value = config.get(key).cloned().unwrap_or(serde_json::Value::Null);
         // Docker writes absent and empty the same way in different places; compare meaning.
         let value = match value {
             serde_json::Value::String(s) if s.is_empty() => serde_json::Value::Null,
             serde_json::Value::Object(m) if m.is_empty() => serde_json::Value::Null,
+            serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
             v => v,
         };
         picked.insert(key.to_string(), value);
@@ -200,11 +269,18 @@ fn case_args(case: &Path) -> Vec<String> {
     }
 }
 
-/// Imports the same busybox rootfs into docker and into the test store as `busybox:latest`.
+/// The location tare's error must name when the case must fail (`expect-fail`'s first line).
+fn expected_failure(case: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(case.join("expect-fail")).ok()?;
+    Some(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// Imports the same busybox rootfs into the reference daemon and into the test store as
+/// `busybox:latest`.
 fn prepare_base(ctx: &TestContext) {
     prepare_tare_base(ctx);
     let tar = ctx.path().join("busybox-base.tar");
-    let status = docker()
+    let status = reference()
         .args(["import", tar.to_str().unwrap(), "busybox:latest"])
         .stdout(std::process::Stdio::null())
         .status()
@@ -212,32 +288,51 @@ fn prepare_base(ctx: &TestContext) {
     assert!(status.success(), "docker import of the busybox base failed");
 }
 
-/// Builds `case` with BuildKit as `tag`, then loads it into the test store.
+/// The busybox base in the test store.
+fn prepare_tare_base(ctx: &TestContext) {
+    let tar = ctx.path().join("busybox-base.tar");
+    util::busybox_rootfs_tar(&tar);
+    ctx.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+}
+
+/// Builds `case` with the reference BuildKit; on success saves it, loads it into the test store
+/// as `tag` and removes it from the daemon. `Err` holds the build's stderr.
 fn docker_build(ctx: &TestContext, case: &Path, tag: &str, extra: &[String]) -> Result<(), String> {
-    let out = docker()
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["build", "--network=host", "--no-cache", "-q", "-t", tag])
+    let remote = reference_tag(tag);
+    let out = reference()
+        .args([
+            "build",
+            "--network",
+            "none",
+            "--no-cache",
+            "-q",
+            "-t",
+            &remote,
+        ])
         .args(extra)
         .arg(case)
         .output()
         .expect("docker build");
     if !out.status.success() {
-        return Err(format!(
-            "docker build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let saved = ctx
         .path()
         .join(format!("{}.docker.tar", tag.replace([':', '/'], "_")));
-    let status = docker()
+    let status = reference()
         .args(["save", "-o"])
         .arg(&saved)
-        .arg(tag)
+        .arg(&remote)
         .status()
         .expect("docker save");
-    assert!(status.success(), "docker save {tag}");
+    assert!(status.success(), "docker save {remote}");
+    let _ = reference()
+        .args(["rmi", "-f", &remote])
+        .stdout(std::process::Stdio::null())
+        .status();
     ctx.ok(&["load", "-i", saved.to_str().unwrap()]);
+    ctx.ok(&["tag", &remote, tag]);
+    let _ = std::fs::remove_file(&saved);
     Ok(())
 }
 
@@ -246,7 +341,9 @@ fn export(ctx: &TestContext, image: &str) -> Tree {
         .path()
         .join(format!("{}.fs.tar", image.replace([':', '/'], "_")));
     ctx.ok(&["export", image, "-o", out.to_str().unwrap()]);
-    flatten(&out)
+    let tree = flatten(&out);
+    let _ = std::fs::remove_file(&out);
+    tree
 }
 
 /// Compares two images in the store; returns the differences.
@@ -275,49 +372,71 @@ fn all_cases() -> Vec<PathBuf> {
     cases
 }
 
+/// Runs one case; `Err` describes how tare differs from BuildKit.
+fn run_case(ctx: &TestContext, case: &Path) -> Result<(), String> {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let extra = case_args(case);
+    let docker_tag = format!("conf-docker/{name}:latest");
+    let tare_tag = format!("conf-tare/{name}:latest");
+    let must_fail = expected_failure(case);
+    let reference = docker_build(ctx, case, &docker_tag, &extra);
+    let mut args = vec!["build", "-q", "-t", &tare_tag];
+    args.extend(extra.iter().map(String::as_str));
+    let case_arg = case.to_string_lossy();
+    args.push(&case_arg);
+    let out = ctx.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("panicked") {
+        return Err(format!("tare panicked:\n{stderr}"));
+    }
+    match (must_fail, reference) {
+        (Some(location), Err(_)) => {
+            if out.status.success() {
+                Err("BuildKit refuses this Dockerfile; tare built it".to_string())
+            } else if !stderr.contains(&location) {
+                Err(format!("tare's error does not name {location}:\n{stderr}"))
+            } else {
+                Ok(())
+            }
+        }
+        (Some(_), Ok(())) => Err("expect-fail, but BuildKit built it".to_string()),
+        (None, Err(e)) => Err(format!("BuildKit failed:\n{e}")),
+        (None, Ok(())) => {
+            if !out.status.success() {
+                return Err(format!("tare build failed:\n{stderr}"));
+            }
+            let problems = compare(ctx, &docker_tag, &tare_tag);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("\n    "))
+            }
+        }
+    }
+}
+
 #[test]
 fn tare_builds_what_buildkit_builds() {
     let ctx = TestContext::new();
     prepare_base(&ctx);
     let cases = all_cases();
+    // CONFORMANCE_FILTER=substring runs the matching cases only (for working on some cases).
+    let filter = std::env::var("CONFORMANCE_FILTER").unwrap_or_default();
     assert!(
-        cases.len() >= 30,
-        "expected at least 30 cases, found {}",
+        !filter.is_empty() || cases.len() >= 150,
+        "expected at least 150 cases, found {}",
         cases.len()
     );
     let mut failures = Vec::new();
     let mut passed = 0;
-    for case in &cases {
+    for case in cases
+        .iter()
+        .filter(|c| c.to_string_lossy().contains(&filter))
+    {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let extra = case_args(case);
-        let docker_tag = format!("conf-docker/{name}:latest");
-        let tare_tag = format!("conf-tare/{name}:latest");
-        if let Err(e) = docker_build(&ctx, case, &docker_tag, &extra) {
-            failures.push(format!("{name}: {e}"));
-            continue;
-        }
-        let mut args = vec![
-            "build".to_string(),
-            "-q".into(),
-            "-t".into(),
-            tare_tag.clone(),
-        ];
-        args.extend(extra.iter().cloned());
-        args.push(case.to_string_lossy().into_owned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ctx.run(&args);
-        if !out.status.success() {
-            failures.push(format!(
-                "{name}: tare build failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-            continue;
-        }
-        let problems = compare(&ctx, &docker_tag, &tare_tag);
-        if problems.is_empty() {
-            passed += 1;
-        } else {
-            failures.push(format!("{name}:\n    {}", problems.join("\n    ")));
+        match run_case(&ctx, case) {
+            Ok(()) => passed += 1,
+            Err(e) => failures.push(format!("{name}:\n    {e}")),
         }
     }
     println!("conformance: {passed} passed, {} failed", failures.len());
@@ -336,7 +455,7 @@ fn docker_vs_docker_builds_compare_equal() {
     for name in [
         "run-rm-whiteout",
         "run-symlinks-hardlinks",
-        "copy-chown-chmod",
+        "copy-chown-numeric",
         "labels-expose-volume",
     ] {
         let case = cases_dir().join(name);
@@ -372,45 +491,27 @@ fn docker_vs_docker_catches_a_changed_file() {
     );
 }
 
-/// Heredoc Dockerfiles that dockerd 20.10's BuildKit cannot parse without a frontend image:
-/// tare's result is checked against the expected file contents instead.
 #[test]
-fn tare_only_cases_give_the_expected_files() {
+fn docker_vs_docker_catches_a_changed_config() {
     let ctx = TestContext::new();
-    prepare_tare_base(&ctx);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/tare-only");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tare-only dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.join("Dockerfile").is_file())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty());
-    for case in cases {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let tag = format!("tare-only/{name}:latest");
-        ctx.ok(&["build", "-q", "-t", &tag, case.to_str().unwrap()]);
-        let tree = export(&ctx, &tag);
-        for expected in std::fs::read_dir(case.join("expected")).expect("expected dir") {
-            let expected = expected.expect("dir entry").path();
-            let file = expected.file_name().unwrap().to_string_lossy().into_owned();
-            let want = std::fs::read(&expected).unwrap();
-            let got = tree
-                .get(&file)
-                .unwrap_or_else(|| panic!("{name}: /{file} missing"));
-            assert_eq!(
-                got.sha256,
-                hex(&Sha256::digest(&want)),
-                "{name}: /{file} differs from {}",
-                expected.display()
-            );
-        }
-    }
-}
-
-/// The busybox base in the test store only, for cases docker does not build.
-fn prepare_tare_base(ctx: &TestContext) {
-    let tar = ctx.path().join("busybox-base.tar");
-    util::busybox_rootfs_tar(&tar);
-    ctx.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+    prepare_base(&ctx);
+    let case = ctx.path().join("shell");
+    std::fs::create_dir_all(&case).unwrap();
+    std::fs::write(
+        case.join("Dockerfile"),
+        "FROM busybox\nSHELL [\"/bin/sh\", \"-c\"]\n",
+    )
+    .unwrap();
+    docker_build(&ctx, &case, "dvd/shell-a:latest", &[]).expect("docker build a");
+    std::fs::write(
+        case.join("Dockerfile"),
+        "FROM busybox\nSHELL [\"/bin/sh\", \"-ec\"]\n",
+    )
+    .unwrap();
+    docker_build(&ctx, &case, "dvd/shell-b:latest", &[]).expect("docker build b");
+    let problems = compare(&ctx, "dvd/shell-a:latest", "dvd/shell-b:latest");
+    assert!(
+        problems.iter().any(|p| p.starts_with("config differs")),
+        "a changed SHELL was not reported: {problems:?}"
+    );
 }
