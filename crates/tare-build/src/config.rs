@@ -122,16 +122,23 @@ pub fn apply(
             text
         }
         Command::Expose(ports) => {
+            // BuildKit's keys are `port/protocol`, and its history prints the set of them:
+            // sorted, each once.
+            let keys: std::collections::BTreeSet<String> = ports
+                .iter()
+                .map(|p| {
+                    if p.contains('/') {
+                        p.to_ascii_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    }
+                })
+                .collect();
             let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
-            for p in ports {
-                let key = if p.contains('/') {
-                    p.to_ascii_lowercase()
-                } else {
-                    format!("{p}/tcp")
-                };
-                map.insert(key, Value::Object(Default::default()));
+            for key in &keys {
+                map.insert(key.clone(), Value::Object(Default::default()));
             }
-            format!("EXPOSE {}", go_list(ports))
+            format!("EXPOSE {}", go_list(&keys.into_iter().collect::<Vec<_>>()))
         }
         Command::Volume(list) => {
             let map = c.volumes.get_or_insert_with(BTreeMap::new);

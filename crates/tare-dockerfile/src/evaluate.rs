@@ -152,8 +152,19 @@ pub fn evaluate(
         build_args: build_args.clone(),
         global,
     };
-    for stage in &mut stages {
-        stage.scope = scope.clone();
+    for i in 0..stages.len() {
+        stages[i].scope = scope.clone();
+        if let Some(b) = stages[i].base_stage {
+            let base = &stages[b];
+            let mut inherited = base.inherited_args.clone();
+            inherited.extend(
+                base.instructions
+                    .iter()
+                    .filter(|ins| matches!(ins.command, Command::Arg(_)))
+                    .cloned(),
+            );
+            stages[i].inherited_args = inherited;
+        }
     }
 
     let mut warnings = ast.warnings.clone();
@@ -239,6 +250,7 @@ fn from(
         original: node.original.trim().to_string(),
         instructions: Vec::new(),
         scope: ArgScope::default(),
+        inherited_args: Vec::new(),
         source: source.clone(),
         escape,
     })
@@ -268,6 +280,28 @@ impl Stage {
         let mut vars: BTreeMap<String, String> = base_env.iter().cloned().collect();
         let mut from_arg: BTreeSet<String> = BTreeSet::new();
         let builtins = builtin_args(&self.scope.build_args);
+        // The build args of the stages this one is built from come first; the base's env,
+        // where it holds the same name, wins.
+        for ins in &self.inherited_args {
+            let Command::Arg(list) = &ins.command else {
+                continue;
+            };
+            let fail = |e: Error| Error::at(&self.source, ins.span.0, ins.span.1, e.message());
+            for (k, v) in list {
+                let lookup = |n: &str| vars.get(n).cloned();
+                let k = expand_word(k, &lookup, self.escape).map_err(fail)?;
+                let default = match v {
+                    Some(v) => Some(expand_word(v, &lookup, self.escape).map_err(fail)?),
+                    None => None,
+                };
+                if let Some(v) = self.arg_value(&k, default, &builtins) {
+                    if !base_env.iter().any(|(name, _)| *name == k) {
+                        from_arg.insert(k.clone());
+                        vars.insert(k, v);
+                    }
+                }
+            }
+        }
         let mut out = Vec::with_capacity(self.instructions.len());
         for ins in &self.instructions {
             let lookup = |n: &str| vars.get(n).cloned();
@@ -286,26 +320,19 @@ impl Stage {
                     for (k, v) in list.iter_mut() {
                         *k = word(k)?;
                         let default = opt(v)?;
-                        *v = self
-                            .scope
-                            .build_args
-                            .get(k.as_str())
-                            .cloned()
-                            .or(default.clone())
-                            .or_else(|| {
-                                if default.is_none() {
-                                    self.scope.global.get(k.as_str()).cloned()
-                                } else {
-                                    None
-                                }
-                            })
-                            .or_else(|| builtins.get(k.as_str()).cloned());
+                        *v = self.arg_value(k, default, &builtins);
                     }
                 }
                 Command::Expose(ports) => {
                     let mut expanded = Vec::new();
                     for p in ports.iter() {
-                        expanded.extend(expand_words(p, &lookup, self.escape).map_err(fail)?);
+                        for word in expand_words(p, &lookup, self.escape).map_err(fail)? {
+                            expanded.extend(
+                                port_spec(&word).map_err(|m| {
+                                    Error::at(&self.source, ins.span.0, ins.span.1, m)
+                                })?,
+                            );
+                        }
                     }
                     *ports = expanded;
                 }
@@ -385,6 +412,55 @@ impl Stage {
         }
         Ok(out)
     }
+
+    /// An ARG's value: `--build-arg`, else its default, else (without a default) the global
+    /// ARG of that name, else the automatic platform ARG of that name.
+    fn arg_value(
+        &self,
+        name: &str,
+        default: Option<String>,
+        builtins: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if let Some(v) = self.scope.build_args.get(name) {
+            return Some(v.clone());
+        }
+        match default {
+            Some(d) => Some(d),
+            None => self.scope.global.get(name).cloned(),
+        }
+        .or_else(|| builtins.get(name).cloned())
+    }
+}
+
+/// One EXPOSE word as the `port/protocol` keys it stands for, as BuildKit reads it (Docker's
+/// `nat.ParsePortSpec`): a range `8000-8002` is one key per port, the protocol defaults to
+/// tcp, and `ip:host:container` exposes the container port.
+pub(crate) fn port_spec(word: &str) -> Result<Vec<String>, String> {
+    let (port, proto) = match word.rsplit_once('/') {
+        Some((port, proto)) => (port, proto.to_ascii_lowercase()),
+        None => (word, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let container = port.rsplit(':').next().unwrap_or(port);
+    let number = |s: &str| -> Result<u16, String> {
+        s.parse::<u16>()
+            .map_err(|_| format!("invalid containerPort: {container}"))
+    };
+    let (start, end) = match container.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => {
+            let p = number(container)?;
+            (p, p)
+        }
+    };
+    if end < start {
+        return Err(format!(
+            "invalid range specified for containerPort: {container}"
+        ));
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
 #[cfg(test)]

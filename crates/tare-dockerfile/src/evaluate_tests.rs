@@ -238,7 +238,7 @@ fn expanding_instructions_follow_docker() {
     );
     assert_eq!(
         cmds[3],
-        Command::Expose(vec!["8080".into(), "8080/udp".into()])
+        Command::Expose(vec!["8080/tcp".into(), "8080/udp".into()])
     );
     assert_eq!(cmds[4], Command::Volume(vec!["/vol".into()]));
     assert_eq!(cmds[5], Command::User("app".into()));
@@ -528,4 +528,61 @@ fn onbuild_triggers_parse_into_instructions() {
     };
     assert_eq!(run.heredocs[0].content, "echo hi\n");
     assert!(parse_triggers(&[], '\\').unwrap_or_default().is_empty());
+}
+
+#[test]
+fn a_stage_built_from_a_stage_inherits_its_args_like_buildkit() {
+    let d = eval(
+        "FROM a AS one\nARG X=1\nARG Y\nFROM one AS two\nRUN echo $X\nFROM two\nENV Z=$X\nFROM a\nENV W=$X\n",
+    );
+    let Command::Run(run) = &expanded(&d, 1)[0] else {
+        panic!("not a RUN")
+    };
+    assert_eq!(run.build_args, pairs(&[("X", "1")]));
+    // Handed on through every stage in the chain, and never to an unrelated stage.
+    assert_eq!(expanded(&d, 2)[0], Command::Env(pairs(&[("Z", "1")])));
+    assert_eq!(expanded(&d, 3)[0], Command::Env(pairs(&[("W", "")])));
+    // The base's env, where it has the name, wins over the inherited arg.
+    let two = d.stages[1]
+        .expand(&pairs(&[("X", "env")]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Command::Run(run) = &two[0].command else {
+        panic!("not a RUN")
+    };
+    assert!(run.build_args.is_empty(), "{:?}", run.build_args);
+}
+
+#[test]
+fn expose_ranges_become_ports_and_bad_ports_are_located_errors() {
+    let d = eval("FROM a\nEXPOSE 80 8000-8002/UDP 1.2.3.4:80:81/sctp\n");
+    assert_eq!(
+        expanded(&d, 0)[0],
+        Command::Expose(
+            ["80/tcp", "8000/udp", "8001/udp", "8002/udp", "81/sctp"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    for (text, message) in [
+        (
+            "FROM a\nEXPOSE notaport\n",
+            "Dockerfile:2:1: invalid containerPort: notaport",
+        ),
+        (
+            "FROM a\nEXPOSE 80/quic\n",
+            "Dockerfile:2:1: invalid proto: quic",
+        ),
+        (
+            "FROM a\nEXPOSE 90-80\n",
+            "Dockerfile:2:1: invalid range specified for containerPort: 90-80",
+        ),
+        (
+            "FROM a\nEXPOSE 70000\n",
+            "Dockerfile:2:1: invalid containerPort: 70000",
+        ),
+    ] {
+        let d = eval(text);
+        let e = d.stages[0].expand(&[]).expect_err(text);
+        assert_eq!(e.to_string(), message, "{text}");
+    }
 }

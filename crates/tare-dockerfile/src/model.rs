@@ -61,6 +61,9 @@ pub struct Stage {
     pub instructions: Vec<Instruction>,
     /// What [`Stage::expand`] needs to resolve ARGs: the build args and the global ARG values.
     pub(crate) scope: ArgScope,
+    /// The ARG instructions of the stages this one is built `FROM`, oldest first: BuildKit
+    /// hands a stage's build args on to the stages built from it.
+    pub(crate) inherited_args: Vec<Instruction>,
     pub(crate) source: Source,
     pub(crate) escape: char,
 }
