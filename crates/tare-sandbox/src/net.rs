@@ -17,9 +17,11 @@
 //! and sandboxes itself with its own seccomp filter. It runs in the foreground as a child of a
 //! thread that lives as long as tare, with the parent-death signal set, so it ends with tare
 //! even when tare is killed. Port forwarding is off in both directions (`-t none -u none
-//! -T none -U none`). pasta's default "gateway mapping" stays on: connections to the gateway
-//! address reach the host's loopback, as slirp4netns's 10.0.2.2 does, so a registry or proxy
-//! listening on the host's 127.0.0.1 can be used from a RUN step.
+//! -T none -U none`). pasta's "gateway mapping" is off (`--no-map-gw`): by default pasta
+//! maps connections to the gateway address onto the host's loopback, which would let a RUN
+//! step reach every service the host keeps to itself on 127.0.0.1 (Docker's bridge does not
+//! reach them either, and rootless Docker turns slirp4netns's host-loopback off for the same
+//! reason). A registry or proxy on the host's loopback needs `--network host`.
 //!
 //! When the host has no route to the outside, pasta refuses to start; the runs then get the
 //! namespace with only its loopback interface up, which is what they could reach anyway.
@@ -131,6 +133,7 @@ fn keep_pasta(
         "--config-net",
         "--foreground",
         "--quiet",
+        "--no-map-gw",
         "--runas",
         "0",
         "-t",
