@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use crate::Error;
 
 /// The address inside the namespace where pasta answers DNS queries with the host's resolver
-/// (used when the host's resolv.conf names a loopback resolver, which the namespace's own
-/// loopback cannot reach).
+/// (every container of the private network names it in its resolv.conf: see
+/// `spawn::private_resolv_conf`).
 pub(crate) const DNS_FORWARD: &str = "169.254.1.1";
 
 /// How long pasta may take to configure the namespace.

@@ -442,21 +442,18 @@ fn etc_files(hostname: &str, network: Network) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// The host's resolv.conf for the private network: a loopback resolver (systemd-resolved's
-/// 127.0.0.53, a local dnsmasq) is not reachable from the namespace's own loopback, so such
-/// lines name pasta's DNS forwarder instead, which asks the host's resolver.
+/// The host's resolv.conf for the private network: every nameserver line becomes one line
+/// naming pasta's DNS forwarder, which asks the host's first resolver through a host socket.
+/// A loopback resolver (systemd-resolved's 127.0.0.53, a local dnsmasq) is not reachable from
+/// the namespace's own loopback, and neither is a resolver that only the host's own routing
+/// reaches (seen here: 10.255.255.53 answered the host and timed out from the namespace, so
+/// `apt-get update` failed). Search and option lines are kept.
 fn private_resolv_conf(host: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(host);
     let mut out = String::new();
     let mut forwarded = false;
     for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let is_loopback = words.next() == Some("nameserver")
-            && words
-                .next()
-                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                .is_some_and(|a| a.is_loopback());
-        if is_loopback {
+        if line.split_whitespace().next() == Some("nameserver") {
             if !forwarded {
                 out.push_str(&format!("nameserver {}\n", crate::net::DNS_FORWARD));
                 forwarded = true;
@@ -639,5 +636,20 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod resolv_tests {
+    use super::private_resolv_conf;
+
+    #[test]
+    fn every_nameserver_becomes_the_forwarder_once_and_the_rest_is_kept() {
+        let host = b"# comment\nsearch example\nnameserver 10.255.255.53\nnameserver 127.0.0.53\noptions ndots:2\n";
+        let out = String::from_utf8(private_resolv_conf(host)).unwrap();
+        assert_eq!(
+            out,
+            "# comment\nsearch example\nnameserver 169.254.1.1\noptions ndots:2\n"
+        );
     }
 }
