@@ -160,17 +160,7 @@ fn image(ctx: &TestContext, name: &str, extra: impl FnOnce(&Path)) {
     util::busybox_rootfs(&root);
     std::fs::copy(probe(), root.join("bin/probe")).unwrap();
     extra(&root);
-    let tar = ctx.path().join(format!("{name}.tar"));
-    let status = Command::new("tar")
-        .args(["--numeric-owner", "-C"])
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    ctx.ok(&["import", tar.to_str().unwrap(), name]);
+    ctx.import_dir(&root, name);
 }
 
 fn output(ctx: &TestContext, args: &[&str]) -> (i32, String) {

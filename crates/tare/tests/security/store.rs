@@ -36,18 +36,7 @@ impl Canary {
 }
 
 fn import_tar(ctx: &TestContext, dir: &Path, name: &str) -> PathBuf {
-    let tar = ctx.path().join(format!("{}.tar", name.replace(':', "_")));
-    let status = Command::new("tar")
-        .args(["--numeric-owner", "--sort=name", "-C"])
-        .arg(dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    ctx.ok(&["import", tar.to_str().unwrap(), name]);
-    tar
+    ctx.import_dir(dir, name)
 }
 
 fn snapshot_dirs(root: &Path) -> Vec<PathBuf> {

@@ -136,6 +136,25 @@ impl TestContext {
         busybox_rootfs_tar(&tar);
         self.ok(&["import", tar.to_str().expect("utf-8 path"), name]);
     }
+
+    /// Packs the root filesystem in `dir` (numeric owners, sorted names) and imports it as
+    /// `name`; returns the tar.
+    pub fn import_dir(&self, dir: &Path, name: &str) -> PathBuf {
+        let tar = self
+            .path()
+            .join(format!("{}.tar", name.replace([':', '/'], "_")));
+        let status = Command::new("tar")
+            .args(["--numeric-owner", "--sort=name", "-C"])
+            .arg(dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success(), "tar of {}", dir.display());
+        self.ok(&["import", tar.to_str().expect("utf-8 path"), name]);
+        tar
+    }
 }
 
 /// Builds a small busybox root filesystem in `dir`: applets, /etc/passwd with root, nobody and
