@@ -5,6 +5,8 @@
 
 mod cmd;
 mod context;
+mod format;
+mod gotmpl;
 mod progress;
 
 use std::io::Write;
@@ -91,6 +93,18 @@ enum Command {
     Login(cmd::login::Args),
     /// Forget the credentials saved by `tare login`.
     Logout(cmd::logout::Args),
+    /// Manage images (docker's `image ls|rm|prune|inspect|history|tag|save|load|...`).
+    #[command(subcommand)]
+    Image(cmd::manage::ImageCommand),
+    /// Manage containers (docker's `container ls|rm|run|export|commit|prune`).
+    #[command(subcommand)]
+    Container(cmd::manage::ContainerCommand),
+    /// Manage the build cache (docker's `builder prune`).
+    #[command(subcommand)]
+    Builder(cmd::manage::BuilderCommand),
+    /// The store as a whole (docker's `system prune`).
+    #[command(subcommand)]
+    System(cmd::manage::SystemCommand),
 }
 
 fn main() -> ExitCode {
@@ -122,6 +136,10 @@ fn main() -> ExitCode {
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Login(a) => cmd::login::run(&ctx, a),
         Command::Logout(a) => cmd::logout::run(&ctx, a),
+        Command::Image(c) => cmd::manage::image(&ctx, c),
+        Command::Container(c) => cmd::manage::container(&ctx, c),
+        Command::Builder(c) => cmd::manage::builder(&ctx, c),
+        Command::System(c) => cmd::manage::system(&ctx, c),
     };
     match result {
         Ok(code) => code,
@@ -134,9 +152,14 @@ fn main() -> ExitCode {
 /// A closed stdout (`tare images | head -1`) is not a failure: exit 0 like other Unix tools.
 fn report(err: &anyhow::Error) -> ExitCode {
     if err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        let kind = match cause.downcast_ref::<std::io::Error>() {
+            Some(e) => Some(e.kind()),
+            // serde_json's writers wrap the io error without exposing it as a source.
+            None => cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
     }) {
         return ExitCode::SUCCESS;
     }

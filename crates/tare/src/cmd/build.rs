@@ -213,12 +213,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.quiet {
-        println!("{id}");
+        crate::outln!("{id}");
     } else {
         let size = tare_layer::image_content_size(&store, image)?;
-        print_summary(&result, image, size);
+        print_summary(&result, image, size)?;
         for line in done.summary.lines(3) {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
     if done.summary.failed() {
@@ -248,33 +248,33 @@ fn push_tags(
             .with_context(|| format!("pushing {}", tag.familiar()))?;
         printer.finish();
         if !quiet {
-            println!("pushed {} ({digest})", tag.familiar());
+            crate::outln!("pushed {} ({digest})", tag.familiar());
         }
     }
     Ok(())
 }
 
-fn print_summary(result: &BuildResult, image: &tare_store::Image, size: u64) {
+fn print_summary(result: &BuildResult, image: &tare_store::Image, size: u64) -> anyhow::Result<()> {
     let own = size.saturating_sub(result.base_size);
-    println!("image    {}", image.id);
+    crate::outln!("image    {}", image.id);
     if !image.repo_tags.is_empty() {
         let tags: Vec<String> = image.repo_tags.iter().map(|t| t.familiar()).collect();
-        println!("tags     {}", tags.join(", "));
+        crate::outln!("tags     {}", tags.join(", "));
     }
-    println!(
+    crate::outln!(
         "size     {} (base {}, this build {})",
         human_size(size),
         human_size(result.base_size),
         human_size(own)
     );
-    println!(
+    crate::outln!(
         "layers   {} ({} from the base, {} from this build)",
         image.layers.len(),
         result.base_layers,
         image.layers.len() - result.base_layers.min(image.layers.len())
     );
     if result.steps.is_empty() {
-        return;
+        return Ok(());
     }
     let rows: Vec<[String; 4]> = result
         .steps
@@ -303,13 +303,14 @@ fn print_summary(result: &BuildResult, image: &tare_store::Image, size: u64) {
         .unwrap_or(4)
         .max(4);
     let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(5).max(5);
-    println!();
-    println!("{:<w0$}   {:>w1$}   {:>8}", "STEP", "LAYER", "IMAGE");
+    crate::outln!();
+    crate::outln!("{:<w0$}   {:>w1$}   {:>8}", "STEP", "LAYER", "IMAGE");
     for r in rows {
         let line = format!("{:<w0$}   {:>w1$}   {:>8}   {}", r[0], r[1], r[2], r[3]);
-        println!("{}", line.trim_end());
+        crate::outln!("{}", line.trim_end());
     }
     for w in &result.warnings {
         eprintln!("WARNING: {w}");
     }
+    Ok(())
 }

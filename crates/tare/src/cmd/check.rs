@@ -13,12 +13,13 @@ pub fn run(ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let report = store.check()?;
     for p in &report.problems {
-        println!("{p}");
+        crate::outln!("{p}");
     }
     if report.problems.is_empty() {
-        println!(
+        crate::outln!(
             "ok: {} blobs, {} images",
-            report.blobs_checked, report.images_checked
+            report.blobs_checked,
+            report.images_checked
         );
         Ok(ExitCode::SUCCESS)
     } else {

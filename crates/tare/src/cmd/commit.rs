@@ -103,7 +103,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let img = store
         .commit_image(&config, &layers, &tags, None)
         .context("storing the image")?;
-    println!("{}", img.id);
+    crate::outln!("{}", img.id);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,19 +8,41 @@ use clap::Args as ClapArgs;
 use serde_json::json;
 
 use super::images::{human_ago, human_size, print_table};
-use crate::Context;
+use crate::format::{print_template, Format};
+use crate::{outln, Context};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// The image: name[:tag], name@digest, or ID.
     image: String,
-    /// Output format: `table` (default) or `json`.
-    #[arg(long, default_value = "table")]
-    format: String,
-    /// Show full CREATED BY text.
+    /// Output format: `table` (default), `json`, or a Go template (`{{.CreatedBy}}`,
+    /// `table {{.ID}}\t{{.Size}}`). Fields: ID, CreatedSince, CreatedAt, CreatedBy, Size,
+    /// Comment, and tare's Line and ImageSize.
+    #[arg(long)]
+    format: Option<String>,
+    /// Show full CREATED BY text and full IDs.
     #[arg(long)]
     no_trunc: bool,
+    /// Only print the IDs (the image's own, `<missing>` for the layers below it).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print sizes and dates in human-readable form (`-H=false` for bytes and RFC 3339).
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    human: bool,
 }
+
+/// Column titles for `--format 'table ...'`, as docker names them (plus tare's own).
+const HEADER: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+    ("Line", "LINE"),
+    ("ImageSize", "IMAGE SIZE"),
+];
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
@@ -61,15 +83,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }));
     }
     rows.reverse();
-    if args.format == "json" {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    let format = Format::parse(args.format.as_deref())?;
+    let id_of = |i: usize| {
+        if i > 0 {
+            "<missing>".to_string()
+        } else if args.no_trunc {
+            img.id.to_string()
+        } else {
+            img.id.short()
+        }
+    };
+    if args.quiet {
+        for i in 0..rows.len() {
+            outln!("{}", id_of(i));
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::ensure!(
-        args.format == "table",
-        "unknown --format {:?}: use table or json",
-        args.format
-    );
+    if let Format::Json = format {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let dockerfile = img
         .build_info
         .as_ref()
@@ -85,6 +118,38 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .filter_map(|r| r["layer_size"].as_u64())
         .max()
         .unwrap_or(0);
+    let size_text = |n: u64| {
+        if args.human {
+            human_size(n)
+        } else {
+            n.to_string()
+        }
+    };
+    if format.is_template() {
+        let docker_rows: Vec<serde_json::Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let created = r["created"].as_str();
+                json!({
+                    "ID": id_of(i),
+                    "CreatedSince": if args.human {
+                        human_ago(created)
+                    } else {
+                        created.unwrap_or_default().to_string()
+                    },
+                    "CreatedAt": created.unwrap_or_default(),
+                    "CreatedBy": r["created_by"],
+                    "Size": size_text(r["layer_size"].as_u64().unwrap_or(0)),
+                    "Comment": r["comment"],
+                    "Line": r["line"],
+                    "ImageSize": size_text(r["image_size"].as_u64().unwrap_or(0)),
+                })
+            })
+            .collect();
+        print_template(&format, &docker_rows, HEADER)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut table = vec![[
         "IMAGE",
         "CREATED",
@@ -106,24 +171,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             by = by.chars().take(44).collect::<String>() + "…";
         }
         table.push(vec![
-            if i == 0 {
-                img.id.short()
+            id_of(i),
+            if args.human {
+                human_ago(r["created"].as_str())
             } else {
-                "<missing>".into()
+                r["created"].as_str().unwrap_or_default().to_string()
             },
-            human_ago(r["created"].as_str()),
             match (r["line"].as_u64(), &dockerfile) {
                 (Some(line), Some(file)) => format!("{file}:{line}"),
                 (Some(line), None) => line.to_string(),
                 _ => String::new(),
             },
             by,
-            human_size(r["layer_size"].as_u64().unwrap_or(0)),
+            size_text(r["layer_size"].as_u64().unwrap_or(0)),
             tare_size::budget::bar(r["layer_size"].as_u64().unwrap_or(0), largest, 20),
-            human_size(r["image_size"].as_u64().unwrap_or(0)),
+            size_text(r["image_size"].as_u64().unwrap_or(0)),
             r["comment"].as_str().unwrap_or_default().to_string(),
         ]);
     }
-    print_table(&table);
+    print_table(&table)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,18 +8,60 @@ use anyhow::Context as _;
 use clap::Args as ClapArgs;
 use serde_json::json;
 
-use crate::Context;
+use crate::format::{print_template, Format};
+use crate::{outln, Context};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// Output format: `table` (default) or `json`.
-    #[arg(long, default_value = "table")]
-    format: String,
+    /// Only images whose name matches: `NAME`, `NAME:TAG`, with `*` and `?` wildcards.
+    reference: Option<String>,
+    /// Output format: `table` (default), `json`, or a Go template (`{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}`). Fields: ID, Repository, Tag, Digest, CreatedSince,
+    /// CreatedAt, Size, SharedSize, UniqueSize, VirtualSize, Containers.
+    #[arg(long)]
+    format: Option<String>,
+    /// Only print image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show all images. tare keeps no intermediate images (build steps live in the build
+    /// cache), so this lists the same images as without it; accepted for docker's scripts.
+    #[arg(short, long)]
+    all: bool,
+    /// Show full image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show the manifest digest of each image.
+    #[arg(long)]
+    digests: bool,
+    /// Filter: `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`,
+    /// `before=IMAGE`, `since=IMAGE` (repeatable; the same key ORs, different keys AND).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
 }
 
+/// Column titles for `--format 'table ...'`, as docker names them.
+const HEADER: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+    ("Containers", "CONTAINERS"),
+];
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let format = Format::parse(args.format.as_deref())?;
     let store = ctx.store()?;
-    let images = store.images().context("listing images")?;
+    let mut images = store.images().context("listing images")?;
+    let mut filters = Filters::parse(&args.filter, &store)?;
+    if let Some(r) = &args.reference {
+        filters.reference.push(r.clone());
+    }
     // A layer counts as shared when more than one image uses it.
     let mut users: HashMap<tare_store::Digest, usize> = HashMap::new();
     for img in &images {
@@ -30,17 +72,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Newest first, as docker lists them.
+    images.sort_by_key(|img| std::cmp::Reverse(created_of(img)));
     let mut rows = Vec::new();
     for img in &images {
+        if !filters.keep_image(img) {
+            continue;
+        }
         let mut seen = std::collections::HashSet::new();
         let (mut size, mut shared) = (0u64, 0u64);
-        for l in &img.layers {
-            if seen.insert(l.diff_id) {
-                let n = tare_layer::content_size(&store, l)
-                    .with_context(|| format!("sizing layer {} of image {}", l.digest, img.id))?;
-                size = size.saturating_add(n);
-                if users[&l.diff_id] > 1 {
-                    shared = shared.saturating_add(n);
+        if !args.quiet {
+            for l in &img.layers {
+                if seen.insert(l.diff_id) {
+                    let n = tare_layer::content_size(&store, l).with_context(|| {
+                        format!("sizing layer {} of image {}", l.digest, img.id)
+                    })?;
+                    size = size.saturating_add(n);
+                    if users[&l.diff_id] > 1 {
+                        shared = shared.saturating_add(n);
+                    }
                 }
             }
         }
@@ -49,6 +99,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             img.repo_tags
                 .iter()
+                .filter(|r| filters.keep_reference(r))
                 .map(|r| (r.familiar_name(), r.tag().unwrap_or("<none>").to_string()))
                 .collect()
         };
@@ -57,6 +108,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 "repository": repo,
                 "tag": tag,
                 "id": img.id.to_string(),
+                "digest": img.manifest_digest.to_string(),
                 "created": img.config.created,
                 "size": size,
                 "shared_size": shared,
@@ -64,44 +116,206 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             }));
         }
     }
-    if args.format == "json" {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    let id_text = |r: &serde_json::Value| -> anyhow::Result<String> {
+        let id: tare_store::Digest = r["id"].as_str().unwrap_or_default().parse()?;
+        Ok(if args.no_trunc {
+            id.to_string()
+        } else {
+            id.short()
+        })
+    };
+    if args.quiet {
+        for r in &rows {
+            outln!("{}", id_text(r)?);
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::ensure!(
-        args.format == "table",
-        "unknown --format {:?}: use table or json",
-        args.format
-    );
-    let mut table = vec![[
-        "REPOSITORY",
-        "TAG",
-        "IMAGE ID",
-        "CREATED",
-        "SIZE",
-        "SHARED SIZE",
-        "UNIQUE SIZE",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for r in &rows {
-        let id: tare_store::Digest = r["id"].as_str().unwrap_or_default().parse()?;
-        table.push(vec![
-            r["repository"].as_str().unwrap_or_default().to_string(),
-            r["tag"].as_str().unwrap_or_default().to_string(),
-            id.short(),
-            human_ago(r["created"].as_str()),
-            human_size(r["size"].as_u64().unwrap_or(0)),
-            human_size(r["shared_size"].as_u64().unwrap_or(0)),
-            human_size(r["unique_size"].as_u64().unwrap_or(0)),
-        ]);
+    match format {
+        Format::Json => {
+            outln!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Template { .. } => {
+            let docker_rows = rows
+                .iter()
+                .map(|r| {
+                    Ok(json!({
+                        "ID": id_text(r)?,
+                        "Repository": r["repository"],
+                        "Tag": r["tag"],
+                        "Digest": r["digest"],
+                        "CreatedSince": human_ago(r["created"].as_str()),
+                        "CreatedAt": docker_time(r["created"].as_str()),
+                        "Size": human_size(r["size"].as_u64().unwrap_or(0)),
+                        "SharedSize": human_size(r["shared_size"].as_u64().unwrap_or(0)),
+                        "UniqueSize": human_size(r["unique_size"].as_u64().unwrap_or(0)),
+                        "VirtualSize": human_size(r["size"].as_u64().unwrap_or(0)),
+                        "Containers": "N/A",
+                    }))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            print_template(&format, &docker_rows, HEADER)?;
+        }
+        Format::Table => {
+            let mut head = vec!["REPOSITORY", "TAG"];
+            if args.digests {
+                head.push("DIGEST");
+            }
+            head.extend(["IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE"]);
+            let mut table = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
+            for r in &rows {
+                let mut row = vec![
+                    r["repository"].as_str().unwrap_or_default().to_string(),
+                    r["tag"].as_str().unwrap_or_default().to_string(),
+                ];
+                if args.digests {
+                    row.push(r["digest"].as_str().unwrap_or_default().to_string());
+                }
+                row.extend([
+                    id_text(r)?,
+                    human_ago(r["created"].as_str()),
+                    human_size(r["size"].as_u64().unwrap_or(0)),
+                    human_size(r["shared_size"].as_u64().unwrap_or(0)),
+                    human_size(r["unique_size"].as_u64().unwrap_or(0)),
+                ]);
+                table.push(row);
+            }
+            print_table(&table)?;
+        }
     }
-    print_table(&table);
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--filter` values, as docker's image list reads them.
+#[derive(Default)]
+struct Filters {
+    dangling: Option<bool>,
+    reference: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+    before: Option<Created>,
+    since: Option<Created>,
+}
+
+type Created = Option<chrono::DateTime<chrono::FixedOffset>>;
+
+/// An image's creation time, compared as a time (the texts differ in precision).
+fn created_of(img: &tare_store::Image) -> Created {
+    img.config
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+}
+
+impl Filters {
+    fn parse(list: &[String], store: &tare_store::Store) -> anyhow::Result<Filters> {
+        let mut f = Filters::default();
+        let created = |name: &str| -> anyhow::Result<Created> {
+            let img = store
+                .resolve(name)
+                .with_context(|| format!("--filter: looking up {name}"))?;
+            Ok(created_of(&img))
+        };
+        for item in list {
+            let (key, value) = item
+                .split_once('=')
+                .with_context(|| format!("bad --filter {item:?}: use KEY=VALUE"))?;
+            match key {
+                "dangling" => {
+                    f.dangling = Some(match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => anyhow::bail!("bad --filter {item:?}: dangling is true or false"),
+                    })
+                }
+                "reference" => f.reference.push(value.to_string()),
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                "before" => f.before = Some(created(value)?),
+                "since" => f.since = Some(created(value)?),
+                other => anyhow::bail!(
+                    "bad --filter {item:?}: unknown key {other:?} (use dangling, reference, label, \
+                     before or since)"
+                ),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keep_image(&self, img: &tare_store::Image) -> bool {
+        if let Some(d) = self.dangling {
+            if d != img.repo_tags.is_empty() {
+                return false;
+            }
+        }
+        if !self.reference.is_empty() && !img.repo_tags.iter().any(|r| self.keep_reference(r)) {
+            return false;
+        }
+        let labels = img.config.config.labels.clone().unwrap_or_default();
+        for (k, v) in &self.labels {
+            match (labels.get(k), v) {
+                (None, _) => return false,
+                (Some(have), Some(want)) if have != want => return false,
+                _ => {}
+            }
+        }
+        let created = created_of(img);
+        if self.before.as_ref().is_some_and(|b| created >= *b) {
+            return false;
+        }
+        if self.since.as_ref().is_some_and(|s| created <= *s) {
+            return false;
+        }
+        true
+    }
+
+    /// `reference=` matches the familiar name, or name:tag, with shell wildcards.
+    fn keep_reference(&self, r: &tare_store::Reference) -> bool {
+        if self.reference.is_empty() {
+            return true;
+        }
+        let name = r.familiar_name();
+        let full = match r.tag() {
+            Some(t) => format!("{name}:{t}"),
+            None => name.clone(),
+        };
+        self.reference
+            .iter()
+            .any(|p| wildcard(p, &name) || wildcard(p, &full))
+    }
+}
+
+/// Go's `path.Match` for `*` and `?` (which do not cross `/`) and literal characters.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|c| *c != '/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(&p, &t)
+}
+
+/// Docker's CreatedAt text: `2026-11-30 01:02:03 +0000 UTC`.
+pub(crate) fn docker_time(created: Option<&str>) -> String {
+    match created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) {
+        Some(t) => t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+            .to_string(),
+        None => "N/A".to_string(),
+    }
+}
+
 /// Prints rows in columns separated by three spaces, like docker's tables.
-pub(crate) fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -120,8 +334,9 @@ pub(crate) fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
             }
         }
-        println!("{}", line.trim_end());
+        writeln!(out, "{}", line.trim_end())?;
     }
+    Ok(())
 }
 
 /// Sizes the way docker prints them: decimal units, three significant digits (`4.26MB`).
@@ -179,6 +394,16 @@ pub(crate) fn human_ago(created: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_wildcards_match_like_go_path_match() {
+        assert!(wildcard("busy*", "busybox"));
+        assert!(wildcard("busybox:*", "busybox:latest"));
+        assert!(!wildcard("*", "library/busybox"));
+        assert!(wildcard("*/app", "me/app"));
+        assert!(wildcard("b?sybox", "busybox"));
+        assert!(!wildcard("busy", "busybox"));
+    }
 
     #[test]
     fn sizes_print_like_docker() {

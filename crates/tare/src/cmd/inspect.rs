@@ -11,12 +11,18 @@ use anyhow::Context as _;
 use clap::Args as ClapArgs;
 use serde_json::json;
 
+use crate::format::{print_documents, Format};
 use crate::Context;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// The image: name[:tag], name@digest, or ID.
     image: String,
+    /// Render with a Go template over docker's shape of the image (`{{.Id}}`,
+    /// `{{.Config.Env}}`, `{{index .RepoTags 0}}`, `{{json .RootFS}}`, `{{.Size}}`), as
+    /// `docker image inspect --format` does. Without it, tare's own JSON.
+    #[arg(short, long)]
+    format: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -47,6 +53,49 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         "layers": layers,
         "build_info": img.build_info,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match Format::parse(args.format.as_deref())? {
+        Format::Table | Format::Json => {
+            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        format @ Format::Template { .. } => {
+            print_documents(&format, &[docker_shape(&img, &config, size)])?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fields of docker's `ImageInspect` that come from the image itself.
+fn docker_shape(
+    img: &tare_store::Image,
+    config: &serde_json::Value,
+    size: u64,
+) -> serde_json::Value {
+    let field = |name: &str| config.get(name).cloned().unwrap_or(serde_json::Value::Null);
+    let mut digests: Vec<String> = img
+        .repo_tags
+        .iter()
+        .map(|r| format!("{}@{}", r.familiar_name(), img.manifest_digest))
+        .collect();
+    digests.dedup();
+    json!({
+        "Id": img.id.to_string(),
+        "RepoTags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": field("comment").as_str().unwrap_or_default(),
+        "Created": field("created"),
+        "DockerVersion": field("docker_version").as_str().unwrap_or_default(),
+        "Author": field("author").as_str().unwrap_or_default(),
+        "Config": field("config"),
+        "Architecture": field("architecture"),
+        "Variant": field("variant"),
+        "Os": field("os"),
+        "Size": size,
+        "VirtualSize": size,
+        "RootFS": {
+            "Type": field("rootfs").get("type").cloned().unwrap_or_default(),
+            "Layers": field("rootfs").get("diff_ids").cloned().unwrap_or_default(),
+        },
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    })
 }

@@ -33,12 +33,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("loading {name}"))?;
     for img in images {
         if args.quiet {
-            println!("{}", img.id);
+            crate::outln!("{}", img.id);
         } else if img.repo_tags.is_empty() {
-            println!("Loaded image ID: {}", img.id);
+            crate::outln!("Loaded image ID: {}", img.id);
         } else {
             for t in &img.repo_tags {
-                println!("Loaded image: {}", t.familiar());
+                crate::outln!("Loaded image: {}", t.familiar());
             }
         }
     }

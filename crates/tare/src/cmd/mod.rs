@@ -14,6 +14,7 @@ pub mod lint;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod manage;
 pub mod prune;
 pub mod ps;
 pub mod pull;

@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if args.cache {
         let cache = tare_build::prune_cache(&store, args.keep_storage)
             .context("pruning the build cache")?;
-        println!(
+        crate::outln!(
             "deleted {} build cache records ({})",
             cache.records,
             human_size(cache.bytes)
@@ -35,12 +35,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let cached = tare_build::cache_layers(&store).context("reading the build cache")?;
     let report = store.prune_keeping(&cached)?;
     for (d, size) in &report.blobs {
-        println!("deleted blob {d} ({})", human_size(*size));
+        crate::outln!("deleted blob {d} ({})", human_size(*size));
     }
     for d in &report.snapshots {
-        println!("deleted snapshot {d}");
+        crate::outln!("deleted snapshot {d}");
     }
-    println!(
+    crate::outln!(
         "Total reclaimed space: {} ({} blobs, {} snapshots)",
         human_size(report.freed),
         report.blobs.len(),

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use tare_sandbox::containers::{Container, Containers, Status};
 
+use anyhow::Context as _;
+
+use super::images::{human_size, print_table};
+use crate::format::{print_template, Format};
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
@@ -18,19 +22,141 @@ pub struct Args {
     /// Do not truncate ids and commands.
     #[arg(long)]
     no_trunc: bool,
-    /// Output format: table or json (one object per line).
-    #[arg(long, default_value = "table", value_name = "table|json")]
-    format: String,
+    /// Output format: `table`, `json` (one object per line), or a Go template
+    /// (`{{.ID}} {{.Status}}`, `table {{.Names}}\t{{.Image}}`). Fields: ID, Image, ImageID,
+    /// Command, CreatedAt, RunningFor, State, Status, ExitCode, Names, Size.
+    #[arg(long)]
+    format: Option<String>,
+    /// Filter: `id=`, `name=`, `status=created|running|exited`, `exited=CODE`,
+    /// `ancestor=IMAGE` (repeatable; the same key ORs, different keys AND).
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Show the N most recently created containers (all states).
+    #[arg(short = 'n', long, value_name = "N")]
+    last: Option<usize>,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Show each container's size: its own changes, and the image's size under it.
+    #[arg(short, long)]
+    size: bool,
+}
+
+/// Column titles for `--format 'table ...'`, as docker names them.
+const HEADER: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("ImageID", "IMAGE ID"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("ExitCode", "EXIT CODE"),
+    ("Names", "NAMES"),
+    ("Size", "SIZE"),
+];
+
+/// Refuses an unknown filter or value before any container is looked at.
+fn check_filters(filters: &[(String, String)]) -> anyhow::Result<()> {
+    for (key, value) in filters {
+        match key.as_str() {
+            "id" | "name" | "ancestor" => {}
+            "status" => anyhow::ensure!(
+                matches!(value.as_str(), "created" | "running" | "exited"),
+                "bad --filter status={value:?}: tare's containers are created, running or exited"
+            ),
+            "exited" => {
+                value
+                    .parse::<i32>()
+                    .with_context(|| format!("bad --filter exited={value:?}: not a number"))?;
+            }
+            other => {
+                anyhow::bail!("bad --filter {other:?}: use id, name, status, exited or ancestor")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--filter` of `ps`: each key's values OR, keys AND.
+fn keep(c: &Container, filters: &[(String, String)]) -> anyhow::Result<bool> {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        let mut any = false;
+        for (_, value) in filters.iter().filter(|(k, _)| k == key) {
+            any |= match key {
+                "id" => c.id.starts_with(value.as_str()),
+                "name" => c.name.contains(value.as_str()),
+                "status" => match value.as_str() {
+                    "created" => c.status() == Status::Created,
+                    "running" => c.status() == Status::Running,
+                    "exited" => matches!(c.status(), Status::Exited { .. }),
+                    other => anyhow::bail!(
+                        "bad --filter status={other:?}: tare's containers are created, running \
+                         or exited"
+                    ),
+                },
+                "exited" => {
+                    let code: i32 = value
+                        .parse()
+                        .with_context(|| format!("bad --filter exited={value:?}: not a number"))?;
+                    matches!(c.status(), Status::Exited { code: got, .. } if got == code)
+                }
+                "ancestor" => {
+                    c.image == *value
+                        || c.image.strip_suffix(":latest") == Some(value.as_str())
+                        || c.image_id == *value
+                        || c.image_id
+                            .strip_prefix("sha256:")
+                            .is_some_and(|h| h.starts_with(value.trim_start_matches("sha256:")))
+                }
+                other => anyhow::bail!(
+                    "bad --filter {other:?}: use id, name, status, exited or ancestor"
+                ),
+            };
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let format = Format::parse(args.format.as_deref())?;
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("bad --filter {f:?}: use KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    check_filters(&filters)?;
     let containers = Containers::open(&ctx.root)?;
     let now = now();
-    let list: Vec<Container> = containers
-        .list()?
-        .into_iter()
-        .filter(|c| args.all || c.status() == Status::Running)
-        .collect();
+    let last = if args.latest { Some(1) } else { args.last };
+    let mut list: Vec<Container> = Vec::new();
+    for c in containers.list()? {
+        if (args.all || last.is_some() || c.status() == Status::Running) && keep(&c, &filters)? {
+            list.push(c);
+        }
+    }
+    // Newest first, as docker lists them.
+    list.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    if let Some(n) = last {
+        list.truncate(n);
+    }
+    let sizes = if args.size || format.is_template() {
+        list.iter()
+            .map(|c| container_size(ctx, &containers, c))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let mut out = std::io::stdout().lock();
     if args.quiet {
         for c in &list {
@@ -38,8 +164,31 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format.as_str() {
-        "json" => {
+    match format {
+        Format::Template { .. } => {
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .zip(&sizes)
+                .map(|(c, size)| {
+                    serde_json::json!({
+                        "ID": id(c, args.no_trunc),
+                        "Image": c.image,
+                        "ImageID": c.image_id,
+                        "Command": command(c, args.no_trunc),
+                        "CreatedAt": created_at(c.created),
+                        "RunningFor": format!("{} ago", human_duration(now.saturating_sub(c.created))),
+                        "State": state(c),
+                        "Status": status(c, now),
+                        "ExitCode": c.exit_code.map_or(String::new(), |e| e.to_string()),
+                        "Names": c.name,
+                        "Size": size,
+                    })
+                })
+                .collect();
+            drop(out);
+            print_template(&format, &rows, HEADER)?;
+        }
+        Format::Json => {
             for c in &list {
                 let value = serde_json::json!({
                     "ID": id(c, args.no_trunc),
@@ -55,56 +204,33 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{value}")?;
             }
         }
-        "table" => {
-            let rows: Vec<[String; 6]> = list
-                .iter()
-                .map(|c| {
-                    [
-                        id(c, args.no_trunc).to_string(),
-                        c.image.clone(),
-                        command(c, args.no_trunc),
-                        format!("{} ago", human_duration(now.saturating_sub(c.created))),
-                        status(c, now),
-                        c.name.clone(),
-                    ]
-                })
-                .collect();
-            let header = [
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "NAMES",
-            ];
-            let mut widths = header.map(str::len);
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
+        Format::Table => {
+            let mut header = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"];
+            header.extend(["PORTS", "NAMES"]);
+            if args.size {
+                header.push("SIZE");
+            }
+            let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+            for (i, c) in list.iter().enumerate() {
+                let mut row = vec![
+                    id(c, args.no_trunc).to_string(),
+                    c.image.clone(),
+                    command(c, args.no_trunc),
+                    format!("{} ago", human_duration(now.saturating_sub(c.created))),
+                    status(c, now),
+                    String::new(),
+                    c.name.clone(),
+                ];
+                if args.size {
+                    row.push(sizes[i].clone());
                 }
+                rows.push(row);
             }
-            write_row(&mut out, &header.map(String::from), &widths)?;
-            for row in &rows {
-                write_row(&mut out, row, &widths)?;
-            }
+            drop(out);
+            print_table(&rows)?;
         }
-        other => anyhow::bail!("unknown format {other:?}: use table or json"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_row(out: &mut impl Write, row: &[String; 6], widths: &[usize; 6]) -> std::io::Result<()> {
-    let mut line = String::new();
-    for (i, cell) in row.iter().enumerate() {
-        if i + 1 == row.len() {
-            line.push_str(cell);
-        } else {
-            let pad = widths[i] - cell.chars().count() + 3;
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(' ', pad));
-        }
-    }
-    writeln!(out, "{}", line.trim_end())
 }
 
 fn id(c: &Container, full: bool) -> &str {
@@ -123,6 +249,71 @@ fn command(c: &Container, full: bool) -> String {
     }
     let cut: String = text.chars().take(19).collect();
     format!("\"{cut}…\"")
+}
+
+/// Docker's State: created, running or exited.
+fn state(c: &Container) -> &'static str {
+    match c.status() {
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Exited { .. } => "exited",
+    }
+}
+
+/// Docker's CreatedAt text: `2026-11-30 01:02:03 +0000 UTC`.
+fn created_at(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// Docker's SIZE column: the container's own changes, and the image under them.
+fn container_size(ctx: &Context, containers: &Containers, c: &Container) -> anyhow::Result<String> {
+    let upper = containers.upper_dir(&c.id);
+    let own = dir_size(&upper).with_context(|| format!("sizing {}", upper.display()))?;
+    let store = ctx.store()?;
+    let image = match store.resolve(&c.image_id) {
+        Ok(img) => {
+            let mut total = 0u64;
+            for l in &img.layers {
+                total = total.saturating_add(
+                    tare_layer::content_size(&store, l)
+                        .with_context(|| format!("sizing layer {}", l.digest))?,
+                );
+            }
+            total
+        }
+        Err(_) => 0,
+    };
+    Ok(format!(
+        "{} (virtual {})",
+        human_size(own),
+        human_size(own.saturating_add(image))
+    ))
+}
+
+/// File bytes and symlink target lengths under `dir`, never following a link (a missing
+/// directory is 0: the container never wrote).
+pub(crate) fn dir_size(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() || meta.is_symlink() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    Ok(total)
 }
 
 fn status(c: &Container, now: u64) -> String {

@@ -21,13 +21,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(&ctx.root)?;
     if let [key] = args.containers.as_slice() {
         remove(&containers, key, args.force)?;
-        println!("{key}");
+        crate::outln!("{key}");
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = 0;
     for key in &args.containers {
         match remove(&containers, key, args.force) {
-            Ok(()) => println!("{key}"),
+            Ok(()) => crate::outln!("{key}"),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 failed += 1;

@@ -43,7 +43,7 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
         .filter(|r| r.digest().is_none() && img.repo_tags.contains(r));
     if let Some(r) = by_tag {
         store.untag(&r)?;
-        println!("Untagged: {}", r.familiar());
+        crate::outln!("Untagged: {}", r.familiar());
         if img.repo_tags.len() > 1 {
             return Ok(());
         }
@@ -59,10 +59,10 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
         );
     } else {
         for r in &img.repo_tags {
-            println!("Untagged: {}", r.familiar());
+            crate::outln!("Untagged: {}", r.familiar());
         }
     }
     store.remove_image(&img.id)?;
-    println!("Deleted: {}", img.id);
+    crate::outln!("Deleted: {}", img.id);
     Ok(())
 }

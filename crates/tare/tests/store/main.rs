@@ -4,6 +4,8 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod cli_habits;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
