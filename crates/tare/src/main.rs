@@ -12,7 +12,7 @@ mod progress;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 pub use context::Context;
 
@@ -105,6 +105,10 @@ enum Command {
     /// The store as a whole (docker's `system prune`).
     #[command(subcommand)]
     System(cmd::manage::SystemCommand),
+    /// Print a shell completion script (`tare completion bash > /etc/bash_completion.d/tare`).
+    Completion(cmd::completion::Args),
+    /// Write the man pages into a directory (`tare man /usr/local/share/man/man1`).
+    Man(cmd::completion::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +144,8 @@ fn main() -> ExitCode {
         Command::Container(c) => cmd::manage::container(&ctx, c),
         Command::Builder(c) => cmd::manage::builder(&ctx, c),
         Command::System(c) => cmd::manage::system(&ctx, c),
+        Command::Completion(a) => cmd::completion::run(Cli::command(), a),
+        Command::Man(a) => cmd::completion::man(Cli::command(), a),
     };
     match result {
         Ok(code) => code,

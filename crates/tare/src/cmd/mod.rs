@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod build;
 pub mod check;
 pub mod commit;
+pub mod completion;
 pub mod debug;
 pub mod export;
 pub mod history;

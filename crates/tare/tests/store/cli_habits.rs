@@ -307,3 +307,40 @@ fn a_closed_pipe_ends_printing_commands_quietly_with_exit_0() {
         );
     }
 }
+
+#[test]
+fn completions_complete_subcommands_and_man_pages_are_written() {
+    let t = TestContext::new();
+    let script = t.path().join("tare.bash");
+    std::fs::write(&script, t.ok(&["completion", "bash"])).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(tare ima); COMP_CWORD=1; _tare tare ima tare; \
+             echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let words = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = words.split_whitespace().collect();
+    assert!(
+        words.contains(&"images") && words.contains(&"image"),
+        "{words:?}"
+    );
+    let err = t.fails(&["completion", "tcsh"]);
+    assert!(err.contains("tcsh"), "{err}");
+
+    let dir = t.path().join("man");
+    let listed = t.ok(&["man", dir.to_str().unwrap()]);
+    assert!(
+        listed.contains("tare-image-ls.1") && listed.contains("tare-build.1"),
+        "{listed}"
+    );
+    let page = std::fs::read_to_string(dir.join("tare-images.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH tare-images"),
+        "{page}"
+    );
+    assert!(page.contains("dangling"), "the page has the flags' help");
+}
