@@ -217,6 +217,61 @@ impl Containers {
         Ok(())
     }
 
+    /// The file a detached container's output goes to (`tare logs`).
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("container.log")
+    }
+
+    /// Reads a record again (its state changes while it runs).
+    pub fn load(&self, id: &str) -> Result<Container, Error> {
+        let path = self.dir(id).join("container.json");
+        let text = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NoSuchContainer(id.to_string()),
+            _ => Error::io(&path, e),
+        })?;
+        serde_json::from_slice(&text).map_err(|e| Error::Runtime {
+            runtime: "containers".into(),
+            reason: format!("reading {}: {e}", path.display()),
+        })
+    }
+
+    /// Sends a signal to a running container: its owner, the `tare` process that runs it,
+    /// forwards it to the container's first process (or dies of SIGKILL, and the container
+    /// with it). Only the signals the owner forwards are accepted ([`stop_signal`]).
+    pub fn signal(&self, record: &Container, signal: i32) -> Result<(), Error> {
+        let (Some(pid), Status::Running) = (record.owner_pid, record.status()) else {
+            return Ok(());
+        };
+        let pid = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| {
+            Error::sys("signalling the container", std::io::ErrorKind::InvalidInput)
+        })?;
+        let sig = rustix::process::Signal::from_named_raw(signal).ok_or_else(|| {
+            Error::sys("signalling the container", std::io::ErrorKind::InvalidInput)
+        })?;
+        rustix::process::kill_process(pid, sig)
+            .map_err(|e| Error::sys("signalling the container", e))
+    }
+
+    /// Waits until the container no longer runs, up to `timeout` (no limit when `None`);
+    /// returns its record then, or `None` when the time ran out.
+    pub fn wait(
+        &self,
+        id: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<Container>, Error> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let record = self.load(id)?;
+            if record.status() != Status::Running {
+                return Ok(Some(record));
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn reserve(&self, name: &str) -> Result<(), Error> {
         let path = self.dir.join("names").join(name);
         match std::fs::OpenOptions::new()
@@ -261,6 +316,39 @@ impl Containers {
         self.reserve(&name)?;
         Ok(name)
     }
+}
+
+/// The signal number of a STOPSIGNAL value (`SIGTERM`, `TERM`, `15`), among those a
+/// container's owner forwards, plus SIGKILL.
+pub fn stop_signal(name: &str) -> Result<i32, Error> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let known = [
+        ("INT", libc::SIGINT),
+        ("TERM", libc::SIGTERM),
+        ("HUP", libc::SIGHUP),
+        ("QUIT", libc::SIGQUIT),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("KILL", libc::SIGKILL),
+    ];
+    let found = match bare.parse::<i32>() {
+        Ok(n) => known.iter().find(|(_, s)| *s == n),
+        Err(_) => known.iter().find(|(k, _)| *k == bare),
+    };
+    found.map(|(_, s)| *s).ok_or(Error::Invalid {
+        what: "stop signal",
+        value: name.to_string(),
+        reason: "tare forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, or kills",
+    })
+}
+
+/// Starts a new session for this process, detached from the terminal (`tare run -d`'s
+/// supervisor).
+pub fn new_session() -> Result<(), Error> {
+    rustix::process::setsid()
+        .map(|_| ())
+        .map_err(|e| Error::sys("starting a new session", e))
 }
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

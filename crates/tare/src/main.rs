@@ -85,6 +85,12 @@ enum Command {
     Ps(cmd::ps::Args),
     /// Remove containers.
     Rm(cmd::rm::Args),
+    /// Print a detached container's output (`tare run -d`).
+    Logs(cmd::detach::LogsArgs),
+    /// Stop running containers: the image's STOPSIGNAL, then SIGKILL after -t seconds.
+    Stop(cmd::detach::StopArgs),
+    /// Wait for containers to exit and print their exit codes.
+    Wait(cmd::detach::WaitArgs),
     /// Pull an image from a registry into the store.
     Pull(cmd::pull::Args),
     /// Push an image from the store to a registry.
@@ -136,6 +142,9 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(&ctx, *a),
         Command::Ps(a) => cmd::ps::run(&ctx, a),
         Command::Rm(a) => cmd::rm::run(&ctx, a),
+        Command::Logs(a) => cmd::detach::logs(&ctx, a),
+        Command::Stop(a) => cmd::detach::stop(&ctx, a),
+        Command::Wait(a) => cmd::detach::wait(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Login(a) => cmd::login::run(&ctx, a),

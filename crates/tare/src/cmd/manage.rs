@@ -60,6 +60,12 @@ pub enum ContainerCommand {
     Commit(super::commit::Args),
     /// Remove every container that is not running.
     Prune(ContainerPruneArgs),
+    /// Print a detached container's output (`tare logs`).
+    Logs(super::detach::LogsArgs),
+    /// Stop running containers (`tare stop`).
+    Stop(super::detach::StopArgs),
+    /// Wait for containers to exit (`tare wait`).
+    Wait(super::detach::WaitArgs),
 }
 
 /// `tare system ...`
@@ -161,6 +167,9 @@ pub fn container(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitCod
         ContainerCommand::Run(a) => run::run(ctx, *a),
         ContainerCommand::Export(a) => export::run(ctx, a),
         ContainerCommand::Commit(a) => commit::run(ctx, a),
+        ContainerCommand::Logs(a) => detach::logs(ctx, a),
+        ContainerCommand::Stop(a) => detach::stop(ctx, a),
+        ContainerCommand::Wait(a) => detach::wait(ctx, a),
         ContainerCommand::Prune(a) => {
             ask(&a.confirm, "This will remove all stopped containers.")?;
             let freed = prune_containers(ctx)?;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod commit;
 pub mod completion;
 pub mod debug;
+pub mod detach;
 pub mod export;
 pub mod history;
 pub mod images;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _};
 use tare_sandbox::containers::{Container, Containers};
 use tare_sandbox::{BindMount, Network, Rootfs, RunSpec, Security, Stdio};
 
+use super::detach;
 use crate::Context;
 
 #[derive(clap::Args, Debug)]
@@ -15,6 +16,13 @@ pub struct Args {
     /// Remove the container (and everything it wrote) when it exits.
     #[arg(long)]
     rm: bool,
+    /// Run in the background and print the container's ID: a supervising `tare` process
+    /// owns it, and its output goes to a log file in the store (`tare logs`, `stop`, `wait`).
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// docker's restart policy: only `no` (tare has no daemon to restart a container).
+    #[arg(long, value_name = "no")]
+    restart: Option<String>,
     /// Name the container (for `tare ps`, `rm`, `export`, `commit`).
     #[arg(long)]
     name: Option<String>,
@@ -67,6 +75,20 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    // Set only for the supervisor `tare run -d` starts: it adopts the container made for it.
+    let supervise = std::env::var(detach::SUPERVISE_ENV).ok();
+    if supervise.is_some() {
+        tare_sandbox::containers::new_session()?;
+    }
+    if let Some(policy) = args.restart.as_deref().filter(|p| *p != "no") {
+        bail!(
+            "--restart {policy}: tare has no daemon to restart containers; run `tare run` under \
+             systemd or another supervisor instead"
+        );
+    }
+    if args.detach && (args.tty || args.interactive) {
+        bail!("-d cannot be combined with -t or -i: tare has no attach; use `tare logs -f`");
+    }
     let network = match args.network.as_str() {
         "default" | "private" | "bridge" => Network::Private,
         "host" => Network::Host,
@@ -116,29 +138,36 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let containers = Containers::open(&ctx.root)?;
-    let record = containers
-        .create(
-            Container {
-                id: String::new(),
-                name: String::new(),
-                image: args.image.clone(),
-                image_id: image.id.to_string(),
-                image_layers: image
-                    .config
-                    .rootfs
-                    .diff_ids
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect(),
-                command: command.clone(),
-                created: now(),
-                owner_pid: Some(std::process::id()),
-                exit_code: None,
-                finished: None,
-            },
-            args.name.as_deref(),
-        )
-        .context("creating the container")?;
+    let record = match &supervise {
+        Some(id) => detach::adopt(&containers, id)?,
+        None => containers
+            .create(
+                Container {
+                    id: String::new(),
+                    name: String::new(),
+                    image: args.image.clone(),
+                    image_id: image.id.to_string(),
+                    image_layers: image
+                        .config
+                        .rootfs
+                        .diff_ids
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect(),
+                    command: command.clone(),
+                    created: now(),
+                    // A detached container is owned by its supervisor, once it starts.
+                    owner_pid: (!args.detach).then(std::process::id),
+                    exit_code: None,
+                    finished: None,
+                },
+                args.name.as_deref(),
+            )
+            .context("creating the container")?,
+    };
+    if args.detach && supervise.is_none() {
+        return detach::start(&containers, &record);
+    }
     if lower.is_empty() {
         // An image without layers: overlayfs needs one lower directory.
         let empty = containers.dir(&record.id).join("empty");

@@ -4,6 +4,8 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod detached;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

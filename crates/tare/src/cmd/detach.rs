@@ -1,0 +1,243 @@
+//! Detached containers without a daemon: `tare run -d` starts a supervising `tare run` in a
+//! session of its own, whose output goes to the container's log file; `tare logs`, `stop` and
+//! `wait` work from the container's record and that file.
+
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args as ClapArgs;
+use tare_sandbox::containers::{stop_signal, Container, Containers, Status};
+
+use crate::{outln, Context};
+
+/// The environment variable that makes a `tare run` the supervisor of an existing container.
+pub(crate) const SUPERVISE_ENV: &str = "TARE_SUPERVISE";
+
+/// How long `tare run -d` waits for its supervisor to start the container.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts the supervisor: this same `tare` with the same arguments, in the background, with
+/// [`SUPERVISE_ENV`] naming the container. Prints the ID once the supervisor owns the
+/// container, like `docker run -d`. A command that cannot be executed is not an error here
+/// (docker's is): the container exits with 127 and `tare logs` says why.
+pub(crate) fn start(containers: &Containers, record: &Container) -> anyhow::Result<ExitCode> {
+    let log_path = containers.log_path(&record.id);
+    let log = File::options()
+        .create_new(true)
+        .write(true)
+        .open(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env(SUPERVISE_ENV, &record.id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("duplicating the log file")?)
+        .stderr(log)
+        .spawn()
+        .context("starting the container's supervisor")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let now = containers.load(&record.id)?;
+        if now.owner_pid.is_some() || now.exit_code.is_some() {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            // It ended before adopting the container: its error is in the log.
+            let _ = containers.remove(&now);
+            bail!(
+                "the container's supervisor failed ({status}): {}",
+                std::fs::read_to_string(&log_path)
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            bail!("the container's supervisor did not start it within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    outln!("{}", record.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The supervisor takes over the container `tare run -d` made for it.
+pub(crate) fn adopt(containers: &Containers, id: &str) -> anyhow::Result<Container> {
+    let mut record = containers
+        .load(id)
+        .with_context(|| format!("{SUPERVISE_ENV}={id}: no such container"))?;
+    if record.status() != Status::Created {
+        bail!("{SUPERVISE_ENV}={id}: the container was already started");
+    }
+    record.owner_pid = Some(std::process::id());
+    containers.save(&record)?;
+    Ok(record)
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container exits.
+    #[arg(short, long)]
+    follow: bool,
+    /// Print only the last N lines (`all` for everything).
+    #[arg(short = 'n', long, value_name = "N", default_value = "all")]
+    tail: String,
+    /// The container: name, ID or unique ID prefix.
+    container: String,
+}
+
+/// `tare logs`: the output of a detached container (stdout and stderr, interleaved).
+pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&ctx.root)?;
+    let tail: Option<usize> = match args.tail.as_str() {
+        "all" => None,
+        n => Some(
+            n.parse()
+                .with_context(|| format!("bad --tail {n:?}: a number or all"))?,
+        ),
+    };
+    let record = containers.find(&args.container)?;
+    let path = containers.log_path(&record.id);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "container {} was not started with -d: tare keeps the output of detached \
+             containers only",
+            args.container
+        ),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let start = match tail {
+        None => 0,
+        Some(n) => tail_start(&text, n),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text[start..])?;
+    out.flush()?;
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut offset = text.len() as u64;
+    loop {
+        let running = containers.load(&record.id)?.status() == Status::Running;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut more = Vec::new();
+        file.read_to_end(&mut more)?;
+        offset += more.len() as u64;
+        out.write_all(&more)?;
+        out.flush()?;
+        if !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where the last `n` lines of `text` start.
+fn tail_start(text: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return text.len();
+    }
+    // A final newline ends the last line rather than starting an empty one.
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait after the stop signal before killing.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers: names, IDs or unique ID prefixes.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `tare stop`: the image's STOPSIGNAL (SIGTERM by default), then SIGKILL after `-t`.
+pub fn stop(ctx: &Context, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&ctx.root)?;
+    let store = ctx.store()?;
+    for key in &args.containers {
+        let record = containers.find(key)?;
+        if record.status() == Status::Running {
+            let name = store
+                .resolve(&record.image_id)
+                .ok()
+                .and_then(|img| img.config.config.stop_signal.clone())
+                .unwrap_or_else(|| "SIGTERM".to_string());
+            let signal = stop_signal(&name)
+                .with_context(|| format!("stopping {key}: the image's STOPSIGNAL"))?;
+            if signal != libc_sigkill() {
+                containers.signal(&record, signal)?;
+            }
+            if containers
+                .wait(&record.id, Some(Duration::from_secs(args.time)))?
+                .is_none()
+            {
+                containers
+                    .kill(&record)
+                    .with_context(|| format!("killing {key}"))?;
+            }
+        }
+        outln!("{key}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn libc_sigkill() -> i32 {
+    stop_signal("KILL").unwrap_or(9)
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct WaitArgs {
+    /// Containers: names, IDs or unique ID prefixes.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `tare wait`: blocks until each container exits, and prints its exit code.
+pub fn wait(ctx: &Context, args: WaitArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&ctx.root)?;
+    for key in &args.containers {
+        let record = containers.find(key)?;
+        let done = containers
+            .wait(&record.id, None)?
+            .context("waiting for the container")?;
+        match done.status() {
+            Status::Exited { code, .. } => outln!("{code}"),
+            // Never started: docker waits for it to run; tare cannot start it later.
+            Status::Created => bail!("container {key} was created but never started"),
+            Status::Running => unreachable!("wait returns once the container stops running"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_counts_lines_from_the_end() {
+        let text = b"a\nb\nc\n";
+        assert_eq!(&text[tail_start(text, 2)..], b"b\nc\n");
+        assert_eq!(&text[tail_start(text, 5)..], b"a\nb\nc\n");
+        assert_eq!(&text[tail_start(text, 0)..], b"");
+        assert_eq!(&b"x\ny"[tail_start(b"x\ny", 1)..], b"y");
+    }
+}
