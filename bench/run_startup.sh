@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Container start-up: `tare run --rm IMAGE true` against `docker run --rm IMAGE true` (and the
 # same tare run with --network host, --network none and through runc), same busybox image, warm store, in one run; prints medians and
-# the tare/docker ratio (issue 6: goal under 50 ms and at most 0.2x docker).
+# the tare/docker ratio (issue 6: goal under 50 ms and at most 0.2x docker). Then detached
+# starts: `tare run -d IMAGE sleep 60` against `docker run -d` (issue 20: at most 0.2x), the
+# containers removed before each run.
 #
 #   bash bench/run_startup.sh [RUNS]      # default 30 runs each
 #
@@ -20,7 +22,7 @@ export TARE_ROOT="$WORK/store"
 
 base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
 cp /bin/busybox "$base/bin/busybox"
-for a in sh true echo; do ln -s busybox "$base/bin/$a"; done
+for a in sh true echo sleep; do ln -s busybox "$base/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
 tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
 "$TARE" import "$WORK/base.tar" bench-run:latest >/dev/null
@@ -47,5 +49,22 @@ print(f"tare/docker ratio: {med['tare'] / med['docker']:.3f}")
 print(f"tare-nethost/docker ratio: {med['tare-nethost'] / med['docker']:.3f}")
 print(f"tare-netnone/docker ratio: {med['tare-netnone'] / med['docker']:.3f}")
 print(f"tare-runc/docker ratio: {med['tare-runc'] / med['docker']:.3f}")
+PY
+# Detached: the time until the ID is printed; the containers are removed between runs.
+cat >"$WORK/clean.sh" <<CLEAN
+ids=\$("$TARE" ps -aq); [ -z "\$ids" ] || "$TARE" rm -f \$ids >/dev/null
+ids=\$($DOCKER ps -aq --filter label=tare-bench); [ -z "\$ids" ] || $DOCKER rm -f \$ids >/dev/null
+CLEAN
+hyperfine -N --warmup 2 --runs "$RUNS" --prepare "bash $WORK/clean.sh" --export-json "$WORK/detached.json" \
+  -n tare-d "$TARE run -d bench-run sleep 60" \
+  -n docker-d "$DOCKER run -d --label tare-bench --network none bench-run sleep 60" >/dev/null
+bash "$WORK/clean.sh"
+python3 - "$WORK/detached.json" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+med = {k: v["median"] * 1000 for k, v in results.items()}
+for k, r in results.items():
+    print(f"{k:<14}{med[k]:>12.1f}{r['min']*1000:>10.1f}{r['max']*1000:>10.1f}")
+print(f"tare-d/docker-d ratio: {med['tare-d'] / med['docker-d']:.3f}")
 PY
 $DOCKER rmi bench-run:latest >/dev/null || true
