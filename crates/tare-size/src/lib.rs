@@ -41,6 +41,7 @@
 pub mod budget;
 mod error;
 pub mod html;
+pub mod imagediff;
 pub mod index;
 pub mod lint;
 pub mod squash;

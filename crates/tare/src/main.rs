@@ -46,6 +46,8 @@ enum Command {
     Analyze(cmd::analyze::Args),
     /// Check a Dockerfile against the size rules (no build needed); exit 1 on findings.
     Lint(cmd::lint::Args),
+    /// What changed between two images: files, layers, config and sizes; --why for the bytes.
+    Diff(cmd::diff::Args),
     /// Merge an image's layers into one, dead files gone, config and history kept.
     Squash(cmd::squash::Args),
     /// Build an image from a Dockerfile.
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
         Command::Analyze(a) => cmd::analyze::run(&ctx, a),
         Command::Lint(a) => cmd::lint::run(&ctx, a),
+        Command::Diff(a) => cmd::diff::run(&ctx, a),
         Command::Squash(a) => cmd::squash::run(&ctx, a),
         Command::Build(a) => cmd::build::run(&ctx, *a),
         Command::Import(a) => cmd::import::run(&ctx, a),

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod completion;
 pub mod debug;
 pub mod detach;
+pub mod diff;
 pub mod export;
 pub mod history;
 pub mod images;

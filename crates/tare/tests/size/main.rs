@@ -6,6 +6,7 @@
 mod util;
 
 mod build_budgets;
+mod diff;
 
 use std::collections::BTreeMap;
 use std::path::Path;
