@@ -94,6 +94,7 @@ impl<'a> Applier<'a> {
             mode,
             name,
             is_root: rustix::process::geteuid().is_root(),
+            in_userns: crate::in_user_namespace(),
             created: HashSet::new(),
             dirs: Vec::new(),
             stats: ApplyStats::default(),
@@ -118,6 +119,8 @@ struct Applier<'a> {
     mode: ApplyMode,
     name: &'a str,
     is_root: bool,
+    /// Root of a user namespace (rootless tare), not of the host.
+    in_userns: bool,
     /// Paths this layer created: an opaque marker must not delete them.
     created: HashSet<PathBuf>,
     /// Directories whose mode and mtime are set last (writing into them changes the mtime).
@@ -179,8 +182,23 @@ impl Applier<'_> {
         if whiteouts && name_bytes == OPAQUE_MARKER.as_bytes() {
             return match self.mode {
                 ApplyMode::Overlay => {
-                    rfs::fsetxattr(&parent, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                        .map_err(|e| self.bad(&raw, format!("setting the opaque xattr: {e}")))
+                    // In a user namespace (rootless tare) `trusted.*` is refused, and
+                    // overlayfs, mounted with `userxattr` there, reads `user.overlay.*`.
+                    match rfs::fsetxattr(
+                        &parent,
+                        "trusted.overlay.opaque",
+                        b"y",
+                        XattrFlags::empty(),
+                    ) {
+                        Err(rustix::io::Errno::PERM) if self.in_userns => rfs::fsetxattr(
+                            &parent,
+                            "user.overlay.opaque",
+                            b"y",
+                            XattrFlags::empty(),
+                        ),
+                        other => other,
+                    }
+                    .map_err(|e| self.bad(&raw, format!("setting the opaque xattr: {e}")))
                 }
                 ApplyMode::Flatten => self
                     .clear_dir(&parent, &parent_path)
@@ -251,7 +269,7 @@ impl Applier<'_> {
                     Some(rfs::Uid::from_raw(uid)),
                     Some(rfs::Gid::from_raw(gid)),
                 )
-                .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+                .map_err(|e| self.chown_err(&raw, uid, gid, e))?;
             }
             self.dirs.push((path.clone(), perm, mtime));
             self.created.insert(path);
@@ -295,7 +313,7 @@ impl Applier<'_> {
                         Some(rfs::Gid::from_raw(gid)),
                         AtFlags::SYMLINK_NOFOLLOW,
                     )
-                    .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+                    .map_err(|e| self.chown_err(&raw, uid, gid, e))?;
                 }
                 let ts = Timespec {
                     tv_sec: mtime,
@@ -349,8 +367,15 @@ impl Applier<'_> {
                     header.device_major().ok().flatten().unwrap_or(0),
                     header.device_minor().ok().flatten().unwrap_or(0),
                 );
-                rfs::mknodat(&parent, name, ft, Mode::from_raw_mode(perm), dev)
-                    .map_err(|e| self.bad(&raw, format!("mknod: {e}")))?;
+                match rfs::mknodat(&parent, name, ft, Mode::from_raw_mode(perm), dev) {
+                    // A user namespace may not make device nodes (rootless tare): left out,
+                    // as containerd and Docker do in one. The layer's blob keeps them.
+                    Err(rustix::io::Errno::PERM) if self.in_userns && ft != FileType::Fifo => {
+                        self.stats.skipped_devices += 1;
+                        return Ok(());
+                    }
+                    other => other.map_err(|e| self.bad(&raw, format!("mknod: {e}")))?,
+                }
                 let fd = rfs::openat(
                     &parent,
                     name,
@@ -367,7 +392,7 @@ impl Applier<'_> {
                         Some(rfs::Gid::from_raw(gid)),
                         AtFlags::SYMLINK_NOFOLLOW,
                     )
-                    .map_err(|e| self.bad(&raw, format!("chown: {e}")))?;
+                    .map_err(|e| self.chown_err(&raw, uid, gid, e))?;
                 }
                 rfs::chmodat(&parent, name, Mode::from_raw_mode(perm), AtFlags::empty())
                     .map_err(|e| self.bad(&raw, format!("chmod: {e}")))?;
@@ -391,6 +416,24 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// A chown that failed. EINVAL means the ID does not exist in the user namespace tare runs
+    /// in (rootless, with a single-ID mapping or an ID beyond the subordinate range).
+    fn chown_err(&self, raw: &Path, uid: u32, gid: u32, e: rustix::io::Errno) -> Error {
+        if e == rustix::io::Errno::INVAL && self.in_userns {
+            return self.bad(
+                raw,
+                format!(
+                    "chown to {uid}:{gid}: the ID is not mapped in tare's rootless user \
+                     namespace; add a subordinate ID range for the user running tare to \
+                     /etc/subuid and /etc/subgid (as root: usermod --add-subuids \
+                     100000-165535 --add-subgids 100000-165535 USER) and install the uidmap \
+                     package"
+                ),
+            );
+        }
+        self.bad(raw, format!("chown: {e}"))
+    }
+
     fn finish_fd(
         &self,
         fd: BorrowedFd<'_>,
@@ -406,7 +449,7 @@ impl Applier<'_> {
                 Some(rfs::Uid::from_raw(uid)),
                 Some(rfs::Gid::from_raw(gid)),
             )
-            .map_err(|e| self.bad(raw, format!("chown: {e}")))?;
+            .map_err(|e| self.chown_err(raw, uid, gid, e))?;
         }
         // After chown, which clears setuid/setgid bits.
         rfs::fchmod(fd, Mode::from_raw_mode(perm))

@@ -171,3 +171,16 @@ pub fn recompress(store: &Store, layer: &LayerInfo, compression: Compression) ->
     store.record_layer(&out)?;
     Ok(out)
 }
+
+/// True when this process runs in a user namespace other than the host's (rootless tare, or
+/// a container with user namespaces): its uid map is not the identity of all IDs. Device
+/// nodes and `trusted.*` xattrs are refused there even to its root.
+pub fn in_user_namespace() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        })
+    })
+}

@@ -166,6 +166,10 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         }
     }
 
+    if plan.rootless {
+        open_host_devices(plan)?;
+    }
+
     rustix::process::chdir(plan.merged.as_c_str()).at(Step::PivotRoot)?;
     if let Mode::Runtime = plan.mode {
         if plan.unified_cgroup
@@ -185,13 +189,16 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     }
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
     // new root, without needing a put_old directory inside the image.
+    if plan.rootless {
+        mount_proc_and_sys(plan)?;
+    }
     rustix::process::pivot_root(c".", c".").at(Step::PivotRoot)?;
     mount::unmount(c".", UnmountFlags::DETACH).at(Step::DetachOldRoot)?;
     rustix::process::chdir(c"/").at(Step::DetachOldRoot)?;
     report_stubs(plan);
 
     let old_umask = rustix::process::umask(FsMode::empty());
-    mount_kernel_filesystems()?;
+    mount_kernel_filesystems(plan)?;
     if let Some(tty) = &plan.tty {
         open_terminal(tty.socket.as_fd(), tty.winsize)?;
     }
@@ -270,26 +277,90 @@ const DEVICES: [(&CStr, u32, u32); 6] = [
     (c"/dev/tty", 5, 0),
 ];
 
-fn mount_kernel_filesystems() -> StepResult {
+/// Rootless: detached copies of the host's device nodes (a user namespace cannot make device
+/// nodes, but may bind existing ones, as rootless Podman does) and, on the host's network, of
+/// its /sys. Taken while the host's tree is still visible.
+fn open_host_devices(plan: &mut Plan) -> StepResult {
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    for (i, (path, _, _)) in DEVICES.iter().enumerate() {
+        let fd = mount::open_tree(CWD, *path, flags).at(Step::Devices)?;
+        plan.device_fds[i] = into_raw(fd);
+    }
+    if plan.bind_sys {
+        let fd = mount::open_tree(CWD, c"/sys", flags | OpenTreeFlags::AT_RECURSIVE)
+            .at(Step::MountSys)?;
+        set_tree_attributes(fd.as_fd(), true).at(Step::MountSys)?;
+        plan.sys_fd = into_raw(fd);
+    }
+    Ok(())
+}
+
+/// Attaches a detached tree taken by [`open_host_devices`] on `target`.
+fn attach_fd(fd: i32, target: &CStr) -> rustix::io::Result<()> {
+    // SAFETY: `fd` came from open_tree and is owned by its plan slot alone, used once.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    mount::move_mount(
+        tree.as_fd(),
+        c"",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// /proc and /sys, mounted on `proc` and `sys` relative to the working directory: the new
+/// root before pivot_root (rootless, see [`mount_proc_and_sys`]) or `/` after it.
+fn mount_proc_sys_at(plan: &Plan, proc: &CStr, sys: &CStr) -> StepResult {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    ensure_dir(c"proc").at(Step::MountProc)?;
+    ensure_real_dir(proc).at(Step::MountProc)?;
     mount::mount(
         c"proc",
-        c"/proc",
+        proc,
         c"proc",
         nosuid_nodev_noexec | MountFlags::RDONLY,
         None,
     )
     .at(Step::MountProc)?;
-    ensure_dir(c"sys").at(Step::MountSys)?;
-    mount::mount(
-        c"sysfs",
-        c"/sys",
-        c"sysfs",
-        nosuid_nodev_noexec | MountFlags::RDONLY,
-        None,
-    )
-    .at(Step::MountSys)?;
+    ensure_real_dir(sys).at(Step::MountSys)?;
+    if plan.sys_fd >= 0 {
+        attach_fd(plan.sys_fd, sys).at(Step::MountSys)?;
+    } else {
+        mount::mount(
+            c"sysfs",
+            sys,
+            c"sysfs",
+            nosuid_nodev_noexec | MountFlags::RDONLY,
+            None,
+        )
+        .at(Step::MountSys)?;
+    }
+    Ok(())
+}
+
+/// Rootless: the kernel lets a user namespace mount proc and sysfs only while a fully
+/// visible instance is in its mount namespace ("mount_too_revealing"), which the host's are
+/// until pivot_root detaches them. So they are mounted into the new root first, from inside
+/// it (the working directory), on directories that must not be symlinks.
+fn mount_proc_and_sys(plan: &Plan) -> StepResult {
+    mount_proc_sys_at(plan, c"proc", c"sys")
+}
+
+/// `mkdir` when missing; an existing non-directory (a symlink the image put there) is
+/// refused, so that a mount never follows it.
+fn ensure_real_dir(rel: &CStr) -> rustix::io::Result<()> {
+    ensure_dir(rel)?;
+    let st = rfs::statat(CWD, rel, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Err(Errno::NOTDIR);
+    }
+    Ok(())
+}
+
+fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
+    let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    if !plan.rootless {
+        mount_proc_sys_at(plan, c"/proc", c"/sys")?;
+    }
     ensure_dir(c"dev").at(Step::MountDev)?;
     mount::mount(
         c"tmpfs",
@@ -306,7 +377,18 @@ fn mount_kernel_filesystems() -> StepResult {
     // the volumes are `nodev` too, which disarms the nodes an image brings. Docker reaches
     // the same with a device cgroup; this host has cgroup v1, and mount flags cost nothing to
     // tear down.
-    for (path, major, minor) in DEVICES {
+    for (i, (path, major, minor)) in DEVICES.into_iter().enumerate() {
+        if plan.device_fds[i] >= 0 {
+            rfs::openat(
+                CWD,
+                path,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                FsMode::from_raw_mode(0o666),
+            )
+            .at(Step::Devices)?;
+            attach_fd(plan.device_fds[i], path).at(Step::Devices)?;
+            continue;
+        }
         rfs::mknodat(
             CWD,
             path,
@@ -333,13 +415,20 @@ fn mount_kernel_filesystems() -> StepResult {
         c"",
     )
     .at(Step::MountDev)?;
-    mount::mount(
-        c"devpts",
-        c"/dev/pts",
-        c"devpts",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
-    )
+    let devpts = |options: &CStr| {
+        mount::mount(
+            c"devpts",
+            c"/dev/pts",
+            c"devpts",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            Some(options),
+        )
+    };
+    // A single-ID rootless mapping has no group 5 (tty): the terminals keep group 0 there.
+    match devpts(c"newinstance,ptmxmode=0666,mode=0620,gid=5") {
+        Err(Errno::INVAL) if plan.rootless => devpts(c"newinstance,ptmxmode=0666,mode=0620"),
+        other => other,
+    }
     .at(Step::MountDevpts)?;
     rfs::mkdir(c"/dev/shm", FsMode::from_raw_mode(0o1777)).at(Step::MountShm)?;
     mount::mount(
@@ -494,7 +583,9 @@ fn drop_capabilities(plan: &Plan) -> StepResult {
     }
     // Ambient capabilities may be unsupported; nothing to clear then.
     let _ = rustix::thread::clear_ambient_capability_set();
-    rustix::thread::set_thread_groups(&plan.groups).at(Step::Groups)?;
+    if plan.setgroups {
+        rustix::thread::set_thread_groups(&plan.groups).at(Step::Groups)?;
+    }
     let gid = rustix::fs::Gid::from_raw(plan.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid).at(Step::SetGid)?;
     let uid = rustix::fs::Uid::from_raw(plan.uid);

@@ -67,6 +67,19 @@ pub enum Error {
 
     #[error("runtime {runtime}: {reason}")]
     Runtime { runtime: String, reason: String },
+
+    // Rootless tare (the `userns` module).
+    #[error("rootless: {reason}")]
+    Rootless { reason: String },
+
+    /// A container ID that the rootless user namespace does not map.
+    #[error("rootless: {kind} {id} is not mapped in tare's user namespace (only {mapped}): {fix}")]
+    Unmapped {
+        kind: &'static str,
+        id: u32,
+        mapped: String,
+        fix: String,
+    },
 }
 
 fn exec_reason(source: &std::io::Error, command: &str) -> String {

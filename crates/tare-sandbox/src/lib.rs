@@ -87,6 +87,7 @@ mod spawn;
 mod stubs;
 mod tty;
 mod user;
+pub mod userns;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

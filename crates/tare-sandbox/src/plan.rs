@@ -232,6 +232,17 @@ pub(crate) struct Plan {
     /// namespace, for runtimes (crun) that refuse a hybrid v1/v2 layout.
     pub unified_cgroup: bool,
     pub report: OwnedFd,
+    // Rootless (tare runs in a user namespace of its own: see the `userns` module).
+    /// Device nodes cannot be made: bind the host's instead (detached copies, one per
+    /// `child::DEVICES` entry, taken before pivot_root; -1 until then).
+    pub rootless: bool,
+    pub device_fds: [i32; 6],
+    /// sysfs cannot be mounted for a network namespace the user namespace does not own (the
+    /// host's): bind the host's /sys read-only instead.
+    pub bind_sys: bool,
+    pub sys_fd: i32,
+    /// `setgroups` is denied in a single-ID mapping.
+    pub setgroups: bool,
 }
 
 impl Plan {

@@ -80,6 +80,10 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     }
     let layers = spec.rootfs.layers();
     let user = crate::resolve_user(&layers, spec.user.as_deref().unwrap_or(""))?;
+    let rootless = crate::userns::rootless();
+    if let Some(r) = rootless {
+        check_mapped(r, &user)?;
+    }
     let env = complete_env(spec.env, &user.home);
     let path = env
         .iter()
@@ -98,7 +102,9 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         Rootfs::Dir(dir) => std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?,
     };
     let root = match &spec.rootfs {
-        Rootfs::Overlay { lower, upper, work } => overlay_data(lower, upper, work)?,
+        Rootfs::Overlay { lower, upper, work } => {
+            overlay_data(lower, upper, work, rootless.is_some())?
+        }
         Rootfs::Dir(_) => RootMount::Bind,
     };
 
@@ -219,6 +225,12 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         no_new_privs: spec.security.no_new_privileges,
         unified_cgroup: false,
         report: report_write,
+        rootless: rootless.is_some(),
+        device_fds: [-1; 6],
+        bind_sys: rootless.is_some() && spec.network == Network::Host,
+        sys_fd: -1,
+        setgroups: std::fs::read_to_string("/proc/self/setgroups")
+            .map_or(true, |s| s.trim() != "deny"),
     };
     plan.seal();
     let mut flags = libc::CLONE_NEWNS | libc::SIGCHLD;
@@ -392,7 +404,7 @@ fn read_reports(fd: &OwnedFd, command: &str) -> (Option<u32>, Option<Error>) {
     }
 }
 
-fn wait(pid: i32) -> Result<i32, Error> {
+pub(crate) fn wait(pid: i32) -> Result<i32, Error> {
     let pid = rustix::process::Pid::from_raw(pid).ok_or(Error::Invalid {
         what: "pid",
         value: pid.to_string(),
@@ -466,7 +478,46 @@ fn private_resolv_conf(host: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn overlay_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<RootMount, Error> {
+/// A rootless run can only switch to IDs its user namespace maps: refuse the others here, with
+/// the fix, rather than fail with EINVAL in the child.
+fn check_mapped(r: &crate::userns::Rootless, user: &crate::User) -> Result<(), Error> {
+    let unmapped = |kind: &'static str, id: u32, map: &[crate::userns::IdRange]| {
+        let mapped = map
+            .iter()
+            .map(|m| match m.count {
+                1 => m.inside.to_string(),
+                n => format!("{}-{}", m.inside, m.inside + (n - 1)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Error::Unmapped {
+            kind,
+            id,
+            mapped,
+            fix: r.range_fix(),
+        }
+    };
+    if !r.maps_uid(user.uid) {
+        return Err(unmapped("uid", user.uid, &r.uid_map));
+    }
+    if let Some(g) = std::iter::once(&user.gid)
+        .chain(&user.groups)
+        .find(|g| !r.maps_gid(**g))
+    {
+        return Err(unmapped("gid", *g, &r.gid_map));
+    }
+    Ok(())
+}
+
+/// The overlay's options; `userxattr` in a user namespace, where overlayfs keeps its
+/// whiteouts' and opaque directories' marks in `user.overlay.*` (the `trusted.*` namespace
+/// needs CAP_SYS_ADMIN in the host's user namespace).
+fn overlay_data(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    userxattr: bool,
+) -> Result<RootMount, Error> {
     if lower.is_empty() {
         return Err(Error::Invalid {
             what: "overlay",
@@ -477,10 +528,11 @@ fn overlay_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<RootMoun
     let build = |paths: &dyn Fn(&Path) -> String| {
         let lowers: Vec<String> = lower.iter().map(|l| paths(l)).collect();
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lowers.join(":"),
             paths(upper),
-            paths(work)
+            paths(work),
+            if userxattr { ",userxattr" } else { "" }
         )
     };
     // `volatile`: no sync of the upper filesystem at unmount. A run's upper directory is

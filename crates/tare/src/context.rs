@@ -31,13 +31,14 @@ impl Context {
     }
 }
 
-/// `/var/lib/tare` for root, `$XDG_DATA_HOME/tare` (or `~/.local/share/tare`) otherwise.
-fn default_root() -> PathBuf {
+/// `/var/lib/tare` for root, `$XDG_DATA_HOME/tare` (or `~/.local/share/tare`) otherwise,
+/// rootless tare included (it is root only inside its own user namespace).
+pub fn default_root() -> PathBuf {
     // The owner of /proc/self is the effective uid: no libc call needed for one check.
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
-    if is_root {
+    if is_root && tare_sandbox::userns::rootless().is_none() {
         return PathBuf::from("/var/lib/tare");
     }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {

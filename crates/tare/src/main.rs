@@ -117,11 +117,29 @@ enum Command {
     Completion(cmd::completion::Args),
     /// Write the man pages into a directory (`tare man /usr/local/share/man/man1`).
     Man(cmd::completion::ManArgs),
+    /// Show how tare runs here: user, ID mapping, overlay, network, seccomp, cgroups, store,
+    /// and what blocks rootless use with its fix.
+    Info(cmd::info::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything starts a thread: a non-root user moves into a user namespace of its
+    // own here (rootless tare, see tare_sandbox::userns). `tare info` reports on it instead.
+    if !matches!(cli.command, Command::Info(_)) {
+        if let Err(err) = tare_sandbox::userns::enter() {
+            return report(&anyhow::Error::new(err));
+        }
+    }
     init_tracing(cli.verbose);
+    if let Some(r) = tare_sandbox::userns::rootless() {
+        tracing::info!(
+            user = %r.user,
+            subordinate = r.subordinate,
+            "rootless: running in a user namespace ({})",
+            if r.subordinate { "subordinate ID range" } else { "single-ID mapping" }
+        );
+    }
     let ctx = Context::new(cli.root);
     let result = match cli.command {
         Command::Debug(c) => cmd::debug::run(&ctx, c),
@@ -158,6 +176,7 @@ fn main() -> ExitCode {
         Command::System(c) => cmd::manage::system(&ctx, c),
         Command::Completion(a) => cmd::completion::run(Cli::command(), a),
         Command::Man(a) => cmd::completion::man(Cli::command(), a),
+        Command::Info(a) => cmd::info::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

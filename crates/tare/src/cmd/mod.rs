@@ -12,6 +12,7 @@ pub mod export;
 pub mod history;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod inspect;
 pub mod lint;
 pub mod load;

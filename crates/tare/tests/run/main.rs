@@ -5,6 +5,7 @@
 mod util;
 
 mod detached;
+mod rootless;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

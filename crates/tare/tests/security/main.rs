@@ -11,6 +11,8 @@
 //! - `store`: store permissions, tampered blobs, huge tar headers, layer xattrs, whiteout escapes.
 //! - `crash`: SIGKILL at random points of build, import, load and pull; leftovers reclaimed.
 //! - `registry`: a registry that tries to steal credentials, oversized answers.
+//! - `rootless`: rootless tare gives its user no file of another host user, no setuid root file,
+//!   no write to root's files through a volume, no use of root's store.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -18,5 +20,6 @@ mod util;
 mod crash;
 mod fs_writes;
 mod registry;
+mod rootless;
 mod sandbox;
 mod store;
