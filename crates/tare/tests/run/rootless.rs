@@ -70,9 +70,14 @@ fn rootless_build_and_run_give_the_images_and_output_root_gets() {
     let ctx_config = u.path().join("ctx/config");
     let (run_dir, config_dir) = (ctx_run.to_str().unwrap(), ctx_config.to_str().unwrap());
 
+    // One base image for both (an import's config records the time of the import).
     let root = TestContext::new();
     root.ok(&["import", &tar, "base"]);
-    u.ok(&["import", &tar, "base"]);
+    let saved = u.path().join("base-saved.tar");
+    root.ok(&["save", "base", "-o", saved.to_str().unwrap()]);
+    std::fs::set_permissions(&saved, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    u.ok(&["load", "-i", saved.to_str().unwrap()]);
 
     // A Dockerfile without layers of its own is deterministic: the image IDs must match.
     let root_id = root.ok(&["build", "-q", "-t", "cfg", config_dir]);
