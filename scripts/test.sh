@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 # The real peers tare is checked against, and the tools the tests drive.
 PACKAGES=(docker.io buildah skopeo umoci runc crun docker-registry busybox-static debootstrap
           jq zstd bzip2 xz-utils gzip tar util-linux bsdutils iproute2 hyperfine curl openssl
-          passt gcc libc6-dev
+          passt uidmap gcc libc6-dev
           chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -50,6 +50,23 @@ modern_env=$(bash "$MODERN_BK_SCRIPT" env) || { echo "the reference BuildKit did
 eval "$modern_env"
 export DOCKER_HOST=unix:///tmp/docker.sock MODERN_DOCKER
 log "reference: $("$MODERN_DOCKER" version --format 'docker {{.Server.Version}}'), BuildKit $MODERN_BK_BUILDKIT"
+
+# --- rootless -----------------------------------------------------------------------------
+# The rootless tests (tests/run/rootless.rs, tests/security/rootless.rs) run tare as
+# `tare-rootless`, an ordinary user with a subordinate ID range, through setpriv; `nobody` is
+# the user without one. pasta opens /dev/net/tun as that user: it must be 0666, the
+# distributions' default, which some hosts tighten.
+if ! id -u tare-rootless >/dev/null 2>&1; then
+  log "creating the rootless test user tare-rootless"
+  useradd --no-create-home --shell /usr/sbin/nologin tare-rootless
+fi
+if ! grep -q '^tare-rootless:' /etc/subuid || ! grep -q '^tare-rootless:' /etc/subgid; then
+  usermod --add-subuids 100000-165535 --add-subgids 100000-165535 tare-rootless
+fi
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  log "chmod 0666 /dev/net/tun (pasta's tun device for rootless runs)"
+  chmod 0666 /dev/net/tun
+fi
 
 # --- the checks ---------------------------------------------------------------------------
 log "cargo fmt --check"
