@@ -33,6 +33,16 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$ba
 tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
 "$TARE" import "$WORK/base.tar" bench-base:latest >/dev/null
 $DOCKER import "$WORK/base.tar" bench-base:latest >/dev/null
+# Rootless tare: the same binary as the user scripts/test.sh creates (with a subordinate range),
+# its own store; compared with tare as root in the same run (issue 16 asks for at most 1.2x).
+rootless=()
+if id -u tare-rootless >/dev/null 2>&1; then
+  mkdir -p "$WORK/rootless/home"
+  chown -R tare-rootless: "$WORK/rootless"
+  rootless=(setpriv "--reuid=$(id -u tare-rootless)" "--regid=$(id -g tare-rootless)" --clear-groups
+            env "HOME=$WORK/rootless/home" "TARE_ROOT=$WORK/rootless/store" "$TARE")
+  "${rootless[@]}" import "$WORK/base.tar" bench-base:latest >/dev/null
+fi
 have_buildah=false
 if command -v buildah >/dev/null; then
   skopeo copy -q --src-daemon-host "$DOCKER_HOST" "docker-daemon:bench-base:latest" "containers-storage:localhost/bench-base:latest" && have_buildah=true
@@ -80,6 +90,7 @@ for w in a b c d; do
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx"
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx")
   $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --no-cache --layers -q -t bench-$w $ctx")
+  [ ${#rootless[@]} -gt 0 ] && cmds+=(-n tare-rootless "${rootless[*]} build --no-cache -q -t bench-$w $ctx")
   echo "workload $w (cold)"; run "$w" "${cmds[@]}"
 done
 for w in b c d; do
@@ -88,6 +99,7 @@ for w in b c d; do
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --network=host -q -t bench-$w $ctx"
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --network=host -q -t bench-$w $ctx")
   $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --layers -q -t bench-$w $ctx")
+  [ ${#rootless[@]} -gt 0 ] && cmds+=(-n tare-rootless "${rootless[*]} build -q -t bench-$w $ctx")
   echo "workload cached-$w"; run "cached-$w" "${cmds[@]}"
 done
 
@@ -104,5 +116,7 @@ for name in ["a", "b", "c", "d", "cached-b", "cached-c", "cached-d"]:
     tare = results.get("tare")
     for tool, median in results.items():
         ratio = f"{tare / median:.2f}x" if tare and tool != "tare" else ""
+        if tool == "tare-rootless" and tare:
+            ratio = f"rootless / root {median / tare:.2f}x"
         print(f"| {name} | {tool} | {median:.3f} | {ratio} |")
 PY

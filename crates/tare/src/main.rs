@@ -136,7 +136,8 @@ fn main() -> ExitCode {
         tracing::info!(
             user = %r.user,
             subordinate = r.subordinate,
-            "rootless: running in a user namespace ({})",
+            "rootless: running in a user namespace ({}); snapshots are native overlayfs with \
+             userxattr (`tare info` probes it)",
             if r.subordinate { "subordinate ID range" } else { "single-ID mapping" }
         );
     }
