@@ -344,3 +344,52 @@ fn completions_complete_subcommands_and_man_pages_are_written() {
     );
     assert!(page.contains("dangling"), "the page has the flags' help");
 }
+
+/// The issue's measure: a script written for docker's image and container commands runs
+/// unchanged with `docker` pointing at tare.
+#[test]
+fn a_docker_script_runs_unchanged_against_tare() {
+    let t = TestContext::new();
+    t.import_busybox("busybox");
+    let script = r#"
+set -euo pipefail
+docker() { "$TARE" "$@"; }
+docker tag busybox app:old
+docker tag busybox app:new
+docker rmi app:old >/dev/null
+[ "$(docker images -q --filter reference='app:*' | wc -l)" = 1 ]
+docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' '; echo
+id=$(docker run -d --name web busybox sh -c 'echo serving; sleep 30')
+[ "$(docker ps -q --no-trunc)" = "$id" ]
+for i in $(seq 1 100); do docker logs web | grep -q serving && break; sleep 0.1; done
+docker logs --tail 1 web
+docker stop -t 1 web >/dev/null
+docker ps -a --filter name=web --format '{{.Names}}: {{.State}}'
+docker container rm web >/dev/null
+docker rmi $(docker images -q --filter dangling=true) 2>/dev/null || true
+docker image inspect --format '{{.Os}}/{{.Architecture}} {{len .RootFS.Layers}} layer' app:new
+docker history -q app:new | head -1 | grep -q .
+docker image prune -f >/dev/null
+docker container prune -f >/dev/null
+docker system prune -f >/dev/null
+[ "$(docker ps -aq)" = "" ]
+echo done
+"#;
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("TARE", env!("CARGO_BIN_EXE_tare"))
+        .env("TARE_ROOT", t.root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "app:new busybox:latest \nserving\nweb: exited\nlinux/amd64 1 layer\ndone\n"
+    );
+}
