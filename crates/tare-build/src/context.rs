@@ -47,9 +47,42 @@ pub struct BuildOptions {
     /// `--max-download-size`: the most bytes one ADD URL may download
     /// ([`crate::fetch::DEFAULT_MAX_DOWNLOAD`] by default).
     pub max_download_size: u64,
+    // --- RUN --mount=type=secret|ssh and RUN --security (see crate::secrets) ---
+    /// `--secret`: where each secret's value is (never the value itself).
+    pub secrets: Vec<crate::secrets::SecretSpec>,
+    /// `--ssh`: the agent sockets or key files by id.
+    pub ssh: Vec<crate::secrets::SshSpec>,
+    /// `--allow`: the entitlements granted to the build (`security.insecure`).
+    pub allow: Vec<Entitlement>,
+    // --- end of secrets, ssh and entitlements ---
     /// Set (by the caller's signal handler) to stop the build at the next step boundary,
     /// cleaning up as for an error.
     pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// What `--allow` may grant: BuildKit's entitlements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    /// `security.insecure`: `RUN --security=insecure` runs with every capability and no
+    /// seccomp filter.
+    SecurityInsecure,
+    /// `network.host`: accepted for BuildKit compatibility; tare's `RUN --network=host`
+    /// does not require it (the build's own `--network host` does not either).
+    NetworkHost,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            "network.host" => Ok(Entitlement::NetworkHost),
+            other => Err(Error::Invalid(format!(
+                "unknown entitlement {other:?} (security.insecure or network.host)"
+            ))),
+        }
+    }
 }
 
 /// One step of the final image's stage chain, for the summary.
@@ -76,6 +109,8 @@ pub(crate) struct Build<'a> {
     /// Numbers steps in start order across stages.
     pub counter: AtomicUsize,
     pub slots: Slots,
+    /// The `--ssh` agents, started for the build and stopped with it.
+    pub agents: crate::secrets::Agents,
 }
 
 /// A finished stage, or its error as text (the error itself goes to the caller once).

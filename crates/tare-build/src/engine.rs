@@ -91,6 +91,7 @@ pub fn build(
         slots: Slots::new(dockerfile.stages.len()),
         dockerfile,
         counter: AtomicUsize::new(0),
+        agents: crate::secrets::Agents::start(store, &opts.ssh)?,
     };
     let needed = needed_stages(&build);
     let target = build.dockerfile.target;

@@ -12,6 +12,8 @@
 //!   ([`tree::ContextTree`], [`dockerignore`]), a stage or an image, [`fetch`] for ADD of
 //!   URLs), `steps::workdir`, and `steps::config` for the instructions that only change the
 //!   image config ([`config`]).
+//! - [`secrets`]: the `--secret` values and `--ssh` agents that RUN's secret and ssh mounts
+//!   bring into a step, and nowhere else.
 //! - `layer`: a step's directory becomes a diff (`tare_layer::diff`), a compressed layer in
 //!   the store (`tare_layer::LayerSink`) and the snapshot the next steps stack on.
 //! - [`report`]: what the build tells while it runs; it never prints.
@@ -32,12 +34,13 @@ mod key;
 mod layer;
 pub mod report;
 mod run;
+pub mod secrets;
 mod stage;
 mod steps;
 pub mod tree;
 
 pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};
-pub use context::{BuildOptions, StepSummary};
+pub use context::{BuildOptions, Entitlement, StepSummary};
 pub use engine::{build, BuildResult};
 pub use error::Error;
 pub use report::{Event, Reporter, Silent, StepId, Stream};

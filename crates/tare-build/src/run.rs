@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::SystemTime;
 
-use tare_sandbox::{Network, OnSignal, Rootfs, RunSpec, Stdio};
+use tare_sandbox::{BindMount, Network, OnSignal, Rootfs, RunSpec, Security, Stdio};
 
 use crate::error::{io_err, Error};
 use crate::report::{Event, Reporter, StepId, Stream};
@@ -23,6 +23,10 @@ pub struct RunInput<'a> {
     pub lower: &'a Layers,
     /// A scratch directory for this step: `upper/` and `work/` are made in it.
     pub scratch: &'a Path,
+    /// Files and sockets mounted for the step (secrets, ssh agents); their mount points are
+    /// removed from the upper directory after the run.
+    pub mounts: Vec<BindMount>,
+    pub security: Security,
 }
 
 /// Runs the command; returns its exit code. The step's changes are left in
@@ -57,6 +61,9 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.cwd = input.cwd;
     spec.user = input.user;
     spec.network = input.network;
+    spec.mounts = input.mounts;
+    spec.remove_mount_points = true;
+    spec.security = input.security;
     spec.hostname = "buildkitsandbox".to_string();
     spec.on_signal = OnSignal::Kill;
     let (out_r, out_w) = std::io::pipe().map_err(io_err(input.scratch))?;

@@ -15,7 +15,8 @@ use rustix::mount::{
 };
 
 use crate::plan::{
-    Message, Mode, Plan, RootMount, Step, MSG_EXEC_ERROR, MSG_SETUP_ERROR, MSG_STUBS,
+    Message, Mode, Plan, RootMount, Step, MSG_EXEC_ERROR, MSG_MOUNT_STUBS, MSG_SETUP_ERROR,
+    MSG_STUBS,
 };
 use crate::stubs::STUBS;
 
@@ -215,7 +216,9 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
             Err(e) => return Err((Step::Volume, e)),
         }
     }
-    mask_paths();
+    if !plan.privileged {
+        mask_paths();
+    }
     if plan.readonly_rootfs {
         // A bind remount sets the mount's flags to exactly these: nodev must be repeated.
         mount::mount_remount(
@@ -264,6 +267,23 @@ fn report_stubs(plan: &Plan) {
             data: mask,
         },
     );
+    for (chunk, stubs) in plan.mount_stubs.chunks(32).enumerate() {
+        let mut mask = 0u32;
+        for (i, stub) in stubs.iter().enumerate() {
+            if rfs::statat(CWD, stub.path.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                mask |= 1 << i;
+            }
+        }
+        send(
+            plan,
+            Message {
+                kind: MSG_MOUNT_STUBS,
+                step: chunk as u32,
+                errno: 0,
+                data: mask,
+            },
+        );
+    }
 }
 
 /// The device nodes of /dev: null, zero, full, random, urandom, tty (ptmx and the ptys come
@@ -573,8 +593,21 @@ fn set_tree_attributes(tree: BorrowedFd<'_>, readonly: bool) -> rustix::io::Resu
 
 fn drop_capabilities(plan: &Plan) -> StepResult {
     use rustix::thread::{CapabilitySet, CapabilitySets};
+    // Privileged: every capability tare itself holds (all that the kernel knows, for root on
+    // a host; fewer inside a container that limits tare) stays in the bounding set and, for
+    // root, in the effective and permitted sets.
+    let keep = if plan.privileged {
+        let known = u64::MAX >> (63 - plan.last_cap.min(63));
+        rustix::thread::capabilities(None)
+            .at(Step::Capabilities)?
+            .permitted
+            .bits()
+            & known
+    } else {
+        DEFAULT_CAPS
+    };
     for cap in 0..=plan.last_cap.min(63) {
-        if DEFAULT_CAPS & (1 << cap) == 0 {
+        if keep & (1 << cap) == 0 {
             rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
                 1 << cap,
             ))
@@ -591,7 +624,7 @@ fn drop_capabilities(plan: &Plan) -> StepResult {
     let uid = rustix::fs::Uid::from_raw(plan.uid);
     rustix::thread::set_thread_res_uid(uid, uid, uid).at(Step::SetUid)?;
     if plan.uid == 0 {
-        let default = CapabilitySet::from_bits_retain(DEFAULT_CAPS);
+        let default = CapabilitySet::from_bits_retain(keep);
         rustix::thread::set_capabilities(
             None,
             CapabilitySets {

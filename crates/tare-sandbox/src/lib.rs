@@ -162,6 +162,11 @@ pub struct Security {
     /// `no_new_privs`: setuid files and file capabilities stop granting privileges. Off by
     /// default, as in Docker (`--security-opt no-new-privileges`).
     pub no_new_privileges: bool,
+    /// `RUN --security=insecure` (`docker run --privileged`'s process confinement): every
+    /// capability in all sets for root, no seccomp filter whatever `seccomp` says, and /proc's
+    /// sensitive files not masked. The namespaces, the nodev mounts and the default devices
+    /// stay.
+    pub privileged: bool,
 }
 
 impl Default for Security {
@@ -169,6 +174,7 @@ impl Default for Security {
         Security {
             seccomp: true,
             no_new_privileges: false,
+            privileged: false,
         }
     }
 }
@@ -236,6 +242,11 @@ pub struct RunSpec {
     pub stdout: Stdio,
     pub stderr: Stdio,
     pub on_signal: OnSignal,
+    /// Remove after the run the mount points of `mounts` it created in the writable directory
+    /// (the target and its missing parents, when still empty), as BuildKit does for a RUN's
+    /// mounts, so that they are not part of the step's layer. `tare run` keeps them, as
+    /// Docker keeps them in a container's layer.
+    pub remove_mount_points: bool,
 }
 
 impl RunSpec {
@@ -258,6 +269,7 @@ impl RunSpec {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             on_signal: OnSignal::Forward,
+            remove_mount_points: false,
         }
     }
 }

@@ -180,6 +180,21 @@ fn keep_pasta(
     exited.store(true, Ordering::SeqCst);
 }
 
+/// A new network namespace of its own with only the loopback interface, up, for
+/// [`crate::Network::None`]: what runc gives a container without a network (BuildKit's
+/// `--network=none`), so `ip link` inside shows `lo` as UP. Made in a short-lived thread, so
+/// tare's own threads stay in the host's namespace; the descriptor keeps it alive.
+pub(crate) fn loopback_only() -> Result<OwnedFd, Error> {
+    std::thread::Builder::new()
+        .name("tare-netns-none".into())
+        .spawn(enter_new_namespace)
+        .map_err(|e| Error::sys("starting the network thread", e))?
+        .join()
+        .map_err(|_| Error::Network {
+            reason: "the network thread panicked".into(),
+        })?
+}
+
 /// Enters a new network namespace (this thread only) and brings its loopback interface up.
 fn enter_new_namespace() -> Result<OwnedFd, Error> {
     // SAFETY: CLONE_NEWNET changes only this thread's network namespace; no descriptor table

@@ -16,6 +16,52 @@ use crate::spawn::{execute, prepare};
 use crate::{Error, Network, RunSpec};
 
 /// Capability names of Docker's default set, as OCI configs spell them.
+/// Every capability up to CAP_CHECKPOINT_RESTORE (40), for a privileged run
+/// ([`crate::Security::privileged`]).
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
 const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -227,10 +273,18 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                           "/proc/sysrq-trigger"],
     });
-    if c.security.seccomp {
+    if c.security.privileged {
+        linux["maskedPaths"] = json!([]);
+        linux["readonlyPaths"] = json!([]);
+    } else if c.security.seccomp {
         linux["seccomp"] = crate::seccomp::oci_profile();
     }
-    let bounding: Vec<&str> = DEFAULT_CAPS
+    let caps: &[&str] = if c.security.privileged {
+        &ALL_CAPS
+    } else {
+        &DEFAULT_CAPS
+    };
+    let bounding: Vec<&str> = caps
         .iter()
         .copied()
         .filter(|cap| device_cgroup || *cap != "CAP_MKNOD")

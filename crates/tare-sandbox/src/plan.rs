@@ -44,6 +44,9 @@ impl Message {
 /// `data` is the bit mask of [`crate::stubs::STUBS`] that existed in the rootfs before the
 /// child created anything.
 pub(crate) const MSG_STUBS: u32 = 1;
+/// `data` is bit mask number `step` (32 per record) of [`Plan::mount_stubs`] that existed in
+/// the rootfs before the child created anything.
+pub(crate) const MSG_MOUNT_STUBS: u32 = 4;
 /// `step` failed with `errno`.
 pub(crate) const MSG_SETUP_ERROR: u32 = 2;
 /// `execve` failed with `errno`.
@@ -228,6 +231,12 @@ pub(crate) struct Plan {
     pub seccomp: Option<Vec<libc::sock_filter>>,
     /// Set no_new_privs before execve (`--security-opt no-new-privileges`).
     pub no_new_privs: bool,
+    /// All capabilities, no masked paths (`RUN --security=insecure`); seccomp is decided by
+    /// [`Plan::seccomp`].
+    pub privileged: bool,
+    /// The mount points of the volumes whose existence the child reports (see
+    /// [`crate::stubs`]), relative to the root.
+    pub mount_stubs: Vec<crate::stubs::MountStub>,
     /// Runtime mode: mount a cgroup2 hierarchy over /sys/fs/cgroup in the private mount
     /// namespace, for runtimes (crun) that refuse a hybrid v1/v2 layout.
     pub unified_cgroup: bool,

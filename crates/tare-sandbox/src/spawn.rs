@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rustix::io::Errno;
 
 use crate::plan::{
-    Bind, Message, Mode, Plan, RootMount, Step, TtyPlan, MSG_EXEC_ERROR, MSG_SETUP_ERROR, MSG_STUBS,
+    Bind, Message, Mode, Plan, RootMount, Step, TtyPlan, MSG_EXEC_ERROR, MSG_MOUNT_STUBS,
+    MSG_SETUP_ERROR, MSG_STUBS,
 };
 use crate::signals::Forwarding;
 use crate::{child, stubs, tty, Error, Network, OnSignal, Rootfs, RunSpec, Stdio};
@@ -42,6 +43,13 @@ pub(crate) struct Prepared {
     pub on_signal: OnSignal,
     pub tty: Option<TtyParent>,
     pub in_writable: u32,
+    /// The mount points of `spec.mounts` to remove after the run when it created them
+    /// ([`RunSpec::remove_mount_points`]), parents first, and which of them were in the
+    /// writable directory before.
+    pub mount_stubs: Vec<stubs::MountStub>,
+    pub mount_stubs_in_writable: Vec<bool>,
+    /// The loopback-only namespace of a [`Network::None`] run, kept open until it ends.
+    pub _none_net: Option<OwnedFd>,
     /// The read end of the child's report pipe.
     pub report: OwnedFd,
 }
@@ -113,7 +121,11 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         Network::Private => Some(crate::net::private()?),
         Network::Host | Network::None => None,
     };
-    let seccomp = if spec.security.seccomp && container {
+    let none_net = match spec.network {
+        Network::None if container => Some(crate::net::loopback_only()?),
+        _ => None,
+    };
+    let seccomp = if spec.security.seccomp && !spec.security.privileged && container {
         Some(crate::seccomp::filter()?.program)
     } else {
         None
@@ -220,9 +232,18 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         null_stdio,
         tty: tty_plan,
         readonly_rootfs: spec.readonly_rootfs,
-        netns: private_net.map_or(-1, |n| n.ns.as_raw_fd()),
+        netns: private_net
+            .map(|n| n.ns.as_raw_fd())
+            .or(none_net.as_ref().map(|fd| fd.as_raw_fd()))
+            .unwrap_or(-1),
         seccomp,
         no_new_privs: spec.security.no_new_privileges,
+        privileged: spec.security.privileged,
+        mount_stubs: if spec.remove_mount_points && container {
+            stubs::for_targets(&spec.mounts)?
+        } else {
+            Vec::new()
+        },
         unified_cgroup: false,
         report: report_write,
         rootless: rootless.is_some(),
@@ -236,12 +257,14 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     let mut flags = libc::CLONE_NEWNS | libc::SIGCHLD;
     if container {
         flags |= libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        if spec.network == Network::None {
-            flags |= libc::CLONE_NEWNET;
-        }
     }
     let in_writable = stubs::present_in(spec.rootfs.writable());
+    let mount_stubs_in_writable = stubs::present(spec.rootfs.writable(), &plan.mount_stubs);
+    let mount_stubs = plan.mount_stubs.clone();
     Ok(Prepared {
+        mount_stubs,
+        mount_stubs_in_writable,
+        _none_net: none_net,
         plan,
         scratch,
         report: report_read,
@@ -266,7 +289,7 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
     } = p.plan;
     drop((report, stdio, tty));
 
-    let (mask, failure) = read_reports(&p.report, &command);
+    let (mask, mount_mask, failure) = read_reports(&p.report, &command);
     let result = match failure {
         Some(err) => {
             let _ = wait(pid);
@@ -297,6 +320,20 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
     // Without a report the child failed before looking: nothing was created.
     if let Some(mask) = mask {
         stubs::remove_created(p.rootfs.writable(), p.in_writable, mask, &lower);
+        let in_view: Vec<bool> = (0..p.mount_stubs.len())
+            .map(|i| {
+                mount_mask
+                    .get(i / 32)
+                    .is_some_and(|m| m & (1 << (i % 32)) != 0)
+            })
+            .collect();
+        stubs::remove_created_list(
+            p.rootfs.writable(),
+            &p.mount_stubs,
+            &p.mount_stubs_in_writable,
+            &in_view,
+            &lower,
+        );
     }
     drop(p.scratch);
     if let Some(sig) = interrupted {
@@ -370,25 +407,34 @@ fn clone_child(plan: &mut Plan, flags: i32) -> Result<i32, Error> {
     Ok(pid)
 }
 
-/// Reads the child's records until end of file: the stub mask, and the failure if any.
-fn read_reports(fd: &OwnedFd, command: &str) -> (Option<u32>, Option<Error>) {
+/// Reads the child's records until end of file: the stub mask, the mount-point stub masks (32
+/// per record), and the failure if any.
+fn read_reports(fd: &OwnedFd, command: &str) -> (Option<u32>, Vec<u32>, Option<Error>) {
     let mut mask = None;
+    let mut mount_mask = Vec::new();
     let mut failure = None;
     let mut buf = [0u8; Message::SIZE];
     loop {
         let mut got = 0;
         while got < buf.len() {
             match rustix::io::read(fd, &mut buf[got..]) {
-                Ok(0) => return (mask, failure),
+                Ok(0) => return (mask, mount_mask, failure),
                 Ok(n) => got += n,
                 Err(Errno::INTR) => {}
-                Err(_) => return (mask, failure),
+                Err(_) => return (mask, mount_mask, failure),
             }
         }
         let msg = Message::from_bytes(&buf);
         let source = std::io::Error::from_raw_os_error(msg.errno);
         match msg.kind {
             MSG_STUBS => mask = Some(msg.data),
+            MSG_MOUNT_STUBS => {
+                let i = msg.step as usize;
+                if mount_mask.len() <= i {
+                    mount_mask.resize(i + 1, 0);
+                }
+                mount_mask[i] = msg.data;
+            }
             MSG_EXEC_ERROR => {
                 failure = Some(Error::Exec {
                     command: command.to_string(),

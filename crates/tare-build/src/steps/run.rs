@@ -3,41 +3,73 @@
 
 use std::time::Instant;
 
-use tare_dockerfile::{Run, ShellOrExec};
+use tare_dockerfile::{MountKind, Run, ShellOrExec};
 
-use tare_sandbox::Network;
+use tare_sandbox::{Network, Security};
 
 use crate::config;
-use crate::context::{StageOut, StepCtx};
+use crate::context::{BuildOptions, Entitlement, StageOut, StepCtx};
 use crate::error::Error;
 use crate::key::{RunKey, RunState, StepKey};
 use crate::layer::{self, Upper};
 use crate::run::{self as sandbox, RunInput};
+use crate::secrets;
 use crate::steps::{apply_outcome, with_cache};
 
 /// RUN flags whose effect tare does not implement: refused with the step's location rather
 /// than silently ignored, since each changes what the step sees or produces. They are in
 /// the step's key all the same ([`RunKey`]), for the day they are implemented.
 fn unsupported_run_flags(run: &Run) -> Result<(), Error> {
-    if !run.mounts.is_empty() {
-        return Err(Error::Invalid(
-            "RUN --mount is not supported by tare yet".into(),
-        ));
-    }
-    if run.security.as_deref().is_some_and(|s| s != "sandbox") {
-        return Err(Error::Invalid(
-            "RUN --security=insecure is not supported by tare".into(),
-        ));
+    if let Some(m) = run
+        .mounts
+        .iter()
+        .find(|m| !matches!(m.kind, MountKind::Secret | MountKind::Ssh))
+    {
+        return Err(Error::Invalid(format!(
+            "RUN --mount=type={} is not supported by tare yet",
+            format!("{:?}", m.kind).to_ascii_lowercase()
+        )));
     }
     Ok(())
 }
 
+/// `RUN --security=sandbox|insecure`: insecure (every capability, no seccomp filter) only
+/// with `--allow security.insecure`, as BuildKit's entitlement.
+fn security(run: &Run, opts: &BuildOptions) -> Result<Security, Error> {
+    match run.security.as_deref() {
+        None | Some("sandbox") => Ok(Security::default()),
+        Some("insecure") if opts.allow.contains(&Entitlement::SecurityInsecure) => {
+            Ok(Security {
+                privileged: true,
+                ..Security::default()
+            })
+        }
+        Some("insecure") => Err(Error::Invalid(
+            "RUN --security=insecure is not allowed: grant it with tare build --allow security.insecure"
+                .into(),
+        )),
+        Some(other) => Err(Error::Invalid(format!(
+            "unsupported security mode {other:?} (use sandbox or insecure)"
+        ))),
+    }
+}
+
 /// The network of this RUN: `--network=host|none` for this step, else (`default` or no
-/// flag) the build's `--network`.
-fn network(run: &Run, build_network: Network) -> Result<Network, Error> {
+/// flag) the build's `--network`. `host` for one step needs the `network.host` entitlement
+/// (`--allow network.host`) or the build's own `--network host`, as in BuildKit.
+fn network(run: &Run, opts: &BuildOptions) -> Result<Network, Error> {
+    let build_network = opts.network;
     match run.network.as_deref() {
         None | Some("default") => Ok(build_network),
-        Some("host") => Ok(Network::Host),
+        Some("host")
+            if build_network == Network::Host || opts.allow.contains(&Entitlement::NetworkHost) =>
+        {
+            Ok(Network::Host)
+        }
+        Some("host") => Err(Error::Invalid(
+            "RUN --network=host is not allowed: grant it with tare build --allow network.host"
+                .into(),
+        )),
         Some("none") => Ok(Network::None),
         Some(other) => Err(Error::Invalid(format!(
             "unsupported network mode {other:?} (use default, none or host)"
@@ -72,7 +104,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
     let line = cx.line();
     let args = argv(run, st);
     let created_by = config::run_created_by(&args, &run.build_args);
-    let network = network(run, build.opts.network)?;
+    let network = network(run, build.opts)?;
+    let security = security(run, build.opts)?;
     let image_env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
     let user = st.config.config.user.clone().filter(|u| !u.is_empty());
     let key = StepKey::Run(RunKey::new(
@@ -97,6 +130,19 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
         let scratch = build.scratch_dir()?;
         let mut env = image_env;
         env.extend(run.build_args.iter().map(|(k, v)| format!("{k}={v}")));
+        // Secret values reach the step only here: files in the scratch directory (removed
+        // with it) and environment entries of this run.
+        let step_secrets = secrets::prepare(
+            &secrets::Sources {
+                secrets: &build.opts.secrets,
+                agents: &build.agents,
+            },
+            &run.mounts,
+            &scratch.path().join("secrets"),
+            &st.workdir(),
+            &env,
+        )?;
+        env.extend(step_secrets.env.iter().cloned());
         let lower = st.tree("image");
         let code = sandbox::run(
             RunInput {
@@ -108,6 +154,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 runtime: build.opts.runtime.as_deref(),
                 lower: &lower,
                 scratch: scratch.path(),
+                mounts: step_secrets.binds.clone(),
+                security,
             },
             build.reporter,
             cx.step,

@@ -80,6 +80,20 @@ pub struct Args {
     /// Push the image to its registry after the build (each `-t` name).
     #[arg(long)]
     push: bool,
+    // --- secrets, ssh agents and entitlements (RUN --mount=type=secret|ssh, --security) ---
+    /// A secret for `RUN --mount=type=secret,id=ID`, read from a file or an environment
+    /// variable (repeatable); it is never stored in the image or the cache.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh[,id=ID]`: `default` is $SSH_AUTH_SOCK;
+    /// ID=SOCKET forwards an agent, ID=KEY[,KEY...] loads keys into a new one (repeatable).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY...]]")]
+    ssh: Vec<String>,
+    /// Grant an entitlement: security.insecure (RUN --security=insecure) or network.host
+    /// (RUN --network=host) (repeatable, or comma-separated).
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    allow: Vec<String>,
+    // --- end of secrets, ssh agents and entitlements ---
     /// The build context directory.
     context: PathBuf,
 }
@@ -168,6 +182,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         max_download_size: args
             .max_download_size
             .unwrap_or(tare_build::fetch::DEFAULT_MAX_DOWNLOAD),
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| tare_build::secrets::SecretSpec::parse(s))
+            .collect::<Result<_, _>>()?,
+        ssh: args
+            .ssh
+            .iter()
+            .map(|s| tare_build::secrets::SshSpec::parse(s))
+            .collect::<Result<_, _>>()?,
+        allow: args
+            .allow
+            .iter()
+            .map(|a| a.parse::<tare_build::Entitlement>())
+            .collect::<Result<_, _>>()?,
         interrupt: None,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its

@@ -211,6 +211,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| record.short_id().to_string()),
         mounts,
         readonly_rootfs: args.read_only,
+        // Docker keeps a volume's mount point in the container's layer.
+        remove_mount_points: false,
         tty: args.tty,
         stdin: if args.interactive {
             Stdio::Inherit

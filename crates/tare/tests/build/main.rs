@@ -3,6 +3,8 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod secrets;
+
 use std::io::{Read, Write};
 use std::process::Stdio;
 
@@ -638,7 +640,16 @@ fn run_network_flag_is_honoured_per_step_and_keyed() {
             "ctx/Dockerfile",
             &format!("FROM busybox\nRUN --network={mode} cat /proc/net/dev > /dev.txt\n"),
         );
-        t.ok(&["build", "-q", "-t", tag, &ctx_dir(&t)]);
+        // A step's host network is an entitlement, as in BuildKit.
+        t.ok(&[
+            "build",
+            "-q",
+            "--allow",
+            "network.host",
+            "-t",
+            tag,
+            &ctx_dir(&t),
+        ]);
     }
     let none = interfaces(&file_in(&t, "net:none", "dev.txt").expect("none"));
     assert_eq!(none, vec!["lo".to_string()]);

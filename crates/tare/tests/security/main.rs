@@ -13,6 +13,8 @@
 //! - `registry`: a registry that tries to steal credentials, oversized answers.
 //! - `rootless`: rootless tare gives its user no file of another host user, no setuid root file,
 //!   no write to root's files through a volume, no use of root's store.
+//! - `secrets`: secret and ssh mounts with `..` ids and targets, hostile secret sources,
+//!   mount points over image files and through image links.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -22,4 +24,5 @@ mod fs_writes;
 mod registry;
 mod rootless;
 mod sandbox;
+mod secrets;
 mod store;

@@ -538,10 +538,23 @@ fn host_abstract_sockets_are_out_of_reach() {
         assert_ne!(code, 0, "RUN {flag}reached the host socket: {out}");
         assert!(out.contains("connect: Connection refused"), "{out}");
     }
-    // RUN --network=host is the explicit opt-in.
-    let (code, out) = build(
+    // RUN --network=host is the explicit opt-in, with the network.host entitlement.
+    let dockerfile = format!("FROM probe\nRUN --network=host probe abstract {name}\n");
+    let (code, out) = build(&ctx, &dockerfile);
+    assert_ne!(code, 0, "RUN --network=host without --allow: {out}");
+    assert!(out.contains("--allow network.host"), "{out}");
+    let dir = ctx.path().join("context");
+    let (code, out) = output(
         &ctx,
-        &format!("FROM probe\nRUN --network=host probe abstract {name}\n"),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--allow",
+            "network.host",
+            dir.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("connected: host"), "{out}");
