@@ -239,7 +239,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         seccomp,
         no_new_privs: spec.security.no_new_privileges,
         privileged: spec.security.privileged,
-        mount_stubs: if spec.remove_mount_points && container {
+        mount_stubs: if spec.remove_mount_points {
             stubs::for_targets(&spec.mounts)?
         } else {
             Vec::new()

@@ -496,3 +496,31 @@ fn ssh_add_in_a_run_lists_the_forwarded_agents_keys() {
     );
     t.ok(&["build", "-q", &ctx_dir(&t)]);
 }
+
+#[test]
+fn through_an_oci_runtime_a_secret_is_mounted_and_its_mount_point_removed() {
+    let t = setup();
+    let file = t.write("tok.txt", "via-runtime");
+    let src = format!("id=tok,src={}", file.display());
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen\n",
+    );
+    t.ok(&[
+        "build",
+        "-q",
+        "--runtime",
+        "crun",
+        "--secret",
+        &src,
+        "-t",
+        "sec:rt",
+        &ctx_dir(&t),
+    ]);
+    assert_eq!(file_in(&t, "sec:rt", "seen").unwrap(), "via-runtime");
+    let paths = paths_in(&t, "sec:rt");
+    assert!(
+        !paths.iter().any(|p| p == "run" || p.starts_with("run/")),
+        "{paths:?}"
+    );
+}
