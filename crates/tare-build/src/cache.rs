@@ -3,7 +3,8 @@
 //! A step's key is the hash of its [`StepKey`](crate::key::StepKey): the parent state's key,
 //! the instruction after expansion with every flag, the state the step reads, and for
 //! COPY/ADD the content, mode and owner of every source file (not its mtime). Config-only
-//! instructions chain into the key too, so a RUN after a changed ENV misses. Records live in
+//! instructions have no key: what a step reads of the config is in its own key, so a RUN
+//! after a changed ENV misses and a COPY after a changed LABEL hits. Records live in
 //! `ROOT/cache/records/<key>.json` and hold the encoded key (`inputs`); the key of the
 //! parent also indexes its children (`ROOT/cache/children/<parent>/<key>`), which is how
 //! `--explain-cache` finds what a missed step was last time and compares the two inputs.
@@ -29,6 +30,7 @@ use tare_store::{LayerInfo, Store};
 
 use crate::error::{io_err, Error};
 pub use crate::key::CACHE_FORMAT;
+use crate::tree::Node;
 
 /// What a cached step produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +68,31 @@ struct FileStat {
     ctime_ns: i64,
     ino: u64,
     digest: String,
+}
+
+impl FileStat {
+    /// The stat data of `meta`, without a digest.
+    fn of(meta: &fs::Metadata) -> FileStat {
+        FileStat {
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+            ino: meta.ino(),
+            digest: String::new(),
+        }
+    }
+
+    /// Whether both describe the same, unchanged file.
+    fn same_file(&self, other: &FileStat) -> bool {
+        self.size == other.size
+            && self.mtime == other.mtime
+            && self.mtime_ns == other.mtime_ns
+            && self.ctime == other.ctime
+            && self.ctime_ns == other.ctime_ns
+            && self.ino == other.ino
+    }
 }
 
 /// The cache of one store.
@@ -169,36 +196,32 @@ impl Cache {
         explain_difference(&prev.inputs, inputs)
     }
 
-    /// The content digest of a regular file, read only when its stat data changed.
-    pub fn file_digest(&self, path: &Path, meta: &fs::Metadata) -> Result<String, Error> {
-        let key = path.to_string_lossy().into_owned();
-        let stat = FileStat {
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mtime_ns: meta.mtime_nsec(),
-            ctime: meta.ctime(),
-            ctime_ns: meta.ctime_nsec(),
-            ino: meta.ino(),
-            digest: String::new(),
-        };
+    /// The content digest of a regular file of a source tree, read only when its stat data
+    /// changed. The file is opened as COPY reads it ([`Node::open`]: below its tree, no
+    /// symlink followed, regular files only, never blocking), and the stat data remembered is
+    /// that of the opened file, which must still be the one `node` describes.
+    pub fn file_digest(&self, node: &Node) -> Result<String, Error> {
+        let key = node.host.to_string_lossy().into_owned();
+        let listed = FileStat::of(&node.meta);
         if let Ok(files) = self.files.lock() {
             if let Some(known) = files.get(&key) {
-                if known.size == stat.size
-                    && known.mtime == stat.mtime
-                    && known.mtime_ns == stat.mtime_ns
-                    && known.ctime == stat.ctime
-                    && known.ctime_ns == stat.ctime_ns
-                    && known.ino == stat.ino
-                {
+                if known.same_file(&listed) {
                     return Ok(known.digest.clone());
                 }
             }
         }
-        let mut file = fs::File::open(path).map_err(io_err(path))?;
+        let mut file = node.open()?;
+        let opened = FileStat::of(&file.metadata().map_err(io_err(&node.host))?);
+        if !opened.same_file(&listed) {
+            return Err(Error::Invalid(format!(
+                "{}: the file changed while the build read it",
+                node.host.display()
+            )));
+        }
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 << 10];
         loop {
-            let n = file.read(&mut buf).map_err(io_err(path))?;
+            let n = file.read(&mut buf).map_err(io_err(&node.host))?;
             if n == 0 {
                 break;
             }
@@ -210,7 +233,7 @@ impl Cache {
                 key,
                 FileStat {
                     digest: digest.clone(),
-                    ..stat
+                    ..opened
                 },
             );
         }
@@ -515,5 +538,68 @@ mod tests {
         assert_eq!(why, "instruction changed: chown (null -> \"7:7\")");
         let why = cache.explain("other", &inputs(None, "1", "2"));
         assert!(why.starts_with("no cached result"), "{why}");
+    }
+
+    /// A context file listed as a regular file, then swapped for a fifo or for a symlink to a
+    /// host file before its digest is taken: the read must neither hang nor follow the link.
+    #[test]
+    fn file_digest_reads_the_listed_file_only() {
+        let root = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&root.path().join("store")).expect("store");
+        let cache = Cache::open(&store).expect("cache");
+        let ctx = root.path().join("ctx");
+        std::fs::create_dir(&ctx).expect("ctx");
+        let secret = root.path().join("secret");
+        std::fs::write(&secret, "host secret").expect("secret");
+        let listed = |name: &str| {
+            let host = ctx.join(name);
+            std::fs::write(&host, "context file").expect("write");
+            Node {
+                meta: std::fs::symlink_metadata(&host).expect("stat"),
+                host,
+                base: ctx.clone(),
+            }
+        };
+        let good = listed("good");
+        assert_eq!(
+            cache.file_digest(&good).expect("digest"),
+            hex(&Sha256::digest(b"context file"))
+        );
+
+        let fifo = listed("fifo");
+        std::fs::remove_file(&fifo.host).expect("rm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo.host)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let err = chain(&cache.file_digest(&fifo).expect_err("a fifo is not read"));
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let link = listed("link");
+        std::fs::remove_file(&link.host).expect("rm");
+        std::os::unix::fs::symlink(&secret, &link.host).expect("symlink");
+        let err = cache
+            .file_digest(&link)
+            .expect_err("a symlink is not followed");
+        assert!(err.to_string().contains("link"), "{err}");
+
+        // A file replaced by another regular file after it was listed: refused too.
+        let swapped = listed("swapped");
+        std::fs::remove_file(&swapped.host).expect("rm");
+        std::fs::write(&swapped.host, "another file").expect("write");
+        let err = chain(&cache.file_digest(&swapped).expect_err("changed"));
+        assert!(err.contains("changed while the build read it"), "{err}");
+    }
+
+    /// An error and its sources, for assertions.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
     }
 }

@@ -171,7 +171,8 @@ impl Build<'_> {
         }
     }
 
-    /// The stage a `--from` value or FROM names, if it is a stage before `before`.
+    /// The stage a `--from` value or FROM names, if it is a stage before `before`: when
+    /// names repeat (BuildKit only warns), the last one of that name.
     pub fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         let by_name = self
@@ -179,7 +180,7 @@ impl Build<'_> {
             .stages
             .iter()
             .take(before)
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .rfind(|s| s.name.as_deref() == Some(lower.as_str()))
             .map(|s| s.index);
         by_name.or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
     }

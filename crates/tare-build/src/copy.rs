@@ -163,10 +163,11 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
 
 /// Every file the sources name (directories walked), as `(path, digest)` pairs where the
 /// digest covers kind, mode, owner and content (or link target), never the mtime: the
-/// cache key input of a COPY. `file_digest` hashes a regular file's content.
+/// cache key input of a COPY. `file_digest` hashes a regular file's content (read fd-relative
+/// through [`Node::open`]).
 pub fn source_digests(
     sources: &[Source<'_>],
-    file_digest: &dyn Fn(&Path, &fs::Metadata) -> Result<String, Error>,
+    file_digest: &dyn Fn(&Node) -> Result<String, Error>,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut out = Vec::new();
     for item in expand(sources)? {
@@ -190,8 +191,8 @@ pub fn source_digests(
                 Some(Source::File {
                     name, path, mode, ..
                 }) => {
-                    let meta = fs::metadata(path).map_err(io_err(path))?;
-                    let d = format!("{mode:o} {}", file_digest(path, &meta)?);
+                    let node = Node::of_own_file(path)?;
+                    let d = format!("{mode:o} {}", file_digest(&node)?);
                     out.push((format!("url:{name}"), d));
                 }
                 _ => {}
@@ -205,7 +206,7 @@ fn digest_node(
     tree: &dyn SourceTree,
     rel: &str,
     node: &Node,
-    file_digest: &dyn Fn(&Path, &fs::Metadata) -> Result<String, Error>,
+    file_digest: &dyn Fn(&Node) -> Result<String, Error>,
     out: &mut Vec<(String, String)>,
 ) -> Result<(), Error> {
     let meta = &node.meta;
@@ -229,10 +230,7 @@ fn digest_node(
             }
         }
     } else if meta.is_file() {
-        out.push((
-            rel.to_string(),
-            format!("{head} {}", file_digest(&node.host, meta)?),
-        ));
+        out.push((rel.to_string(), format!("{head} {}", file_digest(node)?)));
     } else if meta.file_type().is_symlink() {
         let target = node.read_link()?;
         out.push((rel.to_string(), format!("{head} -> {}", target.display())));

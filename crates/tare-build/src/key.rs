@@ -8,6 +8,12 @@
 //! build args, user, working directory, shell and network, for COPY/ADD the digests of the
 //! sources) is a field of the key too.
 //!
+//! The parent is the *filesystem* state: the key of the last step that made or kept a layer
+//! (or of the stage's base). Config-only instructions (ENV, LABEL, USER, ...) have no key of
+//! their own and leave the parent as it is; what a step reads of the config is in its own key,
+//! so a changed LABEL keeps a later COPY or RUN cached (BuildKit does the same), while a
+//! changed ENV misses the RUN whose environment it is.
+//!
 //! The canonical encoding is the value's JSON as serde writes it: struct fields in
 //! declaration order, sequences in order, no maps with unspecified order. The key is the
 //! sha256 of that JSON after the cache format version, so a change of this file's types that
@@ -16,9 +22,7 @@
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tare_dockerfile::{
-    Command, Copy, CopySource, Healthcheck, Heredoc, Mount, MountKind, Run, Sharing, ShellOrExec,
-};
+use tare_dockerfile::{Copy, CopySource, Heredoc, Mount, MountKind, Run, Sharing, ShellOrExec};
 use tare_sandbox::Network;
 
 use crate::error::Error;
@@ -41,7 +45,6 @@ pub enum StepKey {
     Run(RunKey),
     Copy(CopyKey),
     Workdir(WorkdirKey),
-    Config(ConfigKey),
 }
 
 impl StepKey {
@@ -371,108 +374,12 @@ pub struct WorkdirKey {
     pub user: String,
 }
 
-/// A config-only instruction: no layer, but it changes the state later steps start from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigKey {
-    pub parent: String,
-    pub instruction: ConfigInstruction,
-}
-
-/// The config-only instructions, every field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConfigInstruction {
-    Env(Vec<(String, String)>),
-    Label(Vec<(String, String)>),
-    Expose(Vec<String>),
-    Volume(Vec<String>),
-    User(String),
-    Cmd(CommandKey),
-    Entrypoint(CommandKey),
-    StopSignal(String),
-    Healthcheck(Option<HealthcheckKey>),
-    Shell(Vec<String>),
-    Onbuild(String),
-    Maintainer(String),
-}
-
-/// `HEALTHCHECK CMD ...` (durations in nanoseconds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HealthcheckKey {
-    pub test: Vec<String>,
-    pub interval: Option<u64>,
-    pub timeout: Option<u64>,
-    pub start_period: Option<u64>,
-    pub start_interval: Option<u64>,
-    pub retries: Option<u32>,
-}
-
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Which key a config-only instruction gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigEffect {
-    /// The state changes: later steps chain on this key.
-    Chain(Box<StepKey>),
-    /// The state key stays. ARG: a value reaches later steps only through what they expand
-    /// (in their own key) or, for RUN, their build args (in [`RunKey`]); BuildKit does not
-    /// invalidate a COPY after a changed ARG either.
-    Keep,
-    /// Not config-only: RUN, COPY, ADD and WORKDIR are keyed by their own step.
-    NotConfig,
-}
-
-/// The key of a config-only instruction after `parent`.
-pub fn config_key(parent: &str, command: &Command) -> ConfigEffect {
-    let instruction = match command {
-        Command::Env(pairs) => ConfigInstruction::Env(pairs.clone()),
-        Command::Label(pairs) => ConfigInstruction::Label(pairs.clone()),
-        Command::Expose(ports) => ConfigInstruction::Expose(ports.clone()),
-        Command::Volume(list) => ConfigInstruction::Volume(list.clone()),
-        Command::User(user) => ConfigInstruction::User(user.clone()),
-        Command::Cmd(form) => ConfigInstruction::Cmd(form.into()),
-        Command::Entrypoint(form) => ConfigInstruction::Entrypoint(form.into()),
-        Command::StopSignal(sig) => ConfigInstruction::StopSignal(sig.clone()),
-        Command::Healthcheck(Healthcheck::None) => ConfigInstruction::Healthcheck(None),
-        Command::Healthcheck(Healthcheck::Cmd {
-            test,
-            interval,
-            timeout,
-            start_period,
-            start_interval,
-            retries,
-        }) => ConfigInstruction::Healthcheck(Some(HealthcheckKey {
-            test: test.clone(),
-            interval: interval.map(nanos),
-            timeout: timeout.map(nanos),
-            start_period: start_period.map(nanos),
-            start_interval: start_interval.map(nanos),
-            retries: *retries,
-        })),
-        Command::Shell(shell) => ConfigInstruction::Shell(shell.clone()),
-        Command::Onbuild(trigger) => ConfigInstruction::Onbuild(trigger.clone()),
-        Command::Maintainer(name) => ConfigInstruction::Maintainer(name.clone()),
-        Command::Arg(_) => return ConfigEffect::Keep,
-        Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_) => {
-            return ConfigEffect::NotConfig
-        }
-    };
-    ConfigEffect::Chain(Box::new(StepKey::Config(ConfigKey {
-        parent: parent.to_string(),
-        instruction,
-    })))
-}
-
 #[cfg(test)]
 mod tests {
     //! Keys are complete: generated from the instruction model, two steps that differ in
     //! exactly one flag or state input get different keys; the same step twice the same key.
     //! Each `*_variants` function destructures its struct without `..`, so a new field must be
     //! given a variant here too.
-
-    use std::time::Duration;
 
     use proptest::prelude::*;
 
@@ -676,47 +583,6 @@ mod tests {
                 files,
             },
         )
-    }
-
-    fn duration() -> impl Strategy<Value = Option<Duration>> {
-        proptest::option::of((0u64..1000).prop_map(Duration::from_millis))
-    }
-
-    fn config_command() -> impl Strategy<Value = Command> {
-        prop_oneof![
-            pairs().prop_map(Command::Env),
-            pairs().prop_map(Command::Label),
-            words().prop_map(Command::Expose),
-            words().prop_map(Command::Volume),
-            word().prop_map(Command::User),
-            shell_or_exec().prop_map(Command::Cmd),
-            shell_or_exec().prop_map(Command::Entrypoint),
-            word().prop_map(Command::StopSignal),
-            Just(Command::Healthcheck(Healthcheck::None)),
-            (
-                words(),
-                duration(),
-                duration(),
-                duration(),
-                duration(),
-                proptest::option::of(0u32..10)
-            )
-                .prop_map(
-                    |(test, interval, timeout, start_period, start_interval, retries)| {
-                        Command::Healthcheck(Healthcheck::Cmd {
-                            test,
-                            interval,
-                            timeout,
-                            start_period,
-                            start_interval,
-                            retries,
-                        })
-                    }
-                ),
-            words().prop_map(Command::Shell),
-            word().prop_map(Command::Onbuild),
-            word().prop_map(Command::Maintainer),
-        ]
     }
 
     // Changes that always give a different value of each field type.
@@ -1116,126 +982,8 @@ mod tests {
         ]
     }
 
-    fn config_variants(c: &Command) -> Vec<Command> {
-        match c {
-            Command::Env(p) => vec![Command::Env(vp(p)), Command::Label(p.clone())],
-            Command::Label(p) => vec![Command::Label(vp(p)), Command::Env(p.clone())],
-            Command::Expose(w) => vec![Command::Expose(vs(w)), Command::Volume(w.clone())],
-            Command::Volume(w) => vec![Command::Volume(vs(w)), Command::Expose(w.clone())],
-            Command::User(u) => vec![Command::User(s(u)), Command::StopSignal(u.clone())],
-            Command::Cmd(f) => {
-                let mut v: Vec<Command> = cmd(f).into_iter().map(Command::Cmd).collect();
-                v.push(Command::Entrypoint(f.clone()));
-                v
-            }
-            Command::Entrypoint(f) => {
-                let mut v: Vec<Command> = cmd(f).into_iter().map(Command::Entrypoint).collect();
-                v.push(Command::Cmd(f.clone()));
-                v
-            }
-            Command::StopSignal(x) => vec![Command::StopSignal(s(x)), Command::User(x.clone())],
-            Command::Healthcheck(Healthcheck::None) => {
-                vec![Command::Healthcheck(Healthcheck::Cmd {
-                    test: Vec::new(),
-                    interval: None,
-                    timeout: None,
-                    start_period: None,
-                    start_interval: None,
-                    retries: None,
-                })]
-            }
-            Command::Healthcheck(Healthcheck::Cmd {
-                test,
-                interval,
-                timeout,
-                start_period,
-                start_interval,
-                retries,
-            }) => {
-                let base = (
-                    test.clone(),
-                    *interval,
-                    *timeout,
-                    *start_period,
-                    *start_interval,
-                    *retries,
-                );
-                let hc = |b: (Vec<String>, _, _, _, _, _)| {
-                    Command::Healthcheck(Healthcheck::Cmd {
-                        test: b.0,
-                        interval: b.1,
-                        timeout: b.2,
-                        start_period: b.3,
-                        start_interval: b.4,
-                        retries: b.5,
-                    })
-                };
-                let d = Duration::from_secs(2000);
-                vec![
-                    hc((vs(test), base.1, base.2, base.3, base.4, base.5)),
-                    hc((
-                        base.0.clone(),
-                        ov(interval, d),
-                        base.2,
-                        base.3,
-                        base.4,
-                        base.5,
-                    )),
-                    hc((
-                        base.0.clone(),
-                        base.1,
-                        ov(timeout, d),
-                        base.3,
-                        base.4,
-                        base.5,
-                    )),
-                    hc((
-                        base.0.clone(),
-                        base.1,
-                        base.2,
-                        ov(start_period, d),
-                        base.4,
-                        base.5,
-                    )),
-                    hc((
-                        base.0.clone(),
-                        base.1,
-                        base.2,
-                        base.3,
-                        ov(start_interval, d),
-                        base.5,
-                    )),
-                    hc((
-                        base.0.clone(),
-                        base.1,
-                        base.2,
-                        base.3,
-                        base.4,
-                        ov(retries, 20),
-                    )),
-                    Command::Healthcheck(Healthcheck::None),
-                ]
-            }
-            Command::Shell(w) => vec![Command::Shell(vs(w)), Command::Volume(w.clone())],
-            Command::Onbuild(t) => vec![Command::Onbuild(s(t)), Command::Maintainer(t.clone())],
-            Command::Maintainer(m) => vec![Command::Maintainer(s(m)), Command::Onbuild(m.clone())],
-            Command::Arg(_)
-            | Command::Run(_)
-            | Command::Copy(_)
-            | Command::Add(_)
-            | Command::Workdir(_) => Vec::new(),
-        }
-    }
-
     fn digest(k: &StepKey) -> String {
         k.digest().expect("encodes")
-    }
-
-    fn chained(parent: &str, c: &Command) -> String {
-        match config_key(parent, c) {
-            ConfigEffect::Chain(k) => digest(&k),
-            other => panic!("{c:?} gave {other:?}"),
-        }
     }
 
     proptest! {
@@ -1285,16 +1033,6 @@ mod tests {
         }
 
         #[test]
-        fn every_config_instruction_field_changes_the_key(c in config_command(), parent in word()) {
-            let base = chained(&parent, &c);
-            prop_assert_eq!(&base, &chained(&parent, &c.clone()));
-            prop_assert_ne!(&base, &chained(&s(&parent), &c));
-            for v in config_variants(&c) {
-                prop_assert_ne!(&base, &chained(&parent, &v), "{:?}\nvs {:?}", c, v);
-            }
-        }
-
-        #[test]
         fn every_workdir_input_changes_the_key(
             parent in word(), path in word(), resolved in word(), user in word()
         ) {
@@ -1323,13 +1061,5 @@ mod tests {
             user: String::new(),
         };
         assert_ne!(image, digest(&StepKey::Workdir(wd)));
-    }
-
-    #[test]
-    fn arg_keeps_the_state_key() {
-        assert_eq!(
-            config_key("p", &Command::Arg(vec![("A".into(), Some("1".into()))])),
-            ConfigEffect::Keep
-        );
     }
 }

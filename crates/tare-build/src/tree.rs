@@ -32,6 +32,18 @@ impl Node {
         self.host.strip_prefix(&self.base).unwrap_or(Path::new("."))
     }
 
+    /// A file of tare's own (a download in the store's temporary directory), as a node below
+    /// its own directory.
+    pub fn of_own_file(path: &Path) -> Result<Node, Error> {
+        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        Ok(Node {
+            host: path.to_path_buf(),
+            meta,
+            base,
+        })
+    }
+
     /// Opens the regular file for reading, without following symlinks out of its tree.
     pub fn open(&self) -> Result<fs::File, Error> {
         crate::fsops::open_beneath(&self.base, self.below_base()).map_err(io_err(&self.host))

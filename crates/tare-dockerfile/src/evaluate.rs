@@ -76,11 +76,25 @@ pub fn evaluate(
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     let mut stages: Vec<Stage> = Vec::new();
     let mut declared: BTreeSet<String> = BTreeSet::new();
+    let mut duplicates: Vec<Warning> = Vec::new();
 
     for node in &ast.children {
         let name = node.name();
         if name == "from" {
             let stage = from(node, source, &global, &builtins, &stages, escape)?;
+            // BuildKit 0.25 builds a Dockerfile whose stage names repeat, with a lint warning
+            // (DuplicateStageName); a name then means the last stage of that name defined
+            // before the reference (`FROM name`, `--from=name`) or in the file (`--target`).
+            if let Some(n) = &stage.name {
+                if stages.iter().any(|s| s.name.as_ref() == Some(n)) {
+                    duplicates.push(Warning {
+                        line: Some(stage.line),
+                        message: format!(
+                            "DuplicateStageName: duplicate stage name '{n}', stage names should be unique"
+                        ),
+                    });
+                }
+            }
             stages.push(stage);
             continue;
         }
@@ -141,7 +155,7 @@ pub fn evaluate(
             let lower = t.to_ascii_lowercase();
             stages
                 .iter()
-                .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
                 .ok_or_else(|| Error::UnknownTarget {
                     name: t.to_string(),
                 })?
@@ -168,6 +182,7 @@ pub fn evaluate(
     }
 
     let mut warnings = ast.warnings.clone();
+    warnings.extend(duplicates);
     let unused: Vec<&str> = build_args
         .keys()
         .map(String::as_str)
@@ -223,9 +238,6 @@ fn from(
                 "invalid name for build stage: {n:?}, name can't start with a number or contain symbols"
             )));
         }
-        if stages.iter().any(|s| s.name.as_deref() == Some(n.as_str())) {
-            return Err(cx.error(format!("duplicate stage name {n:?}")));
-        }
     }
     let lookup = |n: &str| global.get(n).or_else(|| builtins.get(n)).cloned();
     let base = expand_word(image, &lookup, escape).map_err(|e| located(source, node, e))?;
@@ -237,9 +249,11 @@ fn from(
         None => None,
     };
     let lower = base.to_ascii_lowercase();
+    // The last stage of that name defined so far, as BuildKit binds `FROM name` when it
+    // adds the stage (names may repeat: a lint warning, see `evaluate`).
     let base_stage = stages
         .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()));
+        .rposition(|s| s.name.as_deref() == Some(lower.as_str()));
     Ok(Stage {
         index: stages.len(),
         name,

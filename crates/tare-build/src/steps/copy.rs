@@ -125,7 +125,7 @@ pub(crate) fn copy(
     // Context files are keyed by content; a stage or image by its own key.
     // Computed with --no-cache too: the record written afterwards must carry the right key.
     let files = if c.from.is_none() {
-        copy::source_digests(&sources, &|p, m| build.cache.file_digest(p, m))?
+        copy::source_digests(&sources, &|node| build.cache.file_digest(node))?
     } else {
         Vec::new()
     };

@@ -45,8 +45,8 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
         .trim_matches('/')
         .to_string();
     if rel.is_empty() {
-        // `/` exists in every image: no layer, as in BuildKit.
-        st.key = key.digest()?;
+        // `/` exists in every image: no layer, as in BuildKit, and the filesystem state key
+        // stays (the working directory is in the keys of the steps that read it).
         st.push_history(created_by, false, line);
         return Ok(false);
     }

@@ -3,6 +3,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod config_keys;
 mod secrets;
 
 use std::io::{Read, Write};
