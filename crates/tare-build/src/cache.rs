@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn file_digest_reads_the_listed_file_only() {
         let root = tempfile::tempdir().expect("tmp");
-        let store = Store::open(&root.path().join("store")).expect("store");
+        let store = Store::open(root.path().join("store")).expect("store");
         let cache = Cache::open(&store).expect("cache");
         let ctx = root.path().join("ctx");
         std::fs::create_dir(&ctx).expect("ctx");
