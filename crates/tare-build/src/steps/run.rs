@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use tare_dockerfile::{MountKind, Run, ShellOrExec};
 
-use tare_sandbox::{Network, Security};
+use tare_sandbox::{BindMount, Network, Security};
 
 use crate::config;
 use crate::context::{BuildOptions, Entitlement, StageOut, StepCtx};
-use crate::error::Error;
+use crate::error::{io_err, Error};
 use crate::key::{RunKey, RunState, StepKey};
 use crate::layer::{self, Upper};
 use crate::run::{self as sandbox, RunInput};
@@ -77,9 +77,44 @@ fn network(run: &Run, opts: &BuildOptions) -> Result<Network, Error> {
     }
 }
 
+/// Where a `#!` heredoc script is mounted, as in BuildKit.
+const SHEBANG_DIR: &str = "/dev/pipes";
+
+/// Whether a RUN's heredoc runs as a file: its body starts with `#!` (and its name can be one).
+fn runs_as_file(doc: &tare_dockerfile::Heredoc) -> bool {
+    doc.content.starts_with("#!") && !doc.name.is_empty() && !doc.name.contains('/')
+}
+
+/// For a heredoc RUN whose body starts with `#!`: the body as an executable file in the
+/// step's scratch directory, bind-mounted read-only at `/dev/pipes/NAME`.
+fn shebang_mount(run: &Run, scratch: &std::path::Path) -> Result<Option<BindMount>, Error> {
+    let Some(doc) = run.heredoc_script() else {
+        return Ok(None);
+    };
+    if !runs_as_file(doc) {
+        return Ok(None);
+    }
+    let dir = scratch.join("pipes");
+    std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+    let file = dir.join(&doc.name);
+    std::fs::write(&file, doc.content.as_bytes()).map_err(io_err(&file))?;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(io_err(&file))?;
+    Ok(Some(BindMount {
+        source: file,
+        target: format!("{SHEBANG_DIR}/{}", doc.name),
+        readonly: true,
+    }))
+}
+
 /// The argument vector: a heredoc script or a shell form goes to the stage's SHELL.
 fn argv(run: &Run, st: &StageOut) -> Vec<String> {
     match (run.heredoc_script(), &run.cmd) {
+        // A heredoc starting with `#!` runs as a file, with that interpreter, as BuildKit
+        // does: mounted read-only at /dev/pipes/NAME (see [`shebang_mount`]).
+        (Some(doc), _) if runs_as_file(doc) => {
+            vec![format!("{SHEBANG_DIR}/{}", doc.name)]
+        }
         (Some(doc), _) => {
             let mut a = st
                 .config
@@ -143,6 +178,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
             &env,
         )?;
         env.extend(step_secrets.env.iter().cloned());
+        let mut mounts = step_secrets.binds.clone();
+        mounts.extend(shebang_mount(run, scratch.path())?);
         let lower = st.tree("image");
         let code = sandbox::run(
             RunInput {
@@ -154,7 +191,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 runtime: build.opts.runtime.as_deref(),
                 lower: &lower,
                 scratch: scratch.path(),
-                mounts: step_secrets.binds.clone(),
+                mounts,
                 security,
             },
             build.reporter,
