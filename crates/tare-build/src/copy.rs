@@ -6,8 +6,8 @@
 //! step's diff (through `tare_layer::diff::write_tree`) and its snapshot.
 //!
 //! Rules, as BuildKit applies them: a directory source copies its contents; a file source goes
-//! to `DEST/NAME` when DEST ends with `/` or is a directory in the image, else to DEST; several
-//! sources (named or matched by a wildcard) need a directory destination ending with `/`; a
+//! to `DEST/NAME` when DEST ends with `/` or is a directory in the image, else to DEST (so
+//! several sources to such a DEST are written there in turn, the last one winning); a
 //! symlink named as a source is followed (inside the context), symlinks inside a copied
 //! directory are kept; hard links inside a copied directory stay linked. Files from the context
 //! are owned by 0:0 unless `--chown`; from a stage or an image they keep their owner.
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Timespec};
 
-use crate::dockerignore::{clean, has_wildcard, match_component};
+use crate::dockerignore::{clean, has_wildcard, match_component, DockerIgnore, Filter};
 use crate::error::{io_err, Error};
 use crate::fsops::{self, Root};
 use crate::tree::{Layers, Node, SourceTree};
@@ -66,6 +66,19 @@ pub struct CopyOptions {
     pub keep_owner: bool,
     /// ADD: local tar archives are extracted.
     pub extract_archives: bool,
+    /// `--exclude` and `--parents`.
+    pub select: Select,
+}
+
+/// Which files below each source a COPY takes.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    /// `--exclude` patterns, matched below each source with `.dockerignore`'s rules.
+    pub exclude: DockerIgnore,
+    /// `--parents`: a source `PIVOT/./PATH` (or `PATH`, the pivot then being the root) copies
+    /// the pivot directory with only what `PATH` (maybe a wildcard) matches, so the matches
+    /// keep their path below the pivot, as BuildKit does with an include pattern.
+    pub parents: bool,
 }
 
 /// What a COPY wrote.
@@ -78,7 +91,8 @@ pub struct CopyStats {
 #[allow(clippy::large_enum_variant)] // short-lived, one per source
 enum Expanded<'a> {
     Node {
-        tree: &'a dyn SourceTree,
+        /// The source's tree as seen with `--exclude` applied below the source.
+        tree: Box<Excluding<'a>>,
         name: String,
         node: Node,
     },
@@ -114,13 +128,90 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// Expands wildcards and follows named symlinks: what each source names, in order.
-fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
+/// One COPY source seen through its `--exclude` patterns, as BuildKit's copier (fsutil)
+/// applies them: paths below `base` (the source as resolved in `inner`) are matched relative
+/// to `base`, with `.dockerignore`'s rules; the source itself and everything outside it are
+/// never hidden (`COPY --exclude=*.txt *.txt /d/` still copies the matched files).
+pub(crate) struct Excluding<'a> {
+    inner: &'a dyn SourceTree,
+    base: String,
+    /// A path is hidden when one of them hides it: the `--parents` include pattern, then
+    /// `--exclude`.
+    filters: Vec<Filter>,
+}
+
+impl<'a> Excluding<'a> {
+    fn new(inner: &'a dyn SourceTree, base: String, filters: &[DockerIgnore]) -> Excluding<'a> {
+        Excluding {
+            inner,
+            base,
+            filters: filters
+                .iter()
+                .filter(|f| !f.is_empty())
+                .map(|f| Filter::new(f.clone()))
+                .collect(),
+        }
+    }
+
+    /// `rel` relative to the source, when it lies strictly below it.
+    fn below<'r>(&self, rel: &'r str) -> Option<&'r str> {
+        if self.base.is_empty() {
+            return Some(rel).filter(|r| !r.is_empty());
+        }
+        rel.strip_prefix(self.base.as_str())?.strip_prefix('/')
+    }
+}
+
+impl SourceTree for Excluding<'_> {
+    fn lstat(&self, rel: &str) -> Result<Option<Node>, Error> {
+        let node = self.inner.lstat(rel)?;
+        if let (Some(n), Some(below)) = (&node, self.below(rel)) {
+            let holds_any = |dir: &str| Ok(!self.read_dir(&join(&self.base, dir))?.is_empty());
+            for filter in &self.filters {
+                if filter.hidden(below, n.meta.is_dir(), &holds_any)? {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    fn read_dir(&self, rel: &str) -> Result<Vec<String>, Error> {
+        let names = self.inner.read_dir(rel)?;
+        if self.filters.is_empty() {
+            return Ok(names);
+        }
+        let mut kept = Vec::with_capacity(names.len());
+        for name in names {
+            if self.lstat(&join(rel, &name))?.is_some() {
+                kept.push(name);
+            }
+        }
+        Ok(kept)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn strict_links(&self) -> bool {
+        self.inner.strict_links()
+    }
+}
+
+/// Expands wildcards and follows named symlinks: what each source names, in order, each
+/// seen through the `--exclude` patterns.
+fn expand<'a>(sources: &'a [Source<'a>], select: &Select) -> Result<Vec<Expanded<'a>>, Error> {
     let mut expanded: Vec<Expanded<'_>> = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         match source {
             Source::Tree { tree, path } => {
-                let rel = source_rel(path);
+                let (rel, include) = if select.parents {
+                    parents_split(*tree, path)?
+                } else {
+                    (source_rel(path), DockerIgnore::default())
+                };
+                let filters = [include, select.exclude.clone()];
                 if has_wildcard(&rel) {
                     // BuildKit allows a wildcard that matches nothing: it copies nothing.
                     for m in glob(*tree, &rel)? {
@@ -132,7 +223,7 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
                             });
                         };
                         expanded.push(Expanded::Node {
-                            tree: *tree,
+                            tree: Box::new(Excluding::new(*tree, resolved, &filters)),
                             name: m,
                             node,
                         });
@@ -149,7 +240,7 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
                             tree: tree.describe(),
                         })?;
                     expanded.push(Expanded::Node {
-                        tree: *tree,
+                        tree: Box::new(Excluding::new(*tree, resolved, &filters)),
                         name: rel,
                         node,
                     });
@@ -167,13 +258,14 @@ fn expand<'a>(sources: &'a [Source<'a>]) -> Result<Vec<Expanded<'a>>, Error> {
 /// through [`Node::open`]).
 pub fn source_digests(
     sources: &[Source<'_>],
+    select: &Select,
     file_digest: &dyn Fn(&Node) -> Result<String, Error>,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut out = Vec::new();
-    for item in expand(sources)? {
+    for item in expand(sources, select)? {
         match item {
             Expanded::Node { tree, name, node } => {
-                digest_node(tree, &name, &node, file_digest, &mut out)?;
+                digest_node(tree.as_ref(), &name, &node, file_digest, &mut out)?;
             }
             Expanded::Bytes(i) => match sources.get(i) {
                 Some(Source::Bytes {
@@ -248,7 +340,7 @@ pub fn copy_into(
     opts: &CopyOptions,
 ) -> Result<CopyStats, Error> {
     // The count of what the sources name decides the destination.
-    let expanded = expand(sources)?;
+    let expanded = expand(sources, &opts.select)?;
 
     let dest_abs = if opts.dest.starts_with('/') {
         opts.dest.clone()
@@ -266,11 +358,8 @@ pub fn copy_into(
     if expanded.is_empty() {
         return Ok(CopyStats::default());
     }
-    if expanded.len() > 1 && !into_dir {
-        return Err(Error::DestNotDir {
-            dest: opts.dest.clone(),
-        });
-    }
+    // Several sources to a destination that is not a directory are written in turn to that
+    // one path, the last one winning, as BuildKit 0.25 does (0.8 refused them).
 
     let mut w = Writer::new(upper, lower, opts)?;
     if into_dir {
@@ -281,7 +370,7 @@ pub fn copy_into(
             Expanded::Node { tree, name, node } if node.meta.is_dir() => {
                 let resolved = tree.resolve(name, true)?;
                 w.ensure_parents(&dest_rel)?;
-                w.copy_dir_root(*tree, &resolved, node, &dest_rel)?;
+                w.copy_dir_root(tree.as_ref(), &resolved, node, &dest_rel)?;
             }
             Expanded::Node { name, node, .. } => {
                 let archive = if opts.extract_archives && node.meta.is_file() {
@@ -350,6 +439,35 @@ fn source_rel(path: &str) -> String {
     clean(&format!("/{path}"))
         .trim_start_matches('/')
         .to_string()
+}
+
+/// A `--parents` source split at its pivot (`PIVOT/./PATH`; the root when there is none):
+/// the pivot, and `PATH` as an include pattern (`**` then `!PATH`, so the directories on
+/// the way to a match are walked and made only when something below them is copied).
+/// Without a wildcard, `PIVOT/PATH` must exist, as BuildKit requires it.
+fn parents_split(tree: &dyn SourceTree, path: &str) -> Result<(String, DockerIgnore), Error> {
+    let (pivot, pattern) = path.split_once("/./").unwrap_or(("", path));
+    let (pivot, pattern) = (source_rel(pivot), source_rel(pattern));
+    if pattern.is_empty() {
+        return Ok((pivot, DockerIgnore::default()));
+    }
+    if !has_wildcard(&pivot) && !has_wildcard(&pattern) {
+        let resolved = tree.resolve(&join(&pivot, &pattern), true)?;
+        if tree.lstat(&resolved)?.is_none() {
+            return Err(Error::SourceNotFound {
+                path: path.to_string(),
+                tree: tree.describe(),
+            });
+        }
+    }
+    let exception = format!("!{pattern}");
+    let include = DockerIgnore::from_patterns(["**", exception.as_str()]).map_err(|source| {
+        Error::Wildcard {
+            pattern: path.to_string(),
+            source,
+        }
+    })?;
+    Ok((pivot, include))
 }
 
 /// Paths of `tree` matching the wildcard `pattern`, component by component, sorted.
@@ -920,7 +1038,7 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_match_and_several_sources_need_a_directory() {
+    fn wildcards_match_and_several_sources_to_a_file_path_last_wins() {
         let f = fixture(&[
             ("a.txt", "a"),
             ("b.txt", "b"),
@@ -939,10 +1057,8 @@ mod tests {
                 "texts/b.txt"
             ]
         );
-        assert!(matches!(
-            copy(&f, &["a.txt", "b.txt"], "/multi"),
-            Err(Error::DestNotDir { .. })
-        ));
+        copy(&f, &["a.txt", "b.txt"], "/multi").expect("several sources to one path");
+        assert_eq!(fs::read(f.upper.join("multi")).expect("read"), b"b");
         copy(&f, &["*.none"], "/x/").expect("an empty wildcard copies nothing");
         assert!(!f.upper.join("x").exists());
     }

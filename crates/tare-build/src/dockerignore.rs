@@ -60,12 +60,20 @@ pub struct DockerIgnore {
 }
 
 impl DockerIgnore {
-    /// Parses `.dockerignore` text.
+    /// Parses `.dockerignore` text: one pattern a line, `#` lines are comments.
     pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
+        let lines = text.lines().filter(|l| !l.trim().starts_with('#'));
+        DockerIgnore::from_patterns(lines)
+    }
+
+    /// Patterns given one by one (`COPY --exclude`): no comments, `!` still re-includes.
+    pub fn from_patterns<'p>(
+        lines: impl IntoIterator<Item = &'p str>,
+    ) -> Result<DockerIgnore, PatternError> {
         let mut patterns = Vec::new();
-        for line in text.lines() {
+        for line in lines {
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() {
                 continue;
             }
             let (exclusion, body) = match line.strip_prefix('!') {
@@ -154,6 +162,74 @@ impl DockerIgnore {
 }
 
 pub use tare_layer::path::clean;
+
+/// Patterns applied to a walk as BuildKit's fsutil applies them, both to the context
+/// (`.dockerignore`) and below each COPY source (`--exclude`):
+///
+/// - an excluded file is left out;
+/// - an excluded directory is skipped with everything below it, unless an exception (`!`)
+///   pattern could match below it ([`DockerIgnore::may_include_below`]): then it is walked,
+///   and it exists only if something below it is included (it is never there empty).
+#[derive(Debug, Default)]
+pub struct Filter {
+    ignore: DockerIgnore,
+    /// Excluded directories that were walked: whether something below them is included.
+    kept_dirs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl Filter {
+    pub fn new(ignore: DockerIgnore) -> Filter {
+        Filter {
+            ignore,
+            kept_dirs: Default::default(),
+        }
+    }
+
+    /// The patterns.
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
+    }
+
+    /// Whether `rel` (relative to where the patterns apply; a directory when `is_dir`) is
+    /// left out. `holds_any(dir)` tells whether the walk of an excluded directory that may
+    /// hold exceptions keeps anything (it calls back into the tree, which calls this again
+    /// for what is below).
+    pub fn hidden(
+        &self,
+        rel: &str,
+        is_dir: bool,
+        holds_any: &dyn Fn(&str) -> Result<bool, crate::error::Error>,
+    ) -> Result<bool, crate::error::Error> {
+        if rel.is_empty() || self.ignore.is_empty() {
+            return Ok(false);
+        }
+        // An ancestor that is excluded and not walked hides everything below it.
+        for (i, _) in rel.match_indices('/') {
+            let ancestor = &rel[..i];
+            if self.ignore.is_ignored(ancestor) && !self.ignore.may_include_below(ancestor) {
+                return Ok(true);
+            }
+        }
+        if !self.ignore.is_ignored(rel) {
+            return Ok(false);
+        }
+        if !is_dir || !self.ignore.may_include_below(rel) {
+            return Ok(true);
+        }
+        let known = self.kept_dirs.lock().ok().and_then(|m| m.get(rel).copied());
+        let kept = match known {
+            Some(k) => k,
+            None => {
+                let k = holds_any(rel)?;
+                if let Ok(mut m) = self.kept_dirs.lock() {
+                    m.insert(rel.to_string(), k);
+                }
+                k
+            }
+        };
+        Ok(!kept)
+    }
+}
 
 fn compile(pattern: &str) -> Result<Vec<Token>, &'static str> {
     let chars: Vec<char> = pattern.chars().collect();

@@ -31,8 +31,6 @@ pub enum Error {
         #[source]
         source: PatternError,
     },
-    #[error("when copying more than one source, the destination {dest:?} must be a directory and end with a /")]
-    DestNotDir { dest: String },
     #[error("cannot copy directory {src:?} onto file {dest:?}")]
     DirOntoFile { src: String, dest: String },
     #[error("{path:?}: {reason}")]

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::dockerignore::DockerIgnore;
+use crate::dockerignore::{DockerIgnore, Filter};
 use crate::error::{io_err, Error};
 
 /// How many symlinks one resolution may follow, as Linux's `MAXSYMLINKS`.
@@ -130,19 +130,10 @@ fn join(done: &[String], comp: &str) -> String {
 }
 
 /// The build context: a host directory, filtered by `.dockerignore` as BuildKit's context
-/// transfer (fsutil) filters it:
-///
-/// - an excluded file is left out;
-/// - an excluded directory is skipped with everything below it, unless an exception (`!`)
-///   pattern could match below it: then it is walked, and it exists only if something below
-///   it is included (it is never there empty);
-/// - "could match below" is: some exception pattern starts with the directory's path and a
-///   `/`, or, when an exception pattern holds a wildcard, always.
+/// transfer (fsutil) filters it (see [`Filter`]).
 pub struct ContextTree {
     root: PathBuf,
-    ignore: DockerIgnore,
-    /// Excluded directories that were walked: whether something below them is included.
-    kept_dirs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+    filter: Filter,
 }
 
 impl ContextTree {
@@ -160,41 +151,14 @@ impl ContextTree {
         };
         Ok(ContextTree {
             root,
-            ignore,
-            kept_dirs: Default::default(),
+            filter: Filter::new(ignore),
         })
     }
 
     /// Whether `rel` (a directory when `is_dir`) is left out of the context.
     fn hidden(&self, rel: &str, is_dir: bool) -> Result<bool, Error> {
-        if rel.is_empty() || self.ignore.is_empty() {
-            return Ok(false);
-        }
-        // An ancestor that is excluded and not walked hides everything below it.
-        for (i, _) in rel.match_indices('/') {
-            let ancestor = &rel[..i];
-            if self.ignore.is_ignored(ancestor) && !self.ignore.may_include_below(ancestor) {
-                return Ok(true);
-            }
-        }
-        if !self.ignore.is_ignored(rel) {
-            return Ok(false);
-        }
-        if !is_dir || !self.ignore.may_include_below(rel) {
-            return Ok(true);
-        }
-        let known = self.kept_dirs.lock().ok().and_then(|m| m.get(rel).copied());
-        let kept = match known {
-            Some(k) => k,
-            None => {
-                let k = !self.read_dir(rel)?.is_empty();
-                if let Ok(mut m) = self.kept_dirs.lock() {
-                    m.insert(rel.to_string(), k);
-                }
-                k
-            }
-        };
-        Ok(!kept)
+        self.filter
+            .hidden(rel, is_dir, &|dir| Ok(!self.read_dir(dir)?.is_empty()))
     }
 
     /// The context directory on the host.
@@ -204,7 +168,7 @@ impl ContextTree {
 
     /// The parsed `.dockerignore`.
     pub fn ignore(&self) -> &DockerIgnore {
-        &self.ignore
+        self.filter.ignore()
     }
 }
 

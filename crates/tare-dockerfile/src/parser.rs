@@ -123,6 +123,21 @@ pub fn parse(text: &str, file_name: &str) -> Result<Ast, Error> {
         ));
     }
     let directives = p.dir.finish();
+    if let Some(syntax) = &directives.syntax {
+        // tare has one front end, its own: a frontend image is never pulled nor run. The
+        // Dockerfile is still built, `-labs` features included where tare has them.
+        let line = text[..p.dir.syntax_offset].matches('\n').count() + 1;
+        warnings.insert(
+            0,
+            Warning {
+                line: Some(line),
+                message: format!(
+                    "the syntax directive \"{syntax}\" is ignored: tare does not run frontend \
+                     images and builds this Dockerfile with its own front end"
+                ),
+            },
+        );
+    }
     Ok(Ast {
         directives,
         children,
@@ -177,9 +192,13 @@ impl Parser<'_> {
         if strip_left {
             token = token.trim_start();
         }
+        let had_syntax = self.dir.syntax.is_some();
         if let Err(message) = self.dir.possible_directive(token) {
             let end = offset + trim_newline(raw).len();
             return Err(Error::at(self.source, offset, end, message));
+        }
+        if !had_syntax && self.dir.syntax.is_some() {
+            self.dir.syntax_offset = offset;
         }
         Ok(if is_comment(token) { "" } else { token })
     }
@@ -296,6 +315,8 @@ struct DirectiveParser {
     escape_set: bool,
     escape: char,
     syntax: Option<String>,
+    /// Where the `syntax` line starts, for the warning that names it.
+    syntax_offset: usize,
     check: Option<String>,
 }
 
@@ -306,6 +327,7 @@ impl Default for DirectiveParser {
             escape_set: false,
             escape: '\\',
             syntax: None,
+            syntax_offset: 0,
             check: None,
         }
     }
@@ -741,6 +763,17 @@ mod tests {
             Some("docker/dockerfile:1")
         );
         assert_eq!(ast.directives.check.as_deref(), Some("skip=all"));
+        assert_eq!(ast.warnings.len(), 1, "{:?}", ast.warnings);
+        assert_eq!(ast.warnings[0].line, Some(1));
+        assert!(ast.warnings[0]
+            .message
+            .contains("syntax directive \"docker/dockerfile:1\" is ignored"));
+        let second_line = parse(
+            "# escape=`\n# syntax=docker/dockerfile:1.7-labs\nFROM a\n",
+            "D",
+        )
+        .unwrap();
+        assert_eq!(second_line.warnings[0].line, Some(2));
         assert_eq!(ast.directives.escape, '`');
         assert_eq!(ast.dump(), "(from \"a\")\n(run \"a  b\")\n");
         // A comment first ends the directives: the escape line is an ordinary comment.

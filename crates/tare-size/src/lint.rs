@@ -51,6 +51,10 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("recursive-chown", "RUN chown -R / chmod -R of copied files"),
     ("too-many-layers", "more than 125 layers"),
+    (
+        "cache-mount",
+        "a RUN downloads into a package cache and deletes or disables it: a cache mount keeps it out of the layer and reuses it on the next build",
+    ),
 ];
 
 const REMEDY_FOLD: &str = "delete in the same RUN that creates the files (`RUN make && rm -rf build`), or create them in a build stage and COPY --from only what ships";
@@ -61,6 +65,11 @@ const REMEDY_MULTI: &str = "use a multi-stage build: compile in a `FROM ... AS b
 const REMEDY_ADD: &str = "download, unpack and delete in one RUN (`RUN curl -fsSL URL | tar -xz -C /opt`), or ADD it in a build stage and COPY --from the unpacked files";
 const REMEDY_COPY: &str = "copy the dependency manifests first (`COPY package.json package-lock.json ./`, `RUN npm ci`), then `COPY . .`, so the install layer is cached and not rebuilt on every change";
 const REMEDY_CHOWN: &str = "set owner and mode while copying: `COPY --chown=app:app --chmod=755 ...`; a later chown -R/chmod -R stores every file a second time";
+const REMEDY_APT_MOUNT: &str = "`RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update && apt-get install -y --no-install-recommends PKG` (no `rm -rf /var/lib/apt/lists/*`: the lists stay in the mount, never in the layer)";
+const REMEDY_PIP_MOUNT: &str = "`RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt` (without --no-cache-dir: the wheels stay in the mount, never in the layer)";
+const REMEDY_NPM_MOUNT: &str = "`RUN --mount=type=cache,target=/root/.npm npm ci` (without `npm cache clean`: the cache stays in the mount, never in the layer)";
+const REMEDY_APK_MOUNT: &str = "`RUN --mount=type=cache,target=/etc/apk/cache apk add PKG` (without --no-cache: the index and packages stay in the mount, never in the layer)";
+const REMEDY_DNF_MOUNT: &str = "`RUN --mount=type=cache,target=/var/cache/dnf,sharing=locked dnf install -y --setopt=keepcache=1 PKG` (no `dnf clean all`: the cache stays in the mount, never in the layer)";
 const REMEDY_LAYERS: &str = "merge RUN steps, use a multi-stage build, or `tare build --squash`";
 
 /// Parses and lints Dockerfile text. `file_name` is used in errors.
@@ -215,13 +224,22 @@ fn lint_stage(
                         e.copy_all = None;
                     }
                 }
+                let cache_mounts: Vec<&str> = run
+                    .mounts
+                    .iter()
+                    .filter(|m| matches!(m.kind, tare_dockerfile::MountKind::Cache))
+                    .map(|m| m.target.as_str())
+                    .collect();
+                // Every stage: a cache mount speeds up a build stage as much as the last one.
+                for (message, remedy) in cache_mount_remedies(&e.workdir, &cmds, &cache_mounts) {
+                    out.push(Finding {
+                        rule: "cache-mount",
+                        line,
+                        message,
+                        remedy,
+                    });
+                }
                 if ships {
-                    let cache_mounts: Vec<&str> = run
-                        .mounts
-                        .iter()
-                        .filter(|m| matches!(m.kind, tare_dockerfile::MountKind::Cache))
-                        .map(|m| m.target.as_str())
-                        .collect();
                     lint_run(
                         &mut e,
                         line,
@@ -276,14 +294,9 @@ fn lint_run(
     let mut removed: Vec<(String, String)> = Vec::new(); // (what, as written)
     let mut recursive_owner: Vec<(String, String)> = Vec::new(); // (command, path)
     for c in cmds {
-        let Some(prog) = c.first().map(String::as_str) else {
+        let Some((prog, args, sub)) = program(c) else {
             continue;
         };
-        let args = &c[1..];
-        let sub = args
-            .iter()
-            .find(|a| !a.starts_with('-'))
-            .map(String::as_str);
         match prog {
             "apt-get" | "apt" => match sub {
                 Some("update") => apt_updates = true,
@@ -468,6 +481,108 @@ fn lint_run(
     }
     e.installed.extend(packages.into_iter().map(|p| (line, p)));
     let _ = script;
+}
+
+/// The `cache-mount` rule: package managers whose download cache a RUN throws away (deletes
+/// it, or tells the tool not to keep one) while no cache mount covers it. Each gets the
+/// `--mount=type=cache,...` that keeps the downloads across builds and out of the layer.
+fn cache_mount_remedies(
+    workdir: &str,
+    cmds: &[Vec<String>],
+    cache_mounts: &[&str],
+) -> Vec<(String, &'static str)> {
+    let mounted = |prefix: &str| {
+        cache_mounts
+            .iter()
+            .any(|m| m.starts_with(prefix) || prefix.starts_with(m.trim_end_matches('/')))
+    };
+    let mut apt_download = false;
+    let mut apt_dropped: Option<String> = None;
+    let mut dnf_download = false;
+    let mut dnf_dropped: Option<String> = None;
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    for c in cmds {
+        let Some((prog, args, sub)) = program(c) else {
+            continue;
+        };
+        let written = c.join(" ");
+        match (prog, sub) {
+            ("apt-get" | "apt", Some("update" | "install" | "upgrade" | "dist-upgrade")) => {
+                apt_download = true;
+            }
+            ("apt-get" | "apt", Some("clean")) => apt_dropped = Some(written),
+            ("dnf" | "yum" | "microdnf", Some("install" | "upgrade" | "update")) => {
+                dnf_download = true;
+            }
+            ("dnf" | "yum" | "microdnf", Some("clean")) => dnf_dropped = Some(written),
+            ("rm", _) => {
+                for a in args.iter().filter(|a| !a.starts_with('-')) {
+                    let abs = resolve(workdir, a);
+                    if abs.starts_with("/var/lib/apt/lists") || abs.starts_with("/var/cache/apt") {
+                        apt_dropped = Some(written.clone());
+                    }
+                    if abs.starts_with("/var/cache/dnf") || abs.starts_with("/var/cache/yum") {
+                        dnf_dropped = Some(written.clone());
+                    }
+                }
+            }
+            ("pip" | "pip3", Some("install")) | ("python" | "python3", Some("pip"))
+                if args.iter().any(|a| a == "--no-cache-dir") && !mounted("/root/.cache/pip") =>
+            {
+                out.push((
+                    format!("`{written}` downloads every package again on each build"),
+                    REMEDY_PIP_MOUNT,
+                ));
+            }
+            ("npm", Some("cache"))
+                if args.iter().any(|a| a == "clean") && !mounted("/root/.npm") =>
+            {
+                out.push((
+                    format!("`{written}` deletes the npm cache that the next build would reuse"),
+                    REMEDY_NPM_MOUNT,
+                ));
+            }
+            ("apk", Some("add"))
+                if args.iter().any(|a| a == "--no-cache")
+                    && !mounted("/etc/apk/cache")
+                    && !mounted("/var/cache/apk") =>
+            {
+                out.push((
+                    format!("`{written}` downloads the index and packages again on each build"),
+                    REMEDY_APK_MOUNT,
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(written) = apt_dropped.filter(|_| apt_download) {
+        if !mounted("/var/lib/apt") && !mounted("/var/cache/apt") {
+            out.push((
+                format!("`{written}` deletes the package lists and downloads this RUN fetched: every build fetches them again"),
+                REMEDY_APT_MOUNT,
+            ));
+        }
+    }
+    if let Some(written) = dnf_dropped.filter(|_| dnf_download) {
+        if !mounted("/var/cache/dnf") && !mounted("/var/cache/yum") {
+            out.push((
+                format!("`{written}` deletes the package cache this RUN filled: every build downloads it again"),
+                REMEDY_DNF_MOUNT,
+            ));
+        }
+    }
+    out
+}
+
+/// A command's program, its arguments, and its subcommand (the first argument that is not
+/// an option: `install` in `apt-get -y install x`).
+fn program(c: &[String]) -> Option<(&str, &[String], Option<&str>)> {
+    let (prog, args) = c.split_first()?;
+    let sub = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
+    Some((prog.as_str(), args, sub))
 }
 
 /// Whether a script mentions an absolute path as a word (`of=/bigfile`, `-O /tmp/x`).
@@ -768,7 +883,7 @@ mod tests {
         let multi = "FROM debian AS build\nRUN apt-get update && apt-get install -y gcc\nFROM debian\nCOPY --from=build /x /x\n";
         assert!(rules(multi).is_empty());
         let clean = "FROM debian\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\n";
-        assert!(rules(clean).is_empty());
+        assert_eq!(rules(clean), vec![(2, "cache-mount")]);
     }
 
     #[test]
@@ -777,12 +892,18 @@ mod tests {
             rules("FROM alpine\nRUN apk add curl\n"),
             vec![(2, "package-cache-kept")]
         );
-        assert!(rules("FROM alpine\nRUN apk add --no-cache curl\n").is_empty());
+        assert_eq!(
+            rules("FROM alpine\nRUN apk add --no-cache curl\n"),
+            vec![(2, "cache-mount")]
+        );
         assert_eq!(
             rules("FROM fedora\nRUN dnf install -y curl\n"),
             vec![(2, "package-cache-kept")]
         );
-        assert!(rules("FROM fedora\nRUN dnf install -y curl && dnf clean all\n").is_empty());
+        assert_eq!(
+            rules("FROM fedora\nRUN dnf install -y curl && dnf clean all\n"),
+            vec![(2, "cache-mount")]
+        );
     }
 
     #[test]
@@ -800,11 +921,50 @@ mod tests {
     }
 
     #[test]
+    fn deleting_a_download_cache_suggests_a_cache_mount() {
+        let text = "FROM python:3 AS build\n\
+                    RUN apt-get update && apt-get install -y --no-install-recommends gcc && rm -rf /var/lib/apt/lists/*\n\
+                    RUN pip install --no-cache-dir -r requirements.txt\n\
+                    FROM node:20\n\
+                    RUN npm ci && npm cache clean --force\n\
+                    RUN apk add --no-cache curl\n";
+        let found = lint(text, "Dockerfile").unwrap();
+        let mounts: Vec<(usize, &str)> = found
+            .iter()
+            .filter(|f| f.rule == "cache-mount")
+            .map(|f| (f.line, f.remedy))
+            .collect();
+        assert_eq!(mounts.len(), 4, "{found:?}");
+        assert_eq!(mounts[0].0, 2);
+        assert!(mounts[0]
+            .1
+            .contains("--mount=type=cache,target=/var/lib/apt,sharing=locked"));
+        assert_eq!(mounts[1].0, 3);
+        assert!(mounts[1]
+            .1
+            .contains("--mount=type=cache,target=/root/.cache/pip"));
+        assert_eq!(mounts[2].0, 5);
+        assert!(mounts[2].1.contains("--mount=type=cache,target=/root/.npm"));
+        assert_eq!(mounts[3].0, 6);
+        assert!(mounts[3]
+            .1
+            .contains("--mount=type=cache,target=/etc/apk/cache"));
+        // With the mount in place, or no cache thrown away, nothing is suggested.
+        let mounted = "FROM debian\nRUN --mount=type=cache,target=/var/lib/apt --mount=type=cache,target=/var/cache/apt apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\n\
+                       RUN --mount=type=cache,target=/root/.cache/pip pip install --no-cache-dir x\n";
+        assert!(!rules(mounted).iter().any(|(_, r)| *r == "cache-mount"));
+        assert!(rules("FROM debian\nRUN rm -rf /var/lib/apt/lists/*\n")
+            .iter()
+            .all(|(_, r)| *r != "cache-mount"));
+    }
+
+    #[test]
     fn package_removed_in_a_later_run_is_a_cleanup_finding() {
         let text = "FROM alpine\nRUN apk add --no-cache gcc\nRUN apk del gcc\n";
         assert_eq!(
             rules(text),
             vec![
+                (2, "cache-mount"),
                 (2, "build-tools-in-final-stage"),
                 (3, "cleanup-in-later-step")
             ]

@@ -3,16 +3,48 @@
 
 use tare_dockerfile::{Copy, CopySource};
 
+use crate::cache::Record;
 use crate::config;
 use crate::context::{StageOut, StepCtx};
-use crate::copy::{self, CopyOptions, Source};
+use crate::copy::{self, CopyOptions, Select, Source};
+use crate::dockerignore::DockerIgnore;
 use crate::error::{io_err, Error};
 use crate::fetch;
 use crate::key::{CopyKey, CopyState, FromKey, StepKey};
 use crate::layer::{self, Upper};
 use crate::report::Event;
-use crate::steps::{apply_outcome, from, resolve_owner, with_cache};
+use crate::steps::{apply_outcome, from, now_rfc3339, resolve_owner, with_cache};
 use crate::tree::{Layers, SourceTree};
+
+/// `--chown=USER[:GROUP]` to numbers, as BuildKit's file operation reads them: a number is
+/// used for both ids unless a group follows; a name missing from the image's /etc/passwd
+/// gives 0:0, and a group name missing from /etc/group keeps the user's group (BuildKit
+/// 0.25 builds these, where a RUN as that user fails).
+fn chown_ids(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
+    let unknown = |e: &Error| {
+        matches!(
+            e,
+            Error::Sandbox(
+                tare_sandbox::Error::UnknownUser(_) | tare_sandbox::Error::UnknownGroup(_)
+            )
+        )
+    };
+    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut ids = match resolve_owner(lower, user) {
+        Err(e) if unknown(&e) => (0, 0),
+        other => other?,
+    };
+    if !group.is_empty() {
+        match group.parse::<u32>() {
+            Ok(gid) => ids.1 = gid,
+            Err(_) => match resolve_owner(lower, &format!("0:{group}")) {
+                Err(e) if unknown(&e) => {}
+                other => ids.1 = other?.1,
+            },
+        }
+    }
+    Ok(ids)
+}
 
 pub(crate) fn copy(
     cx: &StepCtx<'_>,
@@ -20,19 +52,11 @@ pub(crate) fn copy(
     c: &Copy,
     add: bool,
 ) -> Result<bool, Error> {
-    // `--link` only changes how BuildKit stacks the layer, not the files it holds, so
-    // it is accepted; these two change which files are copied and are refused rather
-    // than ignored.
-    if !c.exclude.is_empty() {
-        return Err(Error::Invalid(
-            "--exclude is not supported by tare yet".into(),
-        ));
-    }
-    if c.parents {
-        return Err(Error::Invalid(
-            "--parents is not supported by tare yet".into(),
-        ));
-    }
+    let select = Select {
+        exclude: DockerIgnore::from_patterns(c.exclude.iter().map(String::as_str))
+            .map_err(|e| Error::Invalid(format!("--exclude: {e}")))?,
+        parents: c.parents,
+    };
     let build = cx.build;
     let line = cx.line();
     // Where sources come from: a stage, an image, or the context.
@@ -125,10 +149,32 @@ pub(crate) fn copy(
     // Context files are keyed by content; a stage or image by its own key.
     // Computed with --no-cache too: the record written afterwards must carry the right key.
     let files = if c.from.is_none() {
-        copy::source_digests(&sources, &|node| build.cache.file_digest(node))?
+        copy::source_digests(&sources, &select, &|node| build.cache.file_digest(node))?
     } else {
         Vec::new()
     };
+    // `--link` (BuildKit merges such a layer only without --chmod): the copy is made into an
+    // empty tree, so it reads nothing of the image (no destination directory, symlink or
+    // metadata of it), and its layer is also cached under a key without the parent: a
+    // changed base reuses it. The owner a --chown name gives still comes from the image,
+    // so it is part of that key.
+    let link = c.link && c.chmod.is_none();
+    let link_chown = match (&c.chown, link) {
+        (Some(spec), true) => Some(chown_ids(&st.tree("image"), spec)?),
+        _ => None,
+    };
+    let link_key = link.then(|| {
+        StepKey::Copy(CopyKey::new(
+            c,
+            CopyState {
+                parent: format!("link {link_chown:?}"),
+                add,
+                workdir: workdir.clone(),
+                from_state: from_state.clone(),
+                files: files.clone(),
+            },
+        ))
+    });
     let key = StepKey::Copy(CopyKey::new(
         c,
         CopyState {
@@ -140,10 +186,29 @@ pub(crate) fn copy(
         },
     ));
     let outcome = with_cache(cx, st, &key, |st| {
-        let lower = st.tree("image");
-        let chown = match &c.chown {
-            Some(spec) => Some(resolve_owner(&lower, spec)?),
+        let link_key = match &link_key {
+            Some(k) => Some((k.encode()?, crate::key::digest_of(&k.encode()?))),
             None => None,
+        };
+        if let (Some((_, digest)), true) = (&link_key, cx.cache_on) {
+            if let Some(info) = build.cache.get(build.store, digest).and_then(|r| r.layer) {
+                let snapshot = crate::layer::snapshot_of(build.store, &info.diff_id)?;
+                cx.report(Event::Cached {
+                    step: cx.step.clone(),
+                });
+                return Ok(Some((info, snapshot)));
+            }
+        }
+        let image = st.tree("image");
+        let lower = if link {
+            Layers::new(Vec::new(), "scratch")
+        } else {
+            image.clone()
+        };
+        let chown = match (&c.chown, link_chown) {
+            (_, Some(ids)) => Some(ids),
+            (Some(spec), None) => Some(chown_ids(&image, spec)?),
+            (None, None) => None,
         };
         let opts = CopyOptions {
             dest: c.dest.clone(),
@@ -152,12 +217,25 @@ pub(crate) fn copy(
             chmod,
             keep_owner: c.from.is_some(),
             extract_archives: add && c.unpack != Some(false),
+            select: select.clone(),
         };
         let scratch = build.scratch_dir()?;
         let upper = scratch.path().join("upper");
         std::fs::create_dir(&upper).map_err(io_err(&upper))?;
         copy::copy_into(&upper, &lower, &sources, &opts)?;
-        layer::commit(build.store, &upper, Upper::Plain, &lower)
+        let made = layer::commit(build.store, &upper, Upper::Plain, &lower)?;
+        if let Some((inputs, digest)) = link_key {
+            build.cache.put(&Record {
+                format: crate::key::CACHE_FORMAT,
+                key: digest,
+                parent: "link".into(),
+                inputs,
+                layer: made.as_ref().map(|(l, _)| l.clone()),
+                created: now_rfc3339(),
+                used: 0,
+            })?;
+        }
+        Ok(made)
     })?;
     Ok(apply_outcome(st, outcome, created_by, line))
 }

@@ -65,7 +65,7 @@ pub(crate) fn apply_outcome(
     outcome.cached
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 

@@ -4,6 +4,7 @@
 mod util;
 
 mod config_keys;
+mod copy_flags;
 mod secrets;
 
 use std::io::{Read, Write};
