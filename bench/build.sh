@@ -10,6 +10,9 @@
 #   c  COPY of a 150 MB, 5,000-file context
 #   d  a multi-stage build (two independent stages, then a final COPY --from of each)
 #   cached-b, cached-c, cached-d: fully cached rebuilds of b, c and d
+#   e  RUN --mount=type=cache (issue 13): a RUN fills a 100 MB cache mount once; each timed
+#      rebuild changes a build arg above it, so the RUN reruns and reuses the mount
+#   f  20 RUN steps with three mounts each (cache, bind, tmpfs): against b, the cost of mounts
 # Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine. buildah runs with
 # --runtime runc: its default crun refuses this machine's hybrid cgroup setup.
 set -euo pipefail
@@ -78,6 +81,17 @@ FROM bench-base
 COPY --from=one /one /one
 COPY --from=two /two /two
 DF
+mk e <<'DF'
+FROM bench-base
+ARG V=1
+RUN echo $V > /v
+RUN --mount=type=cache,target=/cache [ -f /cache/big ] || dd if=/dev/urandom of=/cache/big bs=1M count=100 2>/dev/null; cat /v > /out
+DF
+echo 'lock v1' >"$WORK/f.lock"
+{ echo "FROM bench-base"; for i in $(seq 1 20); do
+    echo "RUN --mount=type=cache,target=/c --mount=type=bind,source=f.lock,target=/f.lock --mount=type=tmpfs,target=/t echo step $i > /step$i"
+  done; } >"$WORK/f.Dockerfile"
+mkdir -p "$WORK/f"; mv "$WORK/f.Dockerfile" "$WORK/f/Dockerfile"; mv "$WORK/f.lock" "$WORK/f/f.lock"
 
 # --- runs -----------------------------------------------------------------------------------
 run() { # name, then hyperfine arguments
@@ -102,13 +116,28 @@ for w in b c d; do
   [ ${#rootless[@]} -gt 0 ] && cmds+=(-n tare-rootless "${rootless[*]} build -q -t bench-$w $ctx")
   echo "workload cached-$w"; run "cached-$w" "${cmds[@]}"
 done
+# e: the first build (the warm-up) fills the cache mount; the timed ones rerun the RUN with a
+# new build arg. BuildKit is the reference daemon's (Dockerfile 1.19), as dockerd 20.10's
+# frontend needs a syntax image for RUN --mount.
+eval "$(bash ../shared/tools/modern-buildkit.sh env 2>/dev/null)" || true
+MODERN="${MODERN_DOCKER:-}"
+ctx="$WORK/e"
+cmds=(-n tare "$TARE build -q --build-arg V=\$(date +%s%N) -t bench-e $ctx")
+if [ -n "$MODERN" ]; then
+  $MODERN import "$WORK/base.tar" bench-base:latest >/dev/null
+  cmds+=(-n buildkit "$MODERN build --network=none -q --build-arg V=\$(date +%s%N) -t bench-e $ctx")
+fi
+echo "workload e (cache mount rebuild)"; run e --warmup 1 "${cmds[@]}"
+ctx="$WORK/f"
+echo "workload f (three mounts per RUN; compare with b)"
+run f -n tare "$TARE build --no-cache -q -t bench-f $ctx" -n tare-no-mounts "$TARE build --no-cache -q -t bench-b $WORK/b"
 
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 print("| workload | tool | median (s) | tare / tool |")
 print("|---|---|---|---|")
-for name in ["a", "b", "c", "d", "cached-b", "cached-c", "cached-d"]:
+for name in ["a", "b", "c", "d", "cached-b", "cached-c", "cached-d", "e", "f"]:
     path = os.path.join(out, name + ".json")
     if not os.path.exists(path):
         continue
@@ -119,4 +148,10 @@ for name in ["a", "b", "c", "d", "cached-b", "cached-c", "cached-d"]:
         if tool == "tare-rootless" and tare:
             ratio = f"rootless / root {median / tare:.2f}x"
         print(f"| {name} | {tool} | {median:.3f} | {ratio} |")
+f = os.path.join(out, "f.json")
+if os.path.exists(f):
+    r = {x["command"]: x["median"] for x in json.load(open(f))["results"]}
+    if "tare" in r and "tare-no-mounts" in r:
+        extra = (r["tare"] - r["tare-no-mounts"]) / 20 * 1000
+        print(f"\nthree mounts (cache, bind, tmpfs) per RUN: {extra:+.1f} ms per step")
 PY

@@ -58,6 +58,11 @@ pub struct BuildOptions {
     /// Set (by the caller's signal handler) to stop the build at the next step boundary,
     /// cleaning up as for an error.
     pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
+
+    // RUN --mount (helper H1).
+    /// `--keep-cache-mounts`: with `--no-cache`, cache mounts keep their contents (without
+    /// it they start empty, as in BuildKit).
+    pub keep_cache_mounts: bool,
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.
@@ -111,6 +116,8 @@ pub(crate) struct Build<'a> {
     pub slots: Slots,
     /// The `--ssh` agents, started for the build and stopped with it.
     pub agents: crate::secrets::Agents,
+    /// The cache-mount ids this build has already emptied (`--no-cache`): each once.
+    pub cache_mounts_reset: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A finished stage, or its error as text (the error itself goes to the caller once).

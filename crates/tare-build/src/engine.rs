@@ -51,11 +51,15 @@ fn needed_stages(build: &Build<'_>) -> BTreeSet<usize> {
             todo.push(b);
         }
         for ins in &stage.instructions {
-            if let Command::Copy(c) = &ins.command {
-                if let Some(from) = &c.from {
-                    if let Some(dep) = build.stage_index(from, i) {
-                        todo.push(dep);
-                    }
+            // COPY --from and RUN --mount=...,from=STAGE read another stage.
+            let froms: Vec<&String> = match &ins.command {
+                Command::Copy(c) => c.from.iter().collect(),
+                Command::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_ref()).collect(),
+                _ => Vec::new(),
+            };
+            for from in froms {
+                if let Some(dep) = build.stage_index(from, i) {
+                    todo.push(dep);
                 }
             }
         }
@@ -92,6 +96,7 @@ pub fn build(
         dockerfile,
         counter: AtomicUsize::new(0),
         agents: crate::secrets::Agents::start(store, &opts.ssh)?,
+        cache_mounts_reset: Default::default(),
     };
     let needed = needed_stages(&build);
     let target = build.dockerfile.target;

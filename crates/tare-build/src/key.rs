@@ -206,6 +206,8 @@ pub struct RunKey {
     pub user: String,
     pub workdir: String,
     pub shell: Vec<String>,
+    /// The files of every `--mount=type=bind`, by content ([`RunState::mount_files`]).
+    pub mount_files: Vec<(String, String)>,
 }
 
 /// The stage state a RUN runs in, besides its parent key.
@@ -218,6 +220,9 @@ pub struct RunState {
     pub workdir: String,
     pub shell: Vec<String>,
     pub network: Network,
+    /// `(mount number:path, digest)` of each file a bind mount shows, as COPY keys its
+    /// sources (kind, mode, owner, content); a cache mount's contents are never here.
+    pub mount_files: Vec<(String, String)>,
 }
 
 impl RunKey {
@@ -240,6 +245,7 @@ impl RunKey {
             workdir,
             shell,
             network: effective,
+            mount_files,
         } = state;
         RunKey {
             parent,
@@ -255,6 +261,7 @@ impl RunKey {
             user,
             workdir,
             shell,
+            mount_files,
         }
     }
 }
@@ -506,17 +513,28 @@ mod tests {
     }
 
     fn run_state() -> impl Strategy<Value = RunState> {
-        (word(), words(), words(), word(), word(), words(), network()).prop_map(
-            |(parent, argv, env, user, workdir, shell, network)| RunState {
-                parent,
-                argv,
-                env,
-                user,
-                workdir,
-                shell,
-                network,
-            },
+        (
+            word(),
+            words(),
+            words(),
+            word(),
+            word(),
+            words(),
+            network(),
+            proptest::collection::vec((word(), word()), 0..3),
         )
+            .prop_map(
+                |(parent, argv, env, user, workdir, shell, network, mount_files)| RunState {
+                    parent,
+                    argv,
+                    env,
+                    user,
+                    workdir,
+                    shell,
+                    network,
+                    mount_files,
+                },
+            )
     }
 
     fn copy_source() -> impl Strategy<Value = CopySource> {
@@ -835,6 +853,7 @@ mod tests {
             workdir,
             shell,
             network,
+            mount_files,
         } = st;
         vec![
             RunState {
@@ -863,6 +882,14 @@ mod tests {
             },
             RunState {
                 network: other_network(*network),
+                ..st.clone()
+            },
+            RunState {
+                mount_files: {
+                    let mut m = mount_files.clone();
+                    m.push((s(""), s("")));
+                    m
+                },
                 ..st.clone()
             },
         ]

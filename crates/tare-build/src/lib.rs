@@ -22,6 +22,7 @@
 //! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
 
 pub mod cache;
+mod cache_mounts;
 pub mod config;
 mod context;
 pub mod copy;
@@ -32,6 +33,7 @@ pub mod fetch;
 mod fsops;
 mod key;
 mod layer;
+mod mounts;
 pub mod report;
 mod run;
 pub mod secrets;

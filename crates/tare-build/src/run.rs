@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::SystemTime;
 
-use tare_sandbox::{BindMount, Network, OnSignal, Rootfs, RunSpec, Security, Stdio};
+use tare_sandbox::{BindMount, Network, OnSignal, Rootfs, RunSpec, Security, Stdio, TmpfsMount};
 
 use crate::error::{io_err, Error};
 use crate::report::{Event, Reporter, StepId, Stream};
@@ -26,6 +26,8 @@ pub struct RunInput<'a> {
     /// Files and sockets mounted for the step (secrets, ssh agents); their mount points are
     /// removed from the upper directory after the run.
     pub mounts: Vec<BindMount>,
+    /// `RUN --mount=type=tmpfs`.
+    pub tmpfs: Vec<TmpfsMount>,
     pub security: Security,
 }
 
@@ -62,6 +64,7 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.user = input.user;
     spec.network = input.network;
     spec.mounts = input.mounts;
+    spec.tmpfs = input.tmpfs;
     spec.remove_mount_points = true;
     spec.security = input.security;
     spec.hostname = "buildkitsandbox".to_string();

@@ -153,6 +153,9 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     // Detached copies of the bind sources, taken while the host's tree is still visible;
     // they are attached after pivot_root, so targets resolve inside the new root.
     for (i, bind) in plan.binds.iter().enumerate() {
+        if bind.tmpfs.is_some() {
+            continue;
+        }
         let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
         if bind.dir {
             flags |= OpenTreeFlags::AT_RECURSIVE;
@@ -204,6 +207,18 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         open_terminal(tty.socket.as_fd(), tty.winsize)?;
     }
     for (i, bind) in plan.binds.iter().enumerate() {
+        if let Some(data) = &bind.tmpfs {
+            mkdir_all(bind.target.as_c_str(), 0o755).at(Step::Volume)?;
+            mount::mount(
+                c"tmpfs",
+                bind.target.as_c_str(),
+                c"tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                Some(data.as_c_str()),
+            )
+            .at(Step::Volume)?;
+            continue;
+        }
         let fd = plan.bind_fds[i];
         if fd < 0 {
             continue;

@@ -190,6 +190,16 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// A tmpfs mounted in the container (`RUN --mount=type=tmpfs`): mode 1777, `nosuid` and
+/// `nodev`, as BuildKit mounts it. The target is created when missing.
+#[derive(Debug, Clone)]
+pub struct TmpfsMount {
+    /// An absolute path inside the container.
+    pub target: String,
+    /// The size limit in bytes (`size=`); `None` is the kernel's default (half of RAM).
+    pub size: Option<u64>,
+}
+
 /// Where a standard stream of the process goes.
 #[derive(Debug, Default)]
 pub enum Stdio {
@@ -232,6 +242,9 @@ pub struct RunSpec {
     /// The container's host name (also in its /etc/hostname and /etc/hosts).
     pub hostname: String,
     pub mounts: Vec<BindMount>,
+    /// Tmpfs mounts. With `mounts`, they are mounted parents first (sorted by the depth of
+    /// their target), so a bind inside a tmpfs or a tmpfs inside a bind both work.
+    pub tmpfs: Vec<TmpfsMount>,
     /// Mount the root filesystem read-only (`--read-only`).
     pub readonly_rootfs: bool,
     /// Give the process a pseudo-terminal (`-t`): its stdin, stdout and stderr are the
@@ -263,6 +276,7 @@ impl RunSpec {
             security: Security::default(),
             hostname: "tare".to_string(),
             mounts: Vec::new(),
+            tmpfs: Vec::new(),
             readonly_rootfs: false,
             tty: false,
             stdin: Stdio::Null,

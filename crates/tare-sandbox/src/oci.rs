@@ -124,6 +124,11 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
             .iter()
             .map(|m| (m.source.clone(), m.target.clone(), m.readonly))
             .collect(),
+        tmpfs: spec
+            .tmpfs
+            .iter()
+            .map(|t| (t.target.clone(), t.size))
+            .collect(),
         user,
     };
     let id = format!(
@@ -191,6 +196,8 @@ struct ConfigInput {
     readonly: bool,
     tty: bool,
     mounts: Vec<(PathBuf, String, bool)>,
+    /// Target and size of each tmpfs.
+    tmpfs: Vec<(String, Option<u64>)>,
     user: crate::User,
 }
 
@@ -231,6 +238,16 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         }
         mounts.push(
             json!({"destination": target, "type": "bind", "source": source,
+                           "options": options}),
+        );
+    }
+    for (target, size) in &c.tmpfs {
+        let mut options = vec!["nosuid".to_string(), "nodev".into(), "mode=1777".into()];
+        if let Some(size) = size {
+            options.push(format!("size={size}"));
+        }
+        mounts.push(
+            json!({"destination": target, "type": "tmpfs", "source": "tmpfs",
                            "options": options}),
         );
     }

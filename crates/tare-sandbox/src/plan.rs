@@ -180,6 +180,8 @@ pub(crate) struct Bind {
     pub optional: bool,
     /// Create the target when missing.
     pub create: bool,
+    /// A tmpfs instead of a bind: its mount data (`source` is unused).
+    pub tmpfs: Option<CString>,
 }
 
 /// The pseudo-terminal request: the child opens it from its own devpts and sends the master

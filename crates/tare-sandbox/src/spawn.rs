@@ -145,21 +145,47 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
             readonly: false,
             optional: true,
             create: true,
+            tmpfs: None,
         });
     }
+    let mut user_mounts = Vec::new();
     for m in &spec.mounts {
         let meta = std::fs::metadata(&m.source).map_err(|e| Error::io(&m.source, e))?;
-        if !container {
-            continue;
-        }
-        binds.push(Bind {
+        user_mounts.push(Bind {
             source: cstring(m.source.as_os_str().as_bytes(), "volume source")?,
             target: cstring(m.target.as_bytes(), "volume target")?,
             dir: meta.is_dir(),
             readonly: m.readonly,
             optional: false,
             create: true,
+            tmpfs: None,
         });
+    }
+    for t in &spec.tmpfs {
+        let mut data = "mode=1777".to_string();
+        if let Some(size) = t.size {
+            data.push_str(&format!(",size={size}"));
+        }
+        user_mounts.push(Bind {
+            source: cstring(b"tmpfs", "tmpfs source")?,
+            target: cstring(t.target.as_bytes(), "tmpfs target")?,
+            dir: true,
+            readonly: false,
+            optional: false,
+            create: true,
+            tmpfs: Some(cstring(data.as_bytes(), "tmpfs options")?),
+        });
+    }
+    // Parents first: a mount inside another one's target goes on top of it.
+    user_mounts.sort_by_key(|b| {
+        b.target
+            .to_bytes()
+            .split(|c| *c == b'/')
+            .filter(|c| !c.is_empty())
+            .count()
+    });
+    if container {
+        binds.extend(user_mounts);
     }
 
     let (argv, envp) = (spec.args.clone(), env);

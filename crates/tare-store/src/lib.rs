@@ -18,6 +18,7 @@
 //! ROOT/images/<id>.json         image records: manifest digest, layers, builder info
 //! ROOT/repositories.json        tags: normalised reference -> image ID
 //! ROOT/snapshots/<diffid>/      extracted layers (made by tare-layer), overlayfs format
+//! ROOT/cachemounts/<hash>/      RUN --mount=type=cache directories (see [`cache_mounts`])
 //! ```
 //!
 //! # API
@@ -36,6 +37,7 @@
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
 
 mod blob;
+pub mod cache_mounts;
 pub mod config;
 mod digest;
 mod error;

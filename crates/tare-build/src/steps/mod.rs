@@ -19,7 +19,7 @@ use crate::cache::Record;
 use crate::config::StageFlags;
 use crate::context::{StageOut, StepCtx};
 use crate::error::Error;
-use crate::key::StepKey;
+use crate::key::{FromKey, StepKey};
 use crate::report::Event;
 use crate::tree::Layers;
 
@@ -129,6 +129,29 @@ pub(crate) fn with_cache(
         created,
         cached: false,
     })
+}
+
+/// A `--from` value (COPY, RUN --mount): a stage of this build (waited for) by name or
+/// index, else an image; the tree to read and the key of its state.
+pub(crate) fn from_tree(cx: &StepCtx<'_>, f: &str) -> Result<(Layers, FromKey), Error> {
+    let build = cx.build;
+    match build.stage_index(f, cx.stage.index) {
+        Some(si) => {
+            let out = build.slots.wait(si)?;
+            let key = FromKey::Stage {
+                key: out.key.clone(),
+                layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
+            };
+            Ok((out.tree(&format!("stage {f}")), key))
+        }
+        None => {
+            let img = from::image(build, f)?;
+            let key = FromKey::Image {
+                key: img.key.clone(),
+            };
+            Ok((img.tree(&format!("image {f}")), key))
+        }
+    }
 }
 
 /// `--chown` or USER to numbers, through the image's /etc/passwd and /etc/group. A lone

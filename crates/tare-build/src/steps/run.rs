@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use tare_dockerfile::{MountKind, Run, ShellOrExec};
+use tare_dockerfile::{Run, ShellOrExec};
 
 use tare_sandbox::{BindMount, Network, Security};
 
@@ -12,26 +12,10 @@ use crate::context::{BuildOptions, Entitlement, StageOut, StepCtx};
 use crate::error::{io_err, Error};
 use crate::key::{RunKey, RunState, StepKey};
 use crate::layer::{self, Upper};
+use crate::mounts;
 use crate::run::{self as sandbox, RunInput};
 use crate::secrets;
 use crate::steps::{apply_outcome, with_cache};
-
-/// RUN flags whose effect tare does not implement: refused with the step's location rather
-/// than silently ignored, since each changes what the step sees or produces. They are in
-/// the step's key all the same ([`RunKey`]), for the day they are implemented.
-fn unsupported_run_flags(run: &Run) -> Result<(), Error> {
-    if let Some(m) = run
-        .mounts
-        .iter()
-        .find(|m| !matches!(m.kind, MountKind::Secret | MountKind::Ssh))
-    {
-        return Err(Error::Invalid(format!(
-            "RUN --mount=type={} is not supported by tare yet",
-            format!("{:?}", m.kind).to_ascii_lowercase()
-        )));
-    }
-    Ok(())
-}
 
 /// `RUN --security=sandbox|insecure`: insecure (every capability, no seccomp filter) only
 /// with `--allow security.insecure`, as BuildKit's entitlement.
@@ -134,7 +118,7 @@ fn argv(run: &Run, st: &StageOut) -> Vec<String> {
 }
 
 pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool, Error> {
-    unsupported_run_flags(run)?;
+    mounts::check(run, &st.workdir())?;
     let build = cx.build;
     let line = cx.line();
     let args = argv(run, st);
@@ -158,6 +142,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 .clone()
                 .unwrap_or_else(config::default_shell),
             network,
+            mount_files: mounts::key_files(cx, run)?,
         },
     ));
     let outcome = with_cache(cx, st, &key, |st| {
@@ -181,6 +166,9 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
         let mut mounts = step_secrets.binds.clone();
         mounts.extend(shebang_mount(run, scratch.path())?);
         let lower = st.tree("image");
+        let prepared = mounts::prepare(cx, st, run, &lower, scratch.path())?;
+        let mut binds = mounts;
+        binds.extend(prepared.binds.iter().cloned());
         let code = sandbox::run(
             RunInput {
                 args: args.clone(),
@@ -191,7 +179,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 runtime: build.opts.runtime.as_deref(),
                 lower: &lower,
                 scratch: scratch.path(),
-                mounts,
+                mounts: binds,
+                tmpfs: prepared.tmpfs.clone(),
                 security,
             },
             build.reporter,
@@ -202,6 +191,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
             ms = started.elapsed().as_millis() as u64,
             "RUN process ended"
         );
+        prepared.remove_stubs(&scratch.path().join("upper"));
+        drop(prepared);
         if code != 0 {
             return Err(Error::RunFailed {
                 file: build.opts.dockerfile_name.clone(),

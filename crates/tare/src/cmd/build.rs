@@ -94,6 +94,13 @@ pub struct Args {
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
     allow: Vec<String>,
     // --- end of secrets, ssh agents and entitlements ---
+
+    // RUN --mount (helper H1).
+    /// With --no-cache: keep the contents of cache mounts (`RUN --mount=type=cache`) instead
+    /// of starting them empty.
+    #[arg(long)]
+    keep_cache_mounts: bool,
+
     /// The build context directory.
     context: PathBuf,
 }
@@ -198,6 +205,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map(|a| a.parse::<tare_build::Entitlement>())
             .collect::<Result<_, _>>()?,
         interrupt: None,
+        // RUN --mount (helper H1).
+        keep_cache_mounts: args.keep_cache_mounts,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.

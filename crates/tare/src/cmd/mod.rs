@@ -28,4 +28,5 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod squash;
+pub mod system;
 pub mod tag;

@@ -12,7 +12,8 @@ use crate::Context;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// Also remove build cache records (then the layers only they kept).
+    /// Also remove build cache records (then the layers only they kept) and the cache
+    /// mounts (`RUN --mount=type=cache`) no build holds.
     #[arg(long)]
     cache: bool,
     /// With --cache: keep the most recently used records up to SIZE (`500MB`, `2GiB`).
@@ -30,6 +31,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             cache.records,
             human_size(cache.bytes)
         );
+        let (mounts, bytes) = store
+            .remove_cache_mounts()
+            .context("removing cache mounts")?;
+        println!("deleted {mounts} cache mounts ({})", human_size(bytes));
     }
     // Like `docker image prune`, a plain prune leaves the build cache alone.
     let cached = tare_build::cache_layers(&store).context("reading the build cache")?;

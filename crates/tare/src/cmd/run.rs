@@ -210,6 +210,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| record.short_id().to_string()),
         mounts,
+        tmpfs: Vec::new(),
         readonly_rootfs: args.read_only,
         // Docker keeps a volume's mount point in the container's layer.
         remove_mount_points: false,

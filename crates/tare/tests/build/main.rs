@@ -521,7 +521,6 @@ fn flags_tare_does_not_implement_are_refused_with_their_line() {
     for (line, flag) in [
         ("COPY --exclude=*.md . /app", "--exclude"),
         ("COPY --parents a.txt /app/", "--parents"),
-        ("RUN --mount=type=cache,target=/c true", "--mount"),
         ("RUN --security=insecure true", "--security"),
     ] {
         t.write("ctx/Dockerfile", &format!("FROM busybox\n{line}\n"));
@@ -676,3 +675,4 @@ fn run_network_flag_is_honoured_per_step_and_keyed() {
     let default = interfaces(&file_in(&t, "net:default", "dev.txt").expect("default"));
     assert_eq!(default, vec!["lo".to_string()]);
 }
+mod mounts;

@@ -15,12 +15,14 @@
 //!   no write to root's files through a volume, no use of root's store.
 //! - `secrets`: secret and ssh mounts with `..` ids and targets, hostile secret sources,
 //!   mount points over image files and through image links.
+//! - `mounts`: RUN --mount sources, cache ids and targets that try to reach the host.
 
 #[path = "../util/mod.rs"]
 mod util;
 
 mod crash;
 mod fs_writes;
+mod mounts;
 mod registry;
 mod rootless;
 mod sandbox;

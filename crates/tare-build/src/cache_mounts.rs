@@ -1,0 +1,67 @@
+//! `RUN --mount=type=cache`: a directory of the store that outlives the build
+//! ([`tare_store::cache_mounts`]), bind-mounted read-write (or read-only with `readonly`).
+//!
+//! As in BuildKit: the id defaults to the target; a new cache is empty with mode 0755 owned
+//! by 0:0 unless `mode`/`uid`/`gid` say otherwise, or starts as a copy of `source` in `from`;
+//! its contents are never in the layer nor in the step's key. `--no-cache` starts every cache
+//! the build uses empty (once per build, so two steps of one build share what the first
+//! wrote); `--keep-cache-mounts` keeps them.
+
+use std::path::Path;
+
+use tare_dockerfile::{Mount, Sharing};
+use tare_sandbox::BindMount;
+use tare_store::cache_mounts::{self as store, CacheMountGuard, NewCache};
+
+use crate::context::StepCtx;
+use crate::error::{io_err, Error};
+
+/// The cache of `m`, ready to mount at `target`; the guard holds its lock. `dir` is a
+/// scratch directory for a `from` seed.
+pub(crate) fn mount(
+    cx: &StepCtx<'_>,
+    m: &Mount,
+    target: String,
+    dir: &Path,
+) -> Result<(BindMount, CacheMountGuard), Error> {
+    let build = cx.build;
+    let id =
+        m.id.clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| target.clone());
+    let reset = build.opts.no_cache
+        && !build.opts.keep_cache_mounts
+        && build
+            .cache_mounts_reset
+            .lock()
+            .map(|mut done| done.insert(id.clone()))
+            .unwrap_or(false);
+    let seed = match &m.from {
+        Some(_) => {
+            std::fs::create_dir(dir).map_err(io_err(dir))?;
+            Some(crate::mounts::copy_source(cx, m, dir)?)
+        }
+        None => None,
+    };
+    let new = NewCache {
+        mode: m.mode.unwrap_or(0o755),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+        seed,
+        reset,
+    };
+    let sharing = match m.sharing {
+        Sharing::Shared => store::Sharing::Shared,
+        Sharing::Private => store::Sharing::Private,
+        Sharing::Locked => store::Sharing::Locked,
+    };
+    let guard = build.store.cache_mount(&id, sharing, &new)?;
+    Ok((
+        BindMount {
+            source: guard.path().to_path_buf(),
+            target,
+            readonly: m.read_only,
+        },
+        guard,
+    ))
+}
