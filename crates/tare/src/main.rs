@@ -79,8 +79,6 @@ enum Command {
     Rmi(cmd::rmi::Args),
     /// Remove blobs and snapshots no image uses.
     Prune(cmd::prune::Args),
-    /// Disk usage of the store (`system df`).
-    System(cmd::system::Args),
     /// Verify every blob and reference in the store.
     Check(cmd::check::Args),
     /// Run a command in a new container from an image.
@@ -162,7 +160,6 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&ctx, a),
         Command::Rmi(a) => cmd::rmi::run(&ctx, a),
         Command::Prune(a) => cmd::prune::run(&ctx, a),
-        Command::System(a) => cmd::system::run(&ctx, a),
         Command::Check(a) => cmd::check::run(&ctx, a),
         Command::Run(a) => cmd::run::run(&ctx, *a),
         Command::Ps(a) => cmd::ps::run(&ctx, a),

@@ -73,6 +73,8 @@ pub enum ContainerCommand {
 pub enum SystemCommand {
     /// Remove stopped containers, images without a tag and the build cache.
     Prune(SystemPruneArgs),
+    /// Show the space images, the build cache and cache mounts use.
+    Df(super::system::DfArgs),
 }
 
 /// `tare builder ...`
@@ -195,6 +197,7 @@ pub fn builder(ctx: &Context, cmd: BuilderCommand) -> anyhow::Result<ExitCode> {
 pub fn system(ctx: &Context, cmd: SystemCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SystemCommand::Prune(a) => system_prune(ctx, a),
+        SystemCommand::Df(a) => super::system::df(ctx, a),
     }
 }
 
@@ -314,5 +317,10 @@ fn prune_build_cache(ctx: &Context, keep: Option<u64>) -> anyhow::Result<u64> {
         cache.records,
         human_size(cache.bytes)
     );
-    Ok(report.freed)
+    // BuildKit's builder prune removes cache mounts with the rest of the build cache.
+    let (mounts, bytes) = store
+        .remove_cache_mounts()
+        .context("removing cache mounts")?;
+    outln!("Deleted cache mounts: {mounts} ({})", human_size(bytes));
+    Ok(report.freed + bytes)
 }

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let (mounts, bytes) = store
             .remove_cache_mounts()
             .context("removing cache mounts")?;
-        println!("deleted {mounts} cache mounts ({})", human_size(bytes));
+        crate::outln!("deleted {mounts} cache mounts ({})", human_size(bytes));
     }
     // Like `docker image prune`, a plain prune leaves the build cache alone.
     let cached = tare_build::cache_layers(&store).context("reading the build cache")?;

@@ -1,38 +1,20 @@
-//! `tare system df`: what the store holds, in docker's shape (TYPE, TOTAL, ACTIVE, SIZE,
+//! `tare system df` (`tare system ...` itself is in `manage.rs`): what the store holds, in docker's shape (TYPE, TOTAL, ACTIVE, SIZE,
 //! RECLAIMABLE) for images, the build cache and cache mounts; `-v` lists each cache mount.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args as ClapArgs, Subcommand};
+use clap::Args as ClapArgs;
 
 use super::images::{human_size, print_table};
-use crate::Context;
+use crate::{outln, Context};
 
 #[derive(ClapArgs, Debug)]
-pub struct Args {
-    #[command(subcommand)]
-    command: SystemCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum SystemCommand {
-    /// Show the space images, the build cache and cache mounts use.
-    Df(DfArgs),
-}
-
-#[derive(ClapArgs, Debug)]
-struct DfArgs {
+pub struct DfArgs {
     /// Also list every cache mount (id, size, in use).
     #[arg(short, long)]
     verbose: bool,
-}
-
-pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    match args.command {
-        SystemCommand::Df(a) => df(ctx, a),
-    }
 }
 
 /// Sizes are the layers' uncompressed sizes, each layer counted once however many images or
@@ -40,7 +22,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 /// images hold. Build cache: the layers its records hold; RECLAIMABLE what no image holds
 /// (`tare prune --cache` frees it). Cache mounts: ACTIVE are those a build holds now;
 /// RECLAIMABLE the others (`tare prune --cache` removes them).
-fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<ExitCode> {
+pub fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let images = store.images().context("listing images")?;
     let mut all: BTreeMap<String, u64> = BTreeMap::new();
@@ -78,11 +60,10 @@ fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<ExitCode> {
     let mounts_reclaimable: u64 = mounts.iter().filter(|m| !m.in_use).map(|m| m.size).sum();
 
     let percent = |part: u64, whole: u64| {
-        if whole == 0 {
-            String::new()
-        } else {
-            format!(" ({}%)", part * 100 / whole)
-        }
+        (part * 100)
+            .checked_div(whole)
+            .map(|p| format!(" ({p}%)"))
+            .unwrap_or_default()
     };
     let mut table = vec![["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
         .map(String::from)
@@ -118,11 +99,11 @@ fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<ExitCode> {
             format!("{}{}", human_size(reclaimable), percent(reclaimable, size)),
         ]);
     }
-    print_table(&table);
+    print_table(&table)?;
     if args.verbose {
-        println!();
-        println!("Cache mounts space usage:");
-        println!();
+        outln!();
+        outln!("Cache mounts space usage:");
+        outln!();
         let mut table = vec![["CACHE ID", "SIZE", "IN USE"].map(String::from).to_vec()];
         for m in &mounts {
             table.push(vec![
@@ -131,7 +112,7 @@ fn df(ctx: &Context, args: DfArgs) -> anyhow::Result<ExitCode> {
                 if m.in_use { "true" } else { "false" }.to_string(),
             ]);
         }
-        print_table(&table);
+        print_table(&table)?;
     }
     Ok(ExitCode::SUCCESS)
 }
