@@ -113,7 +113,7 @@ pub(crate) fn key_files(cx: &StepCtx<'_>, run: &Run) -> Result<Vec<(String, Stri
                 tree,
                 path: source_of(m),
             }];
-            copy::source_digests(&sources, &|p, meta| cx.build.cache.file_digest(p, meta))
+            copy::source_digests(&sources, &|node| cx.build.cache.file_digest(node))
         })?;
         out.extend(files.into_iter().map(|(p, d)| (format!("{i}:{p}"), d)));
     }
