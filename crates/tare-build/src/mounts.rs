@@ -22,7 +22,7 @@ use tare_dockerfile::{Mount, MountKind, Run};
 use tare_sandbox::{BindMount, TmpfsMount};
 
 use crate::context::{StageOut, StepCtx};
-use crate::copy::{self, CopyOptions, Source};
+use crate::copy::{self, CopyOptions, Select, Source};
 use crate::error::{io_err, Error};
 use crate::steps::from_tree;
 use crate::tree::{Layers, SourceTree};
@@ -113,7 +113,9 @@ pub(crate) fn key_files(cx: &StepCtx<'_>, run: &Run) -> Result<Vec<(String, Stri
                 tree,
                 path: source_of(m),
             }];
-            copy::source_digests(&sources, &|node| cx.build.cache.file_digest(node))
+            copy::source_digests(&sources, &Select::default(), &|node| {
+                cx.build.cache.file_digest(node)
+            })
         })?;
         out.extend(files.into_iter().map(|(p, d)| (format!("{i}:{p}"), d)));
     }
@@ -184,6 +186,7 @@ pub(crate) fn copy_source(cx: &StepCtx<'_>, m: &Mount, dir: &Path) -> Result<Pat
             chmod: None,
             keep_owner: m.from.is_some(),
             extract_archives: false,
+            select: Select::default(),
         };
         copy::copy_into(dir, &Layers::default(), &sources, &opts)?;
         Ok(dir.join("src"))
