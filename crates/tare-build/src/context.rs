@@ -63,6 +63,11 @@ pub struct BuildOptions {
     /// `--keep-cache-mounts`: with `--no-cache`, cache mounts keep their contents (without
     /// it they start empty, as in BuildKit).
     pub keep_cache_mounts: bool,
+    // --- The buildx interface (platforms, outputs, build contexts, metadata) ---
+    /// `--platform`: the target platform (the `TARGET*` ARGs, the platform FROM resolves and
+    /// a `FROM scratch` image's config). `None`: this machine's, and FROM takes the store's
+    /// image of that name whatever its platform.
+    pub platform: Option<tare_registry::Platform>,
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.

@@ -74,7 +74,13 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<BuildResult, Error> {
     let ast = tare_dockerfile::parse(&opts.dockerfile, &opts.dockerfile_name)?;
-    let dockerfile = tare_dockerfile::evaluate(&ast, &opts.build_args, opts.target.as_deref())?;
+    let target_platform = opts.platform.as_ref().map(ToString::to_string);
+    let dockerfile = tare_dockerfile::evaluate_for_platform(
+        &ast,
+        &opts.build_args,
+        opts.target.as_deref(),
+        target_platform.as_deref(),
+    )?;
     let warnings: Vec<String> = dockerfile
         .warnings
         .iter()
@@ -162,6 +168,10 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         }
     }
     config.created = out.created.clone();
+    // BuildKit labels the result with the target platform, whatever its stage's FROM was.
+    if let Some(platform) = &build.opts.platform {
+        crate::platform::set_config_platform(&mut config, platform);
+    }
     config.rootfs.diff_ids = out.layers.iter().map(|l| l.diff_id).collect();
     let history: Vec<serde_json::Value> = out
         .history_lines

@@ -15,15 +15,20 @@ use crate::steps;
 pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, Error> {
     let stage = &build.dockerfile.stages[index];
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
+    let platform = crate::platform::stage_platform(build, stage)?;
     let mut st = match stage.base_stage {
         Some(b) => (*build.slots.wait(b)?).clone(),
-        None if stage.base.eq_ignore_ascii_case("scratch") => steps::from::scratch()?,
-        None => steps::from::image(build, &stage.base).map_err(|e| Error::Step {
-            file: build.opts.dockerfile_name.clone(),
-            line: stage.line,
-            instruction: stage.original.clone(),
-            source: Box::new(e),
-        })?,
+        None if stage.base.eq_ignore_ascii_case("scratch") => {
+            steps::from::scratch(platform.as_ref())?
+        }
+        None => {
+            steps::from::image(build, &stage.base, platform.as_ref()).map_err(|e| Error::Step {
+                file: build.opts.dockerfile_name.clone(),
+                line: stage.line,
+                instruction: stage.original.clone(),
+                source: Box::new(e),
+            })?
+        }
     };
     config::ensure_path(&mut st.config);
     // ONBUILD triggers of the base run first, and are not inherited.

@@ -25,34 +25,62 @@ pub const PROXY_ARGS: [&str; 10] = [
     "all_proxy",
 ];
 
+/// The platform tare runs on, in BuildKit's notation (`linux/amd64`, `linux/arm/v7`).
+pub fn host_platform() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64".to_string(),
+        "aarch64" => "linux/arm64".to_string(),
+        "arm" => "linux/arm/v7".to_string(),
+        "x86" => "linux/386".to_string(),
+        "powerpc64" => "linux/ppc64le".to_string(),
+        other => format!("linux/{other}"),
+    }
+}
+
+/// `os/arch[/variant]` split as BuildKit normalises it for the platform ARGs: `arm64/v8` is
+/// `arm64` without a variant, and `arm` without a variant is `arm/v7`.
+fn split_platform(platform: &str) -> (String, String, String) {
+    let mut parts = platform.splitn(3, '/');
+    let os = parts.next().unwrap_or_default().to_string();
+    let arch = parts.next().unwrap_or_default().to_string();
+    let variant = parts.next().unwrap_or_default().to_string();
+    let variant = match (arch.as_str(), variant.as_str()) {
+        ("arm64", "v8") => String::new(),
+        ("arm", "") => "v7".to_string(),
+        _ => variant,
+    };
+    (os, arch, variant)
+}
+
 /// The automatic platform ARGs (`BUILDPLATFORM`, `TARGETARCH`, ...) for the machine tare
 /// runs on. A `--build-arg` of the same name overrides each.
 pub fn platform_args() -> Vec<(String, String)> {
-    let (arch, variant) = match std::env::consts::ARCH {
-        "x86_64" => ("amd64", ""),
-        "aarch64" => ("arm64", ""),
-        "arm" => ("arm", "v7"),
-        "x86" => ("386", ""),
-        "powerpc64" => ("ppc64le", ""),
-        other => (other, ""),
-    };
-    let platform = if variant.is_empty() {
-        format!("linux/{arch}")
-    } else {
-        format!("linux/{arch}/{variant}")
-    };
+    platform_args_for(&host_platform())
+}
+
+/// The automatic platform ARGs when building for `target` (`linux/arm64`) on this machine.
+pub fn platform_args_for(target: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for prefix in ["BUILD", "TARGET"] {
-        out.push((format!("{prefix}PLATFORM"), platform.clone()));
-        out.push((format!("{prefix}OS"), "linux".to_string()));
-        out.push((format!("{prefix}ARCH"), arch.to_string()));
-        out.push((format!("{prefix}VARIANT"), variant.to_string()));
+    for (prefix, platform) in [("BUILD", host_platform()), ("TARGET", target.to_string())] {
+        let (os, arch, variant) = split_platform(&platform);
+        let full = if variant.is_empty() {
+            format!("{os}/{arch}")
+        } else {
+            format!("{os}/{arch}/{variant}")
+        };
+        out.push((format!("{prefix}PLATFORM"), full));
+        out.push((format!("{prefix}OS"), os));
+        out.push((format!("{prefix}ARCH"), arch));
+        out.push((format!("{prefix}VARIANT"), variant));
     }
     out
 }
 
-fn builtin_args(build_args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    platform_args()
+fn builtin_args(
+    build_args: &BTreeMap<String, String>,
+    target_platform: Option<&str>,
+) -> BTreeMap<String, String> {
+    platform_args_for(target_platform.unwrap_or(&host_platform()))
         .into_iter()
         .map(|(k, v)| {
             let v = build_args.get(&k).cloned().unwrap_or(v);
@@ -69,9 +97,20 @@ pub fn evaluate(
     build_args: &BTreeMap<String, String>,
     target: Option<&str>,
 ) -> Result<Dockerfile, Error> {
+    evaluate_for_platform(ast, build_args, target, None)
+}
+
+/// [`evaluate`] for a build whose target platform is `target_platform` (`linux/arm64`; `None`
+/// is this machine's): the `TARGET*` ARGs describe it, the `BUILD*` ARGs this machine.
+pub fn evaluate_for_platform(
+    ast: &Ast,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    target_platform: Option<&str>,
+) -> Result<Dockerfile, Error> {
     let source = &ast.source;
     let escape = ast.directives.escape;
-    let builtins = builtin_args(build_args);
+    let builtins = builtin_args(build_args, target_platform);
     let mut global_args: Vec<(String, Option<String>)> = Vec::new();
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -165,6 +204,7 @@ pub fn evaluate(
     let scope = ArgScope {
         build_args: build_args.clone(),
         global,
+        builtins: builtins.clone(),
     };
     for i in 0..stages.len() {
         stages[i].scope = scope.clone();
@@ -293,7 +333,7 @@ impl Stage {
         // which names an ARG set last: those reach RUN but not the image config.
         let mut vars: BTreeMap<String, String> = base_env.iter().cloned().collect();
         let mut from_arg: BTreeSet<String> = BTreeSet::new();
-        let builtins = builtin_args(&self.scope.build_args);
+        let builtins = &self.scope.builtins;
         // The build args of the stages this one is built from come first; the base's env,
         // where it holds the same name, wins.
         for ins in &self.inherited_args {
@@ -308,7 +348,7 @@ impl Stage {
                     Some(v) => Some(expand_word(v, &lookup, self.escape).map_err(fail)?),
                     None => None,
                 };
-                if let Some(v) = self.arg_value(&k, default, &builtins) {
+                if let Some(v) = self.arg_value(&k, default, builtins) {
                     if !base_env.iter().any(|(name, _)| *name == k) {
                         from_arg.insert(k.clone());
                         vars.insert(k, v);
@@ -334,7 +374,7 @@ impl Stage {
                     for (k, v) in list.iter_mut() {
                         *k = word(k)?;
                         let default = opt(v)?;
-                        *v = self.arg_value(k, default, &builtins);
+                        *v = self.arg_value(k, default, builtins);
                     }
                 }
                 Command::Expose(ports) => {

@@ -223,6 +223,44 @@ fn platform_args_are_automatic_for_from_and_declared_in_stages() {
 }
 
 #[test]
+fn a_target_platform_sets_the_target_args_and_leaves_the_build_args_to_the_host() {
+    let text = "ARG TARGETARCH\nFROM --platform=$BUILDPLATFORM a AS build\n\
+                ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM\n\
+                ENV T=$TARGETPLATFORM/$TARGETOS/$TARGETARCH/[$TARGETVARIANT] B=$BUILDPLATFORM\n\
+                FROM b-$TARGETARCH\nENV X=[$TARGETARCH]\n";
+    let ast = parse(text, "Dockerfile").unwrap();
+    let none = BTreeMap::new();
+    for (wanted, platform, os_arch_variant) in [
+        ("linux/arm64", "linux/arm64", "linux/arm64/linux/arm64/[]"),
+        (
+            "linux/arm64/v8",
+            "linux/arm64",
+            "linux/arm64/linux/arm64/[]",
+        ),
+        ("linux/arm", "linux/arm/v7", "linux/arm/v7/linux/arm/[v7]"),
+        ("linux/s390x", "linux/s390x", "linux/s390x/linux/s390x/[]"),
+    ] {
+        let d = evaluate_for_platform(&ast, &none, None, Some(wanted)).unwrap();
+        let host = host_platform();
+        assert_eq!(d.stages[0].platform.as_deref(), Some(host.as_str()));
+        let arch = platform.split('/').nth(1).unwrap();
+        assert_eq!(d.stages[1].base, format!("b-{arch}"));
+        assert_eq!(
+            expanded(&d, 0)[1],
+            Command::Env(pairs(&[("T", os_arch_variant), ("B", host.as_str())]))
+        );
+        // Not declared in the second stage: not visible there.
+        assert_eq!(expanded(&d, 1)[0], Command::Env(pairs(&[("X", "[]")])));
+    }
+    // A build arg still overrides an automatic one.
+    let args: BTreeMap<String, String> = [("TARGETARCH".to_string(), "riscv64".to_string())]
+        .into_iter()
+        .collect();
+    let d = evaluate_for_platform(&ast, &args, None, Some("linux/arm64")).unwrap();
+    assert_eq!(d.stages[1].base, "b-riscv64");
+}
+
+#[test]
 fn expanding_instructions_follow_docker() {
     let text = "FROM a\nENV D=/dst F=file P=8080 U=app V=/vol S=SIGTERM\n\
                 COPY --from=$F --chown=$U --chmod=0$P --exclude=*.$F $F \"$D\"/\n\

@@ -35,7 +35,9 @@ mod suggest;
 
 pub use ast::{go_quote, Ast, Directives, Heredoc, Node};
 pub use error::{Error, LocatedError};
-pub use evaluate::{evaluate, platform_args, PROXY_ARGS};
+pub use evaluate::{
+    evaluate, evaluate_for_platform, host_platform, platform_args, platform_args_for, PROXY_ARGS,
+};
 pub use instructions::mount::{Mount, MountKind, Sharing};
 pub use model::{
     Command, Copy, CopySource, Dockerfile, Healthcheck, Instruction, Location, Run, ShellOrExec,

@@ -73,6 +73,8 @@ pub struct Stage {
 pub(crate) struct ArgScope {
     pub build_args: BTreeMap<String, String>,
     pub global: BTreeMap<String, String>,
+    /// The automatic platform ARGs of the build (`--build-arg` overrides applied).
+    pub builtins: BTreeMap<String, String>,
 }
 
 /// Line range of an instruction (1-based, inclusive, heredoc bodies included).

@@ -84,6 +84,20 @@ pub enum Error {
         platform: String,
         available: String,
     },
+    #[error("{name} in the store is {have}, not {want}, and names no image that could be pulled")]
+    PlatformMismatch {
+        name: String,
+        have: String,
+        want: String,
+    },
+    #[error("{name} in the store is {have}, not {want}; pulling {want} failed")]
+    PlatformUnavailable {
+        name: String,
+        have: String,
+        want: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("invalid platform {0:?}: expected os/arch[/variant], like linux/arm64")]
     InvalidPlatform(String),
     #[error("unsupported {what}: {media_type}")]

@@ -109,7 +109,9 @@ pub fn pull(
 
 /// The image `name` from the store, pulled first when the store does not have it: what `FROM`
 /// and `COPY --from=<image>` need. `name` is anything [`Store::resolve`] takes; only a
-/// reference can be pulled.
+/// reference can be pulled. With a `platform`, the store's image counts only if it is of
+/// that platform; otherwise the registry's image for that platform is pulled (and then
+/// holds the name, as `docker pull --platform` does).
 pub fn resolve_or_pull(
     store: &Store,
     name: &str,
@@ -117,7 +119,42 @@ pub fn resolve_or_pull(
     reporter: &dyn Reporter,
 ) -> Result<Image> {
     match store.resolve(name) {
-        Ok(image) => Ok(image),
+        Ok(image) => match platform {
+            Some(p)
+                if !p.matches(
+                    &image.config.os,
+                    &image.config.architecture,
+                    image.config.variant.as_deref(),
+                ) =>
+            {
+                let have = Platform {
+                    os: image.config.os.clone(),
+                    architecture: image.config.architecture.clone(),
+                    variant: image.config.variant.clone(),
+                };
+                let mismatch = || Error::PlatformMismatch {
+                    name: name.to_string(),
+                    have: have.to_string(),
+                    want: p.to_string(),
+                };
+                // An image ID (`sha256:…` or a prefix of its hex) names nothing in a registry.
+                let hex = name.strip_prefix("sha256:").unwrap_or(name);
+                if image.id.hex().starts_with(hex) {
+                    return Err(mismatch());
+                }
+                let reference = Reference::parse(name).map_err(|_| mismatch())?;
+                pull(store, &reference, platform, reporter).map_err(|e| match e {
+                    Error::NoPlatform { .. } => e,
+                    other => Error::PlatformUnavailable {
+                        name: name.to_string(),
+                        have: have.to_string(),
+                        want: p.to_string(),
+                        source: Box::new(other),
+                    },
+                })
+            }
+            _ => Ok(image),
+        },
         Err(tare_store::Error::ImageNotFound(_)) => {
             let reference = Reference::parse(name)?;
             pull(store, &reference, platform, reporter)

@@ -71,7 +71,7 @@ pub(crate) fn copy(
                 (Some(out.tree(&format!("stage {f}"))), Some(key))
             }
             None => {
-                let img = from::image(build, f)?;
+                let img = from::image(build, f, build.opts.platform.as_ref())?;
                 let key = FromKey::Image {
                     key: img.key.clone(),
                 };

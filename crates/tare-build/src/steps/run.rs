@@ -146,6 +146,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
         },
     ));
     let outcome = with_cache(cx, st, &key, |st| {
+        crate::platform::check_runnable(&st.config)?;
         let started = Instant::now();
         let scratch = build.scratch_dir()?;
         let mut env = image_env;

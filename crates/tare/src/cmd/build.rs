@@ -1,6 +1,6 @@
 //! `tare build`: a Dockerfile and a context to an image in the store, then a size summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args as ClapArgs;
+use tare_build::output::{Dest, Output};
 use tare_build::{BuildOptions, BuildResult, Network, Silent};
+use tare_layer::archive::{Format, SaveImage};
+use tare_layer::Compression;
 use tare_store::Reference;
 
 use super::images::human_size;
@@ -101,6 +104,17 @@ pub struct Args {
     #[arg(long)]
     keep_cache_mounts: bool,
 
+    // --- The buildx interface (platforms, outputs, build contexts, metadata) ---
+    /// Build for this platform (os/arch[/variant], like linux/arm64) instead of this machine's:
+    /// the TARGET* ARGs, the platform FROM pulls, the image's architecture.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
+    platform: Vec<String>,
+    /// Where the result goes, in buildx's notation: type=local,dest=DIR (the files; `-o DIR`
+    /// too), type=tar,dest=FILE|- (`-o -` too), type=oci|docker,dest=FILE|- (the image
+    /// archive, not stored), type=image[,name=N][,push=true], type=registry (image + push).
+    /// Default: the image in the store.
+    #[arg(short = 'o', long = "output", value_name = "TYPE=...,DEST=...")]
+    output: Option<String>,
     /// The build context directory.
     context: PathBuf,
 }
@@ -121,6 +135,21 @@ fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// `--platform`: one platform (several, for one multi-platform index, are not built yet).
+fn target_platform(list: &[String]) -> anyhow::Result<Option<tare_build::Platform>> {
+    match list {
+        [] => Ok(None),
+        [one] => Ok(Some(
+            one.parse().with_context(|| format!("--platform {one}"))?,
+        )),
+        several => bail!(
+            "--platform {}: building several platforms into one index is not supported yet; \
+             build each platform on its own",
+            several.join(",")
+        ),
+    }
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -157,11 +186,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         "none" => Network::None,
         other => bail!("--network {other}: expected default, host or none"),
     };
-    let tags = args
+    let mut tags = args
         .tags
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let output = args.output.as_deref().map(Output::parse).transpose()?;
+    let mut push = args.push;
+    // The tags an archive output names; the image itself is then not stored.
+    let mut archive_names = Vec::new();
+    match &output {
+        None => {}
+        Some(Output::Image { names, push: p }) => {
+            tags.extend(names.iter().cloned());
+            push |= p;
+        }
+        Some(Output::Oci { names, .. } | Output::Docker { names, .. }) => {
+            archive_names = std::mem::take(&mut tags);
+            archive_names.extend(names.iter().cloned());
+        }
+        Some(Output::Local { .. } | Output::Tar { .. }) => tags.clear(),
+    }
+    // Nothing but the archive may go to standard output then.
+    let quiet = args.quiet || output.as_ref().is_some_and(writes_stdout);
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -207,6 +254,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         interrupt: None,
         // RUN --mount (helper H1).
         keep_cache_mounts: args.keep_cache_mounts,
+        platform: target_platform(&args.platform)?,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.
@@ -219,7 +267,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     opts.interrupt = Some(interrupt);
     let store = ctx.store()?;
-    let result = if args.quiet {
+    let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
+    let result = if quiet {
         tare_build::build(&store, &opts, &Silent)
     } else {
         tare_build::build(&store, &opts, &Printer::new(args.progress))
@@ -250,7 +299,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.quiet {
+    if let Some(output) = output.as_ref().filter(|o| !o.stores_image()) {
+        write_output(&store, image, output, &archive_names)?;
+        // The image was only the means: the store keeps its layers (the cache) but no new
+        // image record.
+        for made in [&result.image.id, &image.id] {
+            if !images_before.contains(made) && store.image_by_id(made).is_ok() {
+                store
+                    .remove_image(made)
+                    .with_context(|| format!("removing the intermediate image {made}"))?;
+            }
+        }
+    }
+    if output.as_ref().is_some_and(writes_stdout) {
+        // Standard output holds the archive.
+    } else if args.quiet {
         crate::outln!("{id}");
     } else {
         let size = tare_layer::image_content_size(&store, image)?;
@@ -265,10 +328,62 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    if args.push {
+    if push {
         push_tags(&store, image, &opts.tags, args.quiet)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn writes_stdout(output: &Output) -> bool {
+    matches!(
+        output,
+        Output::Tar { dest: Dest::Stdout }
+            | Output::Oci {
+                dest: Dest::Stdout,
+                ..
+            }
+            | Output::Docker {
+                dest: Dest::Stdout,
+                ..
+            }
+    )
+}
+
+/// `-o` other than `type=image`: the final stage's files, or the image as an archive.
+fn write_output(
+    store: &tare_store::Store,
+    image: &tare_store::Image,
+    output: &Output,
+    names: &[Reference],
+) -> anyhow::Result<()> {
+    let path = |dest: &Dest| match dest {
+        Dest::Stdout => PathBuf::from("-"),
+        Dest::File(p) => p.clone(),
+    };
+    let archive = |dest: &Dest, format: Format, compression: Option<Compression>| {
+        let items = [SaveImage {
+            image: image.clone(),
+            tags: names.to_vec(),
+        }];
+        super::save::write_file_or_stdout(&path(dest), |w| {
+            tare_layer::archive::save(store, &items, format, compression, w)?;
+            Ok(())
+        })
+    };
+    match output {
+        Output::Image { .. } => Ok(()),
+        Output::Local { dest } => {
+            tare_build::output::write_local(store, image, dest)
+                .with_context(|| format!("writing the files to {}", dest.display()))?;
+            Ok(())
+        }
+        Output::Tar { dest } => super::save::write_file_or_stdout(&path(dest), |w| {
+            tare_build::output::write_tar(store, image, w)?;
+            Ok(())
+        }),
+        Output::Oci { dest, .. } => archive(dest, Format::Oci, Some(Compression::Gzip)),
+        Output::Docker { dest, .. } => archive(dest, Format::Docker, None),
+    }
 }
 
 /// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it.

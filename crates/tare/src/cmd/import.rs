@@ -29,6 +29,10 @@ pub struct Args {
     /// Store the layer recompressed (gzip, zstd, none) instead of as given.
     #[arg(long)]
     compression: Option<Compression>,
+    /// The platform the image's config names (os/arch[/variant]; default this machine's),
+    /// as `docker import --platform`.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<tare_registry::Platform>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .map(Reference::parse)
         .transpose()?;
     let mut config = ImageConfig::new_for_host();
+    if let Some(p) = &args.platform {
+        config.os = p.os.clone();
+        config.architecture = p.architecture.clone();
+        config.variant = p.variant.clone();
+    }
     for change in &args.changes {
         apply_change(&mut config, change).with_context(|| format!("--change {change:?}"))?;
     }

@@ -2,7 +2,7 @@
 //! `docker load` (docker format) or skopeo/umoci (OCI layout tar) accept.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -50,32 +50,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         };
         items.push(SaveImage { image, tags });
     }
-    if args.output.as_os_str() == "-" {
+    write_file_or_stdout(&args.output, |w| {
+        tare_layer::archive::save(&store, &items, format, compression, w)?;
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an archive through `write` to the file `path`, atomically (a temporary file beside
+/// it, renamed when complete), or to standard output for `-` (never to a terminal).
+pub(crate) fn write_file_or_stdout(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
         use std::io::IsTerminal as _;
         anyhow::ensure!(
             !std::io::stdout().is_terminal(),
-            "refusing to write a tar to a terminal: use -o FILE or redirect standard output"
+            "refusing to write a tar to a terminal: write to a file or redirect standard output"
         );
-        let stdout = std::io::stdout().lock();
-        let mut out = tare_layer::archive::save(
-            &store,
-            &items,
-            format,
-            compression,
-            std::io::BufWriter::new(stdout),
-        )?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        write(&mut out)?;
         out.flush()?;
     } else {
-        let path = &args.output;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
+            .unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("creating a file in {}", dir.display()))?;
-        let w = std::io::BufWriter::with_capacity(1 << 20, tmp);
-        let w = tare_layer::archive::save(&store, &items, format, compression, w)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+        write(&mut w).with_context(|| format!("writing {}", path.display()))?;
         let tmp = w
             .into_inner()
             .map_err(|e| e.into_error())
@@ -83,5 +88,5 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         tmp.persist(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

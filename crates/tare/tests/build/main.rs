@@ -5,6 +5,8 @@ mod util;
 
 mod config_keys;
 mod copy_flags;
+mod outputs;
+mod platforms;
 mod secrets;
 
 use std::io::{Read, Write};

@@ -25,7 +25,6 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use util::TestContext;
@@ -169,43 +168,9 @@ fn diff_trees(left: &Tree, right: &Tree) -> Vec<String> {
     out
 }
 
-/// The reference builder's client: `$MODERN_DOCKER`, or the one the start script reports.
+/// The reference builder's client (see [`util::modern_docker_client`]).
 fn reference_client() -> &'static Path {
-    static CLIENT: OnceLock<PathBuf> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        if let Some(client) = std::env::var_os("MODERN_DOCKER") {
-            return PathBuf::from(client);
-        }
-        let script = repo_root().join("../shared/tools/modern-buildkit.sh");
-        assert!(
-            script.is_file(),
-            "MODERN_DOCKER is unset and {} is missing: the reference BuildKit cannot start",
-            script.display()
-        );
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("env")
-            .output()
-            .expect("run modern-buildkit.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{} env failed:\n{}{}",
-            script.display(),
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("MODERN_DOCKER="))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no MODERN_DOCKER in the output of {} env: {stdout}",
-                    script.display()
-                )
-            })
-    })
+    util::modern_docker_client()
 }
 
 fn repo_root() -> PathBuf {
@@ -251,6 +216,16 @@ fn summary(ctx: &TestContext, image: &str) -> (serde_json::Value, usize) {
             serde_json::Value::Object(m) if m.is_empty() => serde_json::Value::Null,
             serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
             v => v,
+        };
+        picked.insert(key.to_string(), value);
+    }
+    // The platform (`--platform` cases): empty and absent alike, as above.
+    for key in ["architecture", "os", "variant"] {
+        let value = match json["config"].get(key) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => {
+                serde_json::Value::String(s.clone())
+            }
+            _ => serde_json::Value::Null,
         };
         picked.insert(key.to_string(), value);
     }

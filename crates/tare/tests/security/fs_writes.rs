@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use crate::util::TestContext;
 
 /// A host directory with canary files, and what it looked like at the start.
-struct Canary {
-    dir: PathBuf,
+pub(crate) struct Canary {
+    pub(crate) dir: PathBuf,
     before: BTreeMap<String, (u32, u64, Vec<u8>)>,
 }
 
 impl Canary {
     /// `dir/keep` (a file), `dir/victim/inner` (a directory with a file), mode 0700 dirs.
-    fn new(t: &TestContext) -> Canary {
+    pub(crate) fn new(t: &TestContext) -> Canary {
         let dir = t.path().join("host/dir");
         std::fs::create_dir_all(dir.join("victim")).expect("canary dir");
         std::fs::write(dir.join("keep"), "canary keep\n").expect("canary");
@@ -55,12 +55,12 @@ impl Canary {
         out
     }
 
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.dir.to_str().expect("utf-8 path")
     }
 
     /// The host directory is exactly as it was: same names, modes, link counts, contents.
-    fn assert_intact(&self) {
+    pub(crate) fn assert_intact(&self) {
         assert_eq!(
             Canary::snapshot(&self.dir),
             self.before,
@@ -162,7 +162,7 @@ fn copy_from_a_stage_through_its_symlinks_stays_in_the_image() {
 }
 
 /// A tar with the given entries: (path, kind, content or link target).
-fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+pub(crate) fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, kind, data) in entries {
         let mut h = tar::Header::new_gnu();

@@ -16,6 +16,7 @@
 //! - `secrets`: secret and ssh mounts with `..` ids and targets, hostile secret sources,
 //!   mount points over image files and through image links.
 //! - `mounts`: RUN --mount sources, cache ids and targets that try to reach the host.
+//! - `outputs`: `build -o type=local` of an image whose links point at the host.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -23,6 +24,7 @@ mod util;
 mod crash;
 mod fs_writes;
 mod mounts;
+mod outputs;
 mod registry;
 mod rootless;
 mod sandbox;

@@ -223,3 +223,46 @@ pub fn docker() -> Command {
     }
     cmd
 }
+
+/// The client of the reference BuildKit (current Docker): `$MODERN_DOCKER`, or the one
+/// `shared/tools/modern-buildkit.sh env` reports (which starts it). Without `DOCKER_HOST` it
+/// talks to the reference daemon; with `DOCKER_HOST=unix:///tmp/docker.sock`, to dockerd 20.10.
+pub fn modern_docker_client() -> &'static Path {
+    static CLIENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        if let Some(client) = std::env::var_os("MODERN_DOCKER") {
+            return PathBuf::from(client);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join("../shared/tools/modern-buildkit.sh");
+        assert!(
+            script.is_file(),
+            "MODERN_DOCKER is unset and {} is missing: the reference BuildKit cannot start",
+            script.display()
+        );
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .expect("run modern-buildkit.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{} env failed:\n{}{}",
+            script.display(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("MODERN_DOCKER="))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no MODERN_DOCKER in the output of {} env: {stdout}",
+                    script.display()
+                )
+            })
+    })
+}
