@@ -68,6 +68,9 @@ pub struct BuildOptions {
     /// a `FROM scratch` image's config). `None`: this machine's, and FROM takes the store's
     /// image of that name whatever its platform.
     pub platform: Option<tare_registry::Platform>,
+    /// `--build-context NAME=...`, by lower-case name: what FROM, `COPY --from` and
+    /// `RUN --mount from=` of that name read ([`crate::contexts::lookup`]).
+    pub build_contexts: BTreeMap<String, crate::contexts::NamedContext>,
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.

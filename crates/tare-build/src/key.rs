@@ -283,6 +283,9 @@ pub enum FromKey {
     Stage { key: String, layers: Vec<String> },
     /// An image: its state key (from its ID).
     Image { key: String },
+    /// A directory build context (`--build-context NAME=DIR`): its name; its files are in
+    /// the key by their digests, as the main context's.
+    Context { name: String },
 }
 
 /// What a COPY/ADD reads: the instruction (every flag), the working directory (for a

@@ -25,6 +25,7 @@ pub mod cache;
 mod cache_mounts;
 pub mod config;
 mod context;
+pub mod contexts;
 pub mod copy;
 pub mod dockerignore;
 mod engine;

@@ -33,6 +33,7 @@ pub mod diff;
 mod error;
 pub mod export;
 pub mod ingest;
+pub mod layout;
 pub mod pargzip;
 pub mod path;
 pub mod sink;

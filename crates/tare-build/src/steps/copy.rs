@@ -59,7 +59,8 @@ pub(crate) fn copy(
     };
     let build = cx.build;
     let line = cx.line();
-    // Where sources come from: a stage, an image, or the context.
+    // Where sources come from: a stage, an image, a directory build context, or the context.
+    let mut dir_context = None;
     let (from_tree, from_state): (Option<Layers>, Option<FromKey>) = match &c.from {
         Some(f) => match build.stage_index(f, cx.stage.index) {
             Some(si) => {
@@ -70,17 +71,27 @@ pub(crate) fn copy(
                 };
                 (Some(out.tree(&format!("stage {f}"))), Some(key))
             }
-            None => {
-                let img = from::image(build, f, build.opts.platform.as_ref())?;
-                let key = FromKey::Image {
-                    key: img.key.clone(),
-                };
-                (Some(img.tree(&format!("image {f}"))), Some(key))
-            }
+            None => match build.named_dir(f) {
+                Some(dir) => {
+                    dir_context = Some(crate::tree::ContextTree::open(&dir)?);
+                    let name = f.to_ascii_lowercase();
+                    (None, Some(FromKey::Context { name }))
+                }
+                None => {
+                    let img = from::image(build, f, build.opts.platform.as_ref())?;
+                    let key = FromKey::Image {
+                        key: img.key.clone(),
+                    };
+                    (Some(img.tree(&format!("image {f}"))), Some(key))
+                }
+            },
         },
         None => (None, None),
     };
-    let context: &dyn SourceTree = &build.context;
+    let context: &dyn SourceTree = match &dir_context {
+        Some(dir) => dir,
+        None => &build.context,
+    };
     let tree: &dyn SourceTree = match &from_tree {
         Some(t) => t,
         None => context,
@@ -146,9 +157,10 @@ pub(crate) fn copy(
     };
     let created_by = config::copy_created_by(add, &names, &c.dest);
     let workdir = st.workdir();
-    // Context files are keyed by content; a stage or image by its own key.
+    // Context files (the main one's or a directory build context's) are keyed by content; a
+    // stage or image by its own key.
     // Computed with --no-cache too: the record written afterwards must carry the right key.
-    let files = if c.from.is_none() {
+    let files = if c.from.is_none() || dir_context.is_some() {
         copy::source_digests(&sources, &select, &|node| build.cache.file_digest(node))?
     } else {
         Vec::new()

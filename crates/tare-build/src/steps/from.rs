@@ -4,14 +4,33 @@ use tare_registry::Platform;
 use tare_store::config::ImageConfig;
 
 use crate::context::{Build, StageOut};
+use crate::contexts::{self, Resolved};
 use crate::error::Error;
 use crate::key::StepKey;
 use crate::layer;
 use crate::platform::set_config_platform;
 
+/// The image `name` as a stage state: the build context of that name if there is one
+/// (`--build-context`), else the store's image, else the registry's ([`store_image`]).
+pub(crate) fn image(
+    build: &Build<'_>,
+    name: &str,
+    platform: Option<&Platform>,
+) -> Result<StageOut, Error> {
+    match contexts::lookup(build, name, platform)? {
+        Some(Resolved::State(state)) => Ok(state),
+        Some(Resolved::Dir(path)) => Err(Error::Invalid(format!(
+            "build context {name:?} is a directory ({}): FROM needs an image \
+             (docker-image:// or oci-layout://); use the directory with COPY --from",
+            path.display()
+        ))),
+        None => store_image(build, name, platform),
+    }
+}
+
 /// The image `name` from the store, as a stage state; with a `platform`, the store's image
 /// only if it is of that platform, else the registry's image for it.
-pub(crate) fn image(
+pub(crate) fn store_image(
     build: &Build<'_>,
     name: &str,
     platform: Option<&Platform>,
@@ -23,6 +42,11 @@ pub(crate) fn image(
                 name: name.to_string(),
                 source: Box::new(source),
             })?;
+    state_of(build, image)
+}
+
+/// An image of the store as a stage state: its snapshots extracted when missing.
+pub(crate) fn state_of(build: &Build<'_>, image: tare_store::Image) -> Result<StageOut, Error> {
     let snapshots = image
         .layers
         .iter()

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args as ClapArgs;
+use tare_build::contexts::NamedContext;
 use tare_build::output::{Dest, Output};
 use tare_build::{BuildOptions, BuildResult, Network, Silent};
 use tare_layer::archive::{Format, SaveImage};
@@ -115,6 +116,10 @@ pub struct Args {
     /// Default: the image in the store.
     #[arg(short = 'o', long = "output", value_name = "TYPE=...,DEST=...")]
     output: Option<String>,
+    /// An extra named context for FROM NAME, COPY --from=NAME and RUN --mount from=NAME: a
+    /// directory, docker-image://REF or oci-layout://PATH[@TAG] (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    build_contexts: Vec<String>,
     /// The build context directory.
     context: PathBuf,
 }
@@ -255,6 +260,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         // RUN --mount (helper H1).
         keep_cache_mounts: args.keep_cache_mounts,
         platform: target_platform(&args.platform)?,
+        build_contexts: args
+            .build_contexts
+            .iter()
+            .map(|spec| NamedContext::parse(spec))
+            .collect::<Result<_, _>>()?,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.

@@ -1,6 +1,5 @@
 //! `tare load -i FILE|-`: docker archives, OCI layouts and OCI archives into the store.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +24,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let images = if name == "-" {
         tare_layer::archive::load(&store, std::io::stdin().lock(), "standard input")
     } else if args.input.is_dir() {
-        load_dir(&store, &args.input, &name)
+        tare_layer::layout::load_dir(&store, &args.input, &name)
     } else {
         let file = std::fs::File::open(&args.input).with_context(|| format!("opening {name}"))?;
         tare_layer::archive::load(&store, file, &name)
@@ -43,33 +42,4 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// An OCI layout directory: streamed as a tar built on the fly, so the same loader checks it.
-fn load_dir(
-    store: &tare_store::Store,
-    dir: &std::path::Path,
-    name: &str,
-) -> tare_layer::Result<Vec<tare_store::Image>> {
-    let (reader, writer) = std::io::pipe().map_err(|e| tare_layer::Error::Stream {
-        what: "making a pipe".into(),
-        source: e,
-    })?;
-    let dir = dir.to_path_buf();
-    let producer = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut tar = tar::Builder::new(writer);
-        tar.follow_symlinks(false);
-        tar.append_dir_all(".", &dir)?;
-        tar.finish()
-    });
-    let result = tare_layer::archive::load(store, Box::new(reader) as Box<dyn Read>, name);
-    let produced = producer
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("tar thread panicked")));
-    let images = result?;
-    produced.map_err(|e| tare_layer::Error::Stream {
-        what: format!("reading {name}"),
-        source: e,
-    })?;
-    Ok(images)
 }

@@ -4,6 +4,7 @@
 mod util;
 
 mod config_keys;
+mod contexts;
 mod copy_flags;
 mod outputs;
 mod platforms;
