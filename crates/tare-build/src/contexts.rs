@@ -78,7 +78,7 @@ impl Build<'_> {
 /// What a named context gives a step.
 pub(crate) enum Resolved {
     /// An image's state (its layers, snapshots and config), as FROM of an image gives.
-    State(StageOut),
+    State(Box<StageOut>),
     /// A directory's files.
     Dir(PathBuf),
 }
@@ -97,12 +97,12 @@ pub(crate) fn lookup(
     Ok(Some(match context {
         NamedContext::Dir(path) => Resolved::Dir(path.clone()),
         NamedContext::Image(reference) => {
-            Resolved::State(from::store_image(build, reference, platform)?)
+            Resolved::State(Box::new(from::store_image(build, reference, platform)?))
         }
         NamedContext::OciLayout { path, pick } => {
             let what = format!("oci-layout://{}", path.display());
             let image = tare_layer::layout::load_one(build.store, path, pick.as_deref(), &what)?;
-            Resolved::State(from::state_of(build, image)?)
+            Resolved::State(Box::new(from::state_of(build, image)?))
         }
     }))
 }

@@ -18,7 +18,7 @@ pub(crate) fn image(
     platform: Option<&Platform>,
 ) -> Result<StageOut, Error> {
     match contexts::lookup(build, name, platform)? {
-        Some(Resolved::State(state)) => Ok(state),
+        Some(Resolved::State(state)) => Ok(*state),
         Some(Resolved::Dir(path)) => Err(Error::Invalid(format!(
             "build context {name:?} is a directory ({}): FROM needs an image \
              (docker-image:// or oci-layout://); use the directory with COPY --from",

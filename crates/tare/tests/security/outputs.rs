@@ -114,7 +114,7 @@ fn local_output_refuses_hard_links_and_names_that_leave_dest() {
         if ok {
             // A hard link made in DIR is never to the host file.
             if let Ok(meta) = std::fs::metadata(dest.join("hl")) {
-                let host = std::fs::metadata(&keep).expect("keep");
+                let host = std::fs::metadata(keep).expect("keep");
                 use std::os::unix::fs::MetadataExt;
                 assert_ne!(meta.ino(), host.ino(), "DIR/hl is the host's file");
             }
