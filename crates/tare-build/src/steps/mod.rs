@@ -145,7 +145,7 @@ pub(crate) fn from_tree(cx: &StepCtx<'_>, f: &str) -> Result<(Layers, FromKey), 
             Ok((out.tree(&format!("stage {f}")), key))
         }
         None => {
-            let img = from::image(build, f)?;
+            let img = from::image(build, f, build.opts.platform.as_ref())?;
             let key = FromKey::Image {
                 key: img.key.clone(),
             };
