@@ -82,7 +82,7 @@ listing() { # tar file
 import hashlib, sys, tarfile
 with tarfile.open(sys.argv[1]) as t:
     for m in sorted(t.getmembers(), key=lambda m: m.name):
-        name = m.name.lstrip("./")
+        name = m.name[2:] if m.name.startswith("./") else m.name.lstrip("/")
         if not name:
             continue
         h = hashlib.sha256(t.extractfile(m).read()).hexdigest() if m.isfile() else m.linkname
