@@ -102,6 +102,11 @@ pub fn evaluate(
 
 /// [`evaluate`] for a build whose target platform is `target_platform` (`linux/arm64`; `None`
 /// is this machine's): the `TARGET*` ARGs describe it, the `BUILD*` ARGs this machine.
+/// Whether a `# syntax=` directive names a labs frontend (`docker/dockerfile:1.7-labs`).
+fn labs_syntax(syntax: Option<&str>) -> bool {
+    syntax.is_some_and(|s| s.ends_with("-labs") || s.contains("-labs@"))
+}
+
 pub fn evaluate_for_platform(
     ast: &Ast,
     build_args: &BTreeMap<String, String>,
@@ -138,6 +143,19 @@ pub fn evaluate_for_platform(
             continue;
         }
         let instruction = instructions::convert(node, source)?;
+        if let Command::Copy(copy) = &instruction.command {
+            // Dockerfile 1.19 has --parents only in its labs channel: BuildKit refuses the
+            // flag unless the syntax directive names a `-labs` frontend.
+            if copy.parents && !labs_syntax(ast.directives.syntax.as_deref()) {
+                return Err(Error::at(
+                    source,
+                    node.span.0,
+                    node.span.1,
+                    "COPY --parents is a labs feature in Dockerfile 1.19: start the Dockerfile \
+                     with `# syntax=docker/dockerfile:1-labs` to use it",
+                ));
+            }
+        }
         match stages.last_mut() {
             Some(stage) => {
                 if let Command::Arg(args) = &instruction.command {

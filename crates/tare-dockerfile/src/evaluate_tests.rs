@@ -350,7 +350,7 @@ fn copy_heredocs_are_sources_expanded_unless_quoted() {
 
 #[test]
 fn instruction_shapes() {
-    let text = "FROM a\nRUN --mount=type=cache,target=/c --network=none --security=insecure [\"make\", \"all\"]\n\
+    let text = "# syntax=docker/dockerfile:1.7-labs\nFROM a\nRUN --mount=type=cache,target=/c --network=none --security=insecure [\"make\", \"all\"]\n\
                 ADD --link --keep-git-dir=true --unpack=false --chmod=644 a b /d\n\
                 COPY --parents --link=false [\"a b\", \"/d\"]\n\
                 HEALTHCHECK --interval=5s --timeout=3s --start-period=1m --start-interval=500ms --retries=3 CMD [\"ok\"]\n\

@@ -177,9 +177,19 @@ fn a_missing_parents_source_is_an_error_naming_it() {
     t.write("ctx/a/f.txt", "f");
     t.write(
         "ctx/Dockerfile",
-        "FROM busybox\nCOPY --parents a/nope.txt /d/\n",
+        "# syntax=docker/dockerfile:1.7-labs\nFROM busybox\nCOPY --parents a/nope.txt /d/\n",
     );
     let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
-    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
     assert!(err.contains("a/nope.txt"), "{err}");
+    // Without a labs syntax, BuildKit's Dockerfile 1.19 refuses the flag itself.
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nCOPY --parents a/f.txt /d/\n",
+    );
+    let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("labs"),
+        "{err}"
+    );
 }
