@@ -314,9 +314,19 @@ impl Store {
 
     /// Every image, newest first.
     pub fn images(&self) -> Result<Vec<Image>> {
+        // The tags are read once for all images: per image, a store of N tagged images
+        // would parse the N tags N times.
+        let mut tags_of: std::collections::HashMap<Digest, Vec<Reference>> =
+            std::collections::HashMap::new();
+        for (name, id) in self.read_tags()? {
+            if let Ok(r) = Reference::parse(&name) {
+                tags_of.entry(id).or_default().push(r);
+            }
+        }
         let mut images = Vec::new();
         for id in self.image_ids()? {
-            match self.image_by_id(&id) {
+            let tags = tags_of.remove(&id).unwrap_or_default();
+            match self.image_with_tags(&id, tags) {
                 Ok(img) => images.push(img),
                 // Removed by another process between listing and reading.
                 Err(Error::ImageNotFound(_)) => {}
@@ -334,6 +344,17 @@ impl Store {
 
     /// Reads one image by its full ID.
     pub fn image_by_id(&self, id: &Digest) -> Result<Image> {
+        let tags: Vec<Reference> = self
+            .read_tags()?
+            .into_iter()
+            .filter(|(_, v)| v == id)
+            .filter_map(|(k, _)| Reference::parse(&k).ok())
+            .collect();
+        self.image_with_tags(id, tags)
+    }
+
+    /// Reads one image record and its config; `repo_tags` are the tags naming it.
+    fn image_with_tags(&self, id: &Digest, mut repo_tags: Vec<Reference>) -> Result<Image> {
         let path = self
             .root()
             .join("images")
@@ -346,12 +367,6 @@ impl Store {
                 what: format!("config blob {id}"),
                 source,
             })?;
-        let mut repo_tags: Vec<Reference> = self
-            .read_tags()?
-            .into_iter()
-            .filter(|(_, v)| v == id)
-            .filter_map(|(k, _)| Reference::parse(&k).ok())
-            .collect();
         repo_tags.sort();
         Ok(Image {
             id: record.id,
