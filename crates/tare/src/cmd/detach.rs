@@ -3,7 +3,7 @@
 //! `wait` work from the container's record and that file.
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,9 +49,7 @@ pub(crate) fn start(containers: &Containers, record: &Container) -> anyhow::Resu
             let _ = containers.remove(&now);
             bail!(
                 "the container's supervisor failed ({status}): {}",
-                std::fs::read_to_string(&log_path)
-                    .unwrap_or_default()
-                    .trim()
+                log_head(&log_path).trim()
             );
         }
         if Instant::now() >= deadline {
@@ -62,6 +60,15 @@ pub(crate) fn start(containers: &Containers, record: &Container) -> anyhow::Resu
     }
     outln!("{}", record.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first 64 KiB of a log, for an error message.
+fn log_head(path: &std::path::Path) -> String {
+    let mut head = Vec::new();
+    if let Ok(f) = File::open(path) {
+        let _ = f.take(64 << 10).read_to_end(&mut head);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// The supervisor takes over the container `tare run -d` made for it.
@@ -110,27 +117,24 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    let mut text = Vec::new();
-    file.read_to_end(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
+    // The log is the container's to fill: stream it, never hold it in memory.
     let start = match tail {
         None => 0,
-        Some(n) => tail_start(&text, n),
+        Some(n) => {
+            tail_start(&mut file, n).with_context(|| format!("reading {}", path.display()))?
+        }
     };
+    file.seek(SeekFrom::Start(start))?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&text[start..])?;
+    let mut offset = start + std::io::copy(&mut file, &mut out)?;
     out.flush()?;
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut offset = text.len() as u64;
     loop {
         let running = containers.load(&record.id)?.status() == Status::Running;
         file.seek(SeekFrom::Start(offset))?;
-        let mut more = Vec::new();
-        file.read_to_end(&mut more)?;
-        offset += more.len() as u64;
-        out.write_all(&more)?;
+        offset += std::io::copy(&mut file, &mut out)?;
         out.flush()?;
         if !running {
             return Ok(ExitCode::SUCCESS);
@@ -139,23 +143,38 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where the last `n` lines of `text` start.
-fn tail_start(text: &[u8], n: usize) -> usize {
+/// The offset where the last `n` lines of a file start, read backwards in blocks.
+fn tail_start<R: Read + Seek>(file: &mut R, n: usize) -> std::io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
     if n == 0 {
-        return text.len();
+        return Ok(len);
     }
-    // A final newline ends the last line rather than starting an empty one.
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut end = len;
     let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
+    // A final newline ends the last line rather than starting an empty one.
+    let mut skip_final = true;
+    let mut block = vec![0u8; 64 << 10];
+    while end > 0 {
+        let size = (end as usize).min(block.len());
+        let begin = end - size as u64;
+        file.seek(SeekFrom::Start(begin))?;
+        file.read_exact(&mut block[..size])?;
+        for i in (0..size).rev() {
+            if block[i] != b'\n' {
+                skip_final = false;
+                continue;
+            }
+            if std::mem::take(&mut skip_final) && begin + i as u64 == len - 1 {
+                continue;
+            }
             seen += 1;
             if seen == n {
-                return i + 1;
+                return Ok(begin + i as u64 + 1);
             }
         }
+        end = begin;
     }
-    0
+    Ok(0)
 }
 
 #[derive(ClapArgs, Debug)]
@@ -234,10 +253,24 @@ mod tests {
 
     #[test]
     fn tail_counts_lines_from_the_end() {
-        let text = b"a\nb\nc\n";
-        assert_eq!(&text[tail_start(text, 2)..], b"b\nc\n");
-        assert_eq!(&text[tail_start(text, 5)..], b"a\nb\nc\n");
-        assert_eq!(&text[tail_start(text, 0)..], b"");
-        assert_eq!(&b"x\ny"[tail_start(b"x\ny", 1)..], b"y");
+        let start = |text: &[u8], n| {
+            let mut c = std::io::Cursor::new(text.to_vec());
+            let at = tail_start(&mut c, n).unwrap() as usize;
+            text[at..].to_vec()
+        };
+        assert_eq!(start(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(start(b"a\nb\nc\n", 5), b"a\nb\nc\n");
+        assert_eq!(start(b"a\nb\nc\n", 0), b"");
+        assert_eq!(start(b"x\ny", 1), b"y");
+        // Lines longer than a block, and a blank last line.
+        let long = [
+            vec![b'x'; 100_000],
+            b"\n".to_vec(),
+            vec![b'y'; 70_000],
+            b"\n\n".to_vec(),
+        ]
+        .concat();
+        assert_eq!(start(&long, 1), b"\n");
+        assert_eq!(start(&long, 2).len(), 70_002);
     }
 }
