@@ -150,12 +150,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = last {
         list.truncate(n);
     }
-    let sizes = if args.size || format.is_template() {
+    // Sizing walks every container's writable layer: only with -s, as docker (whose
+    // `{{.Size}}` is 0B without it).
+    let sizes = if args.size {
+        let store = ctx.store()?;
         list.iter()
-            .map(|c| container_size(ctx, &containers, c))
+            .map(|c| container_size(&store, &containers, c))
             .collect::<anyhow::Result<Vec<_>>>()?
     } else {
-        Vec::new()
+        vec!["0B".to_string(); list.len()]
     };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -268,16 +271,19 @@ fn created_at(secs: u64) -> String {
 }
 
 /// Docker's SIZE column: the container's own changes, and the image under them.
-fn container_size(ctx: &Context, containers: &Containers, c: &Container) -> anyhow::Result<String> {
+fn container_size(
+    store: &tare_store::Store,
+    containers: &Containers,
+    c: &Container,
+) -> anyhow::Result<String> {
     let upper = containers.upper_dir(&c.id);
     let own = dir_size(&upper).with_context(|| format!("sizing {}", upper.display()))?;
-    let store = ctx.store()?;
     let image = match store.resolve(&c.image_id) {
         Ok(img) => {
             let mut total = 0u64;
             for l in &img.layers {
                 total = total.saturating_add(
-                    tare_layer::content_size(&store, l)
+                    tare_layer::content_size(store, l)
                         .with_context(|| format!("sizing layer {}", l.digest))?,
                 );
             }
