@@ -3,7 +3,8 @@
 # same tare run with --network host, --network none and through runc), same busybox image, warm store, in one run; prints medians and
 # the tare/docker ratio (issue 6: goal under 50 ms and at most 0.2x docker). Then detached
 # starts: `tare run -d IMAGE sleep 60` against `docker run -d` (issue 20: at most 0.2x), the
-# containers removed before each run.
+# containers removed before each run. Last, `tare exec C true` against `docker exec C true` in a
+# running container of each (issue 20: at most 0.2x).
 #
 #   bash bench/run_startup.sh [RUNS]      # default 30 runs each
 #
@@ -66,5 +67,20 @@ med = {k: v["median"] * 1000 for k, v in results.items()}
 for k, r in results.items():
     print(f"{k:<14}{med[k]:>12.1f}{r['min']*1000:>10.1f}{r['max']*1000:>10.1f}")
 print(f"tare-d/docker-d ratio: {med['tare-d'] / med['docker-d']:.3f}")
+PY
+# exec: one running container each, the same command joined into it.
+"$TARE" run -d --name bench-exec bench-run sleep 600 >/dev/null
+$DOCKER run -d --name bench-exec --label tare-bench --network none bench-run sleep 600 >/dev/null
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/exec.json" \
+  -n tare-exec "$TARE exec bench-exec true" \
+  -n docker-exec "$DOCKER exec bench-exec true" >/dev/null
+bash "$WORK/clean.sh"
+python3 - "$WORK/exec.json" <<'PY'
+import json, sys
+results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+med = {k: v["median"] * 1000 for k, v in results.items()}
+for k, r in results.items():
+    print(f"{k:<14}{med[k]:>12.1f}{r['min']*1000:>10.1f}{r['max']*1000:>10.1f}")
+print(f"tare-exec/docker-exec ratio: {med['tare-exec'] / med['docker-exec']:.3f}")
 PY
 $DOCKER rmi bench-run:latest >/dev/null || true

@@ -99,6 +99,9 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     rustix::process::setsid().at(Step::Session)?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .at(Step::DeathSignal)?;
+    if let Mode::Exec { pidfd } = plan.mode {
+        return join_container(plan, pidfd);
+    }
     if plan.netns >= 0 {
         // SAFETY: `netns` is a descriptor the parent keeps open for the life of the process
         // (the shared private network); the child's copy of the table holds it too.
@@ -258,6 +261,48 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         rustix::thread::set_no_new_privs(true).at(Step::NoNewPrivileges)?;
     }
     rustix::process::umask(old_umask);
+    install_stdio(plan)?;
+    mark_fds_cloexec();
+    unblock_signals();
+    exec_search(plan)
+}
+
+/// `tare exec`: the mount, UTS, IPC and network namespaces of a running container (the pid
+/// namespace came with `clone`), then the same confinement as its first process.
+fn join_container(plan: &Plan, pidfd: i32) -> StepResult<std::convert::Infallible> {
+    // Not dumpable while tare's privileges and descriptors are still here: no process of the
+    // container may ptrace this one or open its /proc files before `execve` (runc's
+    // CVE-2016-9962). `execve` makes it dumpable again.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .at(Step::JoinContainer)?;
+    // SAFETY: `pidfd` is the pidfd the parent keeps open until the child is reaped; the
+    // child's copy of the descriptor table holds it too.
+    let container = unsafe { BorrowedFd::borrow_raw(pidfd) };
+    use rustix::thread::ThreadNameSpaceType as Ns;
+    rustix::thread::move_into_thread_name_spaces(
+        container,
+        Ns::MOUNT
+            | Ns::HOST_NAME_AND_NIS_DOMAIN_NAME
+            | Ns::INTER_PROCESS_COMMUNICATION
+            | Ns::NETWORK,
+    )
+    .at(Step::JoinContainer)?;
+    // Joining a mount namespace moves the root and the working directory to its root, which
+    // is the container's root after its pivot_root. Docker's exec does not create a missing
+    // working directory.
+    rustix::process::chdir(plan.cwd.as_c_str()).at(Step::WorkingDir)?;
+    join_session_keyring().at(Step::Keyring)?;
+    rustix::process::umask(FsMode::from_raw_mode(0o022));
+    if let Some(tty) = &plan.tty {
+        open_terminal(tty.socket.as_fd(), tty.winsize)?;
+    }
+    if let Some(program) = &plan.seccomp {
+        install_seccomp(program).at(Step::Seccomp)?;
+    }
+    drop_capabilities(plan)?;
+    if plan.no_new_privs {
+        rustix::thread::set_no_new_privs(true).at(Step::NoNewPrivileges)?;
+    }
     install_stdio(plan)?;
     mark_fds_cloexec();
     unblock_signals();

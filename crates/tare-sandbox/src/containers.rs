@@ -42,6 +42,23 @@ pub struct Container {
     pub exit_code: Option<i32>,
     /// Seconds since the epoch, when exited.
     pub finished: Option<u64>,
+    /// What `tare exec` starts from (records written before it existed have the defaults).
+    #[serde(default)]
+    pub exec: ExecDefaults,
+}
+
+/// The container's settings a `tare exec` process inherits, as docker's exec does: the
+/// environment, user and working directory of the container's process, and its confinement.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecDefaults {
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Started with `--security-opt seccomp=unconfined`.
+    pub seccomp_unconfined: bool,
+    pub no_new_privileges: bool,
+    /// Started through an OCI runtime (`--runtime`): tare cannot join it.
+    pub runtime: Option<String>,
 }
 
 /// A container's state as `ps` shows it.
@@ -103,6 +120,22 @@ impl Containers {
     /// A container's writable layer (overlay upper directory).
     pub fn upper_dir(&self, id: &str) -> PathBuf {
         self.dir(id).join("diff")
+    }
+
+    /// The file holding the pid of a running container's first process.
+    pub fn pid_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("init.pid")
+    }
+
+    /// The pid of a running container's first process, as its owner recorded it.
+    pub fn init_pid(&self, record: &Container) -> Result<u32, Error> {
+        let path = self.pid_path(&record.id);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        text.trim().parse().map_err(|_| Error::Invalid {
+            what: "pid file",
+            value: path.display().to_string(),
+            reason: "does not hold a process id",
+        })
     }
 
     /// A container's overlay work directory.
@@ -399,6 +432,7 @@ mod tests {
             owner_pid: None,
             exit_code: None,
             finished: None,
+            exec: Default::default(),
         }
     }
 

@@ -77,6 +77,7 @@
 mod child;
 pub mod containers;
 mod error;
+mod exec;
 mod layers;
 mod net;
 pub mod oci;
@@ -93,6 +94,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use error::Error;
+pub use exec::{exec, ExecSpec};
 pub use layers::read_file as read_rootfs_file;
 pub use spawn::run;
 pub use user::{resolve_user, User};
@@ -260,6 +262,9 @@ pub struct RunSpec {
     /// mounts, so that they are not part of the step's layer. `tare run` keeps them, as
     /// Docker keeps them in a container's layer.
     pub remove_mount_points: bool,
+    /// Write the container's pid (as the host sees it) to this file once it is started, as
+    /// runc's `--pid-file` does: `tare exec` finds the container by it.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl RunSpec {
@@ -284,6 +289,7 @@ impl RunSpec {
             stderr: Stdio::Inherit,
             on_signal: OnSignal::Forward,
             remove_mount_points: false,
+            pid_file: None,
         }
     }
 }

@@ -84,10 +84,11 @@ pub(crate) enum Step {
     SetUid,
     Stdio,
     Exec,
+    JoinContainer,
 }
 
 impl Step {
-    pub const ALL: [Step; 28] = [
+    pub const ALL: [Step; 29] = [
         Step::Session,
         Step::DeathSignal,
         Step::Network,
@@ -116,6 +117,7 @@ impl Step {
         Step::SetUid,
         Step::Stdio,
         Step::Exec,
+        Step::JoinContainer,
     ];
 
     pub fn from_u32(n: u32) -> Option<Step> {
@@ -152,6 +154,7 @@ impl Step {
             Step::SetUid => "setting the user id",
             Step::Stdio => "setting up standard streams",
             Step::Exec => "executing the command",
+            Step::JoinContainer => "joining the container's namespaces",
         }
     }
 }
@@ -197,6 +200,10 @@ pub(crate) enum Mode {
     Container,
     /// Exec an OCI runtime (argv/envp) inside the mount namespace that holds the rootfs mount.
     Runtime,
+    /// `tare exec`: join the namespaces of a running container (the pidfd of its pid 1; the
+    /// parent has already put its own thread's children into that pid namespace), then the
+    /// same user, capability, seccomp and stdio steps as a container's first process.
+    Exec { pidfd: i32 },
 }
 
 pub(crate) struct Plan {

@@ -38,7 +38,8 @@ pub fn run(spec: RunSpec) -> Result<i32, Error> {
 pub(crate) struct Prepared {
     pub plan: Plan,
     pub scratch: Scratch,
-    pub rootfs: Rootfs,
+    /// The root filesystem the run set up (`None` for `tare exec`, which joins one).
+    pub rootfs: Option<Rootfs>,
     pub flags: i32,
     pub on_signal: OnSignal,
     pub tty: Option<TtyParent>,
@@ -52,6 +53,11 @@ pub(crate) struct Prepared {
     pub _none_net: Option<OwnedFd>,
     /// The read end of the child's report pipe.
     pub report: OwnedFd,
+    /// `tare exec`: the pidfd of the container's pid 1. The child is cloned into its pid
+    /// namespace (see [`execute`]).
+    pub join_pid_ns: Option<OwnedFd>,
+    /// [`RunSpec::pid_file`].
+    pub pid_file: Option<PathBuf>,
 }
 
 pub(crate) struct TtyParent {
@@ -93,12 +99,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         check_mapped(r, &user)?;
     }
     let env = complete_env(spec.env, &user.home);
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(crate::DEFAULT_PATH)
-        .as_bytes()
-        .to_vec();
+    let path = search_path(&env);
 
     let scratch = Scratch::new()?;
     let merged = match &spec.rootfs {
@@ -189,42 +190,12 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     }
 
     let (argv, envp) = (spec.args.clone(), env);
-    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
-    let mut null_stdio = [false; 3];
-    let mut tty_parent = None;
-    let mut tty_plan = None;
     let on_signal = spec.on_signal;
-    if spec.tty && container {
-        let (ours, theirs) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| Error::sys("creating a socket pair", e))?;
-        tty_plan = Some(TtyPlan {
-            socket: theirs,
-            winsize: tty::initial_winsize(),
-        });
-        tty_parent = Some(TtyParent {
-            socket: ours,
-            raw_stdin: matches!(spec.stdin, Stdio::Inherit),
-            input: stream_for_relay(spec.stdin, 0)?,
-            output: stream_for_relay(spec.stdout, 1)?,
-        });
-    } else {
-        for (i, s) in [spec.stdin, spec.stdout, spec.stderr]
-            .into_iter()
-            .enumerate()
-        {
-            if container && matches!(s, Stdio::Null) {
-                null_stdio[i] = true;
-            } else {
-                stdio[i] = child_stream(s)?;
-            }
-        }
-    }
-
+    let streams = Streams::new(
+        spec.tty && container,
+        container,
+        [spec.stdin, spec.stdout, spec.stderr],
+    )?;
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating a pipe", e))?;
     let mut plan = Plan {
@@ -235,28 +206,18 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         bind_fds: Vec::new(),
         hostname: cstring(spec.hostname.as_bytes(), "hostname")?,
         cwd: cstring(cwd.as_bytes(), "working directory")?,
-        argv: argv
-            .iter()
-            .map(|a| cstring(a.as_bytes(), "argument"))
-            .collect::<Result<_, _>>()?,
-        envp: envp
-            .iter()
-            .map(|a| cstring(a.as_bytes(), "environment variable"))
-            .collect::<Result<_, _>>()?,
+        argv: cstrings(&argv, "argument")?,
+        envp: cstrings(&envp, "environment variable")?,
         argv_ptrs: Vec::new(),
         envp_ptrs: Vec::new(),
         path,
         uid: user.uid,
         gid: user.gid,
-        groups: user
-            .groups
-            .iter()
-            .map(|g| rustix::fs::Gid::from_raw(*g))
-            .collect(),
+        groups: gids(&user),
         last_cap: last_cap(),
-        stdio,
-        null_stdio,
-        tty: tty_plan,
+        stdio: streams.stdio,
+        null_stdio: streams.null_stdio,
+        tty: streams.tty_plan,
         readonly_rootfs: spec.readonly_rootfs,
         netns: private_net
             .map(|n| n.ns.as_raw_fd())
@@ -294,18 +255,85 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         plan,
         scratch,
         report: report_read,
-        rootfs: spec.rootfs,
+        rootfs: Some(spec.rootfs),
         flags,
         on_signal,
-        tty: tty_parent,
+        tty: streams.tty_parent,
         in_writable,
+        join_pid_ns: None,
+        // With a runtime, the child is the runtime, not the container.
+        pid_file: if container { spec.pid_file } else { None },
     })
+}
+
+/// The child's standard streams, or the terminal relay that stands for them.
+pub(crate) struct Streams {
+    pub stdio: [Option<OwnedFd>; 3],
+    pub null_stdio: [bool; 3],
+    pub tty_plan: Option<TtyPlan>,
+    pub tty_parent: Option<TtyParent>,
+}
+
+impl Streams {
+    /// With `tty`, the child opens a terminal and sends its master side through a socket pair
+    /// to the parent, which relays it to `stdin` and `stdout`. Otherwise each stream is
+    /// duplicated for the child; `/dev/null` is opened by the child itself when `in_container`
+    /// (the container's own node).
+    pub fn new(tty: bool, in_container: bool, streams: [Stdio; 3]) -> Result<Streams, Error> {
+        let mut out = Streams {
+            stdio: [None, None, None],
+            null_stdio: [false; 3],
+            tty_plan: None,
+            tty_parent: None,
+        };
+        let [stdin, stdout, stderr] = streams;
+        if tty {
+            let (ours, theirs) = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map_err(|e| Error::sys("creating a socket pair", e))?;
+            out.tty_plan = Some(TtyPlan {
+                socket: theirs,
+                winsize: tty::initial_winsize(),
+            });
+            out.tty_parent = Some(TtyParent {
+                socket: ours,
+                raw_stdin: matches!(stdin, Stdio::Inherit),
+                input: stream_for_relay(stdin, 0)?,
+                output: stream_for_relay(stdout, 1)?,
+            });
+            return Ok(out);
+        }
+        for (i, s) in [stdin, stdout, stderr].into_iter().enumerate() {
+            if in_container && matches!(s, Stdio::Null) {
+                out.null_stdio[i] = true;
+            } else {
+                out.stdio[i] = child_stream(s)?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Clones the child, waits for it and cleans up.
 pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
     let mut forwarding = Forwarding::install();
-    let pid = clone_child(&mut p.plan, p.flags)?;
+    let pid = match &p.join_pid_ns {
+        Some(container) => clone_into_pid_ns(container, &mut p.plan, p.flags)?,
+        None => clone_child(&mut p.plan, p.flags)?,
+    };
+    if let Some(path) = &p.pid_file {
+        if let Err(e) = write_pid_file(path, pid) {
+            if let Some(child) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+            }
+            let _ = wait(pid);
+            return Err(e);
+        }
+    }
     forwarding.register(pid, p.on_signal == OnSignal::Kill);
     // The child holds its own copies; the parent's must close so that end of file on the
     // report pipe means exec.
@@ -333,11 +361,36 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
     let interrupted = forwarding.received();
     drop(forwarding);
 
-    let lower: Vec<PathBuf> = match &p.rootfs {
+    if let Some(rootfs) = &p.rootfs {
+        let stubs = (
+            p.in_writable,
+            &p.mount_stubs[..],
+            &p.mount_stubs_in_writable[..],
+        );
+        clean_up_rootfs(rootfs, stubs, mask, &mount_mask);
+    }
+    drop(p.scratch);
+    if let Some(sig) = interrupted {
+        return Err(Error::Interrupted(sig));
+    }
+    result
+}
+
+/// Removes what the run left in its root filesystem: overlayfs's `volatile` marker and the
+/// mount-point stubs it created (`mask`, `mount_mask`: what the child reported).
+/// `stubs` are [`Prepared`]'s `in_writable`, `mount_stubs` and `mount_stubs_in_writable`.
+fn clean_up_rootfs(
+    rootfs: &Rootfs,
+    stubs: (u32, &[stubs::MountStub], &[bool]),
+    mask: Option<u32>,
+    mount_mask: &[u32],
+) {
+    let (in_writable, mount_stubs, mount_stubs_in_writable) = stubs;
+    let lower: Vec<PathBuf> = match rootfs {
         Rootfs::Overlay { lower, .. } => lower.clone(),
         Rootfs::Dir(_) => Vec::new(),
     };
-    if let Rootfs::Overlay { work, .. } = &p.rootfs {
+    if let Rootfs::Overlay { work, .. } = rootfs {
         // The overlay is unmounted (the container's mount namespace died with it), so its
         // upper directory is consistent in the page cache: withdraw the `volatile` marker
         // that would forbid mounting it again (it stays only after a crash, as intended).
@@ -345,8 +398,8 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
     }
     // Without a report the child failed before looking: nothing was created.
     if let Some(mask) = mask {
-        stubs::remove_created(p.rootfs.writable(), p.in_writable, mask, &lower);
-        let in_view: Vec<bool> = (0..p.mount_stubs.len())
+        stubs::remove_created(rootfs.writable(), in_writable, mask, &lower);
+        let in_view: Vec<bool> = (0..mount_stubs.len())
             .map(|i| {
                 mount_mask
                     .get(i / 32)
@@ -354,18 +407,13 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
             })
             .collect();
         stubs::remove_created_list(
-            p.rootfs.writable(),
-            &p.mount_stubs,
-            &p.mount_stubs_in_writable,
+            rootfs.writable(),
+            mount_stubs,
+            mount_stubs_in_writable,
             &in_view,
             &lower,
         );
     }
-    drop(p.scratch);
-    if let Some(sig) = interrupted {
-        return Err(Error::Interrupted(sig));
-    }
-    result
 }
 
 fn relay_terminal(t: &TtyParent) -> Result<(), Error> {
@@ -430,6 +478,40 @@ fn clone_child(plan: &mut Plan, flags: i32) -> Result<i32, Error> {
         pid
     };
     drop(stack);
+    Ok(pid)
+}
+
+/// Writes `pid` to `path` whole or not at all (a temporary file renamed over it).
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{pid}\n")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// `clone` into the pid namespace of the process behind `container` (a pidfd): `setns` of a
+/// pid namespace only sets where this thread's next children go, so it is set for the one
+/// `clone` and set back to the thread's own pid namespace right after.
+fn clone_into_pid_ns(container: &OwnedFd, plan: &mut Plan, flags: i32) -> Result<i32, Error> {
+    use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType};
+    let own = std::fs::File::open("/proc/thread-self/ns/pid")
+        .map_err(|e| Error::io("/proc/thread-self/ns/pid", e))?;
+    rustix::thread::move_into_thread_name_spaces(
+        container.as_fd(),
+        ThreadNameSpaceType::PROCESS_ID,
+    )
+    .map_err(|e| Error::sys("joining the container's pid namespace", e))?;
+    let cloned = clone_child(plan, flags);
+    let back =
+        rustix::thread::move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+    let pid = cloned?;
+    if let Err(e) = back {
+        // This thread's next children would be born in the container: end here instead.
+        if let Some(child) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+        }
+        let _ = wait(pid);
+        return Err(Error::sys("leaving the container's pid namespace", e));
+    }
     Ok(pid)
 }
 
@@ -500,7 +582,7 @@ pub(crate) fn wait(pid: i32) -> Result<i32, Error> {
 }
 
 /// The environment with PATH and HOME added when missing (runc adds HOME; Docker adds PATH).
-fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
+pub(crate) fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
     }
@@ -552,7 +634,7 @@ fn private_resolv_conf(host: &[u8]) -> Vec<u8> {
 
 /// A rootless run can only switch to IDs its user namespace maps: refuse the others here, with
 /// the fix, rather than fail with EINVAL in the child.
-fn check_mapped(r: &crate::userns::Rootless, user: &crate::User) -> Result<(), Error> {
+pub(crate) fn check_mapped(r: &crate::userns::Rootless, user: &crate::User) -> Result<(), Error> {
     let unmapped = |kind: &'static str, id: u32, map: &[crate::userns::IdRange]| {
         let mapped = map
             .iter()
@@ -677,7 +759,28 @@ fn check_container_path(what: &'static str, path: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, Error> {
+/// The PATH that `argv[0]` is searched in: the environment's, or [`crate::DEFAULT_PATH`].
+pub(crate) fn search_path(env: &[String]) -> Vec<u8> {
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::DEFAULT_PATH)
+        .as_bytes()
+        .to_vec()
+}
+
+pub(crate) fn cstrings(items: &[String], what: &'static str) -> Result<Vec<CString>, Error> {
+    items.iter().map(|a| cstring(a.as_bytes(), what)).collect()
+}
+
+/// The user's supplementary groups for `setgroups`.
+pub(crate) fn gids(user: &crate::User) -> Vec<rustix::fs::Gid> {
+    user.groups
+        .iter()
+        .map(|g| rustix::fs::Gid::from_raw(*g))
+        .collect()
+}
+
+pub(crate) fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, Error> {
     CString::new(bytes).map_err(|_| Error::Invalid {
         what,
         value: String::from_utf8_lossy(bytes).into_owned(),
@@ -685,7 +788,7 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, Error> {
     })
 }
 
-fn last_cap() -> u32 {
+pub(crate) fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -731,7 +834,7 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Result<Scratch, Error> {
+    pub(crate) fn new() -> Result<Scratch, Error> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let base = std::env::temp_dir();

@@ -93,6 +93,8 @@ enum Command {
     Stop(cmd::detach::StopArgs),
     /// Wait for containers to exit and print their exit codes.
     Wait(cmd::detach::WaitArgs),
+    /// Run a command in a running container (its namespaces, environment and user).
+    Exec(cmd::exec::Args),
     /// Pull an image from a registry into the store.
     Pull(cmd::pull::Args),
     /// Push an image from the store to a registry.
@@ -167,6 +169,7 @@ fn main() -> ExitCode {
         Command::Logs(a) => cmd::detach::logs(&ctx, a),
         Command::Stop(a) => cmd::detach::stop(&ctx, a),
         Command::Wait(a) => cmd::detach::wait(&ctx, a),
+        Command::Exec(a) => cmd::exec::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Login(a) => cmd::login::run(&ctx, a),

@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts the supervisor: this same `tare` with the same arguments, in the background, with
 /// [`SUPERVISE_ENV`] naming the container. Prints the ID once the supervisor owns the
-/// container, like `docker run -d`. A command that cannot be executed is not an error here
+/// container and has started it, like `docker run -d`. A command that cannot be executed is not an error here
 /// (docker's is): the container exits with 127 and `tare logs` says why.
 pub(crate) fn start(containers: &Containers, record: &Container) -> anyhow::Result<ExitCode> {
     let log_path = containers.log_path(&record.id);
@@ -41,7 +41,9 @@ pub(crate) fn start(containers: &Containers, record: &Container) -> anyhow::Resu
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let now = containers.load(&record.id)?;
-        if now.owner_pid.is_some() || now.exit_code.is_some() {
+        // Started: its first process exists (`tare exec` can join it), or it has ended.
+        let started = now.owner_pid.is_some() && containers.pid_path(&record.id).exists();
+        if started || now.exit_code.is_some() {
             break;
         }
         if let Some(status) = child.try_wait()? {

@@ -66,6 +66,8 @@ pub enum ContainerCommand {
     Stop(super::detach::StopArgs),
     /// Wait for containers to exit (`tare wait`).
     Wait(super::detach::WaitArgs),
+    /// Run a command in a running container (`tare exec`).
+    Exec(super::exec::Args),
 }
 
 /// `tare system ...`
@@ -172,6 +174,7 @@ pub fn container(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitCod
         ContainerCommand::Logs(a) => detach::logs(ctx, a),
         ContainerCommand::Stop(a) => detach::stop(ctx, a),
         ContainerCommand::Wait(a) => detach::wait(ctx, a),
+        ContainerCommand::Exec(a) => super::exec::run(ctx, a),
         ContainerCommand::Prune(a) => {
             ask(&a.confirm, "This will remove all stopped containers.")?;
             let freed = prune_containers(ctx)?;

@@ -8,6 +8,7 @@ pub mod completion;
 pub mod debug;
 pub mod detach;
 pub mod diff;
+pub mod exec;
 pub mod export;
 pub mod history;
 pub mod images;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use tare_sandbox::containers::{Container, Containers};
+use tare_sandbox::containers::{Container, Containers, ExecDefaults};
 use tare_sandbox::{BindMount, Network, Rootfs, RunSpec, Security, Stdio};
 
 use super::detach;
@@ -116,15 +116,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let mut env = config.env.clone().unwrap_or_default();
     for file in &args.env_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading env file {}", file.display()))?;
-        for line in text.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            set_env(&mut env, line);
-        }
+        read_env_file(&mut env, file)?;
     }
     for e in &args.env {
         set_env(&mut env, e);
@@ -160,6 +152,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     owner_pid: (!args.detach).then(std::process::id),
                     exit_code: None,
                     finished: None,
+                    exec: Default::default(),
                 },
                 args.name.as_deref(),
             )
@@ -186,6 +179,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         ));
     }
 
+    let cwd = args
+        .workdir
+        .clone()
+        .or_else(|| config.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let user = args
+        .user
+        .clone()
+        .or_else(|| config.user.clone().filter(|u| !u.is_empty()));
+    // What `tare exec` starts from: this process's environment, user and directory.
+    let mut record = record;
+    record.exec = ExecDefaults {
+        env: env.clone(),
+        user: user.clone(),
+        workdir: Some(cwd.clone()),
+        seccomp_unconfined: !security.seccomp,
+        no_new_privileges: security.no_new_privileges,
+        runtime: args.runtime.clone(),
+    };
+    containers
+        .save(&record)
+        .with_context(|| format!("recording container {}", record.name))?;
     let spec = RunSpec {
         rootfs: Rootfs::Overlay {
             lower,
@@ -194,15 +209,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         },
         args: command,
         env,
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| config.working_dir.clone().filter(|w| !w.is_empty()))
-            .unwrap_or_else(|| "/".into()),
-        user: args
-            .user
-            .clone()
-            .or_else(|| config.user.clone().filter(|u| !u.is_empty())),
+        cwd,
+        user,
         network,
         security,
         hostname: args
@@ -223,6 +231,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         stdout: Stdio::Inherit,
         stderr: Stdio::Inherit,
         on_signal: tare_sandbox::OnSignal::Forward,
+        pid_file: Some(containers.pid_path(&record.id)),
     };
     let result = match &args.runtime {
         Some(name) => tare_sandbox::oci::find_runtime(name)
@@ -286,8 +295,22 @@ fn combine_command(
     Ok(all)
 }
 
+/// Applies the `K=V` lines of an env file (`#` comments and blank lines skipped).
+pub(crate) fn read_env_file(env: &mut Vec<String>, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading env file {}", file.display()))?;
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        set_env(env, line);
+    }
+    Ok(())
+}
+
 /// Adds or replaces `K=V`; a bare `K` takes tare's own value, or is dropped when unset.
-fn set_env(env: &mut Vec<String>, entry: &str) {
+pub(crate) fn set_env(env: &mut Vec<String>, entry: &str) {
     let (key, value) = match entry.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => match std::env::var(entry) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{container_dirs, ctx, mounts_with, stdout_of};
 
 /// Processes whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
+pub(super) fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if !entry
@@ -28,7 +28,7 @@ fn processes_with(needle: &str) -> Vec<String> {
 }
 
 /// Polls `check` for up to 20 seconds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -5,6 +5,7 @@
 mod util;
 
 mod detached;
+mod exec;
 mod rootless;
 
 use std::io::{BufRead, BufReader, Write};

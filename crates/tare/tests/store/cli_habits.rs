@@ -363,6 +363,8 @@ id=$(docker run -d --name web busybox sh -c 'echo serving; sleep 30')
 [ "$(docker ps -q --no-trunc)" = "$id" ]
 for i in $(seq 1 100); do docker logs web | grep -q serving && break; sleep 0.1; done
 docker logs --tail 1 web
+docker exec web sh -c 'echo exec in $(hostname)' | grep -q "exec in ${id:0:12}"
+docker exec -e WHO=script -w /tmp web sh -c 'echo $WHO $(pwd)'
 docker stop -t 1 web >/dev/null
 docker ps -a --filter name=web --format '{{.Names}}: {{.State}}'
 docker container rm web >/dev/null
@@ -390,6 +392,6 @@ echo done
     );
     assert_eq!(
         stdout,
-        "app:new busybox:latest \nserving\nweb: exited\nlinux/amd64 1 layer\ndone\n"
+        "app:new busybox:latest \nserving\nscript /tmp\nweb: exited\nlinux/amd64 1 layer\ndone\n"
     );
 }
