@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 # The real peers tare is checked against, and the tools the tests drive.
 PACKAGES=(docker.io buildah skopeo umoci runc crun docker-registry busybox-static debootstrap
           jq zstd bzip2 xz-utils gzip tar util-linux bsdutils iproute2 hyperfine curl openssl
-          passt uidmap gcc libc6-dev openssh-client
+          passt uidmap gcc libc6-dev openssh-client qemu-user-static
           chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,6 +23,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- an arm64 base for foreign RUN steps ---------------------------------------------------
+# tests/build/multiplatform.rs runs arm64 RUN steps under qemu-user-static (`tare binfmt
+# --install arm64` registers the handler) on an image holding Debian's arm64 busybox-static.
+ARM64_BUSYBOX=/var/cache/tare-test/arm64/busybox
+if [ ! -f "$ARM64_BUSYBOX" ]; then
+  log "fetching busybox-static:arm64 into $ARM64_BUSYBOX"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  debdir=$(mktemp -d)
+  (cd "$debdir" && apt-get download -qq busybox-static:arm64)
+  dpkg-deb -x "$debdir"/busybox-static_*_arm64.deb "$debdir/x"
+  mkdir -p "$(dirname "$ARM64_BUSYBOX")"
+  cp "$debdir/x/bin/busybox" "$ARM64_BUSYBOX"
+  rm -rf "$debdir"
 fi
 
 # --- dockerd ------------------------------------------------------------------------------

@@ -71,6 +71,16 @@ pub struct BuildOptions {
     /// `--build-context NAME=...`, by lower-case name: what FROM, `COPY --from` and
     /// `RUN --mount from=` of that name read ([`crate::contexts::lookup`]).
     pub build_contexts: BTreeMap<String, crate::contexts::NamedContext>,
+    // --- buildx's RUN settings and --pull (helper H4, issue 14 item 7) ---
+    /// `--add-host`: entries appended to every RUN step's /etc/hosts.
+    pub extra_hosts: Vec<tare_sandbox::ExtraHost>,
+    /// `--shm-size`: the size of RUN steps' /dev/shm in bytes (default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of RUN steps.
+    pub ulimits: Vec<tare_sandbox::Ulimit>,
+    /// `--pull`: FROM asks the registry for the current image even when the store has one
+    /// of that name.
+    pub pull: bool,
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.

@@ -208,6 +208,10 @@ pub struct RunKey {
     pub shell: Vec<String>,
     /// The files of every `--mount=type=bind`, by content ([`RunState::mount_files`]).
     pub mount_files: Vec<(String, String)>,
+    /// The build's `--add-host`, `--ulimit` and `--shm-size` ([`RunState::settings`]); left
+    /// out when empty, so keys made before these flags existed still match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
 }
 
 /// The stage state a RUN runs in, besides its parent key.
@@ -223,6 +227,10 @@ pub struct RunState {
     /// `(mount number:path, digest)` of each file a bind mount shows, as COPY keys its
     /// sources (kind, mode, owner, content); a cache mount's contents are never here.
     pub mount_files: Vec<(String, String)>,
+    /// The build's RUN settings that change what a step may do or see, as text
+    /// (`add-host db=10.0.0.2`, `ulimit nofile=1024:2048`, `shm-size 1048576`): BuildKit
+    /// keys them as part of the exec op too.
+    pub settings: Vec<String>,
 }
 
 impl RunKey {
@@ -246,6 +254,7 @@ impl RunKey {
             shell,
             network: effective,
             mount_files,
+            settings,
         } = state;
         RunKey {
             parent,
@@ -262,6 +271,7 @@ impl RunKey {
             workdir,
             shell,
             mount_files,
+            settings,
         }
     }
 }
@@ -525,17 +535,21 @@ mod tests {
             words(),
             network(),
             proptest::collection::vec((word(), word()), 0..3),
+            words(),
         )
             .prop_map(
-                |(parent, argv, env, user, workdir, shell, network, mount_files)| RunState {
-                    parent,
-                    argv,
-                    env,
-                    user,
-                    workdir,
-                    shell,
-                    network,
-                    mount_files,
+                |(parent, argv, env, user, workdir, shell, network, mount_files, settings)| {
+                    RunState {
+                        parent,
+                        argv,
+                        env,
+                        user,
+                        workdir,
+                        shell,
+                        network,
+                        mount_files,
+                        settings,
+                    }
                 },
             )
     }
@@ -857,6 +871,7 @@ mod tests {
             shell,
             network,
             mount_files,
+            settings,
         } = st;
         vec![
             RunState {
@@ -893,6 +908,10 @@ mod tests {
                     m.push((s(""), s("")));
                     m
                 },
+                ..st.clone()
+            },
+            RunState {
+                settings: vs(settings),
                 ..st.clone()
             },
         ]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tare_dockerfile::Stage;
 use tare_registry::Platform;
+use tare_sandbox::binfmt;
 use tare_store::config::ImageConfig;
 
 use crate::context::Build;
@@ -37,51 +38,48 @@ pub(crate) fn set_config_platform(config: &mut ImageConfig, platform: &Platform)
     };
 }
 
-/// The name of the QEMU user-mode emulator (and its binfmt_misc handler `qemu-NAME`) for an
-/// OCI architecture.
-fn qemu_name(architecture: &str) -> &str {
-    match architecture {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "386" => "i386",
-        "ppc64le" => "ppc64le",
-        "mips64le" => "mips64el",
-        other => other,
-    }
-}
-
 /// Whether a RUN step of an image of `config`'s platform can execute on this machine: native,
-/// or through an enabled binfmt_misc handler for the emulator. Otherwise the error says what
-/// is missing instead of letting the sandbox fail with "exec format error".
+/// or through an enabled binfmt_misc handler for the emulator that has the `F` flag (see
+/// [`tare_sandbox::binfmt`]). Otherwise the error says what is missing and how to fix it,
+/// instead of letting the sandbox fail with "exec format error".
 pub(crate) fn check_runnable(config: &ImageConfig) -> Result<(), Error> {
-    check_runnable_with(config, Path::new("/proc/sys/fs/binfmt_misc"))
+    check_runnable_with(config, Path::new(binfmt::BINFMT_MISC))
 }
 
-fn check_runnable_with(config: &ImageConfig, binfmt: &Path) -> Result<(), Error> {
+fn check_runnable_with(config: &ImageConfig, dir: &Path) -> Result<(), Error> {
     let host = tare_store::config::host_architecture();
-    if config.architecture.is_empty() || config.architecture == host {
+    let arch = config.architecture.as_str();
+    if arch.is_empty() || arch == host {
         return Ok(());
     }
-    let qemu = qemu_name(&config.architecture);
-    let handler = binfmt.join(format!("qemu-{qemu}"));
-    // The handler file's first line is `enabled` or `disabled`.
-    match std::fs::read_to_string(&handler) {
-        Ok(text) if text.lines().next() == Some("enabled") => Ok(()),
-        Ok(_) => Err(Error::Invalid(format!(
-            "RUN for {}/{} needs emulation on this {host} machine: the binfmt_misc handler {} \
-             is disabled (enable it with `update-binfmts --enable qemu-{qemu}`)",
-            config.os,
-            config.architecture,
+    let handler = dir.join(format!("qemu-{}", binfmt::qemu_name(arch)));
+    let install = format!("`tare binfmt --install {arch}`");
+    let missing = match binfmt::status(dir, arch) {
+        binfmt::Handler::Ready { .. } => return Ok(()),
+        binfmt::Handler::NotMounted => format!(
+            "binfmt_misc is not mounted on {} (install Debian's qemu-user-static, then \
+             {install} mounts it and registers the handler)",
+            dir.display()
+        ),
+        binfmt::Handler::Missing => format!(
+            "no binfmt_misc handler {} (install Debian's qemu-user-static, then run {install})",
             handler.display()
-        ))),
-        Err(_) => Err(Error::Invalid(format!(
-            "RUN for {}/{} needs emulation on this {host} machine: no binfmt_misc handler {} \
-             (install Debian's qemu-user-static and binfmt-support, which register it)",
-            config.os,
-            config.architecture,
+        ),
+        binfmt::Handler::Disabled => format!(
+            "the binfmt_misc handler {} is disabled (run {install})",
             handler.display()
-        ))),
-    }
+        ),
+        binfmt::Handler::NoFixBinary { interpreter } => format!(
+            "the binfmt_misc handler {} lacks the F (fix-binary) flag, so its interpreter \
+             {interpreter} is looked up inside the build's root filesystem, where it does not \
+             exist (run {install} to register it again with F)",
+            handler.display()
+        ),
+    };
+    Err(Error::Invalid(format!(
+        "RUN for {}/{arch} needs emulation on this {host} machine: {missing}",
+        config.os
+    )))
 }
 
 #[cfg(test)]
@@ -102,19 +100,30 @@ mod tests {
         let host = tare_store::config::host_architecture();
         check_runnable_with(&config(host), dir.path()).unwrap();
         let foreign = if host == "arm64" { "amd64" } else { "arm64" };
-        let e = check_runnable_with(&config(foreign), dir.path())
-            .unwrap_err()
-            .to_string();
+        let err = || {
+            check_runnable_with(&config(foreign), dir.path())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err();
         assert!(e.contains(&format!("linux/{foreign}")), "{e}");
+        assert!(e.contains("binfmt_misc is not mounted"), "{e}");
+        std::fs::write(dir.path().join("register"), "").unwrap();
+        let e = err();
         assert!(e.contains("qemu-user-static"), "{e}");
-        let qemu = qemu_name(foreign);
-        let handler = dir.path().join(format!("qemu-{qemu}"));
+        assert!(
+            e.contains(&format!("tare binfmt --install {foreign}")),
+            "{e}"
+        );
+        let handler = dir
+            .path()
+            .join(format!("qemu-{}", binfmt::qemu_name(foreign)));
         std::fs::write(&handler, "disabled\ninterpreter /usr/libexec/qemu-binfmt\n").unwrap();
-        let e = check_runnable_with(&config(foreign), dir.path())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("is disabled"), "{e}");
-        std::fs::write(&handler, "enabled\ninterpreter /usr/libexec/qemu-binfmt\n").unwrap();
+        assert!(err().contains("is disabled"));
+        std::fs::write(&handler, "enabled\ninterpreter /q\nflags: P\n").unwrap();
+        let e = err();
+        assert!(e.contains("lacks the F (fix-binary) flag"), "{e}");
+        std::fs::write(&handler, "enabled\ninterpreter /q\nflags: PF\n").unwrap();
         check_runnable_with(&config(foreign), dir.path()).unwrap();
     }
 

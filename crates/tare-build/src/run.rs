@@ -29,6 +29,10 @@ pub struct RunInput<'a> {
     /// `RUN --mount=type=tmpfs`.
     pub tmpfs: Vec<TmpfsMount>,
     pub security: Security,
+    /// `--add-host`, `--shm-size`, `--ulimit`.
+    pub extra_hosts: Vec<tare_sandbox::ExtraHost>,
+    pub shm_size: Option<u64>,
+    pub ulimits: Vec<tare_sandbox::Ulimit>,
 }
 
 /// Runs the command; returns its exit code. The step's changes are left in
@@ -67,6 +71,9 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.tmpfs = input.tmpfs;
     spec.remove_mount_points = true;
     spec.security = input.security;
+    spec.extra_hosts = input.extra_hosts;
+    spec.shm_size = input.shm_size;
+    spec.ulimits = input.ulimits;
     spec.hostname = "buildkitsandbox".to_string();
     spec.on_signal = OnSignal::Kill;
     let (out_r, out_w) = std::io::pipe().map_err(io_err(input.scratch))?;

@@ -247,6 +247,10 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         .at(Step::ReadonlyRoot)?;
     }
     rustix::system::sethostname(plan.hostname.to_bytes()).at(Step::Hostname)?;
+    // While root with CAP_SYS_RESOURCE, so a hard limit may be raised as well as lowered.
+    for (resource, limit) in &plan.rlimits {
+        rustix::process::setrlimit(*resource, *limit).at(Step::Rlimits)?;
+    }
     mkdir_all(plan.cwd.as_c_str(), 0o755).at(Step::WorkingDir)?;
     rustix::process::chdir(plan.cwd.as_c_str()).at(Step::WorkingDir)?;
 
@@ -516,7 +520,7 @@ fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
         c"/dev/shm",
         c"tmpfs",
         nosuid_nodev_noexec,
-        Some(c"mode=1777,size=65536k"),
+        Some(plan.shm_data.as_c_str()),
     )
     .at(Step::MountShm)?;
     rfs::mkdir(c"/dev/mqueue", FsMode::from_raw_mode(0o755)).at(Step::MountShm)?;

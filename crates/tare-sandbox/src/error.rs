@@ -68,6 +68,10 @@ pub enum Error {
     #[error("runtime {runtime}: {reason}")]
     Runtime { runtime: String, reason: String },
 
+    /// Registering or reading a binfmt_misc handler (the `binfmt` module).
+    #[error("binfmt_misc: {reason}")]
+    Binfmt { reason: String },
+
     // Rootless tare (the `userns` module).
     #[error("rootless: {reason}")]
     Rootless { reason: String },

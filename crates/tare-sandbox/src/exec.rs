@@ -114,6 +114,9 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         privileged: spec.security.privileged,
         mount_stubs: Vec::new(),
         unified_cgroup: false,
+        // Unused by an exec: /dev/shm is the container's, and `tare run` sets no limits.
+        shm_data: cstring(b"", "shm size")?,
+        rlimits: Vec::new(),
         report: report_write,
         rootless: false,
         device_fds: [-1; 6],

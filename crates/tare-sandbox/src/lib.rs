@@ -74,11 +74,13 @@
 //! ([`OnSignal::Kill`], build steps: Ctrl-C stops the build). Like Docker without `--init`,
 //! a pid 1 that does not handle a signal ignores it.
 
+pub mod binfmt;
 mod child;
 pub mod containers;
 mod error;
 mod exec;
 mod layers;
+mod limits;
 mod net;
 pub mod oci;
 mod plan;
@@ -96,6 +98,7 @@ use std::path::PathBuf;
 pub use error::Error;
 pub use exec::{exec, ExecSpec};
 pub use layers::read_file as read_rootfs_file;
+pub use limits::{ExtraHost, Ulimit};
 pub use spawn::run;
 pub use user::{resolve_user, User};
 
@@ -265,6 +268,13 @@ pub struct RunSpec {
     /// Write the container's pid (as the host sees it) to this file once it is started, as
     /// runc's `--pid-file` does: `tare exec` finds the container by it.
     pub pid_file: Option<PathBuf>,
+    // --- buildx's --add-host, --shm-size and --ulimit (the `limits` module) ---
+    /// Entries appended to the run's `/etc/hosts`.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// The size of `/dev/shm` in bytes; `None` is Docker's 64 MiB.
+    pub shm_size: Option<u64>,
+    /// Resource limits set before the command starts (the others are inherited from tare).
+    pub ulimits: Vec<Ulimit>,
 }
 
 impl RunSpec {
@@ -290,6 +300,9 @@ impl RunSpec {
             on_signal: OnSignal::Forward,
             remove_mount_points: false,
             pid_file: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 }

@@ -130,6 +130,8 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
             .map(|t| (t.target.clone(), t.size))
             .collect(),
         user,
+        shm_size: spec.shm_size.unwrap_or(64 << 20),
+        ulimits: spec.ulimits.clone(),
     };
     let id = format!(
         "tare-{}-{}",
@@ -199,6 +201,9 @@ struct ConfigInput {
     /// Target and size of each tmpfs.
     tmpfs: Vec<(String, Option<u64>)>,
     user: crate::User,
+    /// `--shm-size` in bytes.
+    shm_size: u64,
+    ulimits: Vec<crate::Ulimit>,
 }
 
 fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: bool) -> Value {
@@ -217,7 +222,8 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+               "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                           format!("size={}", c.shm_size)]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": nosuid}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
@@ -325,6 +331,12 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
                 "permitted": caps,
             },
             "noNewPrivileges": c.security.no_new_privileges,
+            // RLIM_INFINITY for -1, as runc reads it.
+            "rlimits": c.ulimits.iter().map(|u| json!({
+                "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
+                "soft": u.soft.unwrap_or(u64::MAX),
+                "hard": u.hard.unwrap_or(u64::MAX),
+            })).collect::<Vec<_>>(),
         },
         "root": {"path": rootfs, "readonly": c.readonly},
         "hostname": c.hostname,

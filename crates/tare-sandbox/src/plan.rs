@@ -75,6 +75,7 @@ pub(crate) enum Step {
     Volume,
     ReadonlyRoot,
     Hostname,
+    Rlimits,
     WorkingDir,
     Capabilities,
     Seccomp,
@@ -88,7 +89,7 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 29] = [
+    pub const ALL: [Step; 30] = [
         Step::Session,
         Step::DeathSignal,
         Step::Network,
@@ -108,6 +109,7 @@ impl Step {
         Step::Volume,
         Step::ReadonlyRoot,
         Step::Hostname,
+        Step::Rlimits,
         Step::WorkingDir,
         Step::Capabilities,
         Step::Seccomp,
@@ -145,6 +147,7 @@ impl Step {
             Step::Volume => "mounting a volume",
             Step::ReadonlyRoot => "making the root filesystem read-only",
             Step::Hostname => "setting the host name",
+            Step::Rlimits => "setting resource limits (--ulimit)",
             Step::WorkingDir => "entering the working directory",
             Step::Capabilities => "dropping capabilities",
             Step::Seccomp => "installing the seccomp filter",
@@ -249,6 +252,10 @@ pub(crate) struct Plan {
     /// Runtime mode: mount a cgroup2 hierarchy over /sys/fs/cgroup in the private mount
     /// namespace, for runtimes (crun) that refuse a hybrid v1/v2 layout.
     pub unified_cgroup: bool,
+    /// The mount data of /dev/shm (its size: `--shm-size`).
+    pub shm_data: CString,
+    /// `--ulimit`: set in the child while it is still root, before the command starts.
+    pub rlimits: Vec<(rustix::process::Resource, rustix::process::Rlimit)>,
     pub report: OwnedFd,
     // Rootless (tare runs in a user namespace of its own: see the `userns` module).
     /// Device nodes cannot be made: bind the host's instead (detached copies, one per

@@ -133,7 +133,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     };
 
     let mut binds = Vec::new();
-    for (name, content) in etc_files(&spec.hostname, spec.network) {
+    for (name, content) in etc_files(&spec.hostname, spec.network, &spec.extra_hosts) {
         let file = scratch.path.join(name);
         std::fs::write(&file, content).map_err(|e| Error::io(&file, e))?;
         if !container {
@@ -232,6 +232,23 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
             Vec::new()
         },
         unified_cgroup: false,
+        shm_data: cstring(
+            format!("mode=1777,size={}", spec.shm_size.unwrap_or(64 << 20)).as_bytes(),
+            "shm size",
+        )?,
+        rlimits: spec
+            .ulimits
+            .iter()
+            .map(|u| {
+                (
+                    u.resource,
+                    rustix::process::Rlimit {
+                        current: u.soft,
+                        maximum: u.hard,
+                    },
+                )
+            })
+            .collect(),
         report: report_write,
         rootless: rootless.is_some(),
         device_fds: [-1; 6],
@@ -593,9 +610,17 @@ pub(crate) fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
 }
 
 /// The contents of /etc/hostname, /etc/hosts and /etc/resolv.conf for a run.
-fn etc_files(hostname: &str, network: Network) -> Vec<(&'static str, Vec<u8>)> {
-    let hosts =
+fn etc_files(
+    hostname: &str,
+    network: Network,
+    extra_hosts: &[crate::ExtraHost],
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut hosts =
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    // `--add-host` entries after the defaults, as BuildKit writes them.
+    for h in extra_hosts {
+        hosts.push_str(&h.line());
+    }
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     let resolv = match network {
         Network::Host | Network::None => host,

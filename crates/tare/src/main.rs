@@ -122,6 +122,9 @@ enum Command {
     /// Show how tare runs here: user, ID mapping, overlay, network, seccomp, cgroups, store,
     /// and what blocks rootless use with its fix.
     Info(cmd::info::Args),
+    /// Show which foreign architectures RUN steps can execute through QEMU; --install
+    /// registers Debian's qemu-user-static handlers (with the F flag containers need).
+    Binfmt(cmd::binfmt::Args),
 }
 
 fn main() -> ExitCode {
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
         Command::Completion(a) => cmd::completion::run(Cli::command(), a),
         Command::Man(a) => cmd::completion::man(Cli::command(), a),
         Command::Info(a) => cmd::info::run(&ctx, a),
+        Command::Binfmt(a) => cmd::binfmt::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -35,14 +35,38 @@ pub(crate) fn store_image(
     name: &str,
     platform: Option<&Platform>,
 ) -> Result<StageOut, Error> {
-    // Like FROM in docker: the store first, then the registry.
-    let image =
-        tare_registry::resolve_or_pull(build.store, name, platform, &tare_registry::NoReporter)
-            .map_err(|source| Error::BaseImage {
-                name: name.to_string(),
-                source: Box::new(source),
-            })?;
+    let base_err = |source| Error::BaseImage {
+        name: name.to_string(),
+        source: Box::new(source),
+    };
+    // `--pull`: a reference is always asked of its registry (the store keeps the layers it
+    // already has); an image ID names nothing there and stays the store's.
+    let reference = tare_store::Reference::parse(name)
+        .ok()
+        .filter(|_| build.opts.pull && !is_image_id(build.store, name));
+    let image = match reference {
+        Some(reference) => tare_registry::pull(
+            build.store,
+            &reference,
+            platform,
+            &tare_registry::NoReporter,
+        )
+        .map_err(base_err)?,
+        // Like FROM in docker: the store first, then the registry.
+        None => {
+            tare_registry::resolve_or_pull(build.store, name, platform, &tare_registry::NoReporter)
+                .map_err(base_err)?
+        }
+    };
     state_of(build, image)
+}
+
+/// Whether `name` is the ID (or an ID prefix) of a store image rather than a reference.
+fn is_image_id(store: &tare_store::Store, name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    store
+        .resolve(name)
+        .is_ok_and(|image| image.id.hex().starts_with(hex))
 }
 
 /// An image of the store as a stage state: its snapshots extracted when missing.

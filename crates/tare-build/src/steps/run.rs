@@ -143,6 +143,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 .unwrap_or_else(config::default_shell),
             network,
             mount_files: mounts::key_files(cx, run)?,
+            settings: settings_key(build.opts),
         },
     ));
     let outcome = with_cache(cx, st, &key, |st| {
@@ -183,6 +184,9 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 mounts: binds,
                 tmpfs: prepared.tmpfs.clone(),
                 security,
+                extra_hosts: build.opts.extra_hosts.clone(),
+                shm_size: build.opts.shm_size,
+                ulimits: build.opts.ulimits.clone(),
             },
             build.reporter,
             cx.step,
@@ -210,6 +214,24 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
         )
     })?;
     Ok(apply_outcome(st, outcome, created_by, line))
+}
+
+/// `--add-host`, `--ulimit` and `--shm-size` as the cache key sees them: a step run with
+/// other settings may have seen other hosts or hit other limits.
+fn settings_key(opts: &BuildOptions) -> Vec<String> {
+    let mut out: Vec<String> = opts
+        .extra_hosts
+        .iter()
+        .map(|h| format!("add-host {}={}", h.host, h.ip))
+        .collect();
+    let limit = |v: Option<u64>| v.map_or_else(|| "-1".to_string(), |v| v.to_string());
+    out.extend(
+        opts.ulimits
+            .iter()
+            .map(|u| format!("ulimit {}={}:{}", u.name, limit(u.soft), limit(u.hard))),
+    );
+    out.extend(opts.shm_size.map(|size| format!("shm-size {size}")));
+    out
 }
 
 /// The command for an error message, quoted like a shell would need it.

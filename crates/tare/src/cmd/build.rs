@@ -120,8 +120,54 @@ pub struct Args {
     /// directory, docker-image://REF or oci-layout://PATH[@TAG] (repeatable).
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
+    // --- buildx's metadata, --pull and RUN settings (helper H4, issue 14 item 7) ---
+    /// Write the result as buildx does: JSON with containerimage.digest,
+    /// containerimage.config.digest, containerimage.descriptor and image.name.
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// Ask the registry for every FROM image, even when the store has one of that name.
+    #[arg(long)]
+    pull: bool,
+    /// An /etc/hosts entry for RUN steps (repeatable; `HOST=IP` too).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<String>,
+    /// The size of RUN steps' /dev/shm (bytes, or with a unit: 64m, 1g; default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_ram_size)]
+    shm_size: Option<u64>,
+    /// A resource limit of RUN steps, as docker's (`nofile=1024:2048`, `-1` unlimited;
+    /// repeatable).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimits: Vec<String>,
+    /// Refused with an explanation: RUN steps are not put in cgroups of their own.
+    #[arg(long, value_name = "CGROUP")]
+    cgroup_parent: Option<String>,
+    /// Refused with an explanation: image annotations are not stored yet.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    annotations: Vec<String>,
     /// The build context directory.
     context: PathBuf,
+}
+
+/// A size as docker's `--shm-size` reads it (go-units' RAMInBytes): a number with an
+/// optional binary unit `b`, `k`, `m`, `g`, `t` (`kb`, `kib`... too).
+fn parse_ram_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of bytes, or 64m, 1g"))?;
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{text:?}: unknown unit (b, k, m, g or t)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?}: must be above 0 and fit in 64 bits"))
 }
 
 fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
@@ -196,6 +242,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(parent) = &args.cgroup_parent {
+        bail!(
+            "--cgroup-parent {parent}: tare puts RUN steps in no cgroup of their own (its \
+             sandbox sets no resource limits through cgroups), so there is no parent to choose; \
+             drop the flag, or run tare itself inside the cgroup"
+        );
+    }
+    if let Some(a) = args.annotations.first() {
+        bail!(
+            "--annotation {a}: manifest and index annotations are not supported yet (tare's \
+             store keeps no annotations); use --label for the image config"
+        );
+    }
     let output = args.output.as_deref().map(Output::parse).transpose()?;
     let mut push = args.push;
     // The tags an archive output names; the image itself is then not stored.
@@ -265,6 +324,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|spec| NamedContext::parse(spec))
             .collect::<Result<_, _>>()?,
+        // buildx's RUN settings and --pull (helper H4).
+        extra_hosts: args
+            .add_hosts
+            .iter()
+            .map(|h| tare_sandbox::ExtraHost::parse(h).with_context(|| format!("--add-host {h}")))
+            .collect::<Result<_, _>>()?,
+        shm_size: args.shm_size,
+        ulimits: args
+            .ulimits
+            .iter()
+            .map(|u| tare_sandbox::Ulimit::parse(u).with_context(|| format!("--ulimit {u}")))
+            .collect::<Result<_, _>>()?,
+        pull: args.pull,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.
@@ -341,7 +413,63 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if push {
         push_tags(&store, image, &opts.tags, args.quiet)?;
     }
+    if let Some(path) = &args.metadata_file {
+        let names = if archive_names.is_empty() {
+            &opts.tags
+        } else {
+            &archive_names
+        };
+        let metadata = metadata_json(&store, image, output.as_ref(), names)?;
+        let text = serde_json::to_vec_pretty(&metadata)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metadata-file`: the keys buildx writes for an image result. The manifest (the
+/// `containerimage.digest` and its descriptor) is the stored one, which `--push` sends as
+/// is; an archive output (`oci`, `docker`) re-encodes the layers, so only the config digest
+/// is given for it, and a file output (`local`, `tar`) has no image keys, as with buildx.
+fn metadata_json(
+    store: &tare_store::Store,
+    image: &tare_store::Image,
+    output: Option<&Output>,
+    names: &[Reference],
+) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if matches!(output, Some(Output::Local { .. } | Output::Tar { .. })) {
+        return Ok(out.into());
+    }
+    out.insert(
+        "containerimage.config.digest".into(),
+        image.id.to_string().into(),
+    );
+    if !names.is_empty() {
+        let names: Vec<String> = names.iter().map(Reference::to_string).collect();
+        out.insert("image.name".into(), names.join(",").into());
+    }
+    if output.is_none_or(Output::stores_image) {
+        let manifest = store
+            .read_blob(&image.manifest_digest)
+            .with_context(|| format!("reading the manifest {}", image.manifest_digest))?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
+        out.insert(
+            "containerimage.descriptor".into(),
+            serde_json::json!({
+                "mediaType": media_type,
+                "digest": image.manifest_digest.to_string(),
+                "size": manifest.len(),
+            }),
+        );
+        out.insert(
+            "containerimage.digest".into(),
+            image.manifest_digest.to_string().into(),
+        );
+    }
+    Ok(out.into())
 }
 
 fn writes_stdout(output: &Output) -> bool {

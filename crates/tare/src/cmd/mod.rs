@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod binfmt;
 pub mod build;
 pub mod check;
 pub mod commit;

@@ -232,6 +232,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         stderr: Stdio::Inherit,
         on_signal: tare_sandbox::OnSignal::Forward,
         pid_file: Some(containers.pid_path(&record.id)),
+        // docker run's --add-host, --shm-size and --ulimit are not offered yet.
+        extra_hosts: Vec::new(),
+        shm_size: None,
+        ulimits: Vec::new(),
     };
     let result = match &args.runtime {
         Some(name) => tare_sandbox::oci::find_runtime(name)

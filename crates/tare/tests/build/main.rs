@@ -3,9 +3,11 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod buildx_flags;
 mod config_keys;
 mod contexts;
 mod copy_flags;
+mod multiplatform;
 mod outputs;
 mod platforms;
 mod secrets;
