@@ -3,6 +3,7 @@
 # buildah (when installed) in one run, with medians and tare/peer ratios.
 #
 #   bash bench/build.sh [RUNS]        # default 5 runs per tool and workload
+#   BENCH_ONLY="e f" bash bench/build.sh 5   # only these workloads (a b c d cached e f)
 #
 # Workloads (issue 4 and 5):
 #   a  the seed's waste: dd 10 MB, RUN rm, echo
@@ -18,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
+ONLY=" ${BENCH_ONLY:-a b c d cached e f} "
+want() { [[ "$ONLY" == *" $1 "* ]]; }
 export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
 DOCKER=/usr/bin/docker
 WORK="${BENCH_WORK:-/tmp/tare-bench}"
@@ -99,6 +102,7 @@ run() { # name, then hyperfine arguments
   hyperfine --style none --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
 }
 for w in a b c d; do
+  want "$w" || continue
   ctx="$WORK/$w"
   cmds=(-n tare "$TARE build --no-cache -q -t bench-$w $ctx"
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx"
@@ -108,6 +112,7 @@ for w in a b c d; do
   echo "workload $w (cold)"; run "$w" "${cmds[@]}"
 done
 for w in b c d; do
+  want cached || continue
   ctx="$WORK/$w"
   cmds=(-n tare "$TARE build -q -t bench-$w $ctx"
         -n buildkit "DOCKER_BUILDKIT=1 $DOCKER build --network=host -q -t bench-$w $ctx"
@@ -119,6 +124,7 @@ done
 # e: the first build (the warm-up) fills the cache mount; the timed ones rerun the RUN with a
 # new build arg. BuildKit is the reference daemon's (Dockerfile 1.19), as dockerd 20.10's
 # frontend needs a syntax image for RUN --mount.
+if want e; then
 eval "$(bash ../shared/tools/modern-buildkit.sh env 2>/dev/null)" || true
 MODERN="${MODERN_DOCKER:-}"
 ctx="$WORK/e"
@@ -128,9 +134,12 @@ if [ -n "$MODERN" ]; then
   cmds+=(-n buildkit "$MODERN build --network=none -q --build-arg V=\$(date +%s%N) -t bench-e $ctx")
 fi
 echo "workload e (cache mount rebuild)"; run e --warmup 1 "${cmds[@]}"
+fi
+if want f; then
 ctx="$WORK/f"
 echo "workload f (three mounts per RUN; compare with b)"
 run f -n tare "$TARE build --no-cache -q -t bench-f $ctx" -n tare-no-mounts "$TARE build --no-cache -q -t bench-b $WORK/b"
+fi
 
 python3 - "$OUT" <<'PY'
 import json, os, sys

@@ -81,6 +81,10 @@ pub struct BuildOptions {
     /// `--pull`: FROM asks the registry for the current image even when the store has one
     /// of that name.
     pub pull: bool,
+    // --- git sources (ADD <git url>; helper H3) ---
+    /// `--git-timeout`: the deadline of each git command an ADD of a git URL runs
+    /// ([`crate::git::DEFAULT_TIMEOUT`] by default).
+    pub git_timeout: std::time::Duration,
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.

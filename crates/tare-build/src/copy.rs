@@ -627,7 +627,8 @@ fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> {
+/// The tar stream inside an archive of `kind`.
+pub fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> {
     let file = std::io::BufReader::new(file);
     Ok(match kind {
         ArchiveKind::Tar => Box::new(file),

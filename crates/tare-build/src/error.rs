@@ -37,6 +37,8 @@ pub enum Error {
     Archive { path: String, reason: String },
     #[error("fetching {url}: {reason}")]
     Fetch { url: String, reason: String },
+    #[error("git source {url}: {reason}")]
+    Git { url: String, reason: String },
     #[error("checksum of {url} is {actual}, expected {expected}")]
     Checksum {
         url: String,

@@ -134,6 +134,8 @@ fn join(done: &[String], comp: &str) -> String {
 pub struct ContextTree {
     root: PathBuf,
     filter: Filter,
+    /// What messages call it; `None` is the build context.
+    name: Option<String>,
 }
 
 impl ContextTree {
@@ -152,6 +154,18 @@ impl ContextTree {
         Ok(ContextTree {
             root,
             filter: Filter::new(ignore),
+            name: None,
+        })
+    }
+
+    /// Opens `root` with every file in it, no `.dockerignore` read (a git checkout that ADD
+    /// copies, as BuildKit copies its git source); `name` names it in messages.
+    pub fn open_all(root: &Path, name: String) -> Result<ContextTree, Error> {
+        let root = fs::canonicalize(root).map_err(io_err(root))?;
+        Ok(ContextTree {
+            root,
+            filter: Filter::new(DockerIgnore::default()),
+            name: Some(name),
         })
     }
 
@@ -218,7 +232,9 @@ impl SourceTree for ContextTree {
     }
 
     fn describe(&self) -> String {
-        "the build context".to_string()
+        self.name
+            .clone()
+            .unwrap_or_else(|| "the build context".to_string())
     }
 
     fn strict_links(&self) -> bool {

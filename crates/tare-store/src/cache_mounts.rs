@@ -6,7 +6,13 @@
 //!                                                exclusive for `locked`, `private` and removal
 //! ROOT/cachemounts/<sha256 of the id>/init.lock  flock around creating or resetting data/
 //! ROOT/cachemounts/<sha256 of the id>/data/      what the RUN sees at its target
+//! ROOT/cachemounts/<sha256 of the id>/lock.N     `private` users that found every other
+//! ROOT/cachemounts/<sha256 of the id>/data.N/    directory of the id in use (N = 1, 2, ...)
 //! ```
+//!
+//! `private` follows BuildKit 0.25 (`getRefCacheDirNoCache`): a user takes the first
+//! directory of the id that nobody holds, and when all are held, makes one more that is kept
+//! for later builds like the first.
 //!
 //! The directory name is a hash, never the id itself, so no id (`../../x`, `/`, an empty
 //! string) names a path outside `ROOT/cachemounts`. tare never follows a link inside `data/`:
@@ -20,7 +26,7 @@ use rustix::fs::{flock, FlockOperation};
 use sha2::Digest as _;
 
 use crate::error::{io, Error, Result};
-use crate::temp::{remove_tree, TempDir};
+use crate::temp::remove_tree;
 use crate::{lock_file, Store};
 
 /// Who may use one cache at the same time (BuildKit's `sharing=`).
@@ -30,7 +36,8 @@ pub enum Sharing {
     Shared,
     /// One user at a time; the others wait.
     Locked,
-    /// A user that finds the cache in use gets a fresh directory of its own, discarded after.
+    /// A user that finds the cache in use takes another directory of the id nobody holds,
+    /// or makes one more, kept for later builds.
     Private,
 }
 
@@ -53,7 +60,6 @@ pub struct NewCache {
 pub struct CacheMountGuard {
     dir: PathBuf,
     _lock: Option<File>,
-    _private: Option<TempDir>,
 }
 
 impl CacheMountGuard {
@@ -97,32 +103,30 @@ impl Store {
             .create(&entry)
             .map_err(io("creating", &entry))?;
         let lock_path = entry.join("lock");
+        let mut slot = 0;
         let lock = match sharing {
             Sharing::Shared => lock_file(&lock_path, FlockOperation::LockShared)?,
             Sharing::Locked => lock_file(&lock_path, FlockOperation::LockExclusive)?,
             Sharing::Private => {
-                let file = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(io("opening", &lock_path))?;
-                // Ours alone only if nobody else holds it; otherwise a fresh directory.
-                if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-                    drop(file);
-                    let temp = self.temp_dir("cache-private-")?;
-                    let dir = temp.path().join("data");
-                    self.make_data(&dir, new)?;
-                    return Ok(CacheMountGuard {
-                        dir,
-                        _lock: None,
-                        _private: Some(temp),
-                    });
+                // The first directory nobody holds; a new one past the last.
+                let mut n = 0;
+                loop {
+                    let path = entry.join(slot_name("lock", n));
+                    let file = File::options()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&path)
+                        .map_err(io("opening", &path))?;
+                    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                        slot = n;
+                        break file;
+                    }
+                    n += 1;
                 }
-                file
             }
         };
-        let data = entry.join("data");
+        let data = entry.join(slot_name("data", slot));
         {
             let _init = lock_file(&entry.join("init.lock"), FlockOperation::LockExclusive)?;
             let id_file = entry.join("id");
@@ -143,7 +147,6 @@ impl Store {
         Ok(CacheMountGuard {
             dir: data,
             _lock: Some(lock),
-            _private: None,
         })
     }
 
@@ -177,13 +180,10 @@ impl Store {
             let entry = entry.map_err(io("reading", &root))?;
             let path = entry.path();
             let id = fs::read_to_string(path.join("id")).unwrap_or_default();
-            let in_use = match File::open(path.join("lock")) {
-                Ok(f) => flock(&f, FlockOperation::NonBlockingLockExclusive).is_err(),
-                Err(_) => false,
-            };
+            let in_use = lock_slots(&path).is_none();
             out.push(CacheMountInfo {
                 id,
-                size: tree_size(&path.join("data")),
+                size: data_size(&path),
                 in_use,
             });
         }
@@ -203,13 +203,11 @@ impl Store {
         for entry in entries {
             let entry = entry.map_err(io("reading", &root))?;
             let path = entry.path();
-            let lock = File::open(path.join("lock")).ok();
-            if let Some(f) = &lock {
-                if flock(f, FlockOperation::NonBlockingLockExclusive).is_err() {
-                    continue;
-                }
-            }
-            let size = tree_size(&path.join("data"));
+            // Held (every directory of the id) until it is renamed away.
+            let Some(_locks) = lock_slots(&path) else {
+                continue;
+            };
+            let size = data_size(&path);
             // Renamed into the temporary area first, so a half-removed cache is never used.
             let trash = self.temp_dir("cache-prune-")?;
             let gone = trash.path().join("entry");
@@ -224,6 +222,53 @@ impl Store {
         }
         Ok((count, bytes))
     }
+}
+
+/// `lock`/`data` for slot 0, `lock.N`/`data.N` for the directories `private` users added.
+fn slot_name(base: &str, n: usize) -> String {
+    if n == 0 {
+        base.to_string()
+    } else {
+        format!("{base}.{n}")
+    }
+}
+
+/// Locks every lock file of a cache entry exclusively; `None` when a build holds one.
+fn lock_slots(entry: &Path) -> Option<Vec<File>> {
+    let mut held = Vec::new();
+    for e in fs::read_dir(entry).ok()?.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == "lock"
+            || name
+                .strip_prefix("lock.")
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+        {
+            let f = File::open(e.path()).ok()?;
+            flock(&f, FlockOperation::NonBlockingLockExclusive).ok()?;
+            held.push(f);
+        }
+    }
+    Some(held)
+}
+
+/// The bytes of every data directory of a cache entry.
+fn data_size(entry: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(entry) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == "data"
+                || name
+                    .strip_prefix("data.")
+                    .is_some_and(|n| n.parse::<usize>().is_ok())
+        })
+        .map(|e| tree_size(&e.path()))
+        .sum()
 }
 
 /// The bytes of the regular files and symlinks below `dir`, links not followed.
@@ -326,12 +371,25 @@ mod tests {
             .unwrap();
         assert_ne!(first.path(), second.path());
         assert!(!second.path().join("mine").exists());
-        drop(second);
+        fs::write(second.path().join("theirs"), b"yz").unwrap();
+        // A cache that a build holds (any of its directories) is not removed.
         drop(first);
+        assert_eq!(store.remove_cache_mounts().unwrap(), (0, 0));
+        drop(second);
+        // Both directories are kept, as BuildKit keeps them: the next user takes the first
+        // free one, a user while that one is held takes the second.
         let again = store
             .cache_mount("p", Sharing::Private, &new_cache())
             .unwrap();
         assert!(again.path().join("mine").exists());
+        let other = store
+            .cache_mount("p", Sharing::Private, &new_cache())
+            .unwrap();
+        assert!(other.path().join("theirs").exists());
+        let listed = store.cache_mounts().unwrap();
+        assert!(listed[0].in_use && listed[0].size == 3, "{listed:?}");
+        drop((again, other));
+        assert_eq!(store.remove_cache_mounts().unwrap(), (1, 3));
     }
 
     #[test]

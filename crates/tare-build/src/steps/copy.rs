@@ -96,14 +96,25 @@ pub(crate) fn copy(
         Some(t) => t,
         None => context,
     };
+    // Git repositories (ADD only) are fetched first: `sources` borrows their checkouts.
+    let git = crate::git::add_sources(cx, c, add)?;
     let mut sources: Vec<Source<'_>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     // Downloads stream into the store's temporary area (reclaimed even after a crash) and
     // stay there until the step is done.
     let mut downloads: Option<tare_store::TempDir> = None;
     let mut fetched = Vec::new();
-    for src in &c.sources {
+    for (i, src) in c.sources.iter().enumerate() {
         match src {
+            CopySource::Path(p) if git.trees[i].is_some() => {
+                names.push(p.clone());
+                if let Some(tree) = &git.trees[i] {
+                    sources.push(Source::Tree {
+                        tree,
+                        path: ".".into(),
+                    });
+                }
+            }
             CopySource::Path(p) if add && c.from.is_none() && fetch::is_url(p) => {
                 let dir = match &downloads {
                     Some(d) => d,
@@ -160,11 +171,16 @@ pub(crate) fn copy(
     // Context files (the main one's or a directory build context's) are keyed by content; a
     // stage or image by its own key.
     // Computed with --no-cache too: the record written afterwards must carry the right key.
-    let files = if c.from.is_none() || dir_context.is_some() {
+    let mut files = if c.from.is_none() || dir_context.is_some() {
         copy::source_digests(&sources, &select, &|node| build.cache.file_digest(node))?
     } else {
         Vec::new()
     };
+    files.extend(
+        git.commits
+            .iter()
+            .map(|(s, commit)| (format!("git:{s}"), commit.clone())),
+    );
     // `--link` (BuildKit merges such a layer only without --chmod): the copy is made into an
     // empty tree, so it reads nothing of the image (no destination directory, symlink or
     // metadata of it), and its layer is also cached under a key without the parent: a

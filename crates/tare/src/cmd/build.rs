@@ -144,7 +144,15 @@ pub struct Args {
     /// Refused with an explanation: image annotations are not stored yet.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     annotations: Vec<String>,
-    /// The build context directory.
+    // --- git sources and the context from git or stdin (helper H3) ---
+    /// The deadline, in seconds, of each git command that `ADD <git url>` or a git context
+    /// runs (600 by default); a slower fetch fails the build.
+    #[arg(long, value_name = "SECONDS")]
+    git_timeout: Option<u64>,
+    // --- end of git sources ---
+    /// The build context: a directory, a git URL (`https://host/repo.git#ref:subdir`,
+    /// `git@host:repo.git`), or `-` for a tar archive (plain or compressed) or a lone
+    /// Dockerfile on standard input.
     context: PathBuf,
 }
 
@@ -203,26 +211,102 @@ fn target_platform(list: &[String]) -> anyhow::Result<Option<tare_build::Platfor
     }
 }
 
+/// The context from a git URL or standard input, fetched or extracted into the store's
+/// temporary area; `None` for a directory.
+fn remote_context(
+    ctx: &Context,
+    args: &Args,
+) -> anyhow::Result<Option<tare_build::context_source::PreparedContext>> {
+    let text = args.context.to_string_lossy();
+    if text == "-" {
+        if args.file.as_deref() == Some("-") {
+            bail!("the context and the Dockerfile cannot both come from standard input");
+        }
+        let store = ctx.store()?;
+        let prepared = tare_build::context_source::from_stdin(&store, &mut std::io::stdin().lock())
+            .context("reading the build context from standard input")?;
+        return Ok(Some(prepared));
+    }
+    // A directory of that name wins, as `docker build` checks the path first.
+    if args.context.exists() {
+        return Ok(None);
+    }
+    let Some(git) = tare_build::git::GitRef::parse(&text) else {
+        return Ok(None);
+    };
+    let git = git?;
+    let opts = tare_build::git::FetchOptions {
+        keep_git_dir: git.keep_git_dir == Some(true),
+        max_size: args
+            .max_download_size
+            .unwrap_or(tare_build::fetch::DEFAULT_MAX_DOWNLOAD),
+        timeout: git_timeout(args),
+        ssh_auth_sock: None,
+    };
+    let store = ctx.store()?;
+    let prepared =
+        tare_build::context_source::from_git(&store, &git, &opts).with_context(|| {
+            format!(
+                "fetching the build context {}",
+                tare_build::git::redact(&text)
+            )
+        })?;
+    Ok(Some(prepared))
+}
+
+fn git_timeout(args: &Args) -> std::time::Duration {
+    tare_build::git::effective_timeout(std::time::Duration::from_secs(
+        args.git_timeout.unwrap_or(0),
+    ))
+}
+
+/// Reads the Dockerfile `path` of a context that tare made (git or stdin): relative to it,
+/// and never outside it.
+fn read_in_context(dir: &std::path::Path, path: &str) -> anyhow::Result<String> {
+    let root = std::fs::canonicalize(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let file = std::fs::canonicalize(root.join(path))
+        .with_context(|| format!("the context has no Dockerfile {path:?}"))?;
+    if !file.starts_with(&root) {
+        bail!("the Dockerfile {path:?} leads outside the build context");
+    }
+    std::fs::read_to_string(&file).with_context(|| format!("reading {path:?} of the context"))
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    if !args.context.is_dir() {
+    // The context from git or standard input (helper H3): kept until the build is done.
+    let remote = remote_context(ctx, &args)?;
+    let context_dir = remote
+        .as_ref()
+        .map_or_else(|| args.context.clone(), |r| r.dir.clone());
+    if !context_dir.is_dir() {
         bail!(
             "build context {} is not a directory",
             args.context.display()
         );
     }
-    let (dockerfile, dockerfile_name) = match args.file.as_deref() {
-        Some("-") => {
+    let (dockerfile, dockerfile_name) = match (args.file.as_deref(), &remote) {
+        (_, Some(r)) if r.dockerfile.is_some() => {
+            (r.dockerfile.clone().unwrap_or_default(), "-".to_string())
+        }
+        (Some(path), Some(_)) if path != "-" => {
+            (read_in_context(&context_dir, path)?, path.to_string())
+        }
+        (None, Some(_)) => (
+            read_in_context(&context_dir, "Dockerfile")?,
+            "Dockerfile".to_string(),
+        ),
+        (Some("-"), _) => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading the Dockerfile from stdin")?;
             (text, "-".to_string())
         }
-        Some(path) => (
+        (Some(path), _) => (
             std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
             path.to_string(),
         ),
-        None => {
+        (None, _) => {
             let path = args.context.join("Dockerfile");
             (
                 std::fs::read_to_string(&path)
@@ -285,7 +369,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut opts = BuildOptions {
-        context: args.context.clone(),
+        context: context_dir.clone(),
         dockerfile,
         dockerfile_name,
         tags,
@@ -337,6 +421,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map(|u| tare_sandbox::Ulimit::parse(u).with_context(|| format!("--ulimit {u}")))
             .collect::<Result<_, _>>()?,
         pull: args.pull,
+        // git sources (helper H3).
+        git_timeout: git_timeout(&args),
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.

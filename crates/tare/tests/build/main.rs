@@ -7,9 +7,11 @@ mod buildx_flags;
 mod config_keys;
 mod contexts;
 mod copy_flags;
+mod git;
 mod multiplatform;
 mod outputs;
 mod platforms;
+mod private_cache;
 mod secrets;
 
 use std::io::{Read, Write};

@@ -16,6 +16,8 @@
 //! - `secrets`: secret and ssh mounts with `..` ids and targets, hostile secret sources,
 //!   mount points over image files and through image links.
 //! - `mounts`: RUN --mount sources, cache ids and targets that try to reach the host.
+//! - `git`: ADD of git URLs and contexts from git or stdin: option injection, subdirs and
+//!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
 
 #[path = "../util/mod.rs"]
@@ -23,6 +25,7 @@ mod util;
 
 mod crash;
 mod fs_writes;
+mod git;
 mod mounts;
 mod outputs;
 mod registry;

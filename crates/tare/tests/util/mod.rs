@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod git;
+
 /// Applets linked to /bin/busybox in the test base image.
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh",
