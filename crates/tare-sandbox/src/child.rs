@@ -202,6 +202,9 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     rustix::process::pivot_root(c".", c".").at(Step::PivotRoot)?;
     mount::unmount(c".", UnmountFlags::DETACH).at(Step::DetachOldRoot)?;
     rustix::process::chdir(c"/").at(Step::DetachOldRoot)?;
+    if plan.trace_fd >= 0 {
+        crate::trace::mark_root(plan.trace_fd).at(Step::Trace)?;
+    }
     report_stubs(plan);
 
     let old_umask = rustix::process::umask(FsMode::empty());

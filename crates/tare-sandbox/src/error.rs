@@ -72,6 +72,10 @@ pub enum Error {
     #[error("binfmt_misc: {reason}")]
     Binfmt { reason: String },
 
+    /// `tare slim`'s tracer (the `trace` module).
+    #[error("tracing: {reason}")]
+    Trace { reason: String },
+
     // Rootless tare (the `userns` module).
     #[error("rootless: {reason}")]
     Rootless { reason: String },

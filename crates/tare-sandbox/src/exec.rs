@@ -123,6 +123,7 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         bind_sys: false,
         sys_fd: -1,
         setgroups: true,
+        trace_fd: -1,
     };
     plan.seal();
     execute(Prepared {

@@ -88,6 +88,7 @@ mod seccomp;
 mod signals;
 mod spawn;
 mod stubs;
+pub mod trace;
 mod tty;
 mod user;
 pub mod userns;

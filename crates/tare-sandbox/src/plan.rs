@@ -86,6 +86,7 @@ pub(crate) enum Step {
     Stdio,
     Exec,
     JoinContainer,
+    Trace,
 }
 
 impl Step {
@@ -120,6 +121,7 @@ impl Step {
         Step::Stdio,
         Step::Exec,
         Step::JoinContainer,
+        Step::Trace,
     ];
 
     pub fn from_u32(n: u32) -> Option<Step> {
@@ -158,6 +160,7 @@ impl Step {
             Step::Stdio => "setting up standard streams",
             Step::Exec => "executing the command",
             Step::JoinContainer => "joining the container's namespaces",
+            Step::Trace => "marking the root filesystem for the tracer (fanotify)",
         }
     }
 }
@@ -268,6 +271,9 @@ pub(crate) struct Plan {
     pub sys_fd: i32,
     /// `setgroups` is denied in a single-ID mapping.
     pub setgroups: bool,
+    /// `tare slim`'s tracer: a fanotify descriptor the child marks its root filesystem with
+    /// right after pivot_root (the `trace` module), or -1.
+    pub trace_fd: i32,
 }
 
 impl Plan {

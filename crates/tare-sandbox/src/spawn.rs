@@ -256,6 +256,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         sys_fd: -1,
         setgroups: std::fs::read_to_string("/proc/self/setgroups")
             .map_or(true, |s| s.trim() != "deny"),
+        trace_fd: -1,
     };
     plan.seal();
     let mut flags = libc::CLONE_NEWNS | libc::SIGCHLD;
@@ -336,7 +337,13 @@ impl Streams {
 }
 
 /// Clones the child, waits for it and cleans up.
-pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
+pub(crate) fn execute(p: Prepared) -> Result<i32, Error> {
+    execute_with(p, |_| {})
+}
+
+/// [`execute`], calling `started` with the child's pid right after the clone (before it is
+/// waited for, so the pid cannot be reused meanwhile).
+pub(crate) fn execute_with(mut p: Prepared, started: impl FnOnce(i32)) -> Result<i32, Error> {
     let mut forwarding = Forwarding::install();
     let pid = match &p.join_pid_ns {
         Some(container) => clone_into_pid_ns(container, &mut p.plan, p.flags)?,
@@ -351,6 +358,7 @@ pub(crate) fn execute(mut p: Prepared) -> Result<i32, Error> {
             return Err(e);
         }
     }
+    started(pid);
     forwarding.register(pid, p.on_signal == OnSignal::Kill);
     // The child holds its own copies; the parent's must close so that end of file on the
     // report pipe means exec.

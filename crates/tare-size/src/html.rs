@@ -39,7 +39,7 @@ pub fn render(analysis: &Analysis, title: &str) -> String {
     h
 }
 
-const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fbfbfd}\
+pub(crate) const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fbfbfd}\
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}\
 .summary{margin:0 0 8px}.bad{color:#c0392b}\
 svg{background:#fff;border:1px solid #d8dce3;border-radius:4px}\
@@ -48,7 +48,7 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #d8dce3;pa
 th{background:#eef1f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}";
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -14,6 +14,8 @@
 //!   gone, whiteouts kept only where they hide something below; committed as a new image with
 //!   the config kept and the squashed history entries marked `empty_layer`.
 //! - [`lint`]: size rules over the typed Dockerfile (no build needed).
+//! - [`slim`]: `tare slim`'s plan (the traced files plus what they need: loader, libraries,
+//!   links, parents, users, CA certificates, includes) and its one-layer image and report.
 //! - [`html`]: the self-contained HTML report (inline SVG, no script, no network).
 //! - [`summary`]: what the builder prints after a build (waste, worst lines, budgets).
 //! - [`steps`]: which step and Dockerfile line made each layer (history + `build_info`).
@@ -44,6 +46,7 @@ pub mod html;
 pub mod imagediff;
 pub mod index;
 pub mod lint;
+pub mod slim;
 pub mod squash;
 pub mod steps;
 pub mod summary;

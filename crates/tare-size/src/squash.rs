@@ -82,10 +82,39 @@ pub fn squash(
         return Err(Error::BadSquashRange { from, layers: n });
     }
     let (layer, cached) = squash_layers(store, &image.layers, from, compression)?;
+    let committed = commit_one_layer(
+        store,
+        image,
+        from,
+        layer.clone(),
+        format!("tare squash: layers {from} to {} merged into one", n - 1),
+        format!("squashed {} layers", n - from),
+        tags,
+    )?;
+    Ok(Squashed {
+        image: committed,
+        from,
+        squashed: n - from,
+        layer,
+        cached,
+    })
+}
 
+/// Commits `image` with its layers from `from` on replaced by `layer`: the config kept with
+/// `rootfs.diff_ids` updated, the history entries of the replaced layers marked
+/// `empty_layer`, one entry (`created_by`, `comment`) appended; `build_info` carried over.
+pub(crate) fn commit_one_layer(
+    store: &Store,
+    image: &Image,
+    from: usize,
+    layer: LayerInfo,
+    created_by: String,
+    comment: String,
+    tags: &[Reference],
+) -> Result<Image> {
     let mut config = image.config.clone();
     let mut layers: Vec<LayerInfo> = image.layers[..from].to_vec();
-    layers.push(layer.clone());
+    layers.push(layer);
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id).collect();
     let mut seen = 0;
     for h in &mut config.history {
@@ -99,22 +128,12 @@ pub fn squash(
     }
     config.history.push(History {
         created: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        created_by: Some(format!(
-            "tare squash: layers {from} to {} merged into one",
-            n - 1
-        )),
-        comment: Some(format!("squashed {} layers", n - from)),
+        created_by: Some(created_by),
+        comment: Some(comment),
         ..History::default()
     });
     let build_info = squashed_build_info(image, from);
-    let committed = store.commit_image(&config, &layers, tags, build_info)?;
-    Ok(Squashed {
-        image: committed,
-        from,
-        squashed: n - from,
-        layer,
-        cached,
-    })
+    Ok(store.commit_image(&config, &layers, tags, build_info)?)
 }
 
 /// Carries the builder's record over: the per-history array gets a `null` for the new
@@ -167,7 +186,7 @@ pub fn squash_layers(
 
     let base = base_paths(store, &layers[..from])?;
     let squashed = &layers[from..];
-    let plan = plan(store, squashed, &base)?;
+    let plan = plan(store, squashed, &base, &|_| true)?;
     let mut sink = LayerSink::new(store, compression)?;
     write(store, squashed, &plan, &mut sink)?;
     let info = sink.finish()?;
@@ -182,6 +201,23 @@ pub fn squash_layers(
         }
     }
     Ok((info, false))
+}
+
+/// All of `layers` as one layer holding only the paths `keep` accepts (clean relative paths,
+/// as in the indexes): `tare slim`'s writer. The caller keeps the parents and link targets
+/// of what it keeps.
+pub fn squash_filtered(
+    store: &Store,
+    layers: &[LayerInfo],
+    keep: &dyn Fn(&str) -> bool,
+    compression: Compression,
+) -> Result<LayerInfo> {
+    let plan = plan(store, layers, &BTreeSet::new(), keep)?;
+    let mut sink = LayerSink::new(store, compression)?;
+    write(store, layers, &plan, &mut sink)?;
+    let info = sink.finish()?;
+    store.record_layer(&info)?;
+    Ok(info)
 }
 
 fn cache_key(layers: &[LayerInfo], from: usize, compression: Compression) -> Digest {
@@ -348,7 +384,12 @@ fn read_header<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Option<Header>>
 }
 
 /// Pass 1: which entries survive, which base paths are deleted, which dirs become opaque.
-fn plan(store: &Store, layers: &[LayerInfo], base: &BTreeSet<String>) -> Result<Plan> {
+fn plan(
+    store: &Store,
+    layers: &[LayerInfo],
+    base: &BTreeSet<String>,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Plan> {
     let mut state: BTreeMap<String, Slot> = BTreeMap::new();
     let mut opaque: BTreeSet<String> = BTreeSet::new();
     // For every hard link: its path, its target, and what provided the target when the link
@@ -419,7 +460,7 @@ fn plan(store: &Store, layers: &[LayerInfo], base: &BTreeSet<String>) -> Result<
     }
 
     let mut plan = Plan::default();
-    for (path, slot) in &state {
+    for (path, slot) in state.iter().filter(|(path, _)| keep(path)) {
         match slot {
             Slot::Entry(id) => {
                 plan.survivors.insert(*id);

@@ -50,6 +50,8 @@ enum Command {
     Diff(cmd::diff::Args),
     /// Merge an image's layers into one, dead files gone, config and history kept.
     Squash(cmd::squash::Args),
+    /// Keep only the files a traced run of the image opens (plus what they need), verified.
+    Slim(cmd::slim::Args),
     /// Build an image from a Dockerfile.
     // Boxed: its flags make it much larger than the other commands.
     Build(Box<cmd::build::Args>),
@@ -153,6 +155,7 @@ fn main() -> ExitCode {
         Command::Lint(a) => cmd::lint::run(&ctx, a),
         Command::Diff(a) => cmd::diff::run(&ctx, a),
         Command::Squash(a) => cmd::squash::run(&ctx, a),
+        Command::Slim(a) => cmd::slim::run(&ctx, a),
         Command::Build(a) => cmd::build::run(&ctx, *a),
         Command::Import(a) => cmd::import::run(&ctx, a),
         Command::Load(a) => cmd::load::run(&ctx, a),

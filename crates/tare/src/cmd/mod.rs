@@ -29,6 +29,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod slim;
 pub mod squash;
 pub mod system;
 pub mod tag;

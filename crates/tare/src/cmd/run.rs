@@ -273,7 +273,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 
 /// Docker's rules: `--entrypoint` replaces the image's ENTRYPOINT and drops its CMD; a command
 /// on the command line replaces CMD; the process is ENTRYPOINT followed by CMD.
-fn combine_command(
+pub(crate) fn combine_command(
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
     entrypoint: Option<&str>,

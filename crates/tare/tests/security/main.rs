@@ -19,6 +19,8 @@
 //! - `git`: ADD of git URLs and contexts from git or stdin: option injection, subdirs and
 //!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
+//! - `slim`: `tare slim` on images linking to host files, probes opening thousands of files
+//!   or leaving processes behind.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -32,4 +34,5 @@ mod registry;
 mod rootless;
 mod sandbox;
 mod secrets;
+mod slim;
 mod store;

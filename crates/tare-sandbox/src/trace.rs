@@ -1,0 +1,431 @@
+//! The tracer of `tare slim`: every file a container's processes open or execute, recorded by
+//! the kernel with fanotify while the container runs.
+//!
+//! # How
+//!
+//! The parent creates a fanotify group (`FAN_CLASS_NOTIF`, non-blocking) before the clone.
+//! The child inherits the descriptor and, right after `pivot_root`, while it is still root with
+//! every capability and before it mounts /proc, /dev or volumes, marks the filesystem of its
+//! new `/` with `FAN_MARK_FILESYSTEM` (the `child` module calls [`mark_root`]). The mark
+//! is on the container's own overlay superblock, which no other process uses: every event is
+//! the container's, and none comes from /proc, /dev, the /etc bind mounts or volumes. The
+//! descriptor is close-on-exec, so the container's command never holds it.
+//!
+//! Events: `FAN_OPEN | FAN_OPEN_EXEC` on files and directories (`FAN_ONDIR`). `execve` opens
+//! the program and the kernel opens the ELF interpreter, both report `FAN_OPEN_EXEC`; the
+//! dynamic loader opens every library it maps. `FAN_ACCESS` (one event per `read`) is not
+//! asked for: a file is always opened before it is read or mapped, so it would only add load.
+//! Each event carries a descriptor of the opened file; its path is the `/proc/self/fd` link,
+//! which for a mount of another namespace reads as the path inside the container.
+//!
+//! Stat-only lookups (`access`, `stat`, a failed `open`) are invisible to fanotify: that is
+//! why `tare slim` verifies the slim image by running the probes again.
+//!
+//! Memory is bounded: the kernel's queue is bounded (an overflow is an error, never a silent
+//! loss), and the set of distinct paths is capped ([`TraceOptions::max_paths`]).
+//!
+//! Root only: mount and filesystem marks need `CAP_SYS_ADMIN` in the initial user namespace,
+//! so a rootless tare refuses with a clear error.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::plan::Mode;
+use crate::spawn::{execute_with, prepare};
+use crate::{Error, RunSpec};
+
+/// The events recorded.
+const MASK: u64 = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR;
+
+/// The largest HTTP response body kept by an HTTP probe.
+const MAX_BODY: u64 = 16 << 20;
+
+/// An HTTP probe: `GET path` on `127.0.0.1:port` inside the container's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    pub port: u16,
+    /// The request path, starting with `/`.
+    pub path: String,
+}
+
+/// What an HTTP probe got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub probe: HttpProbe,
+    /// The status line's code and the body, or why there was none.
+    pub result: Result<(u16, Vec<u8>), String>,
+}
+
+/// How a traced run behaves.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    /// The longest the container may run: then it is killed ([`Traced::stopped`]).
+    pub duration: Duration,
+    /// HTTP probes, sent in order once the port answers; the container is killed after the
+    /// last one (a server does not end by itself). They need [`crate::Network::None`] (a
+    /// loopback-only namespace of the run's own).
+    pub http: Vec<HttpProbe>,
+    /// The most distinct paths recorded before the run is refused.
+    pub max_paths: usize,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            duration: Duration::from_secs(30),
+            http: Vec::new(),
+            max_paths: 1_000_000,
+        }
+    }
+}
+
+/// The result of a traced run.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// The exit code (128 + signal when killed).
+    pub code: i32,
+    /// Whether tare ended the container (duration reached, or HTTP probes done).
+    pub stopped: bool,
+    /// Absolute paths inside the container of every file and directory opened or executed
+    /// on its root filesystem.
+    pub paths: BTreeSet<String>,
+    pub http: Vec<HttpAnswer>,
+}
+
+/// Runs `spec` like [`crate::run`] while recording the files its processes open. See the
+/// module documentation.
+pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error> {
+    if crate::userns::rootless().is_some() || !rustix::process::geteuid().is_root() {
+        return Err(Error::Trace {
+            reason: "fanotify filesystem marks need root (CAP_SYS_ADMIN); run tare slim as root"
+                .into(),
+        });
+    }
+    if !options.http.is_empty() && spec.network != crate::Network::None {
+        return Err(Error::Trace {
+            reason: "HTTP probes need the run's own loopback-only network (Network::None)".into(),
+        });
+    }
+    let group = fanotify_init()?;
+    let mut prepared = prepare(spec, Mode::Container)?;
+    prepared.plan.trace_fd = group.as_raw_fd();
+    let netns = match &prepared._none_net {
+        Some(fd) => Some(
+            fd.try_clone()
+                .map_err(|e| Error::sys("duplicating the network namespace", e))?,
+        ),
+        None => None,
+    };
+
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = Arc::clone(&done);
+        let max = options.max_paths;
+        std::thread::Builder::new()
+            .name("tare-trace".into())
+            .spawn(move || read_events(group, &done, max))
+            .map_err(|e| Error::sys("starting the tracer thread", e))?
+    };
+
+    let (finished_tx, finished_rx) = mpsc::channel::<()>();
+    let watcher: Arc<Mutex<Option<std::thread::JoinHandle<Watched>>>> = Arc::default();
+    let deadline = Instant::now() + options.duration;
+    let result = execute_with(prepared, |pid| {
+        let http = options.http.clone();
+        let handle = std::thread::Builder::new()
+            .name("tare-trace-watch".into())
+            .spawn(move || watch(pid, deadline, netns, http, finished_rx));
+        if let Ok(h) = handle {
+            *watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
+    });
+    let _ = finished_tx.send(());
+    let watched = watcher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_default();
+    done.store(true, Ordering::SeqCst);
+    let events = reader.join().map_err(|_| Error::Trace {
+        reason: "the tracer thread panicked".into(),
+    })?;
+    let code = result?;
+    let paths = events?;
+    Ok(Traced {
+        code,
+        stopped: watched.stopped,
+        paths,
+        http: watched.http,
+    })
+}
+
+/// Called by the child after `pivot_root`: marks the filesystem of `/` on the inherited
+/// fanotify group. Only a system call: safe after `clone`.
+pub(crate) fn mark_root(fd: i32) -> rustix::io::Result<()> {
+    let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM;
+    // SAFETY: `fd` is the fanotify descriptor the parent opened and the child inherited; the
+    // path is a valid NUL-terminated string; the call touches no memory of ours otherwise.
+    let r = unsafe { libc::fanotify_mark(fd, flags, MASK, libc::AT_FDCWD, c"/".as_ptr()) };
+    if r < 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(())
+}
+
+fn fanotify_init() -> Result<OwnedFd, Error> {
+    let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
+    let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NONBLOCK)
+        as libc::c_uint;
+    // SAFETY: plain system call with integer arguments.
+    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(Error::Trace {
+            reason: format!("fanotify_init: {err} (needs root and a kernel with fanotify)"),
+        });
+    }
+    // SAFETY: `fd` was just returned by fanotify_init and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads events until `done` is set and the queue is empty.
+fn read_events(group: OwnedFd, done: &AtomicBool, max: usize) -> Result<BTreeSet<String>, Error> {
+    let mut paths = BTreeSet::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut failure = None;
+    loop {
+        let finishing = done.load(Ordering::SeqCst);
+        let n = match rustix::io::read(&group, &mut buf) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::AGAIN) => {
+                if finishing {
+                    break;
+                }
+                let mut fds = [rustix::event::PollFd::new(
+                    &group,
+                    rustix::event::PollFlags::IN,
+                )];
+                let timeout = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 50_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&timeout));
+                continue;
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::sys("reading fanotify events", e)),
+        };
+        let mut at = 0;
+        while at + EVENT_HEADER <= n {
+            let event = Event::parse(&buf[at..n]);
+            if event.len < EVENT_HEADER {
+                break;
+            }
+            at += event.len;
+            if event.mask & libc::FAN_Q_OVERFLOW != 0 {
+                failure.get_or_insert_with(|| {
+                    "the kernel's event queue overflowed: some opened files were not recorded"
+                        .to_string()
+                });
+            }
+            if event.fd < 0 {
+                continue;
+            }
+            // SAFETY: the kernel installed this descriptor in our table for this event; no one
+            // else knows it, so we own it and close it here.
+            let file = unsafe { OwnedFd::from_raw_fd(event.fd) };
+            let Some(path) = fd_path(&file) else { continue };
+            if paths.len() >= max && !paths.contains(&path) {
+                failure.get_or_insert_with(|| {
+                    format!("the container opened more than {max} distinct files")
+                });
+                continue;
+            }
+            paths.insert(path);
+        }
+    }
+    match failure {
+        Some(reason) => Err(Error::Trace { reason }),
+        None => Ok(paths),
+    }
+}
+
+/// `struct fanotify_event_metadata`: event_len u32, vers u8, reserved u8, metadata_len u16,
+/// mask u64, fd i32, pid i32.
+const EVENT_HEADER: usize = 24;
+
+struct Event {
+    len: usize,
+    mask: u64,
+    fd: i32,
+}
+
+impl Event {
+    fn parse(b: &[u8]) -> Event {
+        let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut mask = [0u8; 8];
+        mask.copy_from_slice(&b[8..16]);
+        Event {
+            len: u32_at(0) as usize,
+            mask: u64::from_ne_bytes(mask),
+            fd: u32_at(16) as i32,
+        }
+    }
+}
+
+/// The path of an event's file inside the container; `None` for a deleted file.
+fn fd_path(file: &OwnedFd) -> Option<String> {
+    let link = format!("/proc/self/fd/{}", file.as_fd().as_raw_fd());
+    let target = rustix::fs::readlink(link.as_str(), Vec::new()).ok()?;
+    let path = target.into_string().ok()?;
+    if !path.starts_with('/') || path.ends_with(" (deleted)") {
+        return None;
+    }
+    Some(path)
+}
+
+#[derive(Default)]
+struct Watched {
+    stopped: bool,
+    http: Vec<HttpAnswer>,
+}
+
+/// Ends the container at the deadline, or after the HTTP probes; returns early when it ends
+/// by itself (`finished`).
+fn watch(
+    pid: i32,
+    deadline: Instant,
+    netns: Option<OwnedFd>,
+    http: Vec<HttpProbe>,
+    finished: mpsc::Receiver<()>,
+) -> Watched {
+    let mut watched = Watched::default();
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return watched;
+    };
+    // The child is not reaped before the run returns, so the pidfd names it and only it.
+    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return watched;
+    };
+    let ended = |wait: Duration| !matches!(finished.recv_timeout(wait), Err(mpsc::RecvTimeoutError::Timeout));
+    if !http.is_empty() {
+        let entered = netns.as_ref().is_some_and(|ns| {
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .is_ok()
+        });
+        for probe in http {
+            let result = if entered {
+                http_get(&probe, deadline, &ended)
+            } else {
+                Err("cannot enter the container's network namespace".to_string())
+            };
+            watched.http.push(HttpAnswer { probe, result });
+        }
+        if !ended(Duration::ZERO) {
+            watched.stopped = true;
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+        }
+        return watched;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !ended(left) {
+        watched.stopped = true;
+        let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+    }
+    watched
+}
+
+/// `GET path HTTP/1.0` on 127.0.0.1:port, retried until the server listens or the deadline.
+fn http_get(
+    probe: &HttpProbe,
+    deadline: Instant,
+    ended: &dyn Fn(Duration) -> bool,
+) -> Result<(u16, Vec<u8>), String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], probe.port));
+    let mut stream = loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => break s,
+            Err(e) => {
+                if Instant::now() >= deadline {
+                    return Err(format!("port {} never answered: {e}", probe.port));
+                }
+                if ended(Duration::from_millis(50)) {
+                    return Err(format!(
+                        "the container ended before port {} answered",
+                        probe.port
+                    ));
+                }
+            }
+        }
+    };
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    let _ = stream.set_read_timeout(Some(left));
+    let _ = stream.set_write_timeout(Some(left));
+    let request = format!(
+        "GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: tare-slim\r\nConnection: close\r\n\r\n",
+        probe.path
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .take(MAX_BODY + 64 * 1024)
+        .read_to_end(&mut response)
+        .map_err(|e| format!("reading the response: {e}"))?;
+    parse_response(&response)
+}
+
+/// The status code and body of an HTTP/1.x response.
+fn parse_response(response: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the response has no end of headers")?;
+    let head = String::from_utf8_lossy(&response[..end]);
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line {:?}", head.lines().next().unwrap_or("")))?;
+    Ok((status, response[end + 4..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_parse_status_and_body() {
+        assert_eq!(
+            parse_response(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nhello"),
+            Ok((200, b"hello".to_vec()))
+        );
+        assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(b"HTTP/1.0 abc\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn event_headers_parse() {
+        let mut b = vec![0u8; 24];
+        b[0..4].copy_from_slice(&24u32.to_ne_bytes());
+        b[8..16].copy_from_slice(&libc::FAN_OPEN.to_ne_bytes());
+        b[16..20].copy_from_slice(&7i32.to_ne_bytes());
+        let e = Event::parse(&b);
+        assert_eq!((e.len, e.mask, e.fd), (24, libc::FAN_OPEN, 7));
+    }
+}
