@@ -182,8 +182,8 @@ pub(crate) fn mark_root(fd: i32) -> rustix::io::Result<()> {
 
 fn fanotify_init() -> Result<OwnedFd, Error> {
     let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
-    let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NONBLOCK)
-        as libc::c_uint;
+    let event_flags =
+        (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NONBLOCK) as libc::c_uint;
     // SAFETY: plain system call with integer arguments.
     let fd = unsafe { libc::fanotify_init(flags, event_flags) };
     if fd < 0 {
@@ -315,7 +315,12 @@ fn watch(
     let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
         return watched;
     };
-    let ended = |wait: Duration| !matches!(finished.recv_timeout(wait), Err(mpsc::RecvTimeoutError::Timeout));
+    let ended = |wait: Duration| {
+        !matches!(
+            finished.recv_timeout(wait),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    };
     if !http.is_empty() {
         let entered = netns.as_ref().is_some_and(|ns| {
             rustix::thread::move_into_link_name_space(

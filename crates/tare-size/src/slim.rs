@@ -191,8 +191,7 @@ impl View {
         )
         .ok()?;
         let stat = rustix::fs::fstat(&fd).ok()?;
-        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
-        {
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return None;
         }
         Some(File::from(fd))
@@ -234,7 +233,12 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
             .env
             .iter()
             .find_map(|e| e.strip_prefix("LD_LIBRARY_PATH="))
-            .map(|v| v.split(':').filter(|d| !d.is_empty()).map(String::from).collect())
+            .map(|v| {
+                v.split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     p.search = p.loader_dirs();
@@ -254,7 +258,12 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
     }
     p.drain();
     if p.keep.iter().any(|k| is_tls_library(k)) {
-        for dir in ["etc/ssl", "usr/share/ca-certificates", "etc/pki", "usr/lib/ssl"] {
+        for dir in [
+            "etc/ssl",
+            "usr/share/ca-certificates",
+            "etc/pki",
+            "usr/lib/ssl",
+        ] {
             p.add(dir, true);
         }
         p.drain();
@@ -347,7 +356,12 @@ impl Planner<'_> {
             return;
         }
         self.mark(&end);
-        if tree && self.view.get(&end).is_some_and(|e| e.kind == EntryKind::Dir) {
+        if tree
+            && self
+                .view
+                .get(&end)
+                .is_some_and(|e| e.kind == EntryKind::Dir)
+        {
             let (lo, hi) = (format!("{end}/"), format!("{end}0"));
             let below: Vec<String> = self
                 .view
@@ -419,9 +433,9 @@ impl Planner<'_> {
                     self.view
                         .resolve(&format!("{dir}/{lib}"), &mut links)
                         .is_some_and(|end| {
-                            self.view
-                                .get(&end)
-                                .is_some_and(|e| matches!(e.kind, EntryKind::File | EntryKind::Hardlink))
+                            self.view.get(&end).is_some_and(|e| {
+                                matches!(e.kind, EntryKind::File | EntryKind::Hardlink)
+                            })
                         })
                 });
                 if let Some(dir) = found.cloned() {
@@ -502,9 +516,15 @@ impl Planner<'_> {
 
 fn is_tls_library(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    ["libssl.so", "libcrypto.so", "libgnutls.so", "libnss3.so", "libmbedtls.so"]
-        .iter()
-        .any(|l| name.starts_with(l))
+    [
+        "libssl.so",
+        "libcrypto.so",
+        "libgnutls.so",
+        "libnss3.so",
+        "libmbedtls.so",
+    ]
+    .iter()
+    .any(|l| name.starts_with(l))
         || (name.starts_with("_ssl.") && name.ends_with(".so"))
 }
 
@@ -843,14 +863,20 @@ mod tests {
             ("loop", Symlink, Some("loop")),
         ]);
         let mut links = Vec::new();
-        assert_eq!(v.resolve("/bin/sh", &mut links).as_deref(), Some("usr/bin/dash"));
+        assert_eq!(
+            v.resolve("/bin/sh", &mut links).as_deref(),
+            Some("usr/bin/dash")
+        );
         assert_eq!(links, vec!["bin".to_string(), "usr/bin/sh".to_string()]);
         assert_eq!(v.resolve("/shadow", &mut Vec::new()), None);
         assert_eq!(v.resolve("/loop", &mut Vec::new()), None);
         let traced: BTreeSet<String> = ["/usr/bin/dash".to_string()].into();
         let plan = plan(&v, &traced, &Extras::default());
         let keep: Vec<&str> = plan.keep.iter().map(String::as_str).collect();
-        assert_eq!(keep, ["bin", "usr", "usr/bin", "usr/bin/dash", "usr/bin/sh"]);
+        assert_eq!(
+            keep,
+            ["bin", "usr", "usr/bin", "usr/bin/dash", "usr/bin/sh"]
+        );
         assert!(plan.removed.iter().any(|r| r.path == "/usr/bin/unused"));
         assert!(plan.removed.iter().any(|r| r.path == "/shadow"));
     }
@@ -859,7 +885,10 @@ mod tests {
     fn this_test_binary_needs_libc() {
         let exe = File::open("/proc/self/exe").unwrap();
         let needs = read_elf(&exe).unwrap();
-        assert!(needs.needed.iter().any(|n| n.starts_with("libc.so")), "{needs:?}");
+        assert!(
+            needs.needed.iter().any(|n| n.starts_with("libc.so")),
+            "{needs:?}"
+        );
         assert!(needs.interp.is_some());
         let not_elf = File::open("/proc/self/cmdline").unwrap();
         assert!(read_elf(&not_elf).is_none());

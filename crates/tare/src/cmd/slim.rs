@@ -213,7 +213,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 
 /// The runs: each `--probe`, and the default command when there is none or HTTP probes
 /// need it.
-fn probes_for(image: &Image, probes: &[String], http: Vec<HttpProbe>) -> anyhow::Result<Vec<Probe>> {
+fn probes_for(
+    image: &Image,
+    probes: &[String],
+    http: Vec<HttpProbe>,
+) -> anyhow::Result<Vec<Probe>> {
     let config = &image.config.config;
     let mut runs = Vec::new();
     for p in probes {
@@ -342,7 +346,11 @@ fn compare(original: &Outcome, again: &Outcome) -> Option<String> {
                 format!("exited with {}", t.code)
             }
         };
-        return Some(format!("the original {}, the slim one {}", state(a), state(b)));
+        return Some(format!(
+            "the original {}, the slim one {}",
+            state(a),
+            state(b)
+        ));
     }
     for (x, y) in a.http.iter().zip(&b.http) {
         if x.result != y.result {
@@ -407,11 +415,9 @@ fn parse_http_probe(text: &str) -> anyhow::Result<HttpProbe> {
         Some((p, path)) => (p, path.to_string()),
         None => (text, "/".to_string()),
     };
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .with_context(|| format!("invalid --http-probe {text:?}: PORT[:PATH] with a port 1-65535"))?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0).with_context(|| {
+        format!("invalid --http-probe {text:?}: PORT[:PATH] with a port 1-65535")
+    })?;
     let path = if path.starts_with('/') {
         path
     } else {

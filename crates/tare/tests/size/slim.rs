@@ -9,7 +9,9 @@ use crate::util::{busybox_rootfs, TestContext};
 
 /// Tars `dir` and imports it with `changes` (Dockerfile instructions) as `name`.
 fn import_with(t: &TestContext, dir: &Path, name: &str, changes: &[&str]) {
-    let tar = t.path().join(format!("{}.tar", name.replace([':', '/'], "_")));
+    let tar = t
+        .path()
+        .join(format!("{}.tar", name.replace([':', '/'], "_")));
     let status = std::process::Command::new("tar")
         .args(["--numeric-owner", "--sort=name", "-C"])
         .arg(dir)
@@ -54,7 +56,11 @@ fn hello_rootfs(dir: &Path) {
     // What the program never touches: a compiler-sized blob and an unused library.
     std::fs::create_dir_all(dir.join("usr/share/unused")).unwrap();
     std::fs::write(dir.join("usr/share/unused/blob"), vec![7u8; 8 << 20]).unwrap();
-    std::fs::copy("/lib/x86_64-linux-gnu/libc.so.6", libdir.join("libunused.so.1")).unwrap();
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        libdir.join("libunused.so.1"),
+    )
+    .unwrap();
 }
 
 fn removed_paths(report: &Value) -> Vec<String> {
@@ -99,7 +105,10 @@ fn slim_keeps_a_dynamic_program_with_its_loader_and_libraries_and_it_still_greet
         "/usr/share/unused/blob",
         "/usr/lib/x86_64-linux-gnu/libunused.so.1",
     ] {
-        assert!(removed.iter().any(|r| r == gone), "{gone} kept: {removed:?}");
+        assert!(
+            removed.iter().any(|r| r == gone),
+            "{gone} kept: {removed:?}"
+        );
     }
     for kept in [
         "/usr/local/bin/hello",
@@ -146,8 +155,14 @@ fn an_http_probe_reaches_the_server_on_loopback_and_the_slim_server_still_answer
     ]);
     assert!(out.contains("Verified 1 probe"), "{out}");
     let html = std::fs::read_to_string(&report).unwrap();
-    assert!(html.contains("/www/unused.html"), "report lists the unused page");
-    assert!(!html.contains("<td>/www/index.html</td>"), "the served page was removed");
+    assert!(
+        html.contains("/www/unused.html"),
+        "report lists the unused page"
+    );
+    assert!(
+        !html.contains("<td>/www/index.html</td>"),
+        "the served page was removed"
+    );
 }
 
 #[test]
@@ -163,16 +178,28 @@ fn a_probe_that_misses_a_file_fails_the_verification_naming_the_file() {
     let probe = "sh -c 'if [ -e /opt/flag ]; then cat /opt/data; else echo feature off; fi'";
     let err = t.fails(&["slim", "flag:fat", "-t", "flag:slim", "--probe", probe]);
     assert!(err.contains("verification failed"), "{err}");
-    assert!(err.contains("feature on") && err.contains("feature off"), "{err}");
+    assert!(
+        err.contains("feature on") && err.contains("feature off"),
+        "{err}"
+    );
     assert!(err.contains("/opt/data"), "the file is not named: {err}");
     // Not tagged.
     let images = t.ok(&["images"]);
     assert!(
-        !images.lines().any(|l| l.contains("flag") && l.contains("slim")),
+        !images
+            .lines()
+            .any(|l| l.contains("flag") && l.contains("slim")),
         "{images}"
     );
     // Keeping it fixes the slim image.
     t.ok(&[
-        "slim", "flag:fat", "-t", "flag:slim", "--probe", probe, "--include", "/opt/flag",
+        "slim",
+        "flag:fat",
+        "-t",
+        "flag:slim",
+        "--probe",
+        probe,
+        "--include",
+        "/opt/flag",
     ]);
 }
