@@ -5,7 +5,9 @@
 #      once into a cache and brought in with `tare import`);
 #   3. builds the seed's single-stage and multi-stage images;
 #   4. shows their sizes side by side (`tare images`, `tare history`) and the waste tare finds;
-#   5. runs the multi-stage image, which prints the greeting.
+#   5. squashes the multi-stage image and slims it (`tare slim`: a traced run keeps only what
+#      `hello` opens, verified by running it again on the result);
+#   6. shows the four sizes side by side and runs the slim image, which prints the greeting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,3 +72,15 @@ fi
 
 log "tare run --rm seed:multi"
 "$TARE" run --rm seed:multi
+
+log "tare squash seed:multi -t seed:squashed"
+"$TARE" squash --all seed:multi -t seed:squashed
+log "tare slim seed:multi -t seed:slim (traces hello, keeps what it opens, verifies)"
+"$TARE" slim seed:multi -t seed:slim --report "${TARE_ROOT}/seed-slim-report.html"
+
+log "the four images side by side: single-stage, multi-stage, squashed, slim"
+for ref in seed:single seed:multi seed:squashed seed:slim; do
+  "$TARE" images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | awk -v r="$ref" -F'\t' '$1 == r'
+done
+log "tare run --rm seed:slim"
+"$TARE" run --rm seed:slim

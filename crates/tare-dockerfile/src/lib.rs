@@ -38,6 +38,7 @@ pub use error::{Error, LocatedError};
 pub use evaluate::{
     evaluate, evaluate_for_platform, host_platform, platform_args, platform_args_for, PROXY_ARGS,
 };
+pub use instructions::healthcheck::parse_go_duration;
 pub use instructions::mount::{Mount, MountKind, Sharing};
 pub use model::{
     Command, Copy, CopySource, Dockerfile, Healthcheck, Instruction, Location, Run, ShellOrExec,

@@ -89,7 +89,7 @@ impl ImageDiff {
 }
 
 /// The final filesystem of a stack of layers: path -> (entry, layer that made it).
-fn flatten(indexes: &[LayerIndex]) -> BTreeMap<String, (IndexEntry, usize)> {
+pub(crate) fn flatten(indexes: &[LayerIndex]) -> BTreeMap<String, (IndexEntry, usize)> {
     let mut fs: BTreeMap<String, (IndexEntry, usize)> = BTreeMap::new();
     let drop_below = |fs: &mut BTreeMap<String, (IndexEntry, usize)>, dir: &str| {
         let prefix = format!("{dir}/");

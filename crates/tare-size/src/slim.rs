@@ -50,7 +50,7 @@ const MAX_ELF_TABLE: u64 = 16 << 20;
 /// The image's merged filesystem: path (relative, clean) -> the entry and the index of the
 /// layer (bottom = 0) that provides it.
 pub struct View {
-    entries: BTreeMap<String, (usize, IndexEntry)>,
+    entries: BTreeMap<String, (IndexEntry, usize)>,
     snapshots: Vec<PathBuf>,
 }
 
@@ -102,33 +102,12 @@ impl View {
     /// Builds the view of `image` from its layer indexes; `snapshots[i]` is the extracted
     /// directory of layer `i` (bottom first), read for file content.
     pub fn new(store: &Store, image: &Image, snapshots: Vec<PathBuf>) -> Result<View> {
-        let mut entries: BTreeMap<String, (usize, IndexEntry)> = BTreeMap::new();
-        for (li, index) in layer_indexes(store, &image.layers)?.into_iter().enumerate() {
-            for e in &index.entries {
-                match e.kind {
-                    EntryKind::Whiteout => {
-                        entries.remove(&e.path);
-                        remove_below(&mut entries, &e.path);
-                    }
-                    EntryKind::Opaque => remove_below(&mut entries, &e.path),
-                    _ => {}
-                }
-            }
-            for e in index.entries {
-                if matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque) {
-                    continue;
-                }
-                if e.kind != EntryKind::Dir {
-                    remove_below(&mut entries, &e.path);
-                }
-                entries.insert(e.path.clone(), (li, e));
-            }
-        }
+        let entries = crate::imagediff::flatten(&layer_indexes(store, &image.layers)?);
         Ok(View { entries, snapshots })
     }
 
     fn get(&self, path: &str) -> Option<&IndexEntry> {
-        self.entries.get(path).map(|(_, e)| e)
+        self.entries.get(path).map(|(e, _)| e)
     }
 
     /// Resolves an absolute or relative path inside the image, following symbolic links in
@@ -172,7 +151,7 @@ impl View {
     /// link and without leaving the snapshot.
     fn open(&self, path: &str) -> Option<File> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
-        let (layer, entry) = self.entries.get(path)?;
+        let (entry, layer) = self.entries.get(path)?;
         if entry.kind != EntryKind::File {
             return None;
         }
@@ -212,14 +191,6 @@ fn split(path: &str) -> Vec<String> {
         .filter(|p| !p.is_empty() && *p != ".")
         .map(str::to_string)
         .collect()
-}
-
-fn remove_below<V>(map: &mut BTreeMap<String, V>, path: &str) {
-    let (lo, hi) = (format!("{path}/"), format!("{path}0"));
-    let keys: Vec<String> = map.range(lo..hi).map(|(k, _)| k.clone()).collect();
-    for k in keys {
-        map.remove(&k);
-    }
 }
 
 /// Plans what to keep: `traced` are absolute paths inside the container.
@@ -274,13 +245,13 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
     let empty: Vec<String> = view
         .entries
         .iter()
-        .filter(|(k, (_, e))| {
+        .filter(|(k, (e, _))| {
             e.kind == EntryKind::Dir
-                && !view
+                && view
                     .entries
                     .range(format!("{k}/")..format!("{k}0"))
                     .next()
-                    .is_some()
+                    .is_none()
         })
         .map(|(k, _)| k.clone())
         .collect();
@@ -289,7 +260,7 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
     let links: Vec<String> = view
         .entries
         .iter()
-        .filter(|(_, (_, e))| e.kind == EntryKind::Symlink)
+        .filter(|(_, (e, _))| e.kind == EntryKind::Symlink)
         .map(|(k, _)| k.clone())
         .collect();
     for link in links {
@@ -318,7 +289,7 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         keep: p.keep,
         ..Plan::default()
     };
-    for (path, (_, e)) in &view.entries {
+    for (path, (e, _)) in &view.entries {
         plan.bytes_before += e.size;
         if plan.keep.contains(path) {
             plan.bytes_kept += e.size;
@@ -830,7 +801,6 @@ mod tests {
                     (
                         p.to_string(),
                         (
-                            0,
                             IndexEntry {
                                 path: p.to_string(),
                                 kind: *k,
@@ -841,6 +811,7 @@ mod tests {
                                 hash: None,
                                 link: l.map(String::from),
                             },
+                            0,
                         ),
                     )
                 })

@@ -74,7 +74,7 @@ pub(super) fn convert(cx: &Cx<'_>) -> Result<Healthcheck, Error> {
 }
 
 /// Go's `time.ParseDuration` for non-negative durations: `300ms`, `1.5h`, `1m30s`, `0`.
-pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let invalid = || format!("time: invalid duration {s:?}");
     let body = s.strip_prefix('+').unwrap_or(s);
     if let Some(negative) = body.strip_prefix('-') {

@@ -2,7 +2,7 @@
 //! expanded here (see [`crate::Stage::expand`]), so nothing depends on the base image yet.
 
 mod copy;
-mod healthcheck;
+pub(crate) mod healthcheck;
 pub(crate) mod mount;
 mod run;
 

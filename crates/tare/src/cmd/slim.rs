@@ -429,27 +429,13 @@ fn parse_http_probe(text: &str) -> anyhow::Result<HttpProbe> {
     Ok(HttpProbe { port, path })
 }
 
-/// `30s`, `2m`, `500ms`, `1h`, or plain seconds.
+/// Go's durations (`30s`, `2m`, `1m30s`, `500ms`), as HEALTHCHECK reads them; not zero.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 2m, 500ms"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {text:?}: unit ms, s, m or h")),
-    };
-    if !(secs > 0.0 && secs < 86_400.0 * 7.0) {
-        return Err(format!("invalid duration {text:?}: between 1ms and a week"));
+    match tare_dockerfile::parse_go_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("invalid duration {text:?}: must be more than zero")),
+        Err(e) => Err(format!("invalid duration {text:?}: {e}")),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -461,7 +447,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("7").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
     }

@@ -2,26 +2,8 @@
 //! processes that try to outlive the probe. The planner resolves every path in its own view of
 //! the image and reads content only from the layer snapshots, so nothing of the host gets in.
 
-use std::path::Path;
-
 use crate::fs_writes::Canary;
 use crate::util::{busybox_rootfs, TestContext};
-
-fn import_rootfs(t: &TestContext, dir: &Path, name: &str) {
-    let tar = t
-        .path()
-        .join(format!("{}.tar", name.replace([':', '/'], "_")));
-    let status = std::process::Command::new("tar")
-        .args(["--numeric-owner", "--sort=name", "-C"])
-        .arg(dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(status.success());
-    t.ok(&["import", tar.to_str().unwrap(), name]);
-}
 
 /// No process of this test's probes may be left on the host.
 fn assert_no_process(marker: &str) {
@@ -51,7 +33,7 @@ fn slim_of_links_to_host_files_keeps_only_the_image_s_own_files() {
     std::os::unix::fs::symlink("/etc/shadow", root.join("app/shadow")).unwrap();
     std::os::unix::fs::symlink("loop", root.join("app/loop")).unwrap();
     std::os::unix::fs::symlink("../../../../..", root.join("app/up")).unwrap();
-    import_rootfs(&t, &root, "links:fat");
+    t.import_dir(&root, "links:fat");
 
     let out = t.ok(&[
         "slim",
@@ -105,7 +87,7 @@ fn slim_of_a_probe_opening_thousands_of_files_stays_bounded_and_works() {
     let canary = Canary::new(&t);
     let root = t.path().join("rootfs");
     busybox_rootfs(&root);
-    import_rootfs(&t, &root, "many:fat");
+    t.import_dir(&root, "many:fat");
     // Redirections open files without forking: 5000 distinct paths, fast.
     let probe = "sh -c 'i=0; while [ $i -lt 5000 ]; do : > /tmp/f$i; : < /tmp/f$i; \
                  i=$((i+1)); done; echo opened $i'";
@@ -122,7 +104,7 @@ fn processes_that_try_to_outlive_a_probe_end_with_it() {
     let canary = Canary::new(&t);
     let root = t.path().join("rootfs");
     busybox_rootfs(&root);
-    import_rootfs(&t, &root, "escape:fat");
+    t.import_dir(&root, "escape:fat");
     // A background child of the probe, and a probe that never ends by itself (stopped at
     // --duration, in the original and in the verification alike).
     t.ok(&[

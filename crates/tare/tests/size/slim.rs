@@ -7,31 +7,6 @@ use serde_json::Value;
 
 use crate::util::{busybox_rootfs, TestContext};
 
-/// Tars `dir` and imports it with `changes` (Dockerfile instructions) as `name`.
-fn import_with(t: &TestContext, dir: &Path, name: &str, changes: &[&str]) {
-    let tar = t
-        .path()
-        .join(format!("{}.tar", name.replace([':', '/'], "_")));
-    let status = std::process::Command::new("tar")
-        .args(["--numeric-owner", "--sort=name", "-C"])
-        .arg(dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(status.success());
-    let mut args = vec!["import".to_string()];
-    for c in changes {
-        args.push("--change".into());
-        args.push(c.to_string());
-    }
-    args.push(tar.display().to_string());
-    args.push(name.to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    t.ok(&args);
-}
-
 /// The seed's multi-stage shape: a dynamically linked program (the host's `echo`, with its
 /// C library and loader laid out as on merged-/usr Debian) in a base with much it never uses.
 fn hello_rootfs(dir: &Path) {
@@ -77,8 +52,7 @@ fn slim_keeps_a_dynamic_program_with_its_loader_and_libraries_and_it_still_greet
     let t = TestContext::new();
     let root = t.path().join("rootfs");
     hello_rootfs(&root);
-    import_with(
-        &t,
+    t.import_dir_with(
         &root,
         "seed:multi",
         &[r#"CMD ["/usr/local/bin/hello", "Hello, world!"]"#],
@@ -134,8 +108,7 @@ fn an_http_probe_reaches_the_server_on_loopback_and_the_slim_server_still_answer
     std::fs::create_dir_all(root.join("www")).unwrap();
     std::fs::write(root.join("www/index.html"), "<p>served by busybox</p>\n").unwrap();
     std::fs::write(root.join("www/unused.html"), "never asked for\n").unwrap();
-    import_with(
-        &t,
+    t.import_dir_with(
         &root,
         "web:fat",
         &[r#"CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]"#],
@@ -174,7 +147,7 @@ fn a_probe_that_misses_a_file_fails_the_verification_naming_the_file() {
     // Only stat'ed (`test -e`), never opened: invisible to the tracer.
     std::fs::write(root.join("opt/flag"), "").unwrap();
     std::fs::write(root.join("opt/data"), "feature on\n").unwrap();
-    import_with(&t, &root, "flag:fat", &[]);
+    t.import_dir_with(&root, "flag:fat", &[]);
     let probe = "sh -c 'if [ -e /opt/flag ]; then cat /opt/data; else echo feature off; fi'";
     let err = t.fails(&["slim", "flag:fat", "-t", "flag:slim", "--probe", probe]);
     assert!(err.contains("verification failed"), "{err}");

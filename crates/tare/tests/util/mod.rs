@@ -142,6 +142,11 @@ impl TestContext {
     /// Packs the root filesystem in `dir` (numeric owners, sorted names) and imports it as
     /// `name`; returns the tar.
     pub fn import_dir(&self, dir: &Path, name: &str) -> PathBuf {
+        self.import_dir_with(dir, name, &[])
+    }
+
+    /// [`TestContext::import_dir`] with `--change` instructions (`CMD [...]`, `USER x`).
+    pub fn import_dir_with(&self, dir: &Path, name: &str, changes: &[&str]) -> PathBuf {
         let tar = self
             .path()
             .join(format!("{}.tar", name.replace([':', '/'], "_")));
@@ -154,7 +159,12 @@ impl TestContext {
             .status()
             .expect("tar");
         assert!(status.success(), "tar of {}", dir.display());
-        self.ok(&["import", tar.to_str().expect("utf-8 path"), name]);
+        let mut args = vec!["import"];
+        for change in changes {
+            args.extend(["--change", change]);
+        }
+        args.extend([tar.to_str().expect("utf-8 path"), name]);
+        self.ok(&args);
         tar
     }
 }
