@@ -256,6 +256,8 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         .map(|(k, _)| k.clone())
         .collect();
     p.keep.extend(empty);
+    // Parents first: a link may lead to a directory kept only as a parent.
+    add_parents(&mut p.keep);
     // Links of the image that lead to something kept.
     let links: Vec<String> = view
         .entries
@@ -271,17 +273,7 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
             }
         }
     }
-    // Parents.
-    let kept: Vec<String> = p.keep.iter().cloned().collect();
-    for path in kept {
-        let mut at = path.as_str();
-        while let Some((parent, _)) = at.rsplit_once('/') {
-            if !p.keep.insert(parent.to_string()) {
-                break;
-            }
-            at = parent;
-        }
-    }
+    add_parents(&mut p.keep);
     p.keep.remove("");
 
     let owners = package_owners(view);
@@ -302,6 +294,20 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         }
     }
     plan
+}
+
+/// Adds every parent directory of the kept paths.
+fn add_parents(keep: &mut BTreeSet<String>) {
+    let kept: Vec<String> = keep.iter().cloned().collect();
+    for path in kept {
+        let mut at = path.as_str();
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if !keep.insert(parent.to_string()) {
+                break;
+            }
+            at = parent;
+        }
+    }
 }
 
 struct Planner<'a> {
