@@ -90,7 +90,7 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 30] = [
+    pub const ALL: [Step; 31] = [
         Step::Session,
         Step::DeathSignal,
         Step::Network,
