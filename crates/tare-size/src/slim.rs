@@ -70,6 +70,8 @@ pub struct Extras {
 pub struct Removed {
     pub path: String,
     pub size: u64,
+    /// The layer (bottom = 0) that provides it.
+    pub layer: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
 }
@@ -281,7 +283,7 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         keep: p.keep,
         ..Plan::default()
     };
-    for (path, (e, _)) in &view.entries {
+    for (path, (e, layer)) in &view.entries {
         plan.bytes_before += e.size;
         if plan.keep.contains(path) {
             plan.bytes_kept += e.size;
@@ -289,6 +291,7 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
             plan.removed.push(Removed {
                 path: format!("/{path}"),
                 size: e.size,
+                layer: *layer,
                 package: owners.get(path.as_str()).cloned(),
             });
         }
@@ -744,6 +747,23 @@ pub fn write(
         "slimmed by tracing a run".to_string(),
         &[],
     )
+}
+
+/// Per layer (bottom = 0): the content bytes it shows in the final filesystem, and how many
+/// of them the plan removes (what the traced run never needed): `tare analyze --trace`.
+pub fn unused_by_layer(view: &View, plan: &Plan, layers: usize) -> Vec<(u64, u64)> {
+    let mut out = vec![(0u64, 0u64); layers];
+    for (e, layer) in view.entries.values() {
+        if let Some(slot) = out.get_mut(*layer) {
+            slot.0 += e.size;
+        }
+    }
+    for r in &plan.removed {
+        if let Some(slot) = out.get_mut(r.layer) {
+            slot.1 += r.size;
+        }
+    }
+    out
 }
 
 /// The report as JSON.

@@ -24,11 +24,22 @@ pub struct Args {
     /// How many findings and largest files the text report lists.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    // tare slim's tracer (issue 19).
+    /// Run the image under tare slim's tracer (this command line; `''` for the image's own
+    /// command) and show per layer how much of it the run never touched.
+    #[arg(long, value_name = "CMD")]
+    trace: Option<String>,
+    /// With --trace: the longest the traced run may take (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = super::slim::parse_duration)]
+    duration: std::time::Duration,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if !matches!(args.format.as_str(), "text" | "json") {
         anyhow::bail!("unknown format {:?}: use text or json", args.format);
+    }
+    if args.trace.is_some() && args.format != "text" {
+        anyhow::bail!("--trace prints the unused share in the text format only");
     }
     let store = ctx.store()?;
     let image = store
@@ -52,6 +63,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map(|t| t.familiar())
             .unwrap_or_else(|| args.image.clone());
         print_text(&mut out, &analysis, &name, args.top)?;
+        if let Some(cmd) = &args.trace {
+            let probe = Some(cmd.as_str()).filter(|c| !c.trim().is_empty());
+            let (traced, view) = super::slim::trace_paths(&store, &image, probe, args.duration)?;
+            let plan = tare_size::slim::plan(&view, &traced, &tare_size::slim::Extras::default());
+            writeln!(
+                out,
+                "\nUnused by the traced run (what tare slim would remove):"
+            )?;
+            let layers = tare_size::slim::unused_by_layer(&view, &plan, image.layers.len());
+            for (i, (shown, unused)) in layers.iter().enumerate() {
+                let pct = if *shown == 0 {
+                    0.0
+                } else {
+                    *unused as f64 * 100.0 / *shown as f64
+                };
+                writeln!(
+                    out,
+                    "  layer {i}: {} of {} ({pct:.1}%)",
+                    human(*unused),
+                    human(*shown)
+                )?;
+            }
+        }
         if let Some(path) = &args.html {
             writeln!(out, "\nHTML report written to {}", path.display())?;
         }

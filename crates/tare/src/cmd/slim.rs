@@ -211,6 +211,31 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The paths a traced run of `image` opens (`probe`, or its own command when `None`), and
+/// the view of the image (`tare analyze --trace`).
+pub(crate) fn trace_paths(
+    store: &Store,
+    image: &Image,
+    probe: Option<&str>,
+    duration: Duration,
+) -> anyhow::Result<(BTreeSet<String>, View)> {
+    let probes: Vec<String> = probe.map(String::from).into_iter().collect();
+    let snapshots = snapshots_of(store, image)?;
+    let mut paths = BTreeSet::new();
+    for p in probes_for(image, &probes, Vec::new())? {
+        let options = TraceOptions {
+            duration,
+            ..TraceOptions::default()
+        };
+        let outcome = run_probe(store, image, &snapshots, &p, &options)
+            .with_context(|| format!("running probe {}", p.label))?;
+        paths.extend(outcome.traced.paths);
+    }
+    let view = View::new(store, image, snapshots)
+        .with_context(|| format!("indexing image {}", image.id))?;
+    Ok((paths, view))
+}
+
 /// The runs: each `--probe`, and the default command when there is none or HTTP probes
 /// need it.
 fn probes_for(
@@ -430,7 +455,7 @@ fn parse_http_probe(text: &str) -> anyhow::Result<HttpProbe> {
 }
 
 /// Go's durations (`30s`, `2m`, `1m30s`, `500ms`), as HEALTHCHECK reads them; not zero.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     match tare_dockerfile::parse_go_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("invalid duration {text:?}: must be more than zero")),

@@ -176,3 +176,28 @@ fn a_probe_that_misses_a_file_fails_the_verification_naming_the_file() {
         "/opt/flag",
     ]);
 }
+
+#[test]
+fn analyze_trace_shows_per_layer_what_the_run_never_touched() {
+    let t = TestContext::new();
+    let root = t.path().join("rootfs");
+    hello_rootfs(&root);
+    t.import_dir_with(
+        &root,
+        "seed:multi",
+        &[r#"CMD ["/usr/local/bin/hello", "hi"]"#],
+    );
+    let out = t.ok(&["analyze", "seed:multi", "--trace", ""]);
+    assert!(out.contains("Unused by the traced run"), "{out}");
+    // One layer: the 8 MB blob, busybox and the unused library are most of it.
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("layer 0:"))
+        .expect("layer line");
+    let pct: f64 = line
+        .rsplit('(')
+        .next()
+        .and_then(|p| p.trim_end_matches("%)").parse().ok())
+        .expect("percentage");
+    assert!(pct > 50.0 && pct < 100.0, "{line}");
+}
