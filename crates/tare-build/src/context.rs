@@ -85,6 +85,13 @@ pub struct BuildOptions {
     /// `--git-timeout`: the deadline of each git command an ADD of a git URL runs
     /// ([`crate::git::DEFAULT_TIMEOUT`] by default).
     pub git_timeout: std::time::Duration,
+    // --- Reproducible images (helper H6, issue 17; see crate::epoch) ---
+    // The epoch itself is the `SOURCE_DATE_EPOCH` build arg (the CLI maps the environment
+    // variable and `--source-date-epoch` onto it, as buildx does).
+    /// `--rewrite-timestamp`: with an epoch, every mtime later than it in the layers this
+    /// build makes is written as the epoch.
+    pub rewrite_timestamp: bool,
+    // --- end of reproducible images ---
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.
@@ -140,6 +147,8 @@ pub(crate) struct Build<'a> {
     pub agents: crate::secrets::Agents,
     /// The cache-mount ids this build has already emptied (`--no-cache`): each once.
     pub cache_mounts_reset: Mutex<std::collections::HashSet<String>>,
+    /// `SOURCE_DATE_EPOCH`, parsed once.
+    pub epoch: Option<crate::epoch::Epoch>,
 }
 
 /// A finished stage, or its error as text (the error itself goes to the caller once).
@@ -227,6 +236,23 @@ impl Build<'_> {
 
     pub fn report(&self, event: Event) {
         self.reporter.report(SystemTime::now(), event);
+    }
+
+    /// The mtime clamp of the layers this build makes: the epoch with `--rewrite-timestamp`.
+    pub fn mtime_clamp(&self) -> Option<u64> {
+        self.epoch
+            .filter(|_| self.opts.rewrite_timestamp)
+            .map(crate::epoch::Epoch::mtime_clamp)
+    }
+
+    /// A layer step's cache inputs: its key, and the build options that change the bytes of
+    /// every layer ([`Self::mtime_clamp`]). Every layer step's key goes through here.
+    pub fn layer_inputs(&self, key: &crate::key::StepKey) -> Result<serde_json::Value, Error> {
+        let step = key.encode()?;
+        Ok(match self.mtime_clamp() {
+            None => step,
+            Some(clamp) => serde_json::json!({"step": step, "mtime_clamp": clamp}),
+        })
     }
 
     /// A fresh scratch directory for one step under the store's `tmp/`.

@@ -81,7 +81,7 @@ pub fn build(
         opts.target.as_deref(),
         target_platform.as_deref(),
     )?;
-    let warnings: Vec<String> = dockerfile
+    let mut warnings: Vec<String> = dockerfile
         .warnings
         .iter()
         .map(|w| match w.line {
@@ -89,6 +89,11 @@ pub fn build(
             None => w.message.clone(),
         })
         .collect();
+    let epoch = crate::epoch::Epoch::of_build_args(&opts.build_args)?;
+    if opts.rewrite_timestamp && epoch.is_none() {
+        // BuildKit warns the same way and writes the layers as they are.
+        warnings.push("--rewrite-timestamp is given, but no SOURCE_DATE_EPOCH".to_string());
+    }
     for w in &warnings {
         reporter.report(SystemTime::now(), Event::Warning { message: w.clone() });
     }
@@ -103,6 +108,7 @@ pub fn build(
         counter: AtomicUsize::new(0),
         agents: crate::secrets::Agents::start(store, &opts.ssh)?,
         cache_mounts_reset: Default::default(),
+        epoch,
     };
     let needed = needed_stages(&build);
     let target = build.dockerfile.target;
@@ -168,6 +174,9 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         }
     }
     config.created = out.created.clone();
+    if let Some(epoch) = build.epoch {
+        clamp_times(&mut config, &out.history_lines, epoch);
+    }
     // BuildKit labels the result with the target platform, whatever its stage's FROM was.
     if let Some(platform) = &build.opts.platform {
         crate::platform::set_config_platform(&mut config, platform);
@@ -204,4 +213,20 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         steps: out.steps.clone(),
         warnings,
     })
+}
+
+/// `SOURCE_DATE_EPOCH`, as BuildKit's exporter applies it: the image's `created` and that of
+/// each history entry this build made (those with a Dockerfile line; the base image's keep
+/// theirs) become `min(created, epoch)`.
+fn clamp_times(
+    config: &mut tare_store::config::ImageConfig,
+    history_lines: &[Option<usize>],
+    epoch: crate::epoch::Epoch,
+) {
+    config.created = Some(epoch.clamp_created(config.created.as_deref()));
+    for (h, line) in config.history.iter_mut().zip(history_lines) {
+        if line.is_some() {
+            h.created = Some(epoch.clamp_created(h.created.as_deref()));
+        }
+    }
 }

@@ -23,11 +23,14 @@ pub enum Upper {
 /// Writes `upper` as a layer (uncompressed) into the store and registers the directory as the
 /// snapshot of its diff. A step that changed nothing still adds an (empty) layer, as the
 /// BuildKit of the reference docker (20.10) does; the layer count must match it.
+/// `mtime_clamp` (`--rewrite-timestamp`, [`crate::Build::mtime_clamp`]) lowers later mtimes to
+/// the epoch in the tar and in `upper`, which becomes the snapshot.
 pub fn commit(
     store: &Store,
     upper: &Path,
     kind: Upper,
     lower: &Layers,
+    mtime_clamp: Option<u64>,
 ) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
     // A directory the step only copied up (overlayfs does that for parents of new files)
     // is kept only if something below it changed, or its own metadata did.
@@ -48,13 +51,21 @@ pub fn commit(
     let options = DiffOptions {
         unchanged_dir: Some(&unchanged),
         exclude: &[],
+        mtime_clamp,
     };
     // Stored uncompressed, as docker's own image store keeps build layers: compressing a
     // 150 MB layer costs seconds on every build, while exporters and pushes compress once.
     let mut sink = LayerSink::new(store, Compression::None)?;
     match kind {
         Upper::Overlay => diff::write_overlay_diff(upper, &mut sink, options)?,
-        Upper::Plain => diff::write_tree(upper, &mut sink)?,
+        Upper::Plain => diff::write_tree_with(
+            upper,
+            &mut sink,
+            DiffOptions {
+                mtime_clamp,
+                ..DiffOptions::default()
+            },
+        )?,
     };
     let started = std::time::Instant::now();
     let info = sink.finish()?;

@@ -30,6 +30,7 @@ pub mod contexts;
 pub mod copy;
 pub mod dockerignore;
 mod engine;
+pub mod epoch;
 mod error;
 pub mod fetch;
 mod fsops;

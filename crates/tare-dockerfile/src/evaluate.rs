@@ -244,7 +244,13 @@ pub fn evaluate_for_platform(
     let unused: Vec<&str> = build_args
         .keys()
         .map(String::as_str)
-        .filter(|k| !declared.contains(*k) && !PROXY_ARGS.contains(k) && !builtins.contains_key(*k))
+        .filter(|k| {
+            !declared.contains(*k)
+                && !PROXY_ARGS.contains(k)
+                && !builtins.contains_key(*k)
+                // The build's own epoch (tare-build's `epoch`), used whether declared or not.
+                && *k != "SOURCE_DATE_EPOCH"
+        })
         .collect();
     if !unused.is_empty() {
         warnings.push(Warning {

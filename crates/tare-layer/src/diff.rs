@@ -70,6 +70,10 @@ pub struct DiffOptions<'a> {
     /// Paths (relative, e.g. `etc/hosts`) left out of the diff, with everything below them:
     /// mount points a sandbox created for a step and that are not part of its result.
     pub exclude: &'a [PathBuf],
+    /// `SOURCE_DATE_EPOCH` with `--rewrite-timestamp`: an mtime later than this (seconds since
+    /// 1970) is written as this, in the tar and in the tree itself, so the tree stays the
+    /// snapshot of the layer it became. `None` keeps every mtime.
+    pub mtime_clamp: Option<u64>,
 }
 
 /// Writes the diff held in an overlayfs upper directory as a layer tar.
@@ -79,13 +83,22 @@ pub fn write_overlay_diff<W: Write>(
     options: DiffOptions<'_>,
 ) -> Result<DiffStats, DiffError> {
     let entries = collect(upper, Mode::Overlay, options)?;
-    write_entries(upper, &entries, out)
+    write_entries(upper, &entries, out, options.mtime_clamp)
 }
 
 /// Writes every file under `root` as a layer tar, paths relative to `root`.
 pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<DiffStats, DiffError> {
-    let entries = collect(root, Mode::Plain, DiffOptions::default())?;
-    write_entries(root, &entries, out)
+    write_tree_with(root, out, DiffOptions::default())
+}
+
+/// [`write_tree`] with options (`exclude`, `mtime_clamp`; `unchanged_dir` applies too).
+pub fn write_tree_with<W: Write>(
+    root: &Path,
+    out: W,
+    options: DiffOptions<'_>,
+) -> Result<DiffStats, DiffError> {
+    let entries = collect(root, Mode::Plain, options)?;
+    write_entries(root, &entries, out, options.mtime_clamp)
 }
 
 /// True when `upper` holds no change at all under the rules of [`write_overlay_diff`].
@@ -257,25 +270,44 @@ const fn libc_enotsup() -> i32 {
     95 // EOPNOTSUPP on Linux
 }
 
-fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<DiffStats, DiffError> {
+fn write_entries<W: Write>(
+    root: &Path,
+    entries: &[Entry],
+    out: W,
+    clamp: Option<u64>,
+) -> Result<DiffStats, DiffError> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let mut stats = DiffStats::default();
     // (dev, ino) of regular files already written, for hard links.
     let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let clamp = match clamp {
+        Some(epoch) => Some(Clamp::open(root, epoch)?),
+        None => None,
+    };
+    let header_of = |meta: &Metadata, ty| {
+        let mut header = base_header(meta, ty);
+        if let Some(c) = &clamp {
+            header.set_mtime(c.mtime(meta));
+        }
+        header
+    };
     for entry in entries {
         let path = root.join(&entry.rel);
         let werr = |source| DiffError::Write {
             path: path.clone(),
             source,
         };
+        if let Some(c) = &clamp {
+            c.apply(&entry.rel, &entry.meta).map_err(werr)?;
+        }
         match &entry.kind {
             Kind::Whiteout => {
                 let name = entry.rel.file_name().unwrap_or_default();
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(name);
                 let rel = entry.rel.with_file_name(wh);
-                let mut header = base_header(&entry.meta, tar::EntryType::Regular);
+                let mut header = header_of(&entry.meta, tar::EntryType::Regular);
                 header.set_mode(0o644);
                 header.set_uid(0);
                 header.set_gid(0);
@@ -287,7 +319,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
             }
             Kind::Dir { opaque } => {
                 append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = base_header(&entry.meta, tar::EntryType::Directory);
+                let mut header = header_of(&entry.meta, tar::EntryType::Directory);
                 header.set_size(0);
                 let mut rel = entry.rel.clone().into_os_string();
                 rel.push("/");
@@ -296,7 +328,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
                     .map_err(werr)?;
                 stats.entries += 1;
                 if *opaque {
-                    let mut marker = base_header(&entry.meta, tar::EntryType::Regular);
+                    let mut marker = header_of(&entry.meta, tar::EntryType::Regular);
                     marker.set_mode(0o644);
                     marker.set_uid(0);
                     marker.set_gid(0);
@@ -312,7 +344,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
                 if entry.meta.nlink() > 1 {
                     if let Some(first) = seen.get(&key) {
                         append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                        let mut header = base_header(&entry.meta, tar::EntryType::Link);
+                        let mut header = header_of(&entry.meta, tar::EntryType::Link);
                         header.set_size(0);
                         builder
                             .append_link(&mut header, &entry.rel, first)
@@ -324,7 +356,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
                 }
                 let file = fs::File::open(&path).map_err(read_err(&path))?;
                 append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = base_header(&entry.meta, tar::EntryType::Regular);
+                let mut header = header_of(&entry.meta, tar::EntryType::Regular);
                 header.set_size(entry.meta.len());
                 // The tar crate pads or fails when the file changes size underneath; a step's
                 // tree is quiescent by the time it is diffed.
@@ -336,7 +368,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
             }
             Kind::Symlink(target) => {
                 append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = base_header(&entry.meta, tar::EntryType::Symlink);
+                let mut header = header_of(&entry.meta, tar::EntryType::Symlink);
                 header.set_size(0);
                 builder
                     .append_link(&mut header, &entry.rel, target)
@@ -350,7 +382,7 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
                     _ => tar::EntryType::Fifo,
                 };
                 append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = base_header(&entry.meta, ty);
+                let mut header = header_of(&entry.meta, ty);
                 header.set_size(0);
                 if ty != tar::EntryType::Fifo {
                     let rdev = entry.meta.rdev();
@@ -369,6 +401,58 @@ fn write_entries<W: Write>(root: &Path, entries: &[Entry], out: W) -> Result<Dif
         source,
     })?;
     Ok(stats)
+}
+
+/// `--rewrite-timestamp`: mtimes later than the epoch become the epoch, in the tar headers and
+/// (through the root's descriptor, without following a symlink) in the tree.
+struct Clamp {
+    root: rustix::fd::OwnedFd,
+    epoch: u64,
+}
+
+impl Clamp {
+    fn open(root: &Path, epoch: u64) -> Result<Clamp, DiffError> {
+        let root_fd = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| DiffError::Read {
+            path: root.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Clamp {
+            root: root_fd,
+            epoch,
+        })
+    }
+
+    fn mtime(&self, meta: &Metadata) -> u64 {
+        u64::try_from(meta.mtime()).unwrap_or(0).min(self.epoch)
+    }
+
+    /// Sets the entry's atime and mtime to the epoch when its mtime is later.
+    fn apply(&self, rel: &Path, meta: &Metadata) -> io::Result<()> {
+        if u64::try_from(meta.mtime()).unwrap_or(0) <= self.epoch {
+            return Ok(());
+        }
+        let ts = rustix::fs::Timespec {
+            tv_sec: i64::try_from(self.epoch).unwrap_or(i64::MAX),
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            &self.root,
+            rel,
+            &rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
 }
 
 /// A header carrying the entry's mode bits (with setuid/setgid/sticky), owner and mtime.
@@ -538,6 +622,79 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// Sets `path`'s mtime (and atime) without following a symlink.
+    fn set_mtime(path: &Path, secs: i64) {
+        let ts = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .expect("utimensat");
+    }
+
+    fn mtimes(tar_bytes: &[u8]) -> Vec<(String, u64)> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        let entries = archive.entries().expect("entries");
+        entries
+            .map(|e| {
+                let e = e.expect("entry");
+                let path = e.path().expect("path").to_string_lossy().into_owned();
+                (path, e.header().mtime().expect("mtime"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mtime_clamp_lowers_later_mtimes_only_in_tar_and_tree() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        fs::create_dir(root.join("d")).expect("mkdir");
+        fs::write(root.join("d/new"), "n").expect("write");
+        fs::write(root.join("old"), "o").expect("write");
+        symlink("old", root.join("link")).expect("symlink");
+        set_mtime(&root.join("old"), 1_000);
+        set_mtime(&root.join("d/new"), 3_000_000_000);
+        set_mtime(&root.join("link"), 3_000_000_000);
+        set_mtime(&root.join("d"), 3_000_000_000);
+        let options = DiffOptions {
+            mtime_clamp: Some(2_000),
+            ..DiffOptions::default()
+        };
+        let mut clamped = Vec::new();
+        write_tree_with(root, &mut clamped, options).expect("write");
+        assert_eq!(
+            mtimes(&clamped),
+            vec![
+                ("d/".to_string(), 2_000),
+                ("d/new".to_string(), 2_000),
+                ("link".to_string(), 2_000),
+                ("old".to_string(), 1_000),
+            ]
+        );
+        // The tree now matches its tar, so written again without the clamp it gives the
+        // same bytes: the snapshot and the layer agree.
+        for (p, want) in [
+            ("d", 2_000),
+            ("d/new", 2_000),
+            ("link", 2_000),
+            ("old", 1_000),
+        ] {
+            let got = fs::symlink_metadata(root.join(p)).expect("stat").mtime();
+            assert_eq!(got, want, "{p}");
+        }
+        let mut again = Vec::new();
+        write_tree(root, &mut again).expect("write");
+        assert_eq!(clamped, again);
+    }
+
     #[test]
     fn capability_xattrs_are_kept_and_overlay_xattrs_dropped() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -586,6 +743,7 @@ mod tests {
         let options = DiffOptions {
             unchanged_dir: Some(&unchanged),
             exclude: &excluded,
+            mtime_clamp: None,
         };
         let mut out = Vec::new();
         write_overlay_diff(dir.path(), &mut out, options).expect("diff");

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod context;
+mod epoch;
 mod format;
 mod gotmpl;
 mod progress;

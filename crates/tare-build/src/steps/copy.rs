@@ -215,7 +215,11 @@ pub(crate) fn copy(
     ));
     let outcome = with_cache(cx, st, &key, |st| {
         let link_key = match &link_key {
-            Some(k) => Some((k.encode()?, crate::key::digest_of(&k.encode()?))),
+            Some(k) => {
+                let inputs = build.layer_inputs(k)?;
+                let digest = crate::key::digest_of(&inputs);
+                Some((inputs, digest))
+            }
             None => None,
         };
         if let (Some((_, digest)), true) = (&link_key, cx.cache_on) {
@@ -251,7 +255,13 @@ pub(crate) fn copy(
         let upper = scratch.path().join("upper");
         std::fs::create_dir(&upper).map_err(io_err(&upper))?;
         copy::copy_into(&upper, &lower, &sources, &opts)?;
-        let made = layer::commit(build.store, &upper, Upper::Plain, &lower)?;
+        let made = layer::commit(
+            build.store,
+            &upper,
+            Upper::Plain,
+            &lower,
+            build.mtime_clamp(),
+        )?;
         if let Some((inputs, digest)) = link_key {
             build.cache.put(&Record {
                 format: crate::key::CACHE_FORMAT,

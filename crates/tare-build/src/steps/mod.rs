@@ -78,7 +78,7 @@ pub(crate) fn with_cache(
     make: impl FnOnce(&StageOut) -> Result<Option<(LayerInfo, PathBuf)>, Error>,
 ) -> Result<Outcome, Error> {
     let build = cx.build;
-    let inputs = key.encode()?;
+    let inputs = build.layer_inputs(key)?;
     let key = crate::key::digest_of(&inputs);
     if cx.cache_on {
         if let Some(record) = build.cache.get(build.store, &key) {

@@ -211,6 +211,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
             &scratch.path().join("upper"),
             Upper::Overlay,
             &lower,
+            build.mtime_clamp(),
         )
     })?;
     Ok(apply_outcome(st, outcome, created_by, line))

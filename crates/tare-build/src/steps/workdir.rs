@@ -59,7 +59,13 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
         std::fs::create_dir(&upper).map_err(io_err(&upper))?;
         let rel = lower.resolve(&rel, true)?;
         crate::copy::make_dirs(&upper, &lower, &rel, owner)?;
-        layer::commit(build.store, &upper, Upper::Plain, &lower)
+        layer::commit(
+            build.store,
+            &upper,
+            Upper::Plain,
+            &lower,
+            build.mtime_clamp(),
+        )
     })?;
     Ok(apply_outcome(st, outcome, created_by, line))
 }

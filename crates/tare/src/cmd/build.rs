@@ -150,6 +150,17 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS")]
     git_timeout: Option<u64>,
     // --- end of git sources ---
+
+    // --- Reproducible images (helper H6, issue 17) ---
+    /// Seconds since 1970 for `created` in the config and history (clamped: an earlier time
+    /// stays); default `--build-arg SOURCE_DATE_EPOCH`, then $SOURCE_DATE_EPOCH.
+    #[arg(long, value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
+    /// With SOURCE_DATE_EPOCH: write every file mtime later than it as the epoch, in the
+    /// layers this build makes (base image layers stay as they are).
+    #[arg(long)]
+    rewrite_timestamp: bool,
+    // --- end of reproducible images ---
     /// The build context: a directory, a git URL (`https://host/repo.git#ref:subdir`,
     /// `git@host:repo.git`), or `-` for a tar archive (plain or compressed) or a lone
     /// Dockerfile on standard input.
@@ -368,12 +379,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let mut build_args = parse_build_args(&args.build_args);
+    crate::epoch::into_build_args(args.source_date_epoch.as_deref(), &mut build_args)?;
     let mut opts = BuildOptions {
         context: context_dir.clone(),
         dockerfile,
         dockerfile_name,
         tags,
-        build_args: parse_build_args(&args.build_args),
+        build_args,
         labels,
         network,
         target: args.target.clone(),
@@ -423,6 +436,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         pull: args.pull,
         // git sources (helper H3).
         git_timeout: git_timeout(&args),
+        // Reproducible images (helper H6).
+        rewrite_timestamp: args.rewrite_timestamp,
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.

@@ -38,6 +38,10 @@ pub struct Args {
     /// EXPOSE, LABEL, STOPSIGNAL, VOLUME, ONBUILD), as `tare import --change`.
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
     changes: Vec<String>,
+    /// `created` of the image and its new history entry, as seconds since 1970 (default
+    /// $SOURCE_DATE_EPOCH, else now).
+    #[arg(long, value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -86,7 +90,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         config.rootfs.diff_ids.push(layer.diff_id);
         layers.push(layer);
     }
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = crate::epoch::created(args.source_date_epoch.as_deref())?;
     config.created = Some(now.clone());
     if args.author.is_some() {
         config.author.clone_from(&args.author);

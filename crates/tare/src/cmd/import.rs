@@ -33,6 +33,10 @@ pub struct Args {
     /// as `docker import --platform`.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<tare_registry::Platform>,
+    /// `created` as seconds since 1970 (default $SOURCE_DATE_EPOCH, else now): the same tar
+    /// then gives the same image ID on any store.
+    #[arg(long, value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -62,7 +66,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         None => tare_layer::ingest_layer(&store, input, None, &name),
     }
     .with_context(|| format!("importing {name}"))?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = crate::epoch::created(args.source_date_epoch.as_deref())?;
     config.created = Some(now.clone());
     config.rootfs = RootFs {
         diff_ids: vec![layer.diff_id],

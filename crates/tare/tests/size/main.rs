@@ -7,6 +7,7 @@ mod util;
 
 mod build_budgets;
 mod diff;
+mod reproducible;
 mod slim;
 
 use std::collections::BTreeMap;
