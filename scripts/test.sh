@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 # The real peers tare is checked against, and the tools the tests drive.
 PACKAGES=(docker.io buildah skopeo umoci runc crun docker-registry busybox-static debootstrap
           jq zstd bzip2 xz-utils gzip tar util-linux bsdutils iproute2 hyperfine curl openssl
-          passt uidmap gcc libc6-dev openssh-client qemu-user-static
+          passt uidmap gcc libc6-dev openssh-client qemu-user-static tmux
           chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do

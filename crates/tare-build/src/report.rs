@@ -11,9 +11,10 @@ use std::time::SystemTime;
 pub struct StepId {
     /// Unique within a build, in start order (1-based), like BuildKit's `#N`.
     pub number: usize,
-    /// The stage's name, or its index as text.
+    /// The stage's name, or its index as text; empty for a step of no stage (a pull).
     pub stage: String,
-    /// Position of the step in its stage (1-based), and the stage's step count.
+    /// Position of the step in its stage (1-based), and the stage's step count; both 0 for
+    /// a step of no stage.
     pub index: usize,
     pub total: usize,
 }
@@ -38,6 +39,14 @@ pub enum Event {
         step: StepId,
         done: u64,
         total: Option<u64>,
+    },
+    /// Bytes moved of one blob of a step (`blob`: its short digest), such as a layer a FROM
+    /// pulls: first with `done` 0, then a few times a second, last with `done == total`.
+    Transfer {
+        step: StepId,
+        blob: String,
+        done: u64,
+        total: u64,
     },
     /// A step ended; `layer_size` is the uncompressed size of the layer it made (none for
     /// config-only steps and empty diffs), `image_size` the image's size so far.

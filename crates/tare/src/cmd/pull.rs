@@ -1,12 +1,14 @@
 //! `tare pull`: an image from a registry into the store, and the progress printer that
 //! `tare push` shares.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use indicatif::{MultiProgress, ProgressBar};
 use tare_registry::{Event, Options, Platform, Reporter, Skip};
 use tare_store::Reference;
 
@@ -69,65 +71,49 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints transfer events to stderr: one line per blob event, plus, on a terminal, a status
-/// line with bytes and rate that is redrawn in place.
+/// Prints transfer events to stderr: one line per blob event, plus, on a terminal, a live bar
+/// per blob that moves (the build's live view draws the same bars).
 pub struct TransferPrinter {
     verb: &'static str,
     quiet: bool,
-    tty: bool,
     started: Instant,
-    /// digest, bytes done, total, when it started
-    active: RefCell<Vec<(String, u64, u64, Instant)>>,
-    status_shown: Cell<bool>,
+    /// The live bars, on a terminal.
+    live: Option<MultiProgress>,
+    /// The bar of each blob that moves, by digest.
+    bars: RefCell<HashMap<String, ProgressBar>>,
 }
 
 impl TransferPrinter {
     pub fn new(verb: &'static str, quiet: bool) -> TransferPrinter {
+        let tty = std::io::stderr().is_terminal() && !quiet;
         TransferPrinter {
             verb,
             quiet,
-            tty: std::io::stderr().is_terminal(),
             started: Instant::now(),
-            active: RefCell::new(Vec::new()),
-            status_shown: Cell::new(false),
+            live: tty.then(crate::progress::live_area),
+            bars: RefCell::new(HashMap::new()),
         }
     }
 
     fn line(&self, text: &str) {
-        let mut err = std::io::stderr().lock();
-        if self.status_shown.replace(false) {
-            let _ = write!(err, "\r\x1b[K");
+        match &self.live {
+            // Above the bars (a closed terminal is not an error here).
+            Some(live) => {
+                let _ = live.println(text);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
         }
-        let _ = writeln!(err, "{text}");
     }
 
-    fn status(&self) {
-        if !self.tty {
-            return;
-        }
-        let active = self.active.borrow();
-        let parts: Vec<String> = active
-            .iter()
-            .map(|(d, done, total, t)| {
-                format!(
-                    "{} {}/{} {}",
-                    &d[..12.min(d.len())],
-                    bytes(*done),
-                    bytes(*total),
-                    rate(*done, t.elapsed())
-                )
-            })
-            .collect();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{}", parts.join("  "));
-        let _ = err.flush();
-        self.status_shown.set(!parts.is_empty());
-    }
-
-    /// Clears the status line.
+    /// Takes the bars off the screen.
     pub fn finish(&self) {
-        if self.status_shown.replace(false) {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        for (_, bar) in self.bars.borrow_mut().drain() {
+            bar.finish_and_clear();
+        }
+        if let Some(live) = &self.live {
+            let _ = live.clear();
         }
     }
 }
@@ -171,9 +157,10 @@ impl Reporter for TransferPrinter {
                 None => self.line(&format!("{reference}: resolved to {digest}")),
             },
             Event::BlobStarted { digest, size, kind } => {
-                self.active
-                    .borrow_mut()
-                    .push((digest.hex(), 0, size, Instant::now()));
+                if let Some(live) = &self.live {
+                    let bar = crate::progress::transfer_bar(live, None, size, short(&digest));
+                    self.bars.borrow_mut().insert(digest.hex(), bar);
+                }
                 self.line(&format!(
                     "{}: {} {kind} ({})",
                     short(&digest),
@@ -182,11 +169,9 @@ impl Reporter for TransferPrinter {
                 ));
             }
             Event::BlobProgress { digest, done, .. } => {
-                let hex = digest.hex();
-                if let Some(a) = self.active.borrow_mut().iter_mut().find(|a| a.0 == hex) {
-                    a.1 = done;
+                if let Some(bar) = self.bars.borrow().get(&digest.hex()) {
+                    bar.set_position(done);
                 }
-                self.status();
             }
             Event::BlobSkipped {
                 digest,
@@ -205,8 +190,12 @@ impl Reporter for TransferPrinter {
                 size,
                 elapsed,
             } => {
-                let hex = digest.hex();
-                self.active.borrow_mut().retain(|a| a.0 != hex);
+                if let Some(bar) = self.bars.borrow_mut().remove(&digest.hex()) {
+                    bar.finish_and_clear();
+                    if let Some(live) = &self.live {
+                        live.remove(&bar);
+                    }
+                }
                 self.line(&format!(
                     "{}: done, {} in {:.1}s ({})",
                     short(&digest),

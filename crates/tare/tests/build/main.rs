@@ -1,5 +1,7 @@
 //! `tare build` end to end on a busybox image imported into a fresh store.
 
+#[path = "../util/tmux.rs"]
+mod tmux;
 #[path = "../util/mod.rs"]
 mod util;
 
@@ -12,6 +14,7 @@ mod multiplatform;
 mod outputs;
 mod platforms;
 mod private_cache;
+mod progress_tty;
 mod secrets;
 
 use std::io::{Read, Write};

@@ -204,6 +204,9 @@ pub struct ProxyState {
     cut: Mutex<Vec<String>>,
     /// Flip a byte in every blob download.
     pub blob_corrupt: AtomicBool,
+    /// Send blob downloads at about this many KiB a second (0: at once), so that a
+    /// transfer lasts long enough to be watched.
+    pub blob_kib_per_sec: AtomicUsize,
     /// Flip a byte in every manifest download.
     pub manifest_corrupt: AtomicBool,
     /// Answer the next N chunk uploads (`PATCH`) with 500 without forwarding them.
@@ -547,6 +550,19 @@ fn handle(
             conn.write_all(&resp[..cut])?;
             conn.flush()?;
             let _ = conn.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let rate = state.blob_kib_per_sec.load(Ordering::SeqCst);
+        if rate > 0 {
+            // Ten chunks a second.
+            let chunk = (rate * 1024 / 10).max(1);
+            conn.write_all(&resp[..resp_head])?;
+            for part in resp[resp_head..].chunks(chunk) {
+                conn.write_all(part)?;
+                conn.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = conn.shutdown(Shutdown::Write);
             return Ok(());
         }
     }

@@ -3,10 +3,13 @@
 //! htpasswd auth and TLS, behind a fault-injecting proxy and a bearer-token gate of our own;
 //! and interop with docker and skopeo both ways.
 
+#[path = "../util/tmux.rs"]
+mod tmux;
 #[path = "../util/mod.rs"]
 mod util;
 
 mod harness;
+mod progress_tty;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

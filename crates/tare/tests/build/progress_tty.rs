@@ -1,0 +1,64 @@
+//! The build's live view on a terminal, as a person sees it (tmux screenshots): a running
+//! step shows its timer and its last five lines of output, and collapses to one line when it
+//! ends.
+
+use std::time::Duration;
+
+use super::tmux::Screen;
+use super::{ctx_dir, setup};
+
+/// The numbers N of the `tick-N` lines on a screen.
+fn ticks(screen: &str) -> Vec<u32> {
+    screen
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick-")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_running_step_shows_its_timer_and_last_lines_then_collapses() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\n\
+         RUN for i in 1 2 3 4 5 6 7 8 9 10; do echo tick-$i; sleep 0.3; done\n\
+         RUN echo second-step\n",
+    );
+    let tare = env!("CARGO_BIN_EXE_tare");
+    let root = t.root.path().display();
+    let screen = Screen::start(&format!(
+        "{tare} --root {root} build -t live {}",
+        ctx_dir(&t)
+    ));
+
+    // While it runs: at least seven lines printed, the last five on screen, under the header.
+    let running = screen.wait_for("tick-7 on the screen", Duration::from_secs(120), |s| {
+        ticks(s).iter().any(|n| *n >= 7)
+    });
+    let header = running
+        .lines()
+        .find(|l| l.contains("RUN for i in"))
+        .unwrap_or_else(|| panic!("no step header:\n{running}"));
+    let timer = header.split_whitespace().last().unwrap_or("");
+    assert!(
+        timer.ends_with('s') && timer.trim_end_matches('s').parse::<f64>().is_ok(),
+        "the header ends with its timer: {header:?}\n{running}"
+    );
+    let shown = ticks(&running);
+    assert_eq!(shown.len(), 5, "the last five lines:\n{running}");
+    let last = *shown.iter().max().unwrap();
+    assert_eq!(shown, ((last - 4)..=last).collect::<Vec<_>>(), "{running}");
+
+    // Afterwards: each step is one line, the output is gone, the summary follows.
+    let done = screen.finish(Duration::from_secs(120));
+    assert!(done.contains("EXIT=0"), "{done}");
+    assert!(
+        ticks(&done).is_empty(),
+        "the finished step collapsed:\n{done}"
+    );
+    let collapsed: Vec<&str> = done.lines().filter(|l| l.starts_with("=> #")).collect();
+    assert_eq!(collapsed.len(), 2, "{done}");
+    assert!(collapsed[0].contains("RUN for i in") && collapsed[0].contains("image "));
+    assert!(collapsed[1].contains("RUN echo second-step"), "{done}");
+    assert!(!done.lines().any(|l| l.trim() == "second-step"), "{done}");
+}
