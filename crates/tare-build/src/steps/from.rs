@@ -52,8 +52,9 @@ pub(crate) fn store_image(
             tare_registry::pull(build.store, &reference, platform, &pull).map_err(base_err)?
         }
         // Like FROM in docker: the store first, then the registry.
-        None => tare_registry::resolve_or_pull(build.store, name, platform, &pull)
-            .map_err(base_err)?,
+        None => {
+            tare_registry::resolve_or_pull(build.store, name, platform, &pull).map_err(base_err)?
+        }
     };
     pull.finish(&image);
     state_of(build, image)
@@ -160,6 +161,7 @@ impl tare_registry::Reporter for PullReporter<'_> {
             E::BlobSkipped { .. } | E::Pushed { .. } => {}
         }
     }
+}
 
 /// An image of the store as a stage state: its snapshots extracted when missing.
 pub(crate) fn state_of(build: &Build<'_>, image: tare_store::Image) -> Result<StageOut, Error> {
