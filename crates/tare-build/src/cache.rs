@@ -95,6 +95,12 @@ impl FileStat {
     }
 }
 
+/// Whether `opened` (the metadata of a descriptor) is the same, unchanged file as `listed`
+/// (what a directory listing gave): same inode, size, mtime and ctime.
+pub(crate) fn unchanged(listed: &fs::Metadata, opened: &fs::Metadata) -> bool {
+    FileStat::of(listed).same_file(&FileStat::of(opened))
+}
+
 /// The cache of one store.
 pub struct Cache {
     dir: PathBuf,

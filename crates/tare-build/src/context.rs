@@ -286,9 +286,16 @@ pub(crate) struct StageOut {
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 impl StageOut {
-    /// The stage's layers as a tree to read files from (`name` is used in errors).
-    pub fn tree(&self, name: &str) -> Layers {
-        Layers::new(self.snapshots.clone(), name)
+    /// The stage's layers as a tree to read files from (`name` is used in errors). A COPY's
+    /// snapshot is made only here, extracted from its layer, when a step first reads the
+    /// tree it is part of (see `crate::layer::commit_plan`).
+    pub fn tree(&self, store: &tare_store::Store, name: &str) -> Result<Layers, Error> {
+        for (layer, dir) in self.layers.iter().zip(&self.snapshots) {
+            if !dir.is_dir() {
+                crate::layer::snapshot_of(store, &layer.diff_id)?;
+            }
+        }
+        Ok(Layers::new(self.snapshots.clone(), name))
     }
 
     /// The working directory, `/` when unset.

@@ -25,6 +25,7 @@ use rustix::fs::{AtFlags, FileType, Timespec};
 use crate::dockerignore::{clean, has_wildcard, match_component, DockerIgnore, Filter};
 use crate::error::{io_err, Error};
 use crate::fsops::{self, Root};
+use crate::plan::Plan;
 use crate::tree::{Layers, Node, SourceTree};
 
 /// One source of a COPY/ADD.
@@ -99,9 +100,187 @@ enum Expanded<'a> {
     Bytes(usize),
 }
 
-/// Writes into a step's upper directory, only through [`fsops`].
-struct Writer<'a> {
+/// Where a COPY writes what it copies: a step's upper directory on disk ([`Disk`]), or a
+/// [`Plan`] held in memory that becomes the layer tar without a file being written. Paths
+/// are relative to the step's root, `/`-separated; their parents resolve symlinks inside the
+/// root (as [`Root::dir`] does), the last component never.
+pub(crate) trait Target {
+    /// The kind of `rel`; `None` when absent.
+    fn kind(&mut self, rel: &str) -> Result<Option<FileType>, Error>;
+    /// Makes `rel` a directory: an existing one is kept, anything else is replaced by a new
+    /// directory with `mode` and `owner`.
+    fn ensure_dir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error>;
+    /// Makes the new directory `rel` (it must not exist).
+    fn mkdir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error>;
+    /// chown, then chmod, of directory `rel`.
+    fn set_owner_mode(&mut self, rel: &str, owner: (u32, u32), mode: u32) -> Result<(), Error>;
+    /// Removes `rel` and everything below it; nothing when absent.
+    fn remove(&mut self, rel: &str) -> Result<(), Error>;
+    /// Makes `rel` (absent) a hard link to what `first` is.
+    fn link(&mut self, first: &str, rel: &str) -> Result<(), Error>;
+    /// Makes the symlink `rel -> target` (absent).
+    fn symlink(
+        &mut self,
+        rel: &str,
+        target: &Path,
+        owner: (u32, u32),
+        mtime: Timespec,
+    ) -> Result<(), Error>;
+    /// Makes the regular file `rel` (absent) holding `content`; returns its size.
+    fn file(&mut self, rel: &str, content: Content<'_>, attrs: FileAttrs) -> Result<u64, Error>;
+    /// Makes the device node or fifo `rel` (absent).
+    fn mknod(
+        &mut self,
+        rel: &str,
+        kind: FileType,
+        mode: u32,
+        rdev: u64,
+        owner: (u32, u32),
+    ) -> Result<(), Error>;
+    /// Sets the mtime of directory `rel` (a symlink to one followed inside the root).
+    fn set_dir_mtime(&mut self, rel: &str, mtime: Timespec) -> Result<(), Error>;
+    /// Extracts an archive into directory `dest` (see [`Writer::extract`]); only a directory
+    /// on disk can.
+    fn extract<'o>(
+        &mut self,
+        reader: Box<dyn Read>,
+        opts: tare_layer::apply::ExtractOptions<'o>,
+        name: &'o str,
+    ) -> Result<tare_layer::ApplyStats, Error>;
+}
+
+/// What a new regular file holds.
+pub(crate) enum Content<'a> {
+    /// A file of a source tree, read fd-relative ([`Node::open`]); its xattrs come along.
+    Node(&'a Node),
+    Bytes(&'a [u8]),
+    /// A file of tare's own (a download).
+    Host(&'a Path),
+}
+
+/// The owner, mode and mtime of a new regular file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileAttrs {
+    pub owner: (u32, u32),
+    pub mode: u32,
+    pub mtime: Timespec,
+}
+
+/// A step's upper directory, written only through [`fsops`].
+pub(crate) struct Disk {
     root: Root,
+}
+
+impl Disk {
+    fn parent<'r>(&self, rel: &'r str) -> Result<(OwnedFd, &'r str), Error> {
+        self.root.parent(rel)
+    }
+}
+
+impl Target for Disk {
+    fn kind(&mut self, rel: &str) -> Result<Option<FileType>, Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::kind_at(&dir, name).map_err(self.root.err(rel))
+    }
+
+    fn ensure_dir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::ensure_dir_at(&dir, name, mode, owner).map_err(self.root.err(rel))?;
+        Ok(())
+    }
+
+    fn mkdir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::mkdir_at(&dir, name, mode, owner).map_err(self.root.err(rel))?;
+        Ok(())
+    }
+
+    fn set_owner_mode(&mut self, rel: &str, owner: (u32, u32), mode: u32) -> Result<(), Error> {
+        let dir = self.root.dir(rel)?;
+        fsops::set_owner_mode(&dir, owner, mode).map_err(self.root.err(rel))
+    }
+
+    fn remove(&mut self, rel: &str) -> Result<(), Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::remove_at(&dir, name).map_err(self.root.err(rel))
+    }
+
+    fn link(&mut self, first: &str, rel: &str) -> Result<(), Error> {
+        let (first_dir, first_name) = self.parent(first)?;
+        let (dir, name) = self.parent(rel)?;
+        rustix::fs::linkat(&first_dir, first_name, &dir, name, AtFlags::empty())
+            .map_err(|e| self.root.err(rel)(e.into()))
+    }
+
+    fn symlink(
+        &mut self,
+        rel: &str,
+        target: &Path,
+        owner: (u32, u32),
+        mtime: Timespec,
+    ) -> Result<(), Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::symlink_at(&dir, name, target.as_os_str(), owner, mtime).map_err(self.root.err(rel))
+    }
+
+    fn file(&mut self, rel: &str, content: Content<'_>, attrs: FileAttrs) -> Result<u64, Error> {
+        let (dir, name) = self.parent(rel)?;
+        let mut to = fsops::create_file_at(&dir, name).map_err(self.root.err(rel))?;
+        let size = match content {
+            Content::Node(node) => {
+                let mut from = node.open()?;
+                let size = std::io::copy(&mut from, &mut to).map_err(io_err(&node.host))?;
+                fsops::copy_xattrs(&from, &to);
+                size
+            }
+            Content::Bytes(mut bytes) => {
+                std::io::copy(&mut bytes, &mut to).map_err(self.root.err(rel))?
+            }
+            Content::Host(path) => {
+                let mut from = fs::File::open(path).map_err(io_err(path))?;
+                std::io::copy(&mut from, &mut to).map_err(self.root.err(rel))?
+            }
+        };
+        fsops::set_owner_mode(&to, attrs.owner, attrs.mode).map_err(self.root.err(rel))?;
+        fsops::set_mtime(&to, attrs.mtime).map_err(self.root.err(rel))?;
+        Ok(size)
+    }
+
+    fn mknod(
+        &mut self,
+        rel: &str,
+        kind: FileType,
+        mode: u32,
+        rdev: u64,
+        owner: (u32, u32),
+    ) -> Result<(), Error> {
+        let (dir, name) = self.parent(rel)?;
+        fsops::mknod_at(&dir, name, kind, mode, rdev, owner).map_err(self.root.err(rel))
+    }
+
+    fn set_dir_mtime(&mut self, rel: &str, mtime: Timespec) -> Result<(), Error> {
+        let dir = self.root.dir(rel)?;
+        fsops::set_mtime(&dir, mtime).map_err(self.root.err(rel))
+    }
+
+    fn extract<'o>(
+        &mut self,
+        reader: Box<dyn Read>,
+        opts: tare_layer::apply::ExtractOptions<'o>,
+        name: &'o str,
+    ) -> Result<tare_layer::ApplyStats, Error> {
+        Ok(tare_layer::apply::extract(
+            reader,
+            self.root.path(),
+            opts,
+            name,
+        )?)
+    }
+}
+
+/// Writes what a COPY copies into a [`Target`].
+struct Writer<'a, T: Target> {
+    out: T,
     lower: &'a Layers,
     opts: &'a CopyOptions,
     stats: CopyStats,
@@ -114,17 +293,17 @@ struct Writer<'a> {
     dest: Option<String>,
 }
 
-impl<'a> Writer<'a> {
-    fn new(upper: &Path, lower: &'a Layers, opts: &'a CopyOptions) -> Result<Writer<'a>, Error> {
-        Ok(Writer {
-            root: Root::open(upper)?,
+impl<'a, T: Target> Writer<'a, T> {
+    fn new(out: T, lower: &'a Layers, opts: &'a CopyOptions) -> Writer<'a, T> {
+        Writer {
+            out,
             lower,
             opts,
             stats: CopyStats::default(),
             links: HashMap::new(),
             mirrored: Vec::new(),
             dest: None,
-        })
+        }
     }
 }
 
@@ -339,9 +518,44 @@ pub fn copy_into(
     sources: &[Source<'_>],
     opts: &CopyOptions,
 ) -> Result<CopyStats, Error> {
-    // The count of what the sources name decides the destination.
     let expanded = expand(sources, &opts.select)?;
+    let disk = Disk {
+        root: Root::open(upper)?,
+    };
+    Ok(write_sources(disk, lower, sources, &expanded, opts)?.stats)
+}
 
+/// The COPY held in memory as a [`Plan`], to be written as the layer tar straight from the
+/// sources; `None` when a source is an archive that ADD extracts, which needs a directory
+/// ([`copy_into`]).
+pub(crate) fn plan(
+    lower: &Layers,
+    sources: &[Source<'_>],
+    opts: &CopyOptions,
+) -> Result<Option<Plan>, Error> {
+    let expanded = expand(sources, &opts.select)?;
+    if opts.extract_archives {
+        for item in &expanded {
+            if let Expanded::Node { node, .. } = item {
+                if node.meta.is_file() && archive_kind(&mut node.open()?, &node.host)?.is_some() {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    let w = write_sources(Plan::new(), lower, sources, &expanded, opts)?;
+    Ok(Some(w.out))
+}
+
+fn write_sources<'a, T: Target>(
+    out: T,
+    lower: &'a Layers,
+    sources: &[Source<'_>],
+    expanded: &[Expanded<'_>],
+    opts: &'a CopyOptions,
+) -> Result<Writer<'a, T>, Error> {
+    let mut w = Writer::new(out, lower, opts);
+    // The count of what the sources name decides the destination.
     let dest_abs = if opts.dest.starts_with('/') {
         opts.dest.clone()
     } else {
@@ -356,16 +570,14 @@ pub fn copy_into(
     let dest_is_dir_in_image = lower.lstat(&dest_rel)?.is_some_and(|n| n.meta.is_dir());
     let into_dir = wants_dir || dest_is_dir_in_image;
     if expanded.is_empty() {
-        return Ok(CopyStats::default());
+        return Ok(w);
     }
     // Several sources to a destination that is not a directory are written in turn to that
     // one path, the last one winning, as BuildKit 0.25 does (0.8 refused them).
-
-    let mut w = Writer::new(upper, lower, opts)?;
     if into_dir {
         w.dest = Some(dest_rel.clone());
     }
-    for item in &expanded {
+    for item in expanded {
         match item {
             Expanded::Node { tree, name, node } if node.meta.is_dir() => {
                 let resolved = tree.resolve(name, true)?;
@@ -398,7 +610,7 @@ pub fn copy_into(
                 }) => {
                     let target = file_target(&dest_rel, into_dir, name);
                     w.ensure_parents(&target)?;
-                    w.write_file(&target, &mut &content[..], *mode, *mtime)?;
+                    w.write_file(&target, Content::Bytes(content), *mode, *mtime)?;
                 }
                 Some(Source::File {
                     name,
@@ -408,15 +620,14 @@ pub fn copy_into(
                 }) => {
                     let target = file_target(&dest_rel, into_dir, name);
                     w.ensure_parents(&target)?;
-                    let mut file = fs::File::open(path).map_err(io_err(path))?;
-                    w.write_file(&target, &mut file, *mode, *mtime)?;
+                    w.write_file(&target, Content::Host(path), *mode, *mtime)?;
                 }
                 _ => {}
             },
         }
     }
     w.restore_mtimes()?;
-    Ok(w.stats)
+    Ok(w)
 }
 
 fn file_target(dest_rel: &str, into_dir: bool, name: &str) -> String {
@@ -535,7 +746,10 @@ pub fn make_dirs(upper: &Path, lower: &Layers, rel: &str, owner: (u32, u32)) -> 
         chown: Some(owner),
         ..CopyOptions::default()
     };
-    let mut w = Writer::new(upper, lower, &opts)?;
+    let disk = Disk {
+        root: Root::open(upper)?,
+    };
+    let mut w = Writer::new(disk, lower, &opts);
     let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
     for i in 1..=comps.len() {
         w.ensure_dir_exact(&comps[..i].join("/"))?;
@@ -654,8 +868,8 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-impl Writer<'_> {
-    /// Creates the parent directories of `rel` in the upper dir.
+impl<T: Target> Writer<'_, T> {
+    /// Creates the parent directories of `rel`.
     fn ensure_parents(&mut self, rel: &str) -> Result<(), Error> {
         let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
         for i in 1..comps.len() {
@@ -664,22 +878,14 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Creates directory `rel` in the upper dir (parents must exist): a copy of the image's
-    /// directory when there is one, else a new 0755 directory owned by `--chown` or root.
-    /// Something else at `rel` that this step made (a file, a symlink) is replaced, never
-    /// followed.
+    /// Creates directory `rel` (parents must exist): a copy of the image's directory when
+    /// there is one, else a new 0755 directory owned by `--chown` or root. Something else at
+    /// `rel` that this step made (a file, a symlink) is replaced, never followed.
     fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
         if rel.is_empty() {
             return Ok(());
         }
-        let (parent, name) = self.root.parent(rel)?;
-        self.make_dir(&parent, name, rel)
-    }
-
-    /// [`Writer::ensure_dir_exact`] for `name` in the open directory `parent`.
-    fn make_dir(&mut self, parent: &OwnedFd, name: &str, rel: &str) -> Result<(), Error> {
-        let existing = fsops::kind_at(parent, name).map_err(self.root.err(rel))?;
-        if existing == Some(FileType::Directory) {
+        if self.out.kind(rel)? == Some(FileType::Directory) {
             return Ok(());
         }
         let (mode, owner, mtime) = match self.lower.lstat(rel)? {
@@ -696,7 +902,7 @@ impl Writer<'_> {
                 (mode, self.opts.chown.unwrap_or((0, 0)), None)
             }
         };
-        fsops::ensure_dir_at(parent, name, mode, owner).map_err(self.root.err(rel))?;
+        self.out.ensure_dir(rel, mode, owner)?;
         if let Some(mtime) = mtime {
             self.mirrored.push((rel.to_string(), mtime));
         }
@@ -724,12 +930,11 @@ impl Writer<'_> {
         dest: &str,
     ) -> Result<(), Error> {
         if !dest.is_empty() {
-            let (parent, name) = self.root.parent(dest)?;
-            let existing = fsops::kind_at(&parent, name).map_err(self.root.err(dest))?;
+            let existing = self.out.kind(dest)?;
             let in_image = self.lower.lstat(dest)?.is_some_and(|n| n.meta.is_dir());
             if existing != Some(FileType::Directory) {
                 if in_image {
-                    self.make_dir(&parent, name, dest)?;
+                    self.ensure_dir_exact(dest)?;
                 } else {
                     if existing.is_some() {
                         return Err(Error::DirOntoFile {
@@ -739,24 +944,16 @@ impl Writer<'_> {
                     }
                     // A destination this step creates takes --chmod too (BuildKit 0.25).
                     let owner = self.owner(&node.meta);
-                    fsops::mkdir_at(&parent, name, self.mode(&node.meta), owner)
-                        .map_err(self.root.err(dest))?;
+                    self.out.mkdir(dest, self.mode(&node.meta), owner)?;
                     self.mirrored.push((dest.to_string(), mtime_of(&node.meta)));
                 }
             }
         }
-        let dir = self.root.dir(dest)?;
-        self.copy_children(tree, src, dest, &dir)
+        self.copy_children(tree, src, dest)
     }
 
-    /// Copies what directory `src` of `tree` holds into the open directory `dir` (`dest`).
-    fn copy_children(
-        &mut self,
-        tree: &dyn SourceTree,
-        src: &str,
-        dest: &str,
-        dir: &OwnedFd,
-    ) -> Result<(), Error> {
+    /// Copies what directory `src` of `tree` holds into directory `dest`.
+    fn copy_children(&mut self, tree: &dyn SourceTree, src: &str, dest: &str) -> Result<(), Error> {
         for name in tree.read_dir(src)? {
             let child_src = join(src, &name);
             let child_dest = join(dest, &name);
@@ -764,44 +961,30 @@ impl Writer<'_> {
                 continue;
             };
             if node.meta.is_dir() {
-                let (sub, _) = fsops::ensure_dir_at(dir, &name, 0o700, (0, 0))
-                    .map_err(self.root.err(&child_dest))?;
-                fsops::set_owner_mode(&sub, self.owner(&node.meta), self.mode(&node.meta))
-                    .map_err(self.root.err(&child_dest))?;
-                self.copy_children(tree, &child_src, &child_dest, &sub)?;
+                self.out.ensure_dir(&child_dest, 0o700, (0, 0))?;
+                self.out.set_owner_mode(
+                    &child_dest,
+                    self.owner(&node.meta),
+                    self.mode(&node.meta),
+                )?;
+                self.copy_children(tree, &child_src, &child_dest)?;
                 self.mirrored.push((child_dest, mtime_of(&node.meta)));
             } else {
-                self.copy_node_at(&node, dir, &name, &child_dest)?;
+                self.copy_node(&node, &child_dest)?;
             }
         }
         Ok(())
     }
 
     /// Copies one non-directory entry to `dest` (parents exist).
-    fn copy_node(&mut self, node: &Node, dest: &str) -> Result<(), Error> {
-        let (parent, name) = self.root.parent(dest)?;
-        self.copy_node_at(node, &parent, name, dest)
-    }
-
-    /// Copies one non-directory entry to `name` in the open directory `dir` (`rel`).
-    fn copy_node_at(
-        &mut self,
-        node: &Node,
-        dir: &OwnedFd,
-        name: &str,
-        rel: &str,
-    ) -> Result<(), Error> {
-        let err = |e| self.root.err(rel)(e);
-        fsops::remove_at(dir, name).map_err(err)?;
+    fn copy_node(&mut self, node: &Node, rel: &str) -> Result<(), Error> {
+        self.out.remove(rel)?;
         let meta = &node.meta;
         let ft = meta.file_type();
         if meta.nlink() > 1 && !ft.is_dir() {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
-                let (first_dir, first_name) = self.root.parent(first)?;
-                rustix::fs::linkat(&first_dir, first_name, dir, name, AtFlags::empty())
-                    .map_err(|e| self.root.err(rel)(e.into()))?;
-                return Ok(());
+                return self.out.link(first, rel);
             }
             self.links.insert(key, rel.to_string());
         }
@@ -809,15 +992,14 @@ impl Writer<'_> {
         let mtime = mtime_of(meta);
         if ft.is_symlink() {
             let target = node.read_link()?;
-            fsops::symlink_at(dir, name, target.as_os_str(), owner, mtime)
-                .map_err(self.root.err(rel))?;
+            self.out.symlink(rel, &target, owner, mtime)?;
         } else if ft.is_file() {
-            let mut from = node.open()?;
-            let mut to = fsops::create_file_at(dir, name).map_err(self.root.err(rel))?;
-            std::io::copy(&mut from, &mut to).map_err(io_err(&node.host))?;
-            fsops::copy_xattrs(&from, &to);
-            fsops::set_owner_mode(&to, owner, self.mode(meta)).map_err(self.root.err(rel))?;
-            fsops::set_mtime(&to, mtime).map_err(self.root.err(rel))?;
+            let attrs = FileAttrs {
+                owner,
+                mode: self.mode(meta),
+                mtime,
+            };
+            self.out.file(rel, Content::Node(node), attrs)?;
             self.stats.files += 1;
             self.stats.bytes += meta.len();
         } else {
@@ -829,32 +1011,30 @@ impl Writer<'_> {
                     node.host.display()
                 )));
             }
-            fsops::mknod_at(dir, name, kind, self.mode(meta), meta.rdev(), owner)
-                .map_err(self.root.err(rel))?;
+            self.out
+                .mknod(rel, kind, self.mode(meta), meta.rdev(), owner)?;
         }
         Ok(())
     }
 
-    /// Writes a file whose content is `from` (a heredoc, a download) to `dest`.
+    /// Writes a file of `content` (a heredoc, a download) to `dest`.
     fn write_file(
         &mut self,
         dest: &str,
-        from: &mut dyn Read,
+        content: Content<'_>,
         mode: u32,
         mtime: i64,
     ) -> Result<(), Error> {
-        let (dir, name) = self.root.parent(dest)?;
-        fsops::remove_at(&dir, name).map_err(self.root.err(dest))?;
-        let mut to = fsops::create_file_at(&dir, name).map_err(self.root.err(dest))?;
-        let bytes = std::io::copy(from, &mut to).map_err(self.root.err(dest))?;
-        let owner = self.opts.chown.unwrap_or((0, 0));
-        fsops::set_owner_mode(&to, owner, self.opts.chmod.unwrap_or(mode))
-            .map_err(self.root.err(dest))?;
-        let mtime = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
+        self.out.remove(dest)?;
+        let attrs = FileAttrs {
+            owner: self.opts.chown.unwrap_or((0, 0)),
+            mode: self.opts.chmod.unwrap_or(mode),
+            mtime: Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
         };
-        fsops::set_mtime(&to, mtime).map_err(self.root.err(dest))?;
+        let bytes = self.out.file(dest, content, attrs)?;
         self.stats.files += 1;
         self.stats.bytes += bytes;
         Ok(())
@@ -897,7 +1077,7 @@ impl Writer<'_> {
             chown: self.opts.chown,
             make_dir: &mut make_dir,
         };
-        let stats = tare_layer::apply::extract(reader, self.root.path(), opts, name)?;
+        let stats = self.out.extract(reader, opts, name)?;
         self.mirrored.extend(mirrored);
         self.stats.files += stats.files;
         self.stats.bytes += stats.bytes;
@@ -908,8 +1088,7 @@ impl Writer<'_> {
     fn restore_mtimes(&mut self) -> Result<(), Error> {
         self.mirrored.sort_by(|a, b| b.0.cmp(&a.0));
         for (rel, mtime) in &self.mirrored {
-            let dir = self.root.dir(rel)?;
-            fsops::set_mtime(&dir, *mtime).map_err(self.root.err(rel))?;
+            self.out.set_dir_mtime(rel, *mtime)?;
         }
         Ok(())
     }

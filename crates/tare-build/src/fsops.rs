@@ -293,14 +293,23 @@ pub fn read_link_beneath(base: &Path, rel: &Path) -> io::Result<PathBuf> {
     ))
 }
 
-/// Copies the extended attributes of `from` to `to`, both by descriptor. Overlay's own
-/// attributes and SELinux labels describe the build machine, not the image; an attribute the
-/// filesystem refuses is dropped, as `cp -a` does.
+/// Copies the extended attributes of `from` to `to`, both by descriptor (see
+/// [`file_xattrs`]); an attribute the filesystem refuses is dropped, as `cp -a` does.
 pub fn copy_xattrs(from: &File, to: &File) {
     use xattr::FileExt;
-    let Ok(names) = from.list_xattr() else {
-        return;
+    for (name, value) in file_xattrs(from) {
+        let _ = to.set_xattr(&name, &value);
+    }
+}
+
+/// The extended attributes of `file` that belong to an image, sorted by name. Overlay's own
+/// attributes and SELinux labels describe the build machine, not the image.
+pub fn file_xattrs(file: &File) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    use xattr::FileExt;
+    let Ok(names) = file.list_xattr() else {
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for name in names {
         let n = name.to_string_lossy();
         if n.starts_with("trusted.overlay.")
@@ -309,8 +318,10 @@ pub fn copy_xattrs(from: &File, to: &File) {
         {
             continue;
         }
-        if let Ok(Some(v)) = from.get_xattr(&name) {
-            let _ = to.set_xattr(&name, &v);
+        if let Ok(Some(v)) = file.get_xattr(&name) {
+            out.push((name, v));
         }
     }
+    out.sort();
+    out
 }

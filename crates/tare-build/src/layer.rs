@@ -67,17 +67,40 @@ pub fn commit(
             },
         )?,
     };
+    let info = finish(store, sink)?;
+    let snapshot = register_snapshot(store, &info, upper)?;
+    Ok(Some((info, snapshot)))
+}
+
+/// Writes a COPY held in memory as a layer into the store, streaming its sources into the
+/// tar. Its snapshot is not made here: the returned path is where [`snapshot_of`] extracts
+/// it when a later step reads the tree (see `StageOut::tree`), so a COPY that nothing builds
+/// on writes no file but the blob, and a rebuild whose snapshot exists writes nothing more.
+/// `mtime_clamp` lowers later mtimes to it, as [`commit`] does.
+pub fn commit_plan(
+    store: &Store,
+    plan: &crate::plan::Plan,
+    mtime_clamp: Option<u64>,
+) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
+    let mut sink = LayerSink::new(store, Compression::None)?;
+    plan.write(&mut sink, mtime_clamp)?;
+    let info = finish(store, sink)?;
+    let snapshot = store.snapshot_path(&info.diff_id);
+    Ok(Some((info, snapshot)))
+}
+
+/// Commits the blob and records the layer.
+fn finish(store: &Store, sink: LayerSink) -> Result<LayerInfo, Error> {
     let started = std::time::Instant::now();
     let info = sink.finish()?;
     store.record_layer(&info)?;
-    let snapshot = register_snapshot(store, &info, upper)?;
     tracing::debug!(
         diff_id = %info.diff_id,
         size = info.size,
         finish_ms = started.elapsed().as_millis() as u64,
         "layer committed"
     );
-    Ok(Some((info, snapshot)))
+    Ok(info)
 }
 
 /// Makes `dir` the snapshot of `layer` (renamed into the store's snapshot directory), unless

@@ -39,6 +39,7 @@ mod key;
 mod layer;
 mod mounts;
 pub mod output;
+mod plan;
 mod platform;
 pub mod report;
 mod run;

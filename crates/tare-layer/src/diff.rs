@@ -276,21 +276,12 @@ fn write_entries<W: Write>(
     out: W,
     clamp: Option<u64>,
 ) -> Result<DiffStats, DiffError> {
-    let mut builder = tar::Builder::new(out);
-    builder.mode(tar::HeaderMode::Complete);
-    let mut stats = DiffStats::default();
+    let mut tar = LayerTar::new(out);
     // (dev, ino) of regular files already written, for hard links.
     let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let clamp = match clamp {
         Some(epoch) => Some(Clamp::open(root, epoch)?),
         None => None,
-    };
-    let header_of = |meta: &Metadata, ty| {
-        let mut header = base_header(meta, ty);
-        if let Some(c) = &clamp {
-            header.set_mtime(c.mtime(meta));
-        }
-        header
     };
     for entry in entries {
         let path = root.join(&entry.rel);
@@ -301,106 +292,63 @@ fn write_entries<W: Write>(
         if let Some(c) = &clamp {
             c.apply(&entry.rel, &entry.meta).map_err(werr)?;
         }
+        let mut attrs = Attrs::of(&entry.meta);
+        if let Some(c) = &clamp {
+            attrs.mtime = i64::try_from(c.mtime(&entry.meta)).unwrap_or(i64::MAX);
+        }
+        let xattrs = entry.xattrs.as_slice();
         match &entry.kind {
             Kind::Whiteout => {
                 let name = entry.rel.file_name().unwrap_or_default();
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(name);
                 let rel = entry.rel.with_file_name(wh);
-                let mut header = header_of(&entry.meta, tar::EntryType::Regular);
-                header.set_mode(0o644);
-                header.set_uid(0);
-                header.set_gid(0);
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, &rel, io::empty())
-                    .map_err(werr)?;
-                stats.entries += 1;
+                tar.append_marker(&rel, attrs.mtime).map_err(werr)?;
             }
             Kind::Dir { opaque } => {
-                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = header_of(&entry.meta, tar::EntryType::Directory);
-                header.set_size(0);
-                let mut rel = entry.rel.clone().into_os_string();
-                rel.push("/");
-                builder
-                    .append_data(&mut header, &rel, io::empty())
+                tar.append(&entry.rel, attrs, xattrs, Listed::Dir)
                     .map_err(werr)?;
-                stats.entries += 1;
                 if *opaque {
-                    let mut marker = header_of(&entry.meta, tar::EntryType::Regular);
-                    marker.set_mode(0o644);
-                    marker.set_uid(0);
-                    marker.set_gid(0);
-                    marker.set_size(0);
-                    builder
-                        .append_data(&mut marker, entry.rel.join(OPAQUE_MARKER), io::empty())
-                        .map_err(werr)?;
-                    stats.entries += 1;
+                    let marker = entry.rel.join(OPAQUE_MARKER);
+                    tar.append_marker(&marker, attrs.mtime).map_err(werr)?;
                 }
             }
             Kind::File => {
                 let key = (entry.meta.dev(), entry.meta.ino());
                 if entry.meta.nlink() > 1 {
                     if let Some(first) = seen.get(&key) {
-                        append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                        let mut header = header_of(&entry.meta, tar::EntryType::Link);
-                        header.set_size(0);
-                        builder
-                            .append_link(&mut header, &entry.rel, first)
+                        tar.append(&entry.rel, attrs, xattrs, Listed::HardLink(first))
                             .map_err(werr)?;
-                        stats.entries += 1;
                         continue;
                     }
                     seen.insert(key, entry.rel.clone());
                 }
                 let file = fs::File::open(&path).map_err(read_err(&path))?;
-                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = header_of(&entry.meta, tar::EntryType::Regular);
-                header.set_size(entry.meta.len());
-                // The tar crate pads or fails when the file changes size underneath; a step's
-                // tree is quiescent by the time it is diffed.
-                builder
-                    .append_data(&mut header, &entry.rel, io::BufReader::new(file))
+                let content = &mut io::BufReader::new(file);
+                let size = entry.meta.len();
+                tar.append(&entry.rel, attrs, xattrs, Listed::File { size, content })
                     .map_err(werr)?;
-                stats.entries += 1;
-                stats.content_bytes += entry.meta.len();
             }
             Kind::Symlink(target) => {
-                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = header_of(&entry.meta, tar::EntryType::Symlink);
-                header.set_size(0);
-                builder
-                    .append_link(&mut header, &entry.rel, target)
+                tar.append(&entry.rel, attrs, xattrs, Listed::Symlink(target))
                     .map_err(werr)?;
-                stats.entries += 1;
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
-                let ty = match entry.kind {
-                    Kind::Char => tar::EntryType::Char,
-                    Kind::Block => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
+                let rdev = entry.meta.rdev();
+                let listed = match entry.kind {
+                    Kind::Char => Listed::Char { rdev },
+                    Kind::Block => Listed::Block { rdev },
+                    _ => Listed::Fifo,
                 };
-                append_xattrs(&mut builder, &entry.xattrs).map_err(werr)?;
-                let mut header = header_of(&entry.meta, ty);
-                header.set_size(0);
-                if ty != tar::EntryType::Fifo {
-                    let rdev = entry.meta.rdev();
-                    header.set_device_major(dev_major(rdev)).map_err(werr)?;
-                    header.set_device_minor(dev_minor(rdev)).map_err(werr)?;
-                }
-                builder
-                    .append_data(&mut header, &entry.rel, io::empty())
+                tar.append(&entry.rel, attrs, xattrs, listed)
                     .map_err(werr)?;
-                stats.entries += 1;
             }
         }
     }
-    builder.finish().map_err(|source| DiffError::Write {
+    tar.finish().map_err(|source| DiffError::Write {
         path: root.to_path_buf(),
         source,
-    })?;
-    Ok(stats)
+    })
 }
 
 /// `--rewrite-timestamp`: mtimes later than the epoch become the epoch, in the tar headers and
@@ -455,15 +403,187 @@ impl Clamp {
     }
 }
 
-/// A header carrying the entry's mode bits (with setuid/setgid/sticky), owner and mtime.
-fn base_header(meta: &Metadata, ty: tar::EntryType) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(ty);
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
-    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-    header
+/// The owner, mode bits (with setuid, setgid and sticky) and mtime a tar entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds; the tar keeps whole seconds, as Docker writes them.
+    pub mtime: i64,
+}
+
+impl Attrs {
+    /// What a file's metadata gives.
+    pub fn of(meta: &Metadata) -> Attrs {
+        Attrs {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+        }
+    }
+}
+
+/// What one entry of a [`LayerTar`] is.
+pub enum Listed<'a> {
+    Dir,
+    /// A regular file: `content` must hold exactly `size` bytes (anything else is an error,
+    /// never a padded or cut entry).
+    File {
+        size: u64,
+        content: &'a mut dyn io::Read,
+    },
+    /// A hard link to a regular file written earlier in the same tar.
+    HardLink(&'a Path),
+    Symlink(&'a Path),
+    Char {
+        rdev: u64,
+    },
+    Block {
+        rdev: u64,
+    },
+    Fifo,
+}
+
+/// A layer tar written entry by entry, in the caller's order. [`write_tree`] and
+/// [`write_overlay_diff`] write through it, and so can a caller that holds a tree only as a
+/// description (COPY streams its sources this way without writing them to disk first): the
+/// same entries give the same bytes.
+pub struct LayerTar<W: Write> {
+    builder: tar::Builder<W>,
+    stats: DiffStats,
+}
+
+impl<W: Write> LayerTar<W> {
+    pub fn new(out: W) -> LayerTar<W> {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Complete);
+        LayerTar {
+            builder,
+            stats: DiffStats::default(),
+        }
+    }
+
+    /// Appends one entry at `rel` (relative, without a trailing slash), its xattrs (sorted by
+    /// name) first as a PAX header.
+    pub fn append(
+        &mut self,
+        rel: &Path,
+        attrs: Attrs,
+        xattrs: &[(OsString, Vec<u8>)],
+        listed: Listed<'_>,
+    ) -> io::Result<()> {
+        let builder = &mut self.builder;
+        append_xattrs(builder, xattrs)?;
+        let header = |ty: tar::EntryType| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(ty);
+            header.set_mode(attrs.mode & 0o7777);
+            header.set_uid(u64::from(attrs.uid));
+            header.set_gid(u64::from(attrs.gid));
+            header.set_mtime(u64::try_from(attrs.mtime).unwrap_or(0));
+            header.set_size(0);
+            header
+        };
+        match listed {
+            Listed::Dir => {
+                let mut rel = rel.as_os_str().to_owned();
+                rel.push("/");
+                builder.append_data(&mut header(tar::EntryType::Directory), &rel, io::empty())?;
+            }
+            Listed::File { size, content } => {
+                let mut h = header(tar::EntryType::Regular);
+                h.set_size(size);
+                let mut exact = Exact {
+                    inner: content,
+                    left: size,
+                };
+                builder.append_data(&mut h, rel, &mut exact)?;
+                exact.at_end()?;
+                self.stats.content_bytes += size;
+            }
+            Listed::HardLink(first) => {
+                builder.append_link(&mut header(tar::EntryType::Link), rel, first)?;
+            }
+            Listed::Symlink(target) => {
+                builder.append_link(&mut header(tar::EntryType::Symlink), rel, target)?;
+            }
+            Listed::Char { rdev } | Listed::Block { rdev } => {
+                let ty = match listed {
+                    Listed::Char { .. } => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                let mut h = header(ty);
+                h.set_device_major(dev_major(rdev))?;
+                h.set_device_minor(dev_minor(rdev))?;
+                builder.append_data(&mut h, rel, io::empty())?;
+            }
+            Listed::Fifo => {
+                builder.append_data(&mut header(tar::EntryType::Fifo), rel, io::empty())?;
+            }
+        }
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// An empty file, 0644 and root's: a whiteout or an opaque marker.
+    fn append_marker(&mut self, rel: &Path, mtime: i64) -> io::Result<()> {
+        let attrs = Attrs {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime,
+        };
+        let content = &mut io::empty();
+        self.append(rel, attrs, &[], Listed::File { size: 0, content })
+    }
+
+    /// Writes the end of the archive.
+    pub fn finish(mut self) -> io::Result<DiffStats> {
+        self.builder.finish()?;
+        Ok(self.stats)
+    }
+}
+
+/// A reader that gives exactly `left` bytes of `inner`: an error when `inner` ends early, and
+/// [`Exact::at_end`] fails when it holds more (a file that changed while it was read).
+struct Exact<'a> {
+    inner: &'a mut dyn io::Read,
+    left: u64,
+}
+
+impl io::Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file became shorter while it was read",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl Exact<'_> {
+    fn at_end(&mut self) -> io::Result<()> {
+        let mut probe = [0u8; 1];
+        match self.inner.read(&mut probe)? {
+            0 => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file became longer while it was read",
+            )),
+        }
+    }
 }
 
 fn append_xattrs<W: Write>(

@@ -69,7 +69,10 @@ pub(crate) fn copy(
                     key: out.key.clone(),
                     layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
                 };
-                (Some(out.tree(&format!("stage {f}"))), Some(key))
+                (
+                    Some(out.tree(build.store, &format!("stage {f}"))?),
+                    Some(key),
+                )
             }
             None => match build.named_dir(f) {
                 Some(dir) => {
@@ -82,7 +85,10 @@ pub(crate) fn copy(
                     let key = FromKey::Image {
                         key: img.key.clone(),
                     };
-                    (Some(img.tree(&format!("image {f}"))), Some(key))
+                    (
+                        Some(img.tree(build.store, &format!("image {f}"))?),
+                        Some(key),
+                    )
                 }
             },
         },
@@ -188,7 +194,7 @@ pub(crate) fn copy(
     // so it is part of that key.
     let link = c.link && c.chmod.is_none();
     let link_chown = match (&c.chown, link) {
-        (Some(spec), true) => Some(chown_ids(&st.tree("image"), spec)?),
+        (Some(spec), true) => Some(chown_ids(&st.tree(build.store, "image")?, spec)?),
         _ => None,
     };
     let link_key = link.then(|| {
@@ -224,14 +230,14 @@ pub(crate) fn copy(
         };
         if let (Some((_, digest)), true) = (&link_key, cx.cache_on) {
             if let Some(info) = build.cache.get(build.store, digest).and_then(|r| r.layer) {
-                let snapshot = crate::layer::snapshot_of(build.store, &info.diff_id)?;
+                let snapshot = build.store.snapshot_path(&info.diff_id);
                 cx.report(Event::Cached {
                     step: cx.step.clone(),
                 });
                 return Ok(Some((info, snapshot)));
             }
         }
-        let image = st.tree("image");
+        let image = st.tree(build.store, "image")?;
         let lower = if link {
             Layers::new(Vec::new(), "scratch")
         } else {
@@ -251,17 +257,24 @@ pub(crate) fn copy(
             extract_archives: add && c.unpack != Some(false),
             select: select.clone(),
         };
-        let scratch = build.scratch_dir()?;
-        let upper = scratch.path().join("upper");
-        std::fs::create_dir(&upper).map_err(io_err(&upper))?;
-        copy::copy_into(&upper, &lower, &sources, &opts)?;
-        let made = layer::commit(
-            build.store,
-            &upper,
-            Upper::Plain,
-            &lower,
-            build.mtime_clamp(),
-        )?;
+        // Streamed from the sources into the layer, without writing them to disk, unless an
+        // archive is to be extracted.
+        let made = match copy::plan(&lower, &sources, &opts)? {
+            Some(plan) => layer::commit_plan(build.store, &plan, build.mtime_clamp())?,
+            None => {
+                let scratch = build.scratch_dir()?;
+                let upper = scratch.path().join("upper");
+                std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+                copy::copy_into(&upper, &lower, &sources, &opts)?;
+                layer::commit(
+                    build.store,
+                    &upper,
+                    Upper::Plain,
+                    &lower,
+                    build.mtime_clamp(),
+                )?
+            }
+        };
         if let Some((inputs, digest)) = link_key {
             build.cache.put(&Record {
                 format: crate::key::CACHE_FORMAT,

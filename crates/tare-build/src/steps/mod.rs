@@ -82,13 +82,11 @@ pub(crate) fn with_cache(
     let key = crate::key::digest_of(&inputs);
     if cx.cache_on {
         if let Some(record) = build.cache.get(build.store, &key) {
-            let layer = match &record.layer {
-                Some(info) => Some((
-                    info.clone(),
-                    crate::layer::snapshot_of(build.store, &info.diff_id)?,
-                )),
-                None => None,
-            };
+            // The snapshot is extracted only when a later step reads the tree.
+            let layer = record
+                .layer
+                .as_ref()
+                .map(|info| (info.clone(), build.store.snapshot_path(&info.diff_id)));
             cx.report(Event::Cached {
                 step: cx.step.clone(),
             });
@@ -142,14 +140,14 @@ pub(crate) fn from_tree(cx: &StepCtx<'_>, f: &str) -> Result<(Layers, FromKey), 
                 key: out.key.clone(),
                 layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             };
-            Ok((out.tree(&format!("stage {f}")), key))
+            Ok((out.tree(build.store, &format!("stage {f}"))?, key))
         }
         None => {
             let img = from::image(build, f, build.opts.platform.as_ref())?;
             let key = FromKey::Image {
                 key: img.key.clone(),
             };
-            Ok((img.tree(&format!("image {f}")), key))
+            Ok((img.tree(build.store, &format!("image {f}"))?, key))
         }
     }
 }
