@@ -92,6 +92,16 @@ pub struct BuildOptions {
     /// build makes is written as the epoch.
     pub rewrite_timestamp: bool,
     // --- end of reproducible images ---
+
+    // --- The build cache in a registry (helper H2, issue 15; see crate::remote_cache) ---
+    /// `--cache-to`: where this build's cache entries are exported.
+    pub cache_to: Vec<crate::remote_cache::CacheTo>,
+    /// `--cache-from`: where steps the local cache misses are looked up.
+    pub cache_from: Vec<crate::remote_cache::CacheFrom>,
+    /// Registry settings for both (credentials, TLS, insecure registries); `None`: from the
+    /// environment, as `tare push` without flags.
+    pub registry: Option<tare_registry::Options>,
+    // --- end of the remote cache ---
 }
 
 /// What `--allow` may grant: BuildKit's entitlements.
@@ -149,6 +159,8 @@ pub(crate) struct Build<'a> {
     pub cache_mounts_reset: Mutex<std::collections::HashSet<String>>,
     /// `SOURCE_DATE_EPOCH`, parsed once.
     pub epoch: Option<crate::epoch::Epoch>,
+    /// `--cache-from` sources, and the records `--cache-to` exports.
+    pub remote: crate::remote_cache::Remote,
 }
 
 /// A finished stage, or its error as text (the error itself goes to the caller once).

@@ -109,6 +109,7 @@ pub fn build(
         agents: crate::secrets::Agents::start(store, &opts.ssh)?,
         cache_mounts_reset: Default::default(),
         epoch,
+        remote: crate::remote_cache::Remote::new(&opts.cache_from),
     };
     let needed = needed_stages(&build);
     let target = build.dockerfile.target;
@@ -162,7 +163,9 @@ pub fn build(
         return Err(e);
     }
     let out = out.ok_or_else(|| Error::Invalid("the target stage made no result".into()))?;
-    commit(&build, &out, warnings)
+    let result = commit(&build, &out, warnings)?;
+    crate::remote_cache::export(&build, target);
+    Ok(result)
 }
 
 fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<BuildResult, Error> {

@@ -80,6 +80,8 @@ pub enum Error {
     Diff(#[from] tare_layer::diff::DiffError),
     #[error(transparent)]
     Sandbox(#[from] tare_sandbox::Error),
+    #[error(transparent)]
+    Registry(#[from] tare_registry::Error),
 }
 
 /// Builds an `Error::Io` for `path`, for `map_err`.

@@ -16,6 +16,8 @@
 //!   bring into a step, and nowhere else.
 //! - `layer`: a step's directory becomes a diff (`tare_layer::diff`), a compressed layer in
 //!   the store (`tare_layer::LayerSink`) and the snapshot the next steps stack on.
+//! - [`remote_cache`]: the cache in a registry (`--cache-to`, `--cache-from`): one entry per
+//!   step key, looked up when the local cache misses, exported after the build.
 //! - [`report`]: what the build tells while it runs; it never prints.
 //!
 //! It does not parse Dockerfiles, store blobs, write tar streams or run processes: those are
@@ -41,6 +43,7 @@ mod mounts;
 pub mod output;
 mod plan;
 mod platform;
+pub mod remote_cache;
 pub mod report;
 mod run;
 pub mod secrets;

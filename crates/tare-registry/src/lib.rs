@@ -17,6 +17,8 @@
 //!   reporter)` always asks the registry; [`pull_with`] takes full [`Options`].
 //! - [`push`]`(store, image, dest, options, reporter) -> manifest digest`.
 //! - [`login`], [`logout`]; [`AuthFiles`] finds credentials.
+//! - [`Repository`]: one repository as a place for small manifests and the blobs they name
+//!   (the remote build cache).
 //! - [`Platform`], [`Reporter`] and its [`Event`]s.
 //! - [`manifest`]: parsing manifests and indexes as registries serve them (public for the fuzz
 //!   targets in fuzz/).
@@ -29,6 +31,7 @@ mod platform;
 mod progress;
 mod pull;
 mod push;
+mod repository;
 mod sources;
 
 use std::path::PathBuf;
@@ -41,6 +44,7 @@ pub use platform::Platform;
 pub use progress::{Event, NoReporter, Reporter, Skip};
 pub use pull::pull_with;
 pub use push::push_with as push;
+pub use repository::{Access, Repository};
 
 /// Settings for talking to registries.
 #[derive(Clone, Debug)]

@@ -127,11 +127,11 @@ pub fn pull_with(
 }
 
 #[derive(Clone)]
-struct LayerJob {
-    digest: Digest,
-    diff_id: Digest,
-    size: u64,
-    compression: Compression,
+pub(crate) struct LayerJob {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub compression: Compression,
 }
 
 /// Fetches a manifest by tag or digest and checks it against `expected` (when pinned) or the
@@ -207,7 +207,7 @@ fn get_config(
 }
 
 /// A small blob in memory; a dropped connection is tried again (bounded), like the layers.
-fn get_small_blob(
+pub(crate) fn get_small_blob(
     registry: &Registry,
     repo: &str,
     desc: &Descriptor,
@@ -239,7 +239,7 @@ fn get_small_blob(
 /// One layer: reused from the store when its blob is there, else streamed to a temporary blob
 /// while hashing both the blob and its decompressed content, resuming with `Range` after a
 /// dropped connection, and committed only when the digest and diffID both match.
-fn fetch_layer(
+pub(crate) fn fetch_layer(
     store: &Store,
     registry: &Registry,
     repo: &str,

@@ -122,15 +122,15 @@ pub fn push_with(
     Ok(image.manifest_digest)
 }
 
-struct Blob {
-    digest: Digest,
-    size: u64,
-    kind: &'static str,
+pub(crate) struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub kind: &'static str,
     /// A repository of the same registry known to hold the blob.
-    mount: Option<String>,
+    pub mount: Option<String>,
 }
 
-fn push_blob(
+pub(crate) fn push_blob(
     store: &Store,
     registry: &Registry,
     repo: &str,

@@ -81,7 +81,12 @@ pub(crate) fn with_cache(
     let inputs = build.layer_inputs(key)?;
     let key = crate::key::digest_of(&inputs);
     if cx.cache_on {
-        if let Some(record) = build.cache.get(build.store, &key) {
+        let found = build
+            .cache
+            .get(build.store, &key)
+            .or_else(|| build.remote.lookup(build, &key, &st.key));
+        if let Some(record) = found {
+            build.remote.note(cx.stage.index, &record);
             // The snapshot is extracted only when a later step reads the tree.
             let layer = record
                 .layer
@@ -112,7 +117,7 @@ pub(crate) fn with_cache(
     }
     let layer = make(st)?;
     let created = now_rfc3339();
-    build.cache.put(&Record {
+    let record = Record {
         format: crate::key::CACHE_FORMAT,
         key: key.clone(),
         parent: st.key.clone(),
@@ -120,7 +125,9 @@ pub(crate) fn with_cache(
         layer: layer.as_ref().map(|(l, _)| l.clone()),
         created: created.clone(),
         used: 0,
-    })?;
+    };
+    build.cache.put(&record)?;
+    build.remote.note(cx.stage.index, &record);
     Ok(Outcome {
         key,
         layer,

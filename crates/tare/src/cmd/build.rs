@@ -120,6 +120,19 @@ pub struct Args {
     /// directory, docker-image://REF or oci-layout://PATH[@TAG] (repeatable).
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
+    // --- The build cache in a registry (helper H2, issue 15) ---
+    /// Export this build's cache: type=registry,ref=REPOSITORY[:TAG][,mode=min|max]
+    /// (one entry per step, tagged tare-cache-KEY; min: the final image's steps, max: every
+    /// stage's) (repeatable).
+    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=min|max]")]
+    cache_to: Vec<String>,
+    /// Look steps the local cache misses up in this cache: type=registry,ref=REPOSITORY
+    /// (or just REPOSITORY) (repeatable).
+    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    cache_from: Vec<String>,
+    #[command(flatten)]
+    registry: super::pull::RegistryArgs,
+    // --- end of the remote cache ---
     // --- buildx's metadata, --pull and RUN settings (helper H4, issue 14 item 7) ---
     /// Write the result as buildx does: JSON with containerimage.digest,
     /// containerimage.config.digest, containerimage.descriptor and image.name.
@@ -438,6 +451,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         git_timeout: git_timeout(&args),
         // Reproducible images (helper H6).
         rewrite_timestamp: args.rewrite_timestamp,
+        // The build cache in a registry (helper H2).
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|c| tare_build::remote_cache::CacheTo::parse(c))
+            .collect::<Result<_, _>>()?,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|c| tare_build::remote_cache::CacheFrom::parse(c))
+            .collect::<Result<_, _>>()?,
+        registry: Some(args.registry.options()),
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.
@@ -512,7 +537,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if push {
-        push_tags(&store, image, &opts.tags, args.quiet)?;
+        push_tags(
+            &store,
+            image,
+            &opts.tags,
+            args.quiet,
+            &args.registry.options(),
+        )?;
     }
     if let Some(path) = &args.metadata_file {
         let names = if archive_names.is_empty() {
@@ -631,12 +662,12 @@ fn push_tags(
     image: &tare_store::Image,
     tags: &[Reference],
     quiet: bool,
+    options: &tare_registry::Options,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!tags.is_empty(), "--push needs a name: give one with -t");
-    let options = tare_registry::Options::from_env();
     for tag in tags {
         let printer = super::pull::TransferPrinter::new("pushing", quiet);
-        let digest = tare_registry::push(store, image, tag, &options, &printer)
+        let digest = tare_registry::push(store, image, tag, options, &printer)
             .with_context(|| format!("pushing {}", tag.familiar()))?;
         printer.finish();
         if !quiet {

@@ -11,6 +11,8 @@ mod util;
 mod harness;
 mod progress_tty;
 
+mod cache;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
