@@ -276,6 +276,8 @@ struct EntryManifest {
     config: Descriptor,
     #[serde(default)]
     layers: Vec<Descriptor>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -565,6 +567,79 @@ fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> R
         repo.put_manifest(tag, OCI_MANIFEST, manifest)?;
     }
     Ok(())
+}
+
+/// An entry as `tare cache ls` shows it: what its manifest says (its config is not read).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub tag: String,
+    /// The manifest's digest (what a delete removes).
+    pub digest: Digest,
+    pub key: String,
+    pub parent: String,
+    /// When the step first ran; `None` when the manifest does not say (or not in RFC 3339).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The layer blob's size in the registry, 0 for a step without a layer.
+    pub size: u64,
+}
+
+/// The entries of the cache repository of `reference`: every tag with [`TAG_PREFIX`] whose
+/// manifest is a tare cache entry. Other tags are not touched.
+pub fn list(reference: &Reference, options: &tare_registry::Options) -> Result<Vec<Listed>, Error> {
+    let repo = Repository::connect(reference, options, Access::Pull, &[])?;
+    list_in(&repo)
+}
+
+fn list_in(repo: &Repository) -> Result<Vec<Listed>, Error> {
+    let mut listed = Vec::new();
+    for tag in repo.tags()? {
+        let Some(key) = tag.strip_prefix(TAG_PREFIX) else {
+            continue;
+        };
+        // Deleted between the listing and now (another prune): nothing to show.
+        let Some(bytes) = repo.manifest(&tag)? else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<EntryManifest>(&bytes) else {
+            continue;
+        };
+        if manifest.config.media_type != ENTRY_MEDIA_TYPE {
+            continue;
+        }
+        let annotation = |k: &str| manifest.annotations.get(k).cloned().unwrap_or_default();
+        listed.push(Listed {
+            digest: Digest::of(&bytes),
+            key: key.to_string(),
+            parent: annotation(ANNOTATION_PARENT),
+            created: chrono::DateTime::parse_from_rfc3339(&annotation(ANNOTATION_CREATED))
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            size: manifest.layers.iter().map(|l| l.size).sum(),
+            tag,
+        });
+    }
+    listed.sort_by(|a, b| a.created.cmp(&b.created).then(a.tag.cmp(&b.tag)));
+    Ok(listed)
+}
+
+/// Deletes the entries of the cache repository of `reference` made before `before` (and
+/// those that do not say when they were made) through the registry's API; returns them. The
+/// layer blobs go when the registry's garbage collector finds no manifest using them.
+pub fn prune(
+    reference: &Reference,
+    options: &tare_registry::Options,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let repo = Repository::connect(reference, options, Access::Delete, &[])?;
+    let mut removed = Vec::new();
+    for entry in list_in(&repo)? {
+        if entry.created.is_some_and(|t| t >= before) {
+            continue;
+        }
+        repo.delete_manifest(&entry.digest)?;
+        removed.push(entry);
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

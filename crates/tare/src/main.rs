@@ -118,6 +118,9 @@ enum Command {
     /// The store as a whole (docker's `system prune`).
     #[command(subcommand)]
     System(cmd::manage::SystemCommand),
+    /// A build cache in a registry (`build --cache-to type=registry`): ls, prune.
+    #[command(subcommand)]
+    Cache(cmd::cache::CacheCommand),
     /// Print a shell completion script (`tare completion bash > /etc/bash_completion.d/tare`).
     Completion(cmd::completion::Args),
     /// Write the man pages into a directory (`tare man /usr/local/share/man/man1`).
@@ -185,6 +188,7 @@ fn main() -> ExitCode {
         Command::Container(c) => cmd::manage::container(&ctx, c),
         Command::Builder(c) => cmd::manage::builder(&ctx, c),
         Command::System(c) => cmd::manage::system(&ctx, c),
+        Command::Cache(c) => cmd::cache::run(c),
         Command::Completion(a) => cmd::completion::run(Cli::command(), a),
         Command::Man(a) => cmd::completion::man(Cli::command(), a),
         Command::Info(a) => cmd::info::run(&ctx, a),

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod binfmt;
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod commit;
 pub mod completion;
