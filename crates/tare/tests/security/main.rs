@@ -11,6 +11,9 @@
 //! - `store`: store permissions, tampered blobs, huge tar headers, layer xattrs, whiteout escapes.
 //! - `crash`: SIGKILL at random points of build, import, load and pull; leftovers reclaimed.
 //! - `registry`: a registry that tries to steal credentials, oversized answers.
+//! - `remote_cache`: forged entries in a build cache in a registry (another parent, inputs
+//!   that do not hash to the key, malformed or huge configs, layers that are not their
+//!   diffID, bytes that are not their digest).
 //! - `rootless`: rootless tare gives its user no file of another host user, no setuid root file,
 //!   no write to root's files through a volume, no use of root's store.
 //! - `secrets`: secret and ssh mounts with `..` ids and targets, hostile secret sources,
@@ -31,6 +34,7 @@ mod git;
 mod mounts;
 mod outputs;
 mod registry;
+mod remote_cache;
 mod rootless;
 mod sandbox;
 mod secrets;

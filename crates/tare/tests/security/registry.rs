@@ -6,7 +6,7 @@
 //! every loop is bounded.
 
 #[path = "../registry/harness.rs"]
-mod harness;
+pub(crate) mod harness;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
