@@ -182,6 +182,14 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         if plan.unified_cgroup
             && rfs::statat(CWD, c"/sys/fs/cgroup/unified", AtFlags::empty()).is_ok()
         {
+            // Rootless: the kernel mounts cgroup2 only for a cgroup namespace that tare's user
+            // namespace owns; the container's cgroup root is then the one tare runs in.
+            if plan.rootless {
+                // SAFETY: CLONE_NEWCGROUP changes only this process's cgroup namespace; no
+                // descriptor table or memory is unshared.
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+                    .at(Step::MountSys)?;
+            }
             mount::mount(
                 c"cgroup2",
                 c"/sys/fs/cgroup",

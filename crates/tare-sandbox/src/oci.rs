@@ -150,7 +150,19 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     let is_crun = runtime
         .file_name()
         .is_some_and(|n| n.as_bytes().starts_with(b"crun"));
-    let config = config_json(&config_spec, &rootfs, &bundle, !is_crun);
+    let mut config = config_json(&config_spec, &rootfs, &bundle, !is_crun);
+    // Rootless on the host's network: that namespace belongs to the host's user namespace, so
+    // sysfs cannot be mounted (runc and crun both fail); the host's /sys is bound read-only, as
+    // the built-in sandbox does.
+    if prepared.plan.bind_sys {
+        if let Some(sys) = config["mounts"]
+            .as_array_mut()
+            .and_then(|m| m.iter_mut().find(|m| m["destination"] == "/sys"))
+        {
+            *sys = json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+    }
     let config_path = bundle.join("config.json");
     let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime {
         runtime: runtime.display().to_string(),
