@@ -1,4 +1,5 @@
-//! RUN: a command in the sandbox over an overlay of the stage's snapshots.
+//! RUN: a command in the sandbox over an overlay of the stage's snapshots, or over a merged
+//! copy of them where overlayfs is refused ([`Snapshotter`]).
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
@@ -6,6 +7,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use tare_sandbox::{BindMount, Network, OnSignal, Rootfs, RunSpec, Security, Stdio, TmpfsMount};
+
+use tare_layer::copy_snapshot::CopySnapshot;
 
 use crate::error::{io_err, Error};
 use crate::report::{Event, Reporter, StepId, Stream};
@@ -57,10 +60,23 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
         std::fs::create_dir_all(&empty).map_err(io_err(&empty))?;
         lower.push(empty);
     }
-    let rootfs = Rootfs::Overlay {
-        lower,
-        upper: upper.clone(),
-        work: work.clone(),
+    // The copy fallback: the snapshots merged into a plain directory (see
+    // tare_layer::copy_snapshot), turned into the upper directory after the run.
+    let copy = match snapshotter(input.scratch)? {
+        Snapshotter::Overlay => None,
+        Snapshotter::Copy => {
+            let dir = input.scratch.join("rootfs");
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            Some(CopySnapshot::make(&lower, &dir)?)
+        }
+    };
+    let rootfs = match &copy {
+        None => Rootfs::Overlay {
+            lower,
+            upper: upper.clone(),
+            work: work.clone(),
+        },
+        Some(snap) => Rootfs::Dir(snap.path().to_path_buf()),
     };
     let mut spec = RunSpec::new(rootfs, input.args);
     spec.env = input.env;
@@ -111,9 +127,73 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
         }
     });
     let _ = std::fs::remove_dir_all(&work);
+    if let Some(snap) = copy {
+        snap.into_upper(&upper)?;
+    }
     match code {
         Ok(code) => Ok(code),
         Err(tare_sandbox::Error::Interrupted(_)) => Err(Error::Interrupted),
         Err(e) => Err(e.into()),
     }
+}
+
+/// How RUN steps get their root filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshotter {
+    /// overlayfs over the snapshots (with `userxattr` when rootless): nothing is copied.
+    Overlay,
+    /// The snapshots merged into a plain directory, the changes moved out after the run: every
+    /// RUN step copies its whole root filesystem.
+    Copy,
+}
+
+/// The snapshotter of this process, chosen at its first RUN step: `TARE_SNAPSHOTTER`
+/// (`overlay`, `copy`, or `auto`, the default) or, for `auto`, overlayfs unless a probe mount
+/// of it on the store's filesystem (in `scratch`) is refused with `EPERM`, `EINVAL` or `ENODEV`
+/// (a kernel without overlayfs in user namespaces, a filesystem it cannot use as upper). `-v`
+/// names the choice.
+pub fn snapshotter(scratch: &Path) -> Result<Snapshotter, Error> {
+    static CHOSEN: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    if let Some(chosen) = CHOSEN.get() {
+        return Ok(*chosen);
+    }
+    let forced = std::env::var("TARE_SNAPSHOTTER").unwrap_or_default();
+    let chosen = match forced.as_str() {
+        "overlay" => {
+            tracing::info!("snapshots: overlayfs (TARE_SNAPSHOTTER=overlay)");
+            Snapshotter::Overlay
+        }
+        "copy" => {
+            tracing::info!("snapshots: copies (TARE_SNAPSHOTTER=copy)");
+            Snapshotter::Copy
+        }
+        "" | "auto" => match tare_sandbox::userns::probe_overlay(&scratch.join("overlay-probe")) {
+            Ok(mode) => {
+                tracing::info!("snapshots: {mode}");
+                Snapshotter::Overlay
+            }
+            Err(tare_sandbox::Error::Sys { action, source })
+                if [
+                    rustix::io::Errno::PERM,
+                    rustix::io::Errno::INVAL,
+                    rustix::io::Errno::NODEV,
+                ]
+                .iter()
+                .any(|e| source.raw_os_error() == Some(e.raw_os_error())) =>
+            {
+                tracing::info!(
+                    "snapshots: copies, since overlayfs is refused here ({action}: {source}); \
+                     each RUN step copies its root filesystem"
+                );
+                Snapshotter::Copy
+            }
+            Err(e) => return Err(e.into()),
+        },
+        other => {
+            return Err(Error::Invalid(format!(
+                "TARE_SNAPSHOTTER={other}: use overlay, copy or auto"
+            )))
+        }
+    };
+    Ok(*CHOSEN.get_or_init(|| chosen))
 }

@@ -29,6 +29,7 @@ pub mod archive;
 pub mod bounded;
 pub mod compression;
 pub mod content_size;
+pub mod copy_snapshot;
 pub mod diff;
 mod error;
 pub mod export;

@@ -147,8 +147,8 @@ fn main() -> ExitCode {
         tracing::info!(
             user = %r.user,
             subordinate = r.subordinate,
-            "rootless: running in a user namespace ({}); snapshots are native overlayfs with \
-             userxattr (`tare info` probes it)",
+            "rootless: running in a user namespace ({}); the first RUN step says which \
+             snapshots are used (`tare info` probes overlayfs)",
             if r.subordinate { "subordinate ID range" } else { "single-ID mapping" }
         );
     }
