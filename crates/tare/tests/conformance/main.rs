@@ -20,6 +20,8 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod rootless;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;

@@ -9,6 +9,7 @@ mod tmux;
 mod util;
 
 mod harness;
+mod kubernetes;
 mod progress_tty;
 
 mod cache;
