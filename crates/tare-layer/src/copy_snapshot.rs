@@ -426,7 +426,7 @@ mod tests {
         std::fs::write(base.join("edit/same"), "x").unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        let snap = CopySnapshot::make(&[base.clone()], &root).unwrap();
+        let snap = CopySnapshot::make(std::slice::from_ref(&base), &root).unwrap();
         assert_eq!(std::fs::read(root.join("keep/deep/f")).unwrap(), b"same");
 
         // What a step does.

@@ -2,7 +2,7 @@
 //! namespace of tare's own. The images must equal the ones root builds.
 
 #[path = "../util/rootless.rs"]
-mod user;
+pub(crate) mod user;
 
 use user::RootlessUser;
 

@@ -2,10 +2,7 @@
 //! (see docs/ARCHITECTURE.md, "Rootless"), and a run or a RUN step through it gives what the
 //! built-in sandbox gives.
 
-#[path = "../util/rootless.rs"]
-mod user;
-
-use user::RootlessUser;
+use crate::rootless::user::RootlessUser;
 
 /// What the checks print: the IDs, the mapping seen inside, a file written, /sys readable.
 const SCRIPT: &str = "id; cat /proc/self/uid_map | tr -s ' '; echo hi > /tmp/x && cat /tmp/x; \

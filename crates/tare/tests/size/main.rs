@@ -8,6 +8,7 @@ mod util;
 mod build_budgets;
 mod diff;
 mod reproducible;
+mod rootless;
 mod slim;
 
 use std::collections::BTreeMap;
