@@ -43,6 +43,7 @@ pub use error::{Error, Result};
 pub use platform::Platform;
 pub use progress::{Event, NoReporter, Reporter, Skip};
 pub use pull::pull_with;
+pub use push::push_index;
 pub use push::push_with as push;
 pub use repository::{Access, Repository};
 

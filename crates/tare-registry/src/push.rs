@@ -14,7 +14,7 @@ use std::time::Instant;
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
-use tare_store::{Digest, Image, Reference, Store};
+use tare_store::{Digest, Image, Reference, Store, StoredIndex, MEDIA_TYPE_INDEX};
 use url::Url;
 
 use crate::client::{backoff, retryable, status_error, Registry};
@@ -120,6 +120,51 @@ pub fn push_with(
         size: manifest_bytes.len() as u64,
     });
     Ok(image.manifest_digest)
+}
+
+/// Pushes a stored multi-platform index as `dest`: each platform's image by digest into the
+/// same repository, then the index under `dest`'s tag, byte for byte as stored. Returns the
+/// index digest.
+pub fn push_index(
+    store: &Store,
+    index: &StoredIndex,
+    dest: &Reference,
+    options: &Options,
+    reporter: &dyn Reporter,
+) -> Result<Digest> {
+    // Without a tag, each manifest goes up under its digest.
+    let by_digest = Reference::parse(&dest.name())?;
+    for image in &index.images {
+        push_with(store, image, &by_digest, options, reporter)?;
+    }
+    let repo = dest.path();
+    let creds = options.auth.lookup(dest.domain())?;
+    let registry = Registry::connect(
+        dest.domain(),
+        options,
+        creds,
+        vec![format!("repository:{repo}:pull,push")],
+    )?;
+    let target = dest
+        .tag()
+        .map_or_else(|| index.digest.to_string(), str::to_string);
+    let url = registry.url(&format!("v2/{repo}/manifests/{target}"))?;
+    let resp = registry.send("PUT", &url, |c| {
+        Ok(c.put(url.clone())
+            .header(CONTENT_TYPE, MEDIA_TYPE_INDEX)
+            .body(index.bytes.clone()))
+    })?;
+    match resp.status() {
+        s if s.is_success() => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(registry.unauthorized()),
+        s => return Err(status_error("PUT", &url, s, resp)),
+    }
+    reporter.report(Event::Pushed {
+        reference: dest.familiar(),
+        digest: index.digest,
+        size: index.bytes.len() as u64,
+    });
+    Ok(index.digest)
 }
 
 pub(crate) struct Blob {

@@ -239,7 +239,9 @@ impl Store {
             reference.tag().unwrap_or("latest")
         ))?;
         tags.insert(key.to_string(), *id);
-        self.write_tags(&tags)
+        self.write_tags(&tags)?;
+        // The name now names one image: an index it named before is no longer its.
+        self.drop_index_tag_locked(&key.to_string())
     }
 
     /// Removes a tag; returns the image it pointed at.
@@ -251,6 +253,7 @@ impl Store {
             .remove(&key)
             .ok_or_else(|| Error::ImageNotFound(reference.familiar()))?;
         self.write_tags(&tags)?;
+        self.drop_index_tag_locked(&key)?;
         Ok(id)
     }
 
@@ -258,8 +261,16 @@ impl Store {
     pub fn remove_image(&self, id: &Digest) -> Result<()> {
         let _guard = self.meta_lock()?;
         let mut tags = self.read_tags()?;
+        let gone: Vec<String> = tags
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .map(|(k, _)| k.clone())
+            .collect();
         tags.retain(|_, v| v != id);
         self.write_tags(&tags)?;
+        for key in &gone {
+            self.drop_index_tag_locked(key)?;
+        }
         let path = self
             .root()
             .join("images")
@@ -420,7 +431,8 @@ impl Store {
 
     /// Every blob an image needs: config, manifest and layers.
     pub(crate) fn referenced_blobs(&self) -> Result<BTreeSet<Digest>> {
-        let mut set = BTreeSet::new();
+        // Indexes a tag names (their images are image records, kept below).
+        let mut set: BTreeSet<Digest> = self.index_tags()?.into_values().collect();
         for id in self.image_ids()? {
             let path = self
                 .root()

@@ -17,6 +17,8 @@
 //! ROOT/layers/<diffid>.json     the stored blobs (compressions) of each diff, its content size
 //! ROOT/images/<id>.json         image records: manifest digest, layers, builder info
 //! ROOT/repositories.json        tags: normalised reference -> image ID
+//! ROOT/index-tags.json          tags of multi-platform images: reference -> index blob (the
+//!                               tag in repositories.json names the host's image of it)
 //! ROOT/snapshots/<diffid>/      extracted layers (made by tare-layer), overlayfs format
 //! ROOT/cachemounts/<hash>/      RUN --mount=type=cache directories (see [`cache_mounts`])
 //! ```
@@ -43,6 +45,7 @@ mod digest;
 mod error;
 mod gc;
 mod image;
+mod index;
 mod reference;
 mod temp;
 
@@ -63,6 +66,7 @@ pub use image::{
     manifest_json, oci_digest, Image, LayerInfo, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_ZSTD,
 };
+pub use index::{StoredIndex, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 pub use reference::Reference;
 pub use temp::TempDir;
 

@@ -220,19 +220,16 @@ fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
     out
 }
 
-/// `--platform`: one platform (several, for one multi-platform index, are not built yet).
-fn target_platform(list: &[String]) -> anyhow::Result<Option<tare_build::Platform>> {
-    match list {
-        [] => Ok(None),
-        [one] => Ok(Some(
-            one.parse().with_context(|| format!("--platform {one}"))?,
-        )),
-        several => bail!(
-            "--platform {}: building several platforms into one index is not supported yet; \
-             build each platform on its own",
-            several.join(",")
-        ),
+/// `--platform`: the platforms to build, each once (several make one multi-platform index).
+fn target_platforms(list: &[String]) -> anyhow::Result<Vec<tare_build::Platform>> {
+    let mut out: Vec<tare_build::Platform> = Vec::new();
+    for one in list {
+        let p: tare_build::Platform = one.parse().with_context(|| format!("--platform {one}"))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
     }
+    Ok(out)
 }
 
 /// The context from a git URL or standard input, fetched or extracted into the store's
@@ -364,6 +361,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let output = args.output.as_deref().map(Output::parse).transpose()?;
+    let platforms = target_platforms(&args.platform)?;
     let mut push = args.push;
     // The tags an archive output names; the image itself is then not stored.
     let mut archive_names = Vec::new();
@@ -428,7 +426,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         interrupt: None,
         // RUN --mount (helper H1).
         keep_cache_mounts: args.keep_cache_mounts,
-        platform: target_platform(&args.platform)?,
+        platform: platforms.first().cloned(),
         build_contexts: args
             .build_contexts
             .iter()
@@ -475,6 +473,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     opts.interrupt = Some(interrupt);
     let store = ctx.store()?;
+    if platforms.len() > 1 {
+        return build_index(
+            &store,
+            &args,
+            &opts,
+            &platforms,
+            output.as_ref(),
+            push,
+            quiet,
+        );
+    }
     let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
     let result = if quiet {
         tare_build::build(&store, &opts, &Silent)
@@ -482,26 +491,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         tare_build::build(&store, &opts, &Printer::new(args.progress))
     }
     .context("build failed")?;
-    let squash = args.squash.as_deref().map(|s| match s {
-        "all" => tare_size::BuildSquash::All,
-        _ => tare_size::BuildSquash::New,
-    });
-    let budgets = tare_size::Budgets {
-        max_size: args.max_size,
-        max_waste: args.max_waste,
-        max_layers: args.max_layers,
-    };
-    // Squash when asked, then find the dead bytes and check the budgets. The unsquashed layers
-    // stay in the cache, so a failed budget costs no rebuild.
-    let done = tare_size::finish_build(
-        &store,
-        &result.image,
-        result.base_layers,
-        &opts.tags,
-        squash,
-        &budgets,
-    )
-    .context("analysing the image")?;
+    let done = finish(&store, &args, &result, &opts.tags)?;
     let image = &done.image;
     let id = image.id.to_string();
     if let Some(path) = &args.iidfile {
@@ -602,6 +592,140 @@ fn metadata_json(
         );
     }
     Ok(out.into())
+}
+
+/// Squashes when asked, then finds the dead bytes and checks the budgets. The unsquashed
+/// layers stay in the cache, so a failed budget costs no rebuild.
+fn finish(
+    store: &tare_store::Store,
+    args: &Args,
+    result: &BuildResult,
+    tags: &[Reference],
+) -> anyhow::Result<tare_size::Finished> {
+    let squash = args.squash.as_deref().map(|s| match s {
+        "all" => tare_size::BuildSquash::All,
+        _ => tare_size::BuildSquash::New,
+    });
+    let budgets = tare_size::Budgets {
+        max_size: args.max_size,
+        max_waste: args.max_waste,
+        max_layers: args.max_layers,
+    };
+    tare_size::finish_build(
+        store,
+        &result.image,
+        result.base_layers,
+        tags,
+        squash,
+        &budgets,
+    )
+    .context("analysing the image")
+}
+
+/// `--platform A,B,...`: each platform built in turn (their shared steps, like a
+/// `FROM --platform=$BUILDPLATFORM` stage, come from the cache after the first), then one
+/// OCI index of the images, which the tags name (`tare run` and the other one-image
+/// commands take this machine's platform from it).
+fn build_index(
+    store: &tare_store::Store,
+    args: &Args,
+    opts: &BuildOptions,
+    platforms: &[tare_build::Platform],
+    output: Option<&Output>,
+    push: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    if output.is_some_and(|o| !o.stores_image()) {
+        bail!(
+            "--platform {}: -o {} writes one platform; with several only the stored image \
+             (type=image, type=registry) is supported yet",
+            args.platform.join(","),
+            args.output.as_deref().unwrap_or_default()
+        );
+    }
+    let mut images = Vec::new();
+    let mut failed = false;
+    for platform in platforms {
+        let one = BuildOptions {
+            platform: Some(platform.clone()),
+            tags: Vec::new(),
+            ..opts.clone()
+        };
+        let result = if quiet {
+            tare_build::build(store, &one, &Silent)
+        } else {
+            tare_build::build(store, &one, &Printer::new(args.progress))
+        }
+        .with_context(|| format!("build for {platform} failed"))?;
+        let done = finish(store, args, &result, &[])?;
+        if !quiet {
+            crate::outln!("{platform}: image {}", done.image.id);
+        }
+        for v in &done.summary.budgets.violations {
+            eprintln!("error: budget exceeded ({platform}): {v}");
+        }
+        failed |= done.summary.failed();
+        images.push(done.image);
+    }
+    let host = tare_build::Platform::host();
+    let host_index = platforms
+        .iter()
+        .position(|p| host.matches(&p.os, &p.architecture, p.variant.as_deref()))
+        .unwrap_or(0);
+    let index = store
+        .commit_index(&images, host_index, &opts.tags)
+        .context("storing the image index")?;
+    let digest = index.digest.to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &digest).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if quiet {
+        crate::outln!("{digest}");
+    } else {
+        let names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        crate::outln!("index    {digest} ({})", names.join(", "));
+        if !opts.tags.is_empty() {
+            let tags: Vec<String> = opts.tags.iter().map(Reference::familiar).collect();
+            crate::outln!("tags     {}", tags.join(", "));
+        }
+    }
+    if failed {
+        return Ok(ExitCode::from(1));
+    }
+    if push {
+        anyhow::ensure!(
+            !opts.tags.is_empty(),
+            "--push needs a name: give one with -t"
+        );
+        let options = tare_registry::Options::from_env();
+        for tag in &opts.tags {
+            let printer = super::pull::TransferPrinter::new("pushing", quiet);
+            tare_registry::push_index(store, &index, tag, &options, &printer)
+                .with_context(|| format!("pushing {}", tag.familiar()))?;
+            printer.finish();
+            if !quiet {
+                crate::outln!("pushed {} ({digest})", tag.familiar());
+            }
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        // buildx's keys for a multi-platform result: the index, no single config.
+        let mut m = serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.descriptor": {
+                "mediaType": tare_store::MEDIA_TYPE_INDEX,
+                "digest": digest,
+                "size": index.bytes.len(),
+            },
+        });
+        if !opts.tags.is_empty() {
+            let names: Vec<String> = opts.tags.iter().map(Reference::to_string).collect();
+            m["image.name"] = names.join(",").into();
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(&m)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn writes_stdout(output: &Output) -> bool {

@@ -32,8 +32,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading the destination {dest_text:?}"))?;
     let options = args.registry.options();
     let printer = TransferPrinter::new("pushing", args.quiet);
-    let digest = tare_registry::push(&store, &image, &dest, &options, &printer)
-        .with_context(|| format!("pushing {}", dest.familiar()))?;
+    // A tag of a multi-platform build names an index: all of it goes.
+    let index = match Reference::parse(&args.image) {
+        Ok(name) => store.index_of(&name)?,
+        Err(_) => None,
+    };
+    let digest = match &index {
+        Some(index) => tare_registry::push_index(&store, index, &dest, &options, &printer),
+        None => tare_registry::push(&store, &image, &dest, &options, &printer),
+    }
+    .with_context(|| format!("pushing {}", dest.familiar()))?;
     printer.finish();
     let mut out = std::io::stdout().lock();
     if args.quiet {

@@ -68,17 +68,23 @@ fn arm64_emulation(t: &TestContext) -> bool {
     true
 }
 
-#[test]
-fn an_arm64_run_step_executes_under_qemu_once_the_handler_is_registered() {
+/// On an amd64 machine, a test context with `busybox` (this machine's) and `armbox` (arm64),
+/// and the arm64 handler registered; `None` (reason printed) where that cannot be.
+fn emulated_arm64() -> Option<TestContext> {
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("skipped: arm64 is this machine's own architecture");
-        return;
+        eprintln!("skipped: the tests emulate arm64 on an amd64 machine");
+        return None;
     }
     let t = setup();
     import_arm64_busybox(&t, "armbox:latest");
-    if !arm64_emulation(&t) {
+    arm64_emulation(&t).then_some(t)
+}
+
+#[test]
+fn an_arm64_run_step_executes_under_qemu_once_the_handler_is_registered() {
+    let Some(t) = emulated_arm64() else {
         return;
-    }
+    };
     t.write(
         "ctx/Dockerfile",
         "FROM armbox\nARG TARGETARCH\nRUN echo \"$(uname -m) $TARGETARCH\" > /arch\n",
@@ -106,4 +112,59 @@ fn binfmt_names_what_it_cannot_register() {
     assert!(stderr.contains("qemu-no-such-arch.conf"), "{stderr}");
     assert!(stderr.contains("qemu-user-static"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn two_platforms_make_one_index_whose_arm64_run_ran_under_qemu_and_run_takes_the_hosts() {
+    let Some(t) = emulated_arm64() else {
+        return;
+    };
+    // Each platform starts from its own base: the busybox of this machine, the arm64 one.
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox AS base-amd64\nFROM armbox AS base-arm64\n\
+         FROM base-$TARGETARCH\nRUN uname -m > /uname\n",
+    );
+    let digest = t.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "multi",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        &ctx_dir(&t),
+    ]);
+    let digest = digest.trim();
+    // The tag names the index...
+    let tags: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.root.path().join("index-tags.json")).unwrap())
+            .unwrap();
+    assert_eq!(tags["docker.io/library/multi:latest"], digest, "{tags}");
+    let blob = t
+        .root
+        .path()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().unwrap();
+    let arches: Vec<&str> = manifests
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+    // ... and one-image commands take this machine's platform from it.
+    assert_eq!(t.ok(&["run", "--rm", "multi", "cat", "/uname"]), "x86_64\n");
+    assert_eq!(inspect(&t, "multi")["config"]["architecture"], "amd64");
+    // The arm64 image's RUN ran under QEMU.
+    let arm = format!("multi@{}", manifests[1]["digest"].as_str().unwrap());
+    assert_eq!(inspect(&t, &arm)["config"]["architecture"], "arm64");
+    assert_eq!(file_in(&t, &arm, "uname").as_deref(), Some("aarch64\n"));
+    // A tag moved to one image no longer names the index.
+    t.ok(&["tag", "busybox", "multi"]);
+    let tags = std::fs::read_to_string(t.root.path().join("index-tags.json")).unwrap();
+    assert!(!tags.contains("multi"), "{tags}");
 }
