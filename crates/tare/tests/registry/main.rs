@@ -9,11 +9,8 @@ mod tmux;
 mod util;
 
 mod harness;
-<<<<<<< HEAD
 mod kubernetes;
-=======
 mod multiplatform;
->>>>>>> 6f13430 (Multi-platform builds: --platform A,B builds each platform and stores one OCI index; push sends it)
 mod progress_tty;
 
 mod cache;
