@@ -55,6 +55,6 @@ pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as Cac
 pub use context::{BuildOptions, Entitlement, StepSummary};
 pub use engine::{build, BuildResult};
 pub use error::Error;
-pub use report::{Event, Reporter, Silent, StepId, Stream};
+pub use report::{Event, Reporter, Silent, StepId, Stream, TransferStep};
 pub use tare_registry::Platform;
 pub use tare_sandbox::Network;

@@ -78,3 +78,125 @@ pub struct Silent;
 impl Reporter for Silent {
     fn report(&self, _at: SystemTime, _event: Event) {}
 }
+
+/// A registry transfer (a FROM's pull, a push after the build) as build events under a step
+/// of its own, `#N TEXT`, which its first event starts: a pull of an image already stored
+/// makes no step. Blobs report as [`Event::Transfer`], the rest as log lines.
+pub struct TransferStep<'a> {
+    reporter: &'a dyn Reporter,
+    text: String,
+    /// The step's number, asked once, when the step starts.
+    number: Box<dyn Fn() -> usize + 'a>,
+    step: std::cell::OnceCell<(StepId, std::time::Instant)>,
+}
+
+impl<'a> TransferStep<'a> {
+    pub fn new(
+        reporter: &'a dyn Reporter,
+        text: String,
+        number: impl Fn() -> usize + 'a,
+    ) -> TransferStep<'a> {
+        TransferStep {
+            reporter,
+            text,
+            number: Box::new(number),
+            step: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn step(&self) -> StepId {
+        self.step
+            .get_or_init(|| {
+                let step = StepId {
+                    number: (self.number)(),
+                    stage: String::new(),
+                    index: 0,
+                    total: 0,
+                };
+                self.emit(Event::Started {
+                    step: step.clone(),
+                    text: self.text.clone(),
+                });
+                (step, std::time::Instant::now())
+            })
+            .0
+            .clone()
+    }
+
+    fn emit(&self, event: Event) {
+        self.reporter.report(SystemTime::now(), event);
+    }
+
+    fn log(&self, line: String) {
+        let step = self.step();
+        self.emit(Event::Log {
+            step,
+            stream: Stream::Stdout,
+            line,
+        });
+    }
+
+    fn transfer(&self, digest: &tare_store::Digest, done: u64, total: u64) {
+        let step = self.step();
+        self.emit(Event::Transfer {
+            step,
+            blob: short_digest(digest),
+            done,
+            total,
+        });
+    }
+
+    /// Ends the step, if there is one; `image_size` is the size of what was moved.
+    pub fn finish(&self, image_size: u64) {
+        if let Some((step, started)) = self.step.get() {
+            self.emit(Event::Finished {
+                step: step.clone(),
+                layer_size: None,
+                image_size,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, as the transfer lines show a blob.
+fn short_digest(digest: &tare_store::Digest) -> String {
+    digest.to_string().chars().take(19).collect()
+}
+
+impl tare_registry::Reporter for TransferStep<'_> {
+    fn report(&self, event: tare_registry::Event) {
+        use tare_registry::{Event as E, Skip};
+        match event {
+            E::Resolved {
+                reference, digest, ..
+            } => self.log(format!("resolve {reference} to {digest}")),
+            E::BlobStarted { digest, size, .. } => self.transfer(&digest, 0, size),
+            E::BlobProgress {
+                digest,
+                done,
+                total,
+            } => self.transfer(&digest, done, total),
+            E::BlobDone { digest, size, .. } => self.transfer(&digest, size, size),
+            E::BlobSkipped { digest, reason, .. } => {
+                let why = match reason {
+                    // A pull's blobs already stored are no news.
+                    Skip::Stored => return,
+                    Skip::Exists => "already in the registry".to_string(),
+                    Skip::Mounted { from } => format!("mounted from {from}"),
+                };
+                self.log(format!("{}: {why}", short_digest(&digest)));
+            }
+            E::Retrying {
+                what,
+                attempt,
+                error,
+            } => self.log(format!(
+                "{what}: retrying (attempt {attempt}) after: {error}"
+            )),
+            E::Pushed {
+                reference, digest, ..
+            } => self.log(format!("pushed {reference}: {digest}")),
+        }
+    }
+}

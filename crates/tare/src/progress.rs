@@ -78,6 +78,15 @@ impl Printer {
         }
     }
 
+    /// The number of a step started after every step so far (a push after the build).
+    pub fn next_step(&self) -> usize {
+        let started = self.started.lock().ok();
+        started
+            .and_then(|s| s.iter().map(|(n, _)| *n).max())
+            .unwrap_or(0)
+            + 1
+    }
+
     /// The header of a step: `[stage 2/4] RUN make`, or the text alone outside a stage.
     fn header(step: &StepId, text: &str) -> String {
         if step.index == 0 {

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::key::StepKey;
 use crate::layer;
 use crate::platform::set_config_platform;
-use crate::report::{Event, StepId, Stream};
+use crate::report::TransferStep;
 use std::sync::atomic::Ordering;
 
 /// The image `name` as a stage state: the build context of that name if there is one
@@ -46,7 +46,9 @@ pub(crate) fn store_image(
     let reference = tare_store::Reference::parse(name)
         .ok()
         .filter(|_| build.opts.pull && !is_image_id(build.store, name));
-    let pull = PullReporter::new(build, name);
+    let pull = TransferStep::new(build.reporter, format!("FROM {name}"), || {
+        build.counter.fetch_add(1, Ordering::SeqCst) + 1
+    });
     let image = match reference {
         Some(reference) => {
             tare_registry::pull(build.store, &reference, platform, &pull).map_err(base_err)?
@@ -56,7 +58,7 @@ pub(crate) fn store_image(
             tare_registry::resolve_or_pull(build.store, name, platform, &pull).map_err(base_err)?
         }
     };
-    pull.finish(&image);
+    pull.finish(image.layers.iter().map(|l| l.size).sum());
     state_of(build, image)
 }
 
@@ -66,101 +68,6 @@ fn is_image_id(store: &tare_store::Store, name: &str) -> bool {
     store
         .resolve(name)
         .is_ok_and(|image| image.id.hex().starts_with(hex))
-}
-
-/// The registry's events of a FROM that pulls, as build events under a step of their own
-/// (`#N FROM name`), started by the first event: an image already stored makes no step.
-struct PullReporter<'a> {
-    build: &'a Build<'a>,
-    name: &'a str,
-    step: std::cell::OnceCell<(StepId, std::time::Instant)>,
-}
-
-impl<'a> PullReporter<'a> {
-    fn new(build: &'a Build<'a>, name: &'a str) -> Self {
-        PullReporter {
-            build,
-            name,
-            step: std::cell::OnceCell::new(),
-        }
-    }
-
-    fn step(&self) -> &StepId {
-        &self
-            .step
-            .get_or_init(|| {
-                let step = StepId {
-                    number: self.build.counter.fetch_add(1, Ordering::SeqCst) + 1,
-                    stage: String::new(),
-                    index: 0,
-                    total: 0,
-                };
-                self.build.report(Event::Started {
-                    step: step.clone(),
-                    text: format!("FROM {}", self.name),
-                });
-                (step, std::time::Instant::now())
-            })
-            .0
-    }
-
-    fn log(&self, line: String) {
-        let step = self.step().clone();
-        self.build.report(Event::Log {
-            step,
-            stream: Stream::Stdout,
-            line,
-        });
-    }
-
-    fn transfer(&self, digest: &tare_store::Digest, done: u64, total: u64) {
-        let step = self.step().clone();
-        self.build.report(Event::Transfer {
-            step,
-            blob: digest.to_string().chars().take(19).collect(),
-            done,
-            total,
-        });
-    }
-
-    /// Ends the step, if the pull made one.
-    fn finish(&self, image: &tare_store::Image) {
-        if let Some((step, started)) = self.step.get() {
-            let image_size = image.layers.iter().map(|l| l.size).sum();
-            self.build.report(Event::Finished {
-                step: step.clone(),
-                layer_size: None,
-                image_size,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-    }
-}
-
-impl tare_registry::Reporter for PullReporter<'_> {
-    fn report(&self, event: tare_registry::Event) {
-        use tare_registry::Event as E;
-        match event {
-            E::Resolved {
-                reference, digest, ..
-            } => self.log(format!("resolve {reference} to {digest}")),
-            E::BlobStarted { digest, size, .. } => self.transfer(&digest, 0, size),
-            E::BlobProgress {
-                digest,
-                done,
-                total,
-            } => self.transfer(&digest, done, total),
-            E::BlobDone { digest, size, .. } => self.transfer(&digest, size, size),
-            E::Retrying {
-                what,
-                attempt,
-                error,
-            } => self.log(format!(
-                "{what}: retrying (attempt {attempt}) after: {error}"
-            )),
-            E::BlobSkipped { .. } | E::Pushed { .. } => {}
-        }
-    }
 }
 
 /// An image of the store as a stage state: its snapshots extracted when missing.

@@ -485,10 +485,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
-    let result = if quiet {
-        tare_build::build(&store, &opts, &Silent)
-    } else {
-        tare_build::build(&store, &opts, &Printer::new(args.progress))
+    // Kept after the build: a push reports as one more step of it.
+    let printer = (!quiet).then(|| Printer::new(args.progress));
+    let result = match &printer {
+        Some(printer) => tare_build::build(&store, &opts, printer),
+        None => tare_build::build(&store, &opts, &Silent),
     }
     .context("build failed")?;
     let done = finish(&store, &args, &result, &opts.tags)?;
@@ -531,7 +532,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             &store,
             image,
             &opts.tags,
-            args.quiet,
+            printer.as_ref().filter(|_| !args.quiet),
             &args.registry.options(),
         )?;
     }
@@ -780,21 +781,34 @@ fn write_output(
     }
 }
 
-/// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it.
+/// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it, each
+/// push one more step of the build's progress (`#N pushing NAME`, with a bar per layer).
 fn push_tags(
     store: &tare_store::Store,
     image: &tare_store::Image,
     tags: &[Reference],
-    quiet: bool,
+    printer: Option<&Printer>,
     options: &tare_registry::Options,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!tags.is_empty(), "--push needs a name: give one with -t");
     for tag in tags {
-        let printer = super::pull::TransferPrinter::new("pushing", quiet);
-        let digest = tare_registry::push(store, image, tag, options, &printer)
-            .with_context(|| format!("pushing {}", tag.familiar()))?;
-        printer.finish();
-        if !quiet {
+        let digest = match printer {
+            Some(printer) => {
+                let step = tare_build::TransferStep::new(
+                    printer,
+                    format!("pushing {}", tag.familiar()),
+                    || printer.next_step(),
+                );
+                let digest = tare_registry::push(store, image, tag, options, &step);
+                if digest.is_ok() {
+                    step.finish(image.layers.iter().map(|l| l.size).sum());
+                }
+                digest
+            }
+            None => tare_registry::push(store, image, tag, options, &tare_registry::NoReporter),
+        }
+        .with_context(|| format!("pushing {}", tag.familiar()))?;
+        if printer.is_some() {
             crate::outln!("pushed {} ({digest})", tag.familiar());
         }
     }

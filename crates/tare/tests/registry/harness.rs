@@ -207,6 +207,8 @@ pub struct ProxyState {
     /// Send blob downloads at about this many KiB a second (0: at once), so that a
     /// transfer lasts long enough to be watched.
     pub blob_kib_per_sec: AtomicUsize,
+    /// Read request bodies (uploads) at this many KiB a second; 0 for full speed.
+    pub upload_kib_per_sec: AtomicUsize,
     /// Flip a byte in every manifest download.
     pub manifest_corrupt: AtomicBool,
     /// Answer the next N chunk uploads (`PATCH`) with 500 without forwarding them.
@@ -370,12 +372,18 @@ fn handle(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
+    let upload_rate = state.upload_kib_per_sec.load(Ordering::SeqCst);
     while body.len() < length {
         let n = conn.read(&mut chunk)?;
         if n == 0 {
             break;
         }
         body.extend_from_slice(&chunk[..n]);
+        if upload_rate > 0 {
+            // Throttled: each read waits as long as its bytes take at the rate.
+            let micros = n as u64 * 1_000_000 / (upload_rate as u64 * 1024);
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+        }
     }
     let range = header("range")
         .map(|r| format!(" [{r}]"))

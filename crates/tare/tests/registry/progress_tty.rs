@@ -3,20 +3,11 @@
 //! step of its own.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::harness::{Proxy, RegistryServer};
 use super::tmux::Screen;
 use super::util::TestContext;
 use super::{make_image, ok};
-
-/// A screen line that is a transfer bar: `sha256:… [===>   ] 1.00 MiB / 3.00 MiB …`.
-fn bar_lines(screen: &str) -> Vec<&str> {
-    screen
-        .lines()
-        .filter(|l| l.contains(" [") && l.contains("] ") && l.contains(" / "))
-        .collect()
-}
 
 #[test]
 fn pulls_show_a_bar_per_moving_layer_and_clear_them() {
@@ -31,25 +22,16 @@ fn pulls_show_a_bar_per_moving_layer_and_clear_them() {
 
     let b = TestContext::new();
     let reference = format!("{}/big:1", proxy.host());
-    let screen = Screen::start(&format!(
-        "{tare} --root {} pull {reference}",
-        b.root.path().display()
-    ));
-    let moving = screen.wait_for("a layer's bar", Duration::from_secs(60), |s| {
-        !bar_lines(s).is_empty()
-    });
-    let bar = bar_lines(&moving)[0];
-    assert!(
-        bar.trim_start().starts_with("sha256:") || bar.contains("B / "),
-        "{moving}"
+    let (moving, done) = Screen::watch_transfer(
+        &format!("{tare} --root {} pull {reference}", b.root.path().display()),
+        "pulling layer",
     );
     assert!(
-        moving.contains("pulling layer"),
-        "the blob's line above the bars:\n{moving}"
+        moving
+            .lines()
+            .any(|l| l.contains("B / ") && l.contains("B/s")),
+        "a bar with its bytes and rate:\n{moving}"
     );
-    let done = screen.finish(Duration::from_secs(120));
-    assert!(done.contains("EXIT=0"), "{done}");
-    assert!(bar_lines(&done).is_empty(), "bars cleared:\n{done}");
     assert!(done.contains(": done, "), "{done}");
 
     // A build whose FROM pulls: the pull is a step of its own, with the same bars.
@@ -59,23 +41,14 @@ fn pulls_show_a_bar_per_moving_layer_and_clear_them() {
         format!("FROM {reference}\nRUN true\n"),
     )
     .unwrap();
-    let screen = Screen::start(&format!(
-        "{tare} --root {} build -t from-pull {}",
-        c.root.path().display(),
-        c.path().display()
-    ));
-    let moving = screen.wait_for("the FROM's bar", Duration::from_secs(60), |s| {
-        !bar_lines(s).is_empty()
-    });
-    assert!(
-        moving
-            .lines()
-            .any(|l| l.contains(&format!("FROM {reference}"))),
-        "the pull's step header:\n{moving}"
+    let (_, done) = Screen::watch_transfer(
+        &format!(
+            "{tare} --root {} build -t from-pull {}",
+            c.root.path().display(),
+            c.path().display()
+        ),
+        &format!("FROM {reference}"),
     );
-    let done = screen.finish(Duration::from_secs(120));
-    assert!(done.contains("EXIT=0"), "{done}");
-    assert!(bar_lines(&done).is_empty(), "{done}");
     assert!(
         done.lines().any(|l| l.starts_with("=> #1 FROM ")),
         "the pull collapsed to one line:\n{done}"

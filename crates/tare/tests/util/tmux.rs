@@ -80,6 +80,32 @@ impl Screen {
     pub fn finish(&self, limit: Duration) -> String {
         self.wait_for("the command to end", limit, |s| s.contains("EXIT="))
     }
+
+    /// Runs a command that moves blobs: waits for a transfer bar under a line containing
+    /// `header`, then for the command to succeed with every bar cleared. Returns the screen
+    /// with the bar and the last one.
+    pub fn watch_transfer(command: &str, header: &str) -> (String, String) {
+        let screen = Screen::start(command);
+        let moving = screen.wait_for("a transfer bar", Duration::from_secs(60), |s| {
+            !bar_lines(s).is_empty()
+        });
+        assert!(
+            moving.lines().any(|l| l.contains(header)),
+            "{header:?} above the bars:\n{moving}"
+        );
+        let done = screen.finish(Duration::from_secs(120));
+        assert!(done.contains("EXIT=0"), "{done}");
+        assert!(bar_lines(&done).is_empty(), "bars cleared:\n{done}");
+        (moving, done)
+    }
+}
+
+/// The screen lines that are transfer bars: `sha256:… [===>   ] 1.00 MiB / 3.00 MiB …`.
+pub fn bar_lines(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter(|l| l.contains(" [") && l.contains("] ") && l.contains(" / "))
+        .collect()
 }
 
 impl Drop for Screen {
