@@ -361,7 +361,32 @@ impl Live {
                     self.println(format!("=> {}  {tail}", printer.paint(&s.header, "1")));
                 }
             }
-            Event::CacheMiss { .. } | Event::Progress { .. } | Event::Warning { .. } => {
+            // Bytes of the step itself (an ADD's download): one bar under it, which ends
+            // with the step.
+            Event::Progress { step, done, total } => {
+                if let Some(s) = steps.get_mut(&step.number) {
+                    let bar = s.transfers.entry(String::new()).or_insert_with(|| {
+                        let bar = transfer_bar(
+                            &self.multi,
+                            Some(&s.bar),
+                            total.unwrap_or(0),
+                            String::new(),
+                        );
+                        if total.is_none() {
+                            bar.set_style(
+                                ProgressStyle::with_template("   {bytes} {bytes_per_sec}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                            );
+                        }
+                        bar
+                    });
+                    if let Some(t) = total {
+                        bar.set_length(*t);
+                    }
+                    bar.set_position(*done);
+                }
+            }
+            Event::CacheMiss { .. } | Event::Warning { .. } => {
                 self.println(printer.plain(event));
             }
         }

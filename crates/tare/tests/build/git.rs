@@ -9,7 +9,7 @@
 //! root with git's modes, a commit `--checksum` compared as a prefix, a ref resolved with
 //! `git ls-remote` so a moved branch is a new step).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use super::util::git::{git, repo_with, tar_of, GitServer};
@@ -314,23 +314,9 @@ fn the_context_can_come_from_stdin_as_a_tar_or_a_dockerfile() {
 #[test]
 fn add_checksum_of_an_http_url_builds_when_right_and_fails_with_the_line_when_wrong() {
     let t = setup();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let body = "checked content\n";
-    let server = std::thread::spawn(move || {
-        for _ in 0..2 {
-            let Ok((mut conn, _)) = listener.accept() else {
-                return;
-            };
-            let mut buf = [0u8; 2048];
-            let _ = conn.read(&mut buf);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
+    let server = crate::util::http::Server::serve(2, body.as_bytes().to_vec(), None);
+    let port = server.port;
     use sha2::Digest as _;
     let sum = |data: &[u8]| {
         let hex: String = sha2::Sha256::digest(data)
@@ -355,5 +341,5 @@ fn add_checksum_of_an_http_url_builds_when_right_and_fails_with_the_line_when_wr
         err.contains(&format!("is {right}, expected {wrong}")),
         "{err}"
     );
-    let _ = server.join();
+    server.join();
 }

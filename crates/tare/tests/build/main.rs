@@ -390,28 +390,14 @@ fn onbuild_triggers_run_in_the_child_image() {
 #[test]
 fn add_of_a_url_checks_its_checksum() {
     let t = setup();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let server = std::thread::spawn(move || {
-        // Serves two requests, then ends.
-        for _ in 0..2 {
-            let Ok((mut conn, _)) = listener.accept() else {
-                return;
-            };
-            let mut buf = [0u8; 2048];
-            let _ = conn.read(&mut buf);
-            let body = "remote content\n";
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
+    let server = util::http::Server::serve(2, b"remote content\n".to_vec(), None);
     let sum = "sha256:0a4f6d3ab8ac7b4fe5d6fcb8e0e0a8c6d2b3ae8f0c1e0a8d6a0b6c8f7e6d5c4b";
     t.write(
         "ctx/Dockerfile",
-        &format!("FROM busybox\nADD http://127.0.0.1:{port}/files/remote.txt /dl/\n"),
+        &format!(
+            "FROM busybox\nADD {} /dl/\n",
+            server.url("files/remote.txt")
+        ),
     );
     t.ok(&["build", "-q", "-t", "url:1", &ctx_dir(&t)]);
     assert_eq!(
@@ -420,11 +406,14 @@ fn add_of_a_url_checks_its_checksum() {
     );
     t.write(
         "ctx/Dockerfile",
-        &format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/x /x\n"),
+        &format!(
+            "FROM busybox\nADD --checksum={sum} {} /x\n",
+            server.url("x")
+        ),
     );
     let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
     assert!(err.contains("checksum"), "{err}");
-    let _ = server.join();
+    server.join();
 }
 
 #[test]

@@ -62,3 +62,43 @@ fn a_running_step_shows_its_timer_and_last_lines_then_collapses() {
     assert!(collapsed[1].contains("RUN echo second-step"), "{done}");
     assert!(!done.lines().any(|l| l.trim() == "second-step"), "{done}");
 }
+
+#[test]
+fn an_add_download_shows_one_bar_under_its_step_not_a_line_per_report() {
+    let t = setup();
+    // 2 MB at 400 kB/s: five seconds to watch.
+    let server = crate::util::http::Server::serve(1, vec![b'x'; 2_000_000], Some(400_000));
+    t.write(
+        "ctx/Dockerfile",
+        &format!("FROM busybox\nADD {} /big\n", server.url("big")),
+    );
+    let tare = env!("CARGO_BIN_EXE_tare");
+    let root = t.root.path().display();
+    let screen = Screen::start(&format!("{tare} --root {root} build -t dl {}", ctx_dir(&t)));
+    let moving = screen.wait_for("the download's bar", Duration::from_secs(60), |s| {
+        s.lines().any(|l| l.contains(" / 1.91 MiB"))
+    });
+    let lines: Vec<&str> = moving.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.contains("ADD http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no ADD header:\n{moving}"));
+    assert!(
+        lines[header + 1].contains(" / 1.91 MiB"),
+        "the bar right under its step:\n{moving}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" / 1.")).count(),
+        1,
+        "one bar, no line per progress report:\n{moving}"
+    );
+    let done = screen.finish(Duration::from_secs(120));
+    assert!(done.contains("EXIT=0"), "{done}");
+    assert!(!done.contains(" / 1.91 MiB"), "the bar cleared:\n{done}");
+    assert!(
+        done.lines()
+            .any(|l| l.starts_with("=> #1 ") && l.contains("ADD http://")),
+        "{done}"
+    );
+    server.join();
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod git;
+pub mod http;
 
 /// Applets linked to /bin/busybox in the test base image.
 pub const BUSYBOX_APPLETS: &[&str] = &[
