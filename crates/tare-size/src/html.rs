@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::budget::human;
+use crate::imagediff::{signed_size as signed, Change, ImageDiff};
 use crate::steps::short_command;
 use crate::waste::{Analysis, DirNode};
 
@@ -313,6 +314,182 @@ fn wasted_table(h: &mut String, a: &Analysis) {
     }
 }
 
+/// How many changed files the diff page lists and charts.
+const DIFF_ROWS: usize = 500;
+const DIFF_BARS: usize = 25;
+
+/// The `tare diff --html` page: the same look as the analyze report. A summary of the size
+/// and compressed deltas, a bar chart of the largest file deltas (growth red, shrinkage
+/// green), then the files, layers and config tables.
+pub fn render_diff(d: &ImageDiff, name_a: &str, name_b: &str) -> String {
+    let mut h = String::with_capacity(64 << 10);
+    let count = |c: Change| d.files.iter().filter(|f| f.change == c).count();
+    let class = |delta: i64| if delta > 0 { "bad" } else { "good" };
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>tare diff: {a} → {b}</title>\n<style>{CSS}.good{{color:#2e8b57}}</style></head><body>\n\
+         <h1>{a} → {b}</h1>\n<p class=\"summary\" id=\"size\">Files <b>{sa}</b> → <b>{sb}</b> \
+         (<b class=\"{cs}\">{ds}</b>) · compressed <b>{wa}</b> → <b>{wb}</b> \
+         (<b class=\"{cw}\">{dw}</b>) · {added} added, {removed} removed, {changed} changed · \
+         {config} config fields differ</p>\n",
+        a = esc(name_a),
+        b = esc(name_b),
+        sa = human(d.size_a),
+        sb = human(d.size_b),
+        cs = class(d.size_delta()),
+        ds = signed(d.size_delta()),
+        wa = human(d.wire_a),
+        wb = human(d.wire_b),
+        cw = class(d.wire_delta()),
+        dw = signed(d.wire_delta()),
+        added = count(Change::Added),
+        removed = count(Change::Removed),
+        changed = count(Change::Changed),
+        config = d.config.len(),
+    );
+    h.push_str("<h2>Largest changes</h2>\n");
+    delta_chart(&mut h, d);
+    h.push_str("<h2>Files</h2>\n");
+    if d.files.is_empty() {
+        h.push_str("<p>No file differs.</p>\n");
+    } else {
+        h.push_str(
+            "<table id=\"files\"><tr><th>path</th><th>change</th><th>delta</th><th>layer</th>\
+             <th>made by</th></tr>\n",
+        );
+        for f in d.files.iter().take(DIFF_ROWS) {
+            let change = match f.change {
+                Change::Added => "added".to_string(),
+                Change::Removed => "removed".to_string(),
+                Change::Changed => format!("changed ({})", f.what.join(", ")),
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>/{}</td><td>{}</td><td class=\"n {}\">{}</td><td class=\"n\">{}</td>\
+                 <td>{}</td></tr>",
+                esc(&f.path),
+                change,
+                class(f.delta),
+                signed(f.delta),
+                f.layer,
+                esc(&f.step),
+            );
+        }
+        h.push_str("</table>\n");
+        if d.files.len() > DIFF_ROWS {
+            let _ = writeln!(
+                h,
+                "<p>… and {} more (see <code>tare diff --format json</code>).</p>",
+                d.files.len() - DIFF_ROWS
+            );
+        }
+    }
+    h.push_str(
+        "<h2>Layers</h2>\n<table id=\"layers\"><tr><th>#</th><th>verdict</th><th>A</th><th>B</th></tr>\n",
+    );
+    for l in &d.layers {
+        let short = |x: &Option<String>| {
+            esc(&x
+                .as_deref()
+                .map(|s| s.chars().take(19).collect::<String>())
+                .unwrap_or_default())
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"n\">{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            l.index,
+            l.verdict,
+            short(&l.a),
+            short(&l.b),
+        );
+    }
+    h.push_str("</table>\n<h2>Config</h2>\n");
+    if d.config.is_empty() {
+        h.push_str("<p>The configs are the same.</p>\n");
+    } else {
+        h.push_str("<table id=\"config\"><tr><th>field</th><th>A</th><th>B</th></tr>\n");
+        for c in &d.config {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                esc(&c.field),
+                esc(&c.a.to_string()),
+                esc(&c.b.to_string()),
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// Horizontal bars of the largest file deltas around a zero line.
+fn delta_chart(h: &mut String, d: &ImageDiff) {
+    let files: Vec<_> = d
+        .files
+        .iter()
+        .filter(|f| f.delta != 0)
+        .take(DIFF_BARS)
+        .collect();
+    if files.is_empty() {
+        h.push_str("<p>No file changed size.</p>\n");
+        return;
+    }
+    let (w, row, label_w) = (1100.0_f64, 18.0_f64, 420.0_f64);
+    let ht = row * files.len() as f64 + 10.0;
+    let max = files
+        .iter()
+        .map(|f| f.delta.unsigned_abs())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let half = (w - label_w - 20.0) / 2.0;
+    let zero = label_w + half;
+    let _ = writeln!(
+        h,
+        "<p class=\"legend\"><span style=\"background:#d9534f\"></span>grew\
+         <span style=\"background:#5cb85c\"></span>shrank or removed</p>\n\
+         <svg width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\" role=\"img\">\
+         <line x1=\"{zero}\" y1=\"0\" x2=\"{zero}\" y2=\"{ht}\" stroke=\"#888\"/>"
+    );
+    for (i, f) in files.iter().enumerate() {
+        let y = 5.0 + row * i as f64;
+        let len = f.delta.unsigned_abs() as f64 / max * half;
+        let (x, fill) = if f.delta > 0 {
+            (zero, "#d9534f")
+        } else {
+            (zero - len, "#5cb85c")
+        };
+        let mut name: String = f
+            .path
+            .chars()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if name.len() < f.path.len() {
+            name.insert(0, '…');
+        } else {
+            name.insert(0, '/');
+        }
+        let _ = writeln!(
+            h,
+            "<g><title>/{p} {ds} ({step})</title><text x=\"4\" y=\"{ty:.1}\">{n} {ds}</text>\
+             <rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{len:.1}\" height=\"{bh:.1}\" fill=\"{fill}\"/></g>",
+            p = esc(&f.path),
+            ds = signed(f.delta),
+            step = esc(&f.step),
+            ty = y + 12.0,
+            n = esc(&name),
+            bh = row - 4.0,
+        );
+    }
+    h.push_str("</svg>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +515,36 @@ mod tests {
         assert!(
             !page.contains("http://") && !page.contains("https://") && !page.contains("<script")
         );
+    }
+
+    #[test]
+    fn diff_page_escapes_paths_and_config_values() {
+        let d = ImageDiff {
+            a: "a".into(),
+            b: "b".into(),
+            files: vec![crate::imagediff::FileChange {
+                path: "<b>x".into(),
+                change: Change::Added,
+                what: Vec::new(),
+                delta: 5,
+                layer: 1,
+                line: Some(2),
+                step: "line 2 (RUN echo <x>)".into(),
+            }],
+            config: vec![crate::imagediff::ConfigChange {
+                field: "config.Env[0]".into(),
+                a: serde_json::json!("A=<s>"),
+                b: serde_json::json!("A=2"),
+            }],
+            layers: Vec::new(),
+            size_a: 1,
+            size_b: 6,
+            wire_a: 0,
+            wire_b: 0,
+        };
+        let page = render_diff(&d, "a<1>", "b");
+        assert!(page.contains("/&lt;b&gt;x") && page.contains("A=&lt;s&gt;"));
+        assert!(!page.contains("<b>x") && !page.contains("<s>") && !page.contains("<1>"));
+        assert!(page.contains("+5 B"));
     }
 }

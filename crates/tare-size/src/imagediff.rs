@@ -39,7 +39,11 @@ pub struct FileChange {
     pub what: Vec<&'static str>,
     /// Content bytes in B minus content bytes in A.
     pub delta: i64,
-    /// The step that made the path's version: in B, or in A for a removed path.
+    /// The layer that made the path's version: in B, or in A for a removed path.
+    pub layer: usize,
+    /// That layer's Dockerfile line, when the image's build info records it.
+    pub line: Option<usize>,
+    /// That layer's step: `line 3 (RUN make)`, or the history command, or `layer N`.
     pub step: String,
 }
 
@@ -86,6 +90,44 @@ impl ImageDiff {
     pub fn wire_delta(&self) -> i64 {
         self.wire_b as i64 - self.wire_a as i64
     }
+
+    /// When B's files are larger than A's by more than `limit` bytes: what to print, the
+    /// growth first, then the `top` files that grew most, each with the step that made it.
+    pub fn growth_over(&self, limit: u64, top: usize) -> Option<Vec<String>> {
+        let delta = self.size_delta();
+        if delta <= limit as i64 {
+            return None;
+        }
+        let mut lines = vec![format!(
+            "grew by {} ({} -> {}), more than --max-growth {}; largest contributors:",
+            crate::budget::human(delta as u64),
+            crate::budget::human(self.size_a),
+            crate::budget::human(self.size_b),
+            crate::budget::human(limit),
+        )];
+        let mut grown: Vec<&FileChange> = self.files.iter().filter(|f| f.delta > 0).collect();
+        grown.sort_by(|x, y| y.delta.cmp(&x.delta).then(x.path.cmp(&y.path)));
+        for f in grown.into_iter().take(top) {
+            let what = match f.change {
+                Change::Added => "added",
+                Change::Removed => "removed",
+                Change::Changed => "changed",
+            };
+            lines.push(format!(
+                "  +{:<9} {what:<8} /{}  ({})",
+                crate::budget::human(f.delta as u64),
+                f.path,
+                f.step
+            ));
+        }
+        Some(lines)
+    }
+}
+
+/// A size change with its sign: `+1.2 MB`, `-300 B`.
+pub fn signed_size(delta: i64) -> String {
+    let sign = if delta < 0 { "-" } else { "+" };
+    format!("{sign}{}", crate::budget::human(delta.unsigned_abs()))
 }
 
 /// The final filesystem of a stack of layers: path -> (entry, layer that made it).
@@ -147,57 +189,66 @@ fn attributes(a: &IndexEntry, b: &IndexEntry) -> Vec<&'static str> {
     what
 }
 
-/// Compares two images of one store.
-pub fn diff(store: &Store, a: &Image, b: &Image) -> Result<ImageDiff> {
-    let ia = layer_indexes(store, &a.layers)?;
-    let ib = layer_indexes(store, &b.layers)?;
+/// One image to compare and the store that holds it (an image read from an archive is in a
+/// temporary store of its own).
+#[derive(Clone, Copy)]
+pub struct Side<'a> {
+    pub store: &'a Store,
+    pub image: &'a Image,
+}
+
+/// Compares two images.
+pub fn diff(a: Side<'_>, b: Side<'_>) -> Result<ImageDiff> {
+    let ia = layer_indexes(a.store, &a.image.layers)?;
+    let ib = layer_indexes(b.store, &b.image.layers)?;
     let (fa, fb) = (flatten(&ia), flatten(&ib));
-    let (sa, sb) = (layer_steps(a), layer_steps(b));
-    let label = |steps: &[crate::steps::Step], layer: usize| {
-        steps.get(layer).cloned().unwrap_or_default().label(layer)
+    let (sa, sb) = (layer_steps(a.image), layer_steps(b.image));
+    let change = |path: &str, change, what, delta, steps: &[crate::steps::Step], layer: usize| {
+        let step = steps.get(layer).cloned().unwrap_or_default();
+        FileChange {
+            path: path.to_string(),
+            change,
+            what,
+            delta,
+            layer,
+            line: step.line,
+            step: step.label(layer),
+        }
     };
     let mut files = Vec::new();
     for (path, (ea, la)) in &fa {
         match fb.get(path) {
-            None => files.push(FileChange {
-                path: path.clone(),
-                change: Change::Removed,
-                what: Vec::new(),
-                delta: -(ea.size as i64),
-                step: label(&sa, *la),
-            }),
+            None => files.push(change(
+                path,
+                Change::Removed,
+                Vec::new(),
+                -(ea.size as i64),
+                &sa,
+                *la,
+            )),
             Some((eb, lb)) => {
                 let what = attributes(ea, eb);
                 if !what.is_empty() {
-                    files.push(FileChange {
-                        path: path.clone(),
-                        change: Change::Changed,
-                        what,
-                        delta: eb.size as i64 - ea.size as i64,
-                        step: label(&sb, *lb),
-                    });
+                    let delta = eb.size as i64 - ea.size as i64;
+                    files.push(change(path, Change::Changed, what, delta, &sb, *lb));
                 }
             }
         }
     }
     for (path, (eb, lb)) in &fb {
         if !fa.contains_key(path) {
-            files.push(FileChange {
-                path: path.clone(),
-                change: Change::Added,
-                what: Vec::new(),
-                delta: eb.size as i64,
-                step: label(&sb, *lb),
-            });
+            let delta = eb.size as i64;
+            files.push(change(path, Change::Added, Vec::new(), delta, &sb, *lb));
         }
     }
     files.sort_by(|x, y| y.delta.abs().cmp(&x.delta.abs()).then(x.path.cmp(&y.path)));
 
-    let config_a = config_json(store, a)?;
-    let config_b = config_json(store, b)?;
+    let config_a = config_json(a)?;
+    let config_b = config_json(b)?;
     let mut config = Vec::new();
     compare_json("", &config_a, &config_b, &mut config);
 
+    let (a, b) = (a.image, b.image);
     let mut layers = Vec::new();
     for i in 0..a.layers.len().max(b.layers.len()) {
         let (la, lb) = (a.layers.get(i), b.layers.get(i));
@@ -238,8 +289,9 @@ fn same_files(a: &LayerIndex, b: &LayerIndex) -> bool {
 }
 
 /// The config blob as stored, without `rootfs` (the layers are compared on their own).
-fn config_json(store: &Store, img: &Image) -> Result<Value> {
-    let bytes = store.read_blob(&img.id)?;
+fn config_json(side: Side<'_>) -> Result<Value> {
+    let img = side.image;
+    let bytes = side.store.read_blob(&img.id)?;
     let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Stream {
         digest: img.id,
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -297,16 +349,17 @@ pub struct Reason {
 /// Why two images differ in their bytes: one reason per differing layer (the first header
 /// field that differs in it), then the config fields. The first is what breaks the digest
 /// first, bottom up.
-pub fn why(store: &Store, a: &Image, b: &Image) -> Result<Vec<Reason>> {
+pub fn why(sa: Side<'_>, sb: Side<'_>) -> Result<Vec<Reason>> {
+    let (a, b) = (sa.image, sb.image);
     let mut reasons = Vec::new();
     for (i, (la, lb)) in a.layers.iter().zip(&b.layers).enumerate() {
         if la.digest == lb.digest {
             continue;
         }
         let reason = if la.diff_id == lb.diff_id {
-            blob_reason(store, i, la, lb)?
+            blob_reason((sa.store, la), (sb.store, lb), i)?
         } else {
-            tar_reason(store, i, la, lb)?
+            tar_reason((sa.store, la), (sb.store, lb), i)?
         };
         reasons.extend(reason);
     }
@@ -318,12 +371,7 @@ pub fn why(store: &Store, a: &Image, b: &Image) -> Result<Vec<Reason>> {
         });
     }
     let mut config = Vec::new();
-    compare_json(
-        "",
-        &config_json(store, a)?,
-        &config_json(store, b)?,
-        &mut config,
-    );
+    compare_json("", &config_json(sa)?, &config_json(sb)?, &mut config);
     for c in config {
         let remedy = match c.field.as_str() {
             f if f == "created" || f.starts_with("history") && f.ends_with(".created") => {
@@ -342,7 +390,11 @@ pub fn why(store: &Store, a: &Image, b: &Image) -> Result<Vec<Reason>> {
 }
 
 /// Two blobs of the same tar: the compression, its level, or the gzip header.
-fn blob_reason(store: &Store, i: usize, a: &LayerInfo, b: &LayerInfo) -> Result<Option<Reason>> {
+fn blob_reason(
+    (sa, a): (&Store, &LayerInfo),
+    (sb, b): (&Store, &LayerInfo),
+    i: usize,
+) -> Result<Option<Reason>> {
     let place = format!("layer {i} blob");
     if a.media_type != b.media_type {
         return Ok(Some(Reason {
@@ -351,7 +403,7 @@ fn blob_reason(store: &Store, i: usize, a: &LayerInfo, b: &LayerInfo) -> Result<
             remedy: "use one compression for both (tare build/save --compression)",
         }));
     }
-    let (ha, hb) = (blob_head(store, a)?, blob_head(store, b)?);
+    let (ha, hb) = (blob_head(sa, a)?, blob_head(sb, b)?);
     let gzip = |h: &[u8]| h.len() >= 10 && h[0] == 0x1f && h[1] == 0x8b;
     let what = if gzip(&ha) && gzip(&hb) {
         if ha[4..8] != hb[4..8] {
@@ -460,8 +512,12 @@ fn read_heads(store: &Store, layer: &LayerInfo) -> Result<Vec<Head>> {
 }
 
 /// Two different tars: the first entry and header field that differ.
-fn tar_reason(store: &Store, i: usize, a: &LayerInfo, b: &LayerInfo) -> Result<Option<Reason>> {
-    let (ha, hb) = (read_heads(store, a)?, read_heads(store, b)?);
+fn tar_reason(
+    (sa, a): (&Store, &LayerInfo),
+    (sb, b): (&Store, &LayerInfo),
+    i: usize,
+) -> Result<Option<Reason>> {
+    let (ha, hb) = (read_heads(sa, a)?, read_heads(sb, b)?);
     let mut pa: Vec<&str> = ha.iter().map(|h| h.path.as_str()).collect();
     let mut pb: Vec<&str> = hb.iter().map(|h| h.path.as_str()).collect();
     for (x, y) in ha.iter().zip(&hb) {

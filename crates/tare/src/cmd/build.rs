@@ -173,6 +173,14 @@ pub struct Args {
     /// layers this build makes (base image layers stay as they are).
     #[arg(long)]
     rewrite_timestamp: bool,
+    /// Compare the new image with IMAGE (looked up before the build, so it may be the tag the
+    /// build moves): the size and compressed size deltas are printed.
+    #[arg(long, value_name = "IMAGE")]
+    baseline: Option<String>,
+    /// With --baseline: exit 1 after the build when the new image's files are larger than the
+    /// baseline's by more than SIZE (`10MB`), listing the largest contributors.
+    #[arg(long, value_name = "SIZE", value_parser = tare_size::parse_size, requires = "baseline")]
+    max_growth: Option<u64>,
     // --- end of reproducible images ---
     /// The build context: a directory, a git URL (`https://host/repo.git#ref:subdir`,
     /// `git@host:repo.git`), or `-` for a tar archive (plain or compressed) or a lone
@@ -473,6 +481,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     opts.interrupt = Some(interrupt);
     let store = ctx.store()?;
+    // The size baseline (helper H6): looked up before the build, which may move its tag.
+    let baseline = match &args.baseline {
+        Some(_) if platforms.len() > 1 => {
+            bail!("--baseline compares one image: build one platform at a time")
+        }
+        Some(what) => Some(
+            store
+                .resolve(what)
+                .with_context(|| format!("--baseline: looking up {what}"))?,
+        ),
+        None => None,
+    };
     if platforms.len() > 1 {
         return build_index(
             &store,
@@ -494,6 +514,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     .context("build failed")?;
     let done = finish(&store, &args, &result, &opts.tags)?;
     let image = &done.image;
+    let growth = match &baseline {
+        Some(base) => Some(compare_baseline(&store, &args, base, image)?),
+        None => None,
+    };
     let id = image.id.to_string();
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
@@ -526,6 +550,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("error: budget exceeded: {v}");
         }
         return Ok(ExitCode::from(1));
+    }
+    if let Some((summary, over)) = &growth {
+        if !args.quiet {
+            crate::outln!("{summary}");
+        }
+        if let Some(lines) = over {
+            eprintln!("error: the image {}", lines[0]);
+            for line in &lines[1..] {
+                eprintln!("{line}");
+            }
+            return Ok(ExitCode::from(1));
+        }
     }
     if push {
         push_tags(
@@ -621,6 +657,31 @@ fn finish(
         &budgets,
     )
     .context("analysing the image")
+}
+
+/// `--baseline`: the new image against the baseline, as `tare diff` compares them. Returns
+/// the summary line and, when it grew more than `--max-growth`, the error lines.
+fn compare_baseline(
+    store: &tare_store::Store,
+    args: &Args,
+    base: &tare_store::Image,
+    image: &tare_store::Image,
+) -> anyhow::Result<(String, Option<Vec<String>>)> {
+    use tare_size::budget::human;
+    use tare_size::imagediff::{diff, signed_size as signed, Side};
+    let d = diff(Side { store, image: base }, Side { store, image })
+        .context("comparing the image with --baseline")?;
+    let summary = format!(
+        "compared with {}: files {} ({} -> {}), compressed {}, {} paths differ",
+        args.baseline.as_deref().unwrap_or_default(),
+        signed(d.size_delta()),
+        human(d.size_a),
+        human(d.size_b),
+        signed(d.wire_delta()),
+        d.files.len(),
+    );
+    let over = args.max_growth.and_then(|limit| d.growth_over(limit, 10));
+    Ok((summary, over))
 }
 
 /// `--platform A,B,...`: each platform built in turn (their shared steps, like a

@@ -22,7 +22,7 @@ fn tar_of(dir: &Path, out: &Path, mtime: u64) {
 }
 
 /// A store with `base:1` and one variant per kind of difference.
-fn variants() -> TestContext {
+pub(crate) fn variants() -> TestContext {
     let t = TestContext::new();
     let root = t.path().join("root");
     std::fs::create_dir_all(root.join("app")).unwrap();
@@ -65,7 +65,7 @@ fn variants() -> TestContext {
     t
 }
 
-fn diff_json(t: &TestContext, a: &str, b: &str) -> serde_json::Value {
+pub(crate) fn diff_json(t: &TestContext, a: &str, b: &str) -> serde_json::Value {
     serde_json::from_str(&t.ok(&["diff", "--format", "json", a, b])).unwrap()
 }
 
@@ -143,7 +143,7 @@ fn diff_lists_files_layers_config_and_sizes_and_why_names_the_cause() {
     assert!(text.contains("+1.19kB  changed (content)"), "{text}");
     let out = t.run(&["diff", "--max-growth", "1kB", "base:1", "content:1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("more than --max-growth 1kB"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than --max-growth 1.0 kB"));
     t.ok(&["diff", "--max-growth", "2kB", "base:1", "content:1"]);
     assert_eq!(
         why(&t, "base:1", "base:1").trim_end(),

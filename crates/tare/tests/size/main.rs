@@ -7,6 +7,7 @@ mod util;
 
 mod build_budgets;
 mod diff;
+mod diff_inputs;
 mod reproducible;
 mod rootless;
 mod slim;
@@ -616,6 +617,26 @@ fn seed_rm_dockerfile_wastes_10_mb_added_at_line_2_removed_at_line_3() {
     assert_eq!(lines[..3], [json!(4), json!(3), json!(2)], "{rows:#}");
 }
 
+/// Chromium, headless, with nothing fetched and its profile in `profile`.
+pub(crate) fn headless_chromium(profile: &Path) -> std::process::Command {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromium is needed for this test (apt-get install -y chromium)");
+    let mut cmd = std::process::Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let ctx = TestContext::new();
@@ -629,24 +650,10 @@ fn html_report_renders_in_headless_chromium() {
         "the page must not fetch anything"
     );
 
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("chromium is needed for this test (apt-get install -y chromium)");
     let profile = tempfile::tempdir().unwrap();
     let png = ctx.path().join("report.png");
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let status = headless_chromium(profile.path())
+        .arg("--hide-scrollbars")
         .arg(format!("--screenshot={}", png.display()))
         .arg("--window-size=1200,900")
         .arg(format!("file://{}", html.display()))
