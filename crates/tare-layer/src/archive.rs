@@ -396,6 +396,11 @@ pub enum Format {
 pub struct SaveImage {
     pub image: Image,
     pub tags: Vec<Reference>,
+    /// The images of a multi-platform image (`image`, this machine's, among them): the OCI
+    /// format saves all of them under one image index, which the tags name. The docker
+    /// format (`docker load` reads one image per name) saves `image` only. Empty for a
+    /// single image.
+    pub platforms: Vec<Image>,
 }
 
 /// Writes the images as one archive to `out`. Layers not stored with `compression` are
@@ -427,27 +432,7 @@ pub fn save<W: Write>(
     }
     for item in images {
         let img = &item.image;
-        let mut layers = Vec::new();
-        for l in &img.layers {
-            layers.push(match compression {
-                Some(c) => crate::recompress(store, l, c)?,
-                None => l.clone(),
-            });
-        }
-        let manifest = if layers == img.layers {
-            store.read_blob(&img.manifest_digest)?
-        } else {
-            let size = store.blob_size(&img.id)?;
-            manifest_json(&img.id, size, &layers)?
-        };
-        let manifest_digest = store.put_bytes(&manifest)?;
-        let mut blobs = vec![img.id, manifest_digest];
-        blobs.extend(layers.iter().map(|l| l.digest));
-        for d in blobs {
-            if written.insert(d) {
-                append_blob(store, &mut tar, &d)?;
-            }
-        }
+        let (manifest, layers) = write_image(store, &mut tar, &mut written, img, compression)?;
         let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
         let tags: Vec<String> = item.tags.iter().map(|t| t.familiar()).collect();
         docker_manifest.push(serde_json::json!({
@@ -464,11 +449,35 @@ pub fn save<W: Write>(
                     .insert(tag.to_string(), top.clone());
             }
         }
-        let mut desc = serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest.to_string(),
-            "size": manifest.len(),
-        });
+        let mut desc = if format == Format::Oci && !item.platforms.is_empty() {
+            // Every platform's image, then the index naming their manifests as saved.
+            let mut manifests = Vec::new();
+            for p in &item.platforms {
+                manifests.push(write_image(store, &mut tar, &mut written, p, compression)?.0);
+            }
+            let entries: Vec<(&Image, &[u8])> = item
+                .platforms
+                .iter()
+                .zip(&manifests)
+                .map(|(i, m)| (i, m.as_slice()))
+                .collect();
+            let index = tare_store::index_document(&entries)?;
+            let digest = store.put_bytes(&index)?;
+            if written.insert(digest) {
+                append_blob(store, &mut tar, &digest)?;
+            }
+            serde_json::json!({
+                "mediaType": tare_store::MEDIA_TYPE_INDEX,
+                "digest": digest.to_string(),
+                "size": index.len(),
+            })
+        } else {
+            serde_json::json!({
+                "mediaType": tare_store::manifest_media_type(&manifest),
+                "digest": Digest::of(&manifest).to_string(),
+                "size": manifest.len(),
+            })
+        };
         if item.tags.is_empty() {
             index_entries.push(desc.clone());
         }
@@ -509,6 +518,39 @@ pub fn save<W: Write>(
         what: "writing the archive".into(),
         source: e,
     })
+}
+
+/// Writes one image's blobs (config, manifest, layers; each once per archive), its layers
+/// in `compression`; returns the manifest as saved and the layers it names.
+fn write_image<W: Write>(
+    store: &Store,
+    tar: &mut tar::Builder<W>,
+    written: &mut std::collections::BTreeSet<Digest>,
+    img: &Image,
+    compression: Option<Compression>,
+) -> Result<(Vec<u8>, Vec<LayerInfo>)> {
+    let mut layers = Vec::new();
+    for l in &img.layers {
+        layers.push(match compression {
+            Some(c) => crate::recompress(store, l, c)?,
+            None => l.clone(),
+        });
+    }
+    let manifest = if layers == img.layers {
+        store.read_blob(&img.manifest_digest)?
+    } else {
+        let size = store.blob_size(&img.id)?;
+        manifest_json(&img.id, size, &layers)?
+    };
+    let manifest_digest = store.put_bytes(&manifest)?;
+    let mut blobs = vec![img.id, manifest_digest];
+    blobs.extend(layers.iter().map(|l| l.digest));
+    for d in blobs {
+        if written.insert(d) {
+            append_blob(store, tar, &d)?;
+        }
+    }
+    Ok((manifest, layers))
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> Result<()> {

@@ -204,6 +204,7 @@ impl Store {
                     .push(format!("tag {tag} points at missing image {id}"));
             }
         }
+        self.check_indexes(&mut report.problems)?;
         Ok(report)
     }
 

@@ -260,6 +260,9 @@ impl Store {
     /// Deletes an image record and every tag pointing at it. Its blobs stay until `prune`.
     pub fn remove_image(&self, id: &Digest) -> Result<()> {
         let _guard = self.meta_lock()?;
+        if let Ok(image) = self.image_by_id(id) {
+            self.drop_indexes_naming_locked(&image.manifest_digest)?;
+        }
         let mut tags = self.read_tags()?;
         let gone: Vec<String> = tags
             .iter()
@@ -293,7 +296,7 @@ impl Store {
         self.read_tags()
     }
 
-    fn read_tags(&self) -> Result<BTreeMap<String, Digest>> {
+    pub(crate) fn read_tags(&self) -> Result<BTreeMap<String, Digest>> {
         Ok(read_json(&self.root().join("repositories.json"))?.unwrap_or_default())
     }
 
@@ -418,6 +421,15 @@ impl Store {
                 let img = self.image_by_id(&id)?;
                 if img.manifest_digest == *digest || img.id == *digest {
                     return Ok(img);
+                }
+            }
+            // An index's digest (what a multi-platform build prints): the image its tag names.
+            let tags = self.read_tags()?;
+            for (tag, index) in self.index_tags()? {
+                if index == *digest {
+                    if let Some(id) = tags.get(&tag) {
+                        return self.image_by_id(id);
+                    }
                 }
             }
             return Err(Error::ImageNotFound(what.to_string()));

@@ -52,34 +52,14 @@ impl Store {
             .ok_or_else(|| Error::Inconsistent("an index needs at least one image".into()))?;
         let mut manifests = Vec::new();
         for image in images {
-            let manifest = self.read_blob(&image.manifest_digest)?;
-            let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
-                .ok()
-                .and_then(|m| m["mediaType"].as_str().map(str::to_string))
-                .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
-            let mut platform = serde_json::json!({
-                "architecture": image.config.architecture,
-                "os": image.config.os,
-            });
-            if let Some(v) = image.config.variant.as_deref().filter(|v| !v.is_empty()) {
-                platform["variant"] = v.into();
-            }
-            manifests.push(serde_json::json!({
-                "mediaType": media_type,
-                "digest": image.manifest_digest.to_string(),
-                "size": manifest.len(),
-                "platform": platform,
-            }));
+            manifests.push(self.read_blob(&image.manifest_digest)?);
         }
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": manifests,
-        });
-        let bytes = serde_json::to_vec(&index).map_err(|source| Error::Json {
-            what: "image index".into(),
-            source,
-        })?;
+        let entries: Vec<(&Image, &[u8])> = images
+            .iter()
+            .zip(&manifests)
+            .map(|(i, m)| (i, m.as_slice()))
+            .collect();
+        let bytes = index_document(&entries)?;
         let digest = self.put_bytes(&bytes)?;
         for tag in tags {
             // `tag` drops an index the name had; the new one is recorded after it.
@@ -134,6 +114,79 @@ impl Store {
         self.read_index_tags()
     }
 
+    /// Every index a tag names, with that tag, in tag order.
+    pub fn indexes(&self) -> Result<Vec<(Reference, StoredIndex)>> {
+        let mut out = Vec::new();
+        for tag in self.read_index_tags()?.keys() {
+            let reference = Reference::parse(tag)?;
+            if let Some(index) = self.index_of(&reference)? {
+                out.push((reference, index));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tags of the indexes that hold each image, by image ID. An image an index holds is
+    /// in use even without a tag of its own (not dangling, not pruned).
+    pub fn index_holders(&self) -> Result<BTreeMap<Digest, Vec<Reference>>> {
+        let mut out: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+        for (tag, index) in self.indexes()? {
+            for image in &index.images {
+                out.entry(image.id).or_default().push(tag.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the index entries whose index names `manifest` (called with the meta lock
+    /// held, when the image of that manifest goes): an index never names a missing image.
+    pub(crate) fn drop_indexes_naming_locked(&self, manifest: &Digest) -> Result<()> {
+        let mut index_tags = self.read_index_tags()?;
+        let before = index_tags.len();
+        index_tags.retain(|_, digest| {
+            let names = self
+                .read_blob(digest)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<IndexJson>(&b).ok())
+                .is_some_and(|i| i.manifests.iter().any(|m| m.digest == *manifest));
+            !names
+        });
+        if index_tags.len() != before {
+            self.write_index_tags(&index_tags)?;
+        }
+        Ok(())
+    }
+
+    /// Problems of the index entries, for `check`: a missing or unreadable index blob, an
+    /// index naming a manifest no stored image has, a tag whose image is not in its index.
+    pub(crate) fn check_indexes(&self, problems: &mut Vec<String>) -> Result<()> {
+        let tags = self.read_tags()?;
+        for (tag, digest) in self.read_index_tags()? {
+            if !self.has_blob(&digest) {
+                problems.push(format!("index tag {tag}: index blob {digest} is missing"));
+                continue;
+            }
+            let index = match Reference::parse(&tag).and_then(|r| self.index_of(&r)) {
+                Ok(Some(index)) => index,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(format!("index tag {tag}: {e}"));
+                    continue;
+                }
+            };
+            match tags.get(&tag) {
+                Some(id) if index.images.iter().any(|i| i.id == *id) => {}
+                Some(id) => problems.push(format!(
+                    "index tag {tag}: the tag names image {id}, which index {digest} does not hold"
+                )),
+                None => problems.push(format!(
+                    "index tag {tag}: names index {digest} but no image"
+                )),
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the index entry of a tag (called with the meta lock held).
     pub(crate) fn drop_index_tag_locked(&self, key: &str) -> Result<()> {
         let mut index_tags = self.read_index_tags()?;
@@ -153,6 +206,55 @@ impl Store {
             source,
         })?;
         write_atomic(&self.root().join("index-tags.json"), &json)
+    }
+}
+
+/// The bytes of an OCI image index naming each image by the manifest given with it (its
+/// digest and size are those bytes'), with the platform of the image's config.
+pub fn index_document(entries: &[(&Image, &[u8])]) -> Result<Vec<u8>> {
+    let manifests: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(image, manifest)| {
+            let mut platform = serde_json::json!({
+                "architecture": image.config.architecture,
+                "os": image.config.os,
+            });
+            if let Some(v) = image.config.variant.as_deref().filter(|v| !v.is_empty()) {
+                platform["variant"] = v.into();
+            }
+            serde_json::json!({
+                "mediaType": manifest_media_type(manifest),
+                "digest": Digest::of(manifest).to_string(),
+                "size": manifest.len(),
+                "platform": platform,
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).map_err(|source| Error::Json {
+        what: "image index".into(),
+        source,
+    })
+}
+
+/// The `mediaType` a manifest declares (OCI's when it declares none).
+pub fn manifest_media_type(manifest: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(manifest)
+        .ok()
+        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string())
+}
+
+/// An image's platform as `os/arch[/variant]`, from its config.
+pub fn platform_name(image: &Image) -> String {
+    let c = &image.config;
+    match c.variant.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+        None => format!("{}/{}", c.os, c.architecture),
     }
 }
 

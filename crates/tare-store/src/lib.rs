@@ -66,7 +66,10 @@ pub use image::{
     manifest_json, oci_digest, Image, LayerInfo, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_ZSTD,
 };
-pub use index::{StoredIndex, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+pub use index::{
+    index_document, manifest_media_type, platform_name, StoredIndex, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST,
+};
 pub use reference::Reference;
 pub use temp::TempDir;
 

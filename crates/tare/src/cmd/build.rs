@@ -611,10 +611,7 @@ fn metadata_json(
         let manifest = store
             .read_blob(&image.manifest_digest)
             .with_context(|| format!("reading the manifest {}", image.manifest_digest))?;
-        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
-            .ok()
-            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
+        let media_type = tare_store::manifest_media_type(&manifest);
         out.insert(
             "containerimage.descriptor".into(),
             serde_json::json!({
@@ -820,6 +817,7 @@ fn write_output(
         let items = [SaveImage {
             image: image.clone(),
             tags: names.to_vec(),
+            platforms: Vec::new(),
         }];
         super::save::write_file_or_stdout(&path(dest), |w| {
             tare_layer::archive::save(store, &items, format, compression, w)?;

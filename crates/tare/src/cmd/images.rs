@@ -30,9 +30,13 @@ pub struct Args {
     /// Show full image IDs.
     #[arg(long)]
     no_trunc: bool,
-    /// Show the manifest digest of each image.
+    /// Show the manifest digest of each image (of a multi-platform image: its index's).
     #[arg(long)]
     digests: bool,
+    /// Under each multi-platform image, list its platforms: each one's image ID and size
+    /// (docker's `--tree`).
+    #[arg(long)]
+    tree: bool,
     /// Filter: `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`,
     /// `before=IMAGE`, `since=IMAGE` (repeatable; the same key ORs, different keys AND).
     #[arg(short, long, value_name = "KEY=VALUE")]
@@ -72,13 +76,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    // Newest first, as docker lists them.
-    images.sort_by_key(|img| std::cmp::Reverse(created_of(img)));
-    let mut rows = Vec::new();
-    for img in &images {
-        if !filters.keep_image(img) {
-            continue;
-        }
+    // Multi-platform images: each tag's index; the images an index holds are its platforms,
+    // listed under it (`--tree`, `platforms` in JSON), not as untagged images.
+    let indexes: HashMap<String, tare_store::StoredIndex> = store
+        .indexes()
+        .context("reading the image indexes")?
+        .into_iter()
+        .map(|(r, i)| (r.to_string(), i))
+        .collect();
+    let held = store.index_holders().context("reading the image indexes")?;
+    let sizes = |img: &tare_store::Image| -> anyhow::Result<(u64, u64)> {
         let mut seen = std::collections::HashSet::new();
         let (mut size, mut shared) = (0u64, 0u64);
         if !args.quiet {
@@ -88,32 +95,57 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                         format!("sizing layer {} of image {}", l.digest, img.id)
                     })?;
                     size = size.saturating_add(n);
-                    if users[&l.diff_id] > 1 {
+                    if users.get(&l.diff_id).is_some_and(|u| *u > 1) {
                         shared = shared.saturating_add(n);
                     }
                 }
             }
         }
-        let names: Vec<(String, String)> = if img.repo_tags.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
+        Ok((size, shared))
+    };
+    // Newest first, as docker lists them.
+    images.sort_by_key(|img| std::cmp::Reverse(created_of(img)));
+    let mut rows = Vec::new();
+    for img in &images {
+        if !filters.keep_image(img) || (img.repo_tags.is_empty() && held.contains_key(&img.id)) {
+            continue;
+        }
+        let (size, shared) = sizes(img)?;
+        let names: Vec<Option<&tare_store::Reference>> = if img.repo_tags.is_empty() {
+            vec![None]
         } else {
             img.repo_tags
                 .iter()
                 .filter(|r| filters.keep_reference(r))
-                .map(|r| (r.familiar_name(), r.tag().unwrap_or("<none>").to_string()))
+                .map(Some)
                 .collect()
         };
-        for (repo, tag) in names {
-            rows.push(json!({
-                "repository": repo,
-                "tag": tag,
+        for r in names {
+            let mut row = json!({
+                "repository": r.map_or("<none>".into(), |r| r.familiar_name()),
+                "tag": r.and_then(|r| r.tag()).unwrap_or("<none>"),
                 "id": img.id.to_string(),
                 "digest": img.manifest_digest.to_string(),
                 "created": img.config.created,
                 "size": size,
                 "shared_size": shared,
                 "unique_size": size - shared,
-            }));
+            });
+            if let Some(index) = r.and_then(|r| indexes.get(&r.to_string())) {
+                row["digest"] = index.digest.to_string().into();
+                let mut platforms = Vec::new();
+                for p in &index.images {
+                    let (size, _) = sizes(p)?;
+                    platforms.push(json!({
+                        "platform": tare_store::platform_name(p),
+                        "id": p.id.to_string(),
+                        "digest": p.manifest_digest.to_string(),
+                        "size": size,
+                    }));
+                }
+                row["platforms"] = platforms.into();
+            }
+            rows.push(row);
         }
     }
     let id_text = |r: &serde_json::Value| -> anyhow::Result<String> {
@@ -178,6 +210,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     human_size(r["unique_size"].as_u64().unwrap_or(0)),
                 ]);
                 table.push(row);
+                let platforms = r["platforms"].as_array().filter(|_| args.tree);
+                for (n, p) in platforms.into_iter().flatten().enumerate() {
+                    let last = n + 1 == platforms.map_or(0, Vec::len);
+                    let branch = if last { "└─" } else { "├─" };
+                    let mut row = vec![
+                        format!("{branch} {}", p["platform"].as_str().unwrap_or_default()),
+                        String::new(),
+                    ];
+                    if args.digests {
+                        row.push(p["digest"].as_str().unwrap_or_default().to_string());
+                    }
+                    row.extend([
+                        id_text(p)?,
+                        String::new(),
+                        human_size(p["size"].as_u64().unwrap_or(0)),
+                    ]);
+                    table.push(row);
+                }
             }
             print_table(&table)?;
         }

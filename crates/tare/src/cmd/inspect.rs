@@ -1,5 +1,8 @@
 //! `tare inspect IMAGE`: the image as one JSON object.
 //!
+//! A multi-platform image (a tag naming an index) shows this machine's platform's image (or
+//! `--platform`'s) with an `index` object: the index's digest and each platform's image.
+//!
 //! Sizes: the top-level `size` is what docker's `docker image inspect` calls `Size`, the
 //! content size (file bytes, symlink targets; no tar headers, padding or directories), and
 //! `tar_size` the sum of the layer tars. Each layer keeps `size` as its tar's length (the
@@ -23,13 +26,48 @@ pub struct Args {
     /// `docker image inspect --format` does. Without it, tare's own JSON.
     #[arg(short, long)]
     format: Option<String>,
+    /// Of a multi-platform image, the image of this platform (os/arch[/variant]) instead of
+    /// this machine's.
+    #[arg(long)]
+    platform: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
-    let img = store
+    let mut img = store
         .resolve(&args.image)
         .with_context(|| format!("looking up {}", args.image))?;
+    let index = match tare_store::Reference::parse(&args.image) {
+        Ok(r) if r.digest().is_none() => store
+            .index_of(&r)
+            .with_context(|| format!("reading the index of {}", args.image))?,
+        _ => None,
+    };
+    if let Some(want) = &args.platform {
+        let want: tare_build::Platform =
+            want.parse().with_context(|| format!("--platform {want}"))?;
+        let images = index
+            .as_ref()
+            .map_or(std::slice::from_ref(&img), |i| &i.images[..]);
+        img = images
+            .iter()
+            .find(|i| {
+                want.matches(
+                    &i.config.os,
+                    &i.config.architecture,
+                    i.config.variant.as_deref(),
+                )
+            })
+            .cloned()
+            .with_context(|| {
+                let have: Vec<String> = images.iter().map(tare_store::platform_name).collect();
+                format!(
+                    "{} has no image for {want} (it has {})",
+                    args.image,
+                    have.join(", ")
+                )
+            })?;
+    }
     // The config exactly as stored, not as tare's types would re-serialise it.
     let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.id)?)
         .with_context(|| format!("reading config blob {}", img.id))?;
@@ -43,7 +81,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         value["content_size"] = content.into();
         layers.push(value);
     }
-    let out = json!({
+    let mut out = json!({
         "id": img.id.to_string(),
         "repo_tags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
         "manifest_digest": img.manifest_digest.to_string(),
@@ -53,6 +91,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         "layers": layers,
         "build_info": img.build_info,
     });
+    if let Some(index) = &index {
+        // The index the tag names and its platforms (`id` above is one of them).
+        out["index"] = json!({
+            "digest": index.digest.to_string(),
+            "media_type": tare_store::MEDIA_TYPE_INDEX,
+            "size": index.bytes.len(),
+            "platforms": index.images.iter().map(|i| json!({
+                "platform": tare_store::platform_name(i),
+                "id": i.id.to_string(),
+                "manifest_digest": i.manifest_digest.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+    }
     match Format::parse(args.format.as_deref())? {
         Format::Table | Format::Json => {
             crate::outln!("{}", serde_json::to_string_pretty(&out)?);

@@ -283,9 +283,12 @@ fn prune_images(ctx: &Context, all: bool) -> anyhow::Result<u64> {
         .into_iter()
         .map(|c| c.image_id)
         .collect();
+    // The platforms of a multi-platform image are not dangling: its index holds them.
+    let held = store.index_holders().context("reading the image indexes")?;
     let mut first = true;
     for img in store.images().context("listing images")? {
-        if used.contains(&img.id.to_string()) || (!all && !img.repo_tags.is_empty()) {
+        let named = !img.repo_tags.is_empty() || held.contains_key(&img.id);
+        if used.contains(&img.id.to_string()) || (!all && named) {
             continue;
         }
         if first {

@@ -1,5 +1,9 @@
 //! `tare rmi IMAGE...`: untag images; an image whose last tag goes (or named by ID) is removed.
 //! Blobs stay until `tare prune`.
+//!
+//! A multi-platform image's tag takes its index with it, and every platform's image that
+//! nothing else names. An image an index holds is not removed by ID alone (that would leave
+//! the index naming a missing image) without `--force`, which drops the index's tag entry.
 
 use std::process::ExitCode;
 
@@ -42,11 +46,36 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
         .ok()
         .filter(|r| r.digest().is_none() && img.repo_tags.contains(r));
     if let Some(r) = by_tag {
+        let index = store
+            .index_of(&r)
+            .with_context(|| format!("reading the index of {what}"))?;
         store.untag(&r)?;
         crate::outln!("Untagged: {}", r.familiar());
-        if img.repo_tags.len() > 1 {
+        // The other platforms' images go with the index, unless still named otherwise.
+        if let Some(index) = index {
+            let held = store.index_holders()?;
+            for other in index.images.iter().filter(|i| i.id != img.id) {
+                let now = store.image_by_id(&other.id)?;
+                if now.repo_tags.is_empty() && !held.contains_key(&other.id) {
+                    store.remove_image(&other.id)?;
+                    crate::outln!("Deleted: {}", other.id);
+                }
+            }
+        }
+        if img.repo_tags.len() > 1 || store.index_holders()?.contains_key(&img.id) {
             return Ok(());
         }
+    } else if let Some(names) = store.index_holders()?.get(&img.id).filter(|_| !force) {
+        anyhow::bail!(
+            "image {} ({}) is part of the multi-platform image {}: remove that or use --force",
+            img.id.short(),
+            tare_store::platform_name(&img),
+            names
+                .iter()
+                .map(|r| r.familiar())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     } else if img.repo_tags.len() > 1 && !force {
         anyhow::bail!(
             "image {} is tagged {}: remove the tags or use --force",

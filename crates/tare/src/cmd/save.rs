@@ -1,5 +1,9 @@
 //! `tare save IMAGE... [-o FILE|-] [--format docker|oci]`: images to an archive that
 //! `docker load` (docker format) or skopeo/umoci (OCI layout tar) accept.
+//!
+//! A multi-platform image (a tag naming an index) is saved whole in the OCI format: every
+//! platform's image and the index, which `index.json` names with the tag. The docker format
+//! holds this machine's platform of it, the image `docker load` would take.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,7 +52,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             Ok(r) if r.digest().is_none() && image.repo_tags.contains(&r) => vec![r],
             _ => image.repo_tags.clone(),
         };
-        items.push(SaveImage { image, tags });
+        // A multi-platform image named by its tag is saved whole (OCI format).
+        let platforms = match tare_store::Reference::parse(what) {
+            Ok(r) if r.digest().is_none() => store
+                .index_of(&r)
+                .with_context(|| format!("reading the index of {what}"))?
+                .map(|i| i.images)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        items.push(SaveImage {
+            image,
+            tags,
+            platforms,
+        });
     }
     write_file_or_stdout(&args.output, |w| {
         tare_layer::archive::save(&store, &items, format, compression, w)?;

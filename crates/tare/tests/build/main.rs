@@ -10,6 +10,7 @@ mod config_keys;
 mod contexts;
 mod copy_flags;
 mod git;
+mod index_commands;
 mod multiplatform;
 mod outputs;
 mod platforms;
