@@ -7,6 +7,7 @@ mod util;
 mod detached;
 mod exec;
 mod rootless;
+mod rootless_demo;
 mod rootless_runtime;
 
 use std::io::{BufRead, BufReader, Write};

@@ -11,7 +11,13 @@ use crate::util::TestContext;
 /// The flattened filesystem of an image as lines of path, type, mode, owner, size and
 /// content hash (no times: RUN steps stamp files with the build's clock).
 fn listing(export_tar: &std::path::Path) -> String {
-    let mut archive = tar::Archive::new(std::fs::File::open(export_tar).expect("open export"));
+    listing_of(std::fs::File::open(export_tar).expect("open export"), &[])
+}
+
+/// [`listing`] of a tar stream; the content of the `volatile` paths (logs and caches that
+/// record when a step ran) is left out, their size too.
+pub(crate) fn listing_of(tar: impl std::io::Read, volatile: &[&str]) -> String {
+    let mut archive = tar::Archive::new(tar);
     let mut lines = Vec::new();
     for entry in archive.entries().expect("entries") {
         let mut entry = entry.expect("entry");
@@ -25,14 +31,17 @@ fn listing(export_tar: &std::path::Path) -> String {
             .flatten()
             .map(|l| l.display().to_string())
             .unwrap_or_default();
+        let (size, hash) = if volatile.contains(&path.trim_start_matches("./")) {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (content.len().to_string(), sha256_hex(&content))
+        };
         lines.push(format!(
-            "{path} {:?} {:o} {}:{} {} {} {link}",
+            "{path} {:?} {:o} {}:{} {size} {hash} {link}",
             h.entry_type(),
             h.mode().unwrap_or(0),
             h.uid().unwrap_or(0),
             h.gid().unwrap_or(0),
-            content.len(),
-            sha256_hex(&content),
         ));
     }
     lines.sort();
