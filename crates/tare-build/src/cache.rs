@@ -119,7 +119,7 @@ pub fn key_of(parts: &[&str]) -> String {
     hex(&h.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -202,23 +202,46 @@ impl Cache {
         explain_difference(&prev.inputs, inputs)
     }
 
+    /// The content digest remembered for `node`, when its stat data is unchanged since: the
+    /// file is not read.
+    pub fn known_digest(&self, node: &Node) -> Option<String> {
+        let key = node.host.to_string_lossy();
+        let files = self.files.lock().ok()?;
+        let known = files.get(key.as_ref())?;
+        known
+            .same_file(&FileStat::of(&node.meta))
+            .then(|| known.digest.clone())
+    }
+
+    /// Remembers the content digest of the file at `host`, taken while it was read through a
+    /// descriptor whose metadata is `opened` (a COPY streaming it into the layer tar).
+    pub(crate) fn remember(&self, host: &Path, opened: &fs::Metadata, digest: String) {
+        if let Ok(mut files) = self.files.lock() {
+            files.insert(
+                host.to_string_lossy().into_owned(),
+                FileStat {
+                    digest,
+                    ..FileStat::of(opened)
+                },
+            );
+        }
+        if let Ok(mut dirty) = self.files_dirty.lock() {
+            *dirty = true;
+        }
+    }
+
     /// The content digest of a regular file of a source tree, read only when its stat data
     /// changed. The file is opened as COPY reads it ([`Node::open`]: below its tree, no
     /// symlink followed, regular files only, never blocking), and the stat data remembered is
     /// that of the opened file, which must still be the one `node` describes.
     pub fn file_digest(&self, node: &Node) -> Result<String, Error> {
-        let key = node.host.to_string_lossy().into_owned();
-        let listed = FileStat::of(&node.meta);
-        if let Ok(files) = self.files.lock() {
-            if let Some(known) = files.get(&key) {
-                if known.same_file(&listed) {
-                    return Ok(known.digest.clone());
-                }
-            }
+        if let Some(known) = self.known_digest(node) {
+            return Ok(known);
         }
+        let listed = FileStat::of(&node.meta);
         let mut file = node.open()?;
-        let opened = FileStat::of(&file.metadata().map_err(io_err(&node.host))?);
-        if !opened.same_file(&listed) {
+        let opened = file.metadata().map_err(io_err(&node.host))?;
+        if !FileStat::of(&opened).same_file(&listed) {
             return Err(Error::Invalid(format!(
                 "{}: the file changed while the build read it",
                 node.host.display()
@@ -234,18 +257,7 @@ impl Cache {
             h.update(&buf[..n]);
         }
         let digest = hex(&h.finalize());
-        if let Ok(mut files) = self.files.lock() {
-            files.insert(
-                key,
-                FileStat {
-                    digest: digest.clone(),
-                    ..opened
-                },
-            );
-        }
-        if let Ok(mut dirty) = self.files_dirty.lock() {
-            *dirty = true;
-        }
+        self.remember(&node.host, &opened, digest.clone());
         Ok(digest)
     }
 

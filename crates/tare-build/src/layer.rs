@@ -76,14 +76,16 @@ pub fn commit(
 /// tar. Its snapshot is not made here: the returned path is where [`snapshot_of`] extracts
 /// it when a later step reads the tree (see `StageOut::tree`), so a COPY that nothing builds
 /// on writes no file but the blob, and a rebuild whose snapshot exists writes nothing more.
-/// `mtime_clamp` lowers later mtimes to it, as [`commit`] does.
+/// `mtime_clamp` lowers later mtimes to it, as [`commit`] does. With `streamed`, the content
+/// digest of every source file read is kept there (a cold COPY's key is made from them).
 pub fn commit_plan(
     store: &Store,
     plan: &crate::plan::Plan,
     mtime_clamp: Option<u64>,
+    streamed: Option<&mut crate::plan::Streamed>,
 ) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
     let mut sink = LayerSink::new(store, Compression::None)?;
-    plan.write(&mut sink, mtime_clamp)?;
+    plan.write(&mut sink, mtime_clamp, streamed)?;
     let info = finish(store, sink)?;
     let snapshot = store.snapshot_path(&info.diff_id);
     Ok(Some((info, snapshot)))

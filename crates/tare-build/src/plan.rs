@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Timespec};
+use sha2::{Digest as _, Sha256};
 use tare_layer::diff::{Attrs, LayerTar, Listed};
 
 use crate::copy::{Content, FileAttrs, Target};
@@ -22,6 +23,63 @@ type Xattrs = Vec<(std::ffi::OsString, Vec<u8>)>;
 
 /// Symlinks followed at most while resolving one path, as the kernel's limit.
 const MAX_HOPS: usize = 40;
+
+/// The content digests (sha256, hex, as [`crate::cache::Cache::file_digest`] gives them) of
+/// the source files a [`Plan::write`] streamed, taken while it read them for the tar:
+/// a cold COPY reads each file once, for the layer and its cache key together.
+#[derive(Default)]
+pub struct Streamed {
+    /// By host path: the metadata of the descriptor read, and the digest.
+    files: HashMap<PathBuf, (fs::Metadata, String)>,
+}
+
+impl Streamed {
+    /// The digest of `node`'s content when the stream read it (`None` when it did not, e.g. a
+    /// second name of a hard link); an error when the file changed since it was read.
+    pub fn digest(&self, node: &Node) -> Result<Option<String>, Error> {
+        match self.files.get(&node.host) {
+            None => Ok(None),
+            Some((read, digest)) if crate::cache::unchanged(&node.meta, read) => {
+                Ok(Some(digest.clone()))
+            }
+            Some(_) => Err(Error::Invalid(format!(
+                "{}: the file changed while the build read it",
+                node.host.display()
+            ))),
+        }
+    }
+
+    /// Every file read: host path, the metadata of the descriptor read, digest.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &fs::Metadata, &str)> {
+        self.files
+            .iter()
+            .map(|(host, (meta, digest))| (host.as_path(), meta, digest.as_str()))
+    }
+}
+
+/// What writing the tar carries from one entry to the next.
+struct Writing<'s> {
+    /// How many names each leaf has (more than one: hard links).
+    names: Vec<u32>,
+    /// The first name written of a leaf with several, and its xattrs.
+    first: HashMap<usize, (PathBuf, Xattrs)>,
+    clamp: Option<i64>,
+    streamed: Option<&'s mut Streamed>,
+}
+
+/// A reader that hashes what it gives.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
 
 /// The tree a COPY adds (see the module documentation).
 pub struct Plan {
@@ -220,20 +278,23 @@ impl Plan {
 
     /// Writes the tree as an uncompressed layer tar: depth first, names sorted by bytes;
     /// mtimes later than `clamp` (`--rewrite-timestamp`) become `clamp`.
-    pub fn write<W: Write>(&self, out: W, clamp: Option<u64>) -> Result<(), Error> {
+    /// With `streamed`, the content digest of every source file read is kept there.
+    pub fn write<W: Write>(
+        &self,
+        out: W,
+        clamp: Option<u64>,
+        streamed: Option<&mut Streamed>,
+    ) -> Result<(), Error> {
         let mut names = vec![0u32; self.leaves.len()];
         count_names(&self.root, &mut names);
         let mut tar = LayerTar::new(out);
-        let mut first = HashMap::new();
-        let clamp = clamp.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
-        self.write_dir(
-            &self.root,
-            Path::new(""),
-            &names,
-            &mut first,
-            clamp,
-            &mut tar,
-        )?;
+        let mut state = Writing {
+            names,
+            first: HashMap::new(),
+            clamp: clamp.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+            streamed,
+        };
+        self.write_dir(&self.root, Path::new(""), &mut state, &mut tar)?;
         tar.finish().map_err(|e| Error::Io {
             path: PathBuf::from("/"),
             source: e,
@@ -245,11 +306,10 @@ impl Plan {
         &self,
         dir: &Dir,
         at: &Path,
-        names: &[u32],
-        first: &mut HashMap<usize, (PathBuf, Xattrs)>,
-        clamp: Option<i64>,
+        state: &mut Writing<'_>,
         tar: &mut LayerTar<W>,
     ) -> Result<(), Error> {
+        let clamp = state.clamp;
         let clamped = |mut a: Attrs| {
             if let Some(c) = clamp {
                 a.mtime = a.mtime.min(c);
@@ -266,21 +326,22 @@ impl Plan {
                 Entry::Dir(sub) => {
                     tar.append(&rel, clamped(sub.attrs), &[], Listed::Dir)
                         .map_err(werr)?;
-                    self.write_dir(sub, &rel, names, first, clamp, tar)?;
+                    self.write_dir(sub, &rel, state, tar)?;
                 }
                 Entry::Leaf(i) => {
                     let leaf = &self.leaves[*i];
                     let attrs = clamped(leaf.attrs);
                     match &leaf.kind {
                         LeafKind::File(from) => {
-                            if let Some((to, xattrs)) = first.get(i) {
+                            if let Some((to, xattrs)) = state.first.get(i) {
                                 tar.append(&rel, attrs, xattrs, Listed::HardLink(to))
                                     .map_err(werr)?;
                                 continue;
                             }
-                            let xattrs = write_file(tar, &rel, attrs, from)?;
-                            if names[*i] > 1 {
-                                first.insert(*i, (rel.clone(), xattrs));
+                            let streamed = state.streamed.as_deref_mut();
+                            let xattrs = write_file(tar, &rel, attrs, from, streamed)?;
+                            if state.names[*i] > 1 {
+                                state.first.insert(*i, (rel.clone(), xattrs));
                             }
                         }
                         LeafKind::Symlink(target) => {
@@ -315,12 +376,14 @@ fn count_names(dir: &Dir, names: &mut [u32]) {
 
 /// One regular file's entry, its bytes read now: a source file through a descriptor opened
 /// without following symlinks ([`Node::open`]) that must still be the file the listing saw,
-/// with its xattrs (those copying it to disk would keep), which are returned.
+/// with its xattrs (those copying it to disk would keep), which are returned. With
+/// `streamed`, a source file's content is hashed as it is read, and its digest kept there.
 fn write_file<W: Write>(
     tar: &mut LayerTar<W>,
     rel: &Path,
     attrs: Attrs,
     from: &FileFrom,
+    streamed: Option<&mut Streamed>,
 ) -> Result<Xattrs, Error> {
     let werr = |e: io::Error| Error::Io {
         path: Path::new("/").join(rel),
@@ -337,13 +400,32 @@ fn write_file<W: Write>(
                 )));
             }
             let xattrs = crate::fsops::file_xattrs(&file);
-            let content = &mut io::BufReader::with_capacity(256 << 10, file);
-            let listed = Listed::File {
-                size: opened.len(),
-                content,
+            let mut content = Hashing {
+                inner: io::BufReader::with_capacity(256 << 10, file),
+                hash: Sha256::new(),
             };
-            tar.append(rel, attrs, &xattrs, listed)
-                .map_err(io_err(&node.host))?;
+            let size = opened.len();
+            match streamed {
+                Some(streamed) => {
+                    tar.append(
+                        rel,
+                        attrs,
+                        &xattrs,
+                        Listed::File {
+                            size,
+                            content: &mut content,
+                        },
+                    )
+                    .map_err(io_err(&node.host))?;
+                    let digest = crate::cache::hex(&content.hash.finalize());
+                    streamed.files.insert(node.host.clone(), (opened, digest));
+                }
+                None => {
+                    let content = &mut content.inner;
+                    tar.append(rel, attrs, &xattrs, Listed::File { size, content })
+                        .map_err(io_err(&node.host))?;
+                }
+            }
             Ok(xattrs)
         }
         FileFrom::Bytes(bytes) => {
@@ -522,7 +604,7 @@ mod tests {
     use super::*;
     use crate::copy::{self, CopyOptions, Select, Source};
     use crate::dockerignore::DockerIgnore;
-    use crate::tree::{ContextTree, Layers};
+    use crate::tree::{ContextTree, Layers, SourceTree};
 
     /// Sets the mtime of `path` (not following a symlink) to `secs`.
     fn touch(path: &Path, secs: i64) {
@@ -612,7 +694,7 @@ mod tests {
             .expect("plan")
             .expect("no archive");
         let mut out = Vec::new();
-        plan.write(&mut out, None).expect("write");
+        plan.write(&mut out, None, None).expect("write");
         out
     }
 
@@ -694,6 +776,62 @@ mod tests {
         }
     }
 
+    /// The digests taken while streaming are those the cache takes reading a file alone, for
+    /// every file the tar read; a file changed after it was streamed is refused, not keyed.
+    #[test]
+    fn streaming_hashes_each_source_file_as_the_cache_would() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (ctx, image) = fixture(tmp.path());
+        let sources = [Source::Tree {
+            tree: &ctx,
+            path: "src".into(),
+        }];
+        let opts = CopyOptions {
+            dest: "/dst".into(),
+            workdir: "/".into(),
+            ..CopyOptions::default()
+        };
+        let plan = copy::plan(&image, &sources, &opts)
+            .expect("plan")
+            .expect("no archive");
+        let mut streamed = Streamed::default();
+        let mut with = Vec::new();
+        plan.write(&mut with, None, Some(&mut streamed))
+            .expect("write");
+        let mut without = Vec::new();
+        plan.write(&mut without, None, None).expect("write");
+        assert!(with == without, "hashing does not change the tar");
+        let store = tare_store::Store::open(tmp.path().join("store")).expect("store");
+        let cache = crate::cache::Cache::open(&store).expect("cache");
+        // run.sh, private, deep/er/file.txt (or its second name, hard), deep/other.bin.
+        assert_eq!(streamed.files().count(), 4);
+        for (host, _, digest) in streamed.files() {
+            let node = ctx
+                .lstat(
+                    host.strip_prefix(ctx.root())
+                        .expect("below")
+                        .to_str()
+                        .expect("utf-8"),
+                )
+                .expect("lstat")
+                .expect("exists");
+            assert_eq!(cache.file_digest(&node).expect("digest"), digest);
+            assert_eq!(
+                streamed.digest(&node).expect("same").as_deref(),
+                Some(digest)
+            );
+        }
+        let private = ctx.lstat("src/private").expect("lstat").expect("exists");
+        fs::write(ctx.root().join("src/private"), "changed").expect("write");
+        let changed = ctx.lstat("src/private").expect("lstat").expect("exists");
+        assert!(streamed.digest(&private).expect("as read").is_some());
+        let err = streamed.digest(&changed).expect_err("changed since");
+        assert!(
+            err.to_string().contains("changed while the build read it"),
+            "{err}"
+        );
+    }
+
     /// A source file that changes between the listing and the tar is an error, never a
     /// layer whose entry is padded or cut.
     #[test]
@@ -713,7 +851,9 @@ mod tests {
             .expect("plan")
             .expect("no archive");
         fs::write(ctx.root().join("one.txt"), "longer now").expect("write");
-        let err = plan.write(&mut Vec::new(), None).expect_err("must fail");
+        let err = plan
+            .write(&mut Vec::new(), None, None)
+            .expect_err("must fail");
         assert!(err.to_string().contains("one.txt"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{io_err, Error};
 use crate::fetch;
 use crate::key::{CopyKey, CopyState, FromKey, StepKey};
 use crate::layer::{self, Upper};
+use crate::plan::Streamed;
 use crate::report::Event;
 use crate::steps::{apply_outcome, from, now_rfc3339, resolve_owner, with_cache};
 use crate::tree::{Layers, SourceTree};
@@ -44,6 +45,78 @@ fn chown_ids(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
         }
     }
     Ok(ids)
+}
+
+/// What making a COPY's layer needs besides its step context, resolved once.
+struct Setup<'a> {
+    c: &'a Copy,
+    st: &'a StageOut,
+    select: &'a Select,
+    sources: &'a [Source<'a>],
+    workdir: &'a str,
+    chmod: Option<u32>,
+    /// `--link` without `--chmod`: copied into an empty tree.
+    link: bool,
+    /// The owner a `--chown` gives with `--link`, resolved before the key.
+    link_chown: Option<(u32, u32)>,
+    add: bool,
+}
+
+impl Setup<'_> {
+    /// The tree the copy reads of the image, and how it copies.
+    fn lower_and_options(
+        &self,
+        cx: &StepCtx<'_>,
+        st: &StageOut,
+    ) -> Result<(Layers, CopyOptions), Error> {
+        let c = self.c;
+        let image = st.tree(cx.build.store, "image")?;
+        let lower = if self.link {
+            Layers::new(Vec::new(), "scratch")
+        } else {
+            image.clone()
+        };
+        let chown = match (&c.chown, self.link_chown) {
+            (_, Some(ids)) => Some(ids),
+            (Some(spec), None) => Some(chown_ids(&image, spec)?),
+            (None, None) => None,
+        };
+        let opts = CopyOptions {
+            dest: c.dest.clone(),
+            workdir: self.workdir.to_string(),
+            chown,
+            chmod: self.chmod,
+            keep_owner: c.from.is_some(),
+            extract_archives: self.add && c.unpack != Some(false),
+            select: self.select.clone(),
+        };
+        Ok((lower, opts))
+    }
+}
+
+/// A COPY whose sources have files the cache knows no digest for: the layer is streamed now,
+/// each source file hashed as it is read (into `streamed` and the cache's file table), so the
+/// key made afterwards costs no second read. `None` when the copy extracts an archive (made
+/// on disk later, its files hashed first as before).
+///
+/// When the step then turns out to be cached (a file touched, its content the same), the
+/// record's layer is used, as BuildKit does, and the blob written here is left for `tare
+/// prune` to reclaim.
+fn cold_copy(
+    cx: &StepCtx<'_>,
+    setup: &Setup<'_>,
+    streamed: &mut Streamed,
+) -> Result<Option<Option<(tare_store::LayerInfo, std::path::PathBuf)>>, Error> {
+    let build = cx.build;
+    let (lower, opts) = setup.lower_and_options(cx, setup.st)?;
+    let Some(plan) = copy::plan(&lower, setup.sources, &opts)? else {
+        return Ok(None);
+    };
+    let made = layer::commit_plan(build.store, &plan, build.mtime_clamp(), Some(streamed))?;
+    for (host, meta, digest) in streamed.files() {
+        build.cache.remember(host, meta, digest.to_string());
+    }
+    Ok(Some(made))
 }
 
 pub(crate) fn copy(
@@ -177,8 +250,45 @@ pub(crate) fn copy(
     // Context files (the main one's or a directory build context's) are keyed by content; a
     // stage or image by its own key.
     // Computed with --no-cache too: the record written afterwards must carry the right key.
-    let mut files = if c.from.is_none() || dir_context.is_some() {
-        copy::source_digests(&sources, &select, &|node| build.cache.file_digest(node))?
+    // A file whose stat data changed since its digest was taken (or never seen) is read once:
+    // the step streams its sources into the layer first, hashing each file as it goes, and
+    // the key is made afterwards from those digests (see `cold_copy`).
+    let by_content = c.from.is_none() || dir_context.is_some();
+    let unknown = std::cell::Cell::new(false);
+    if by_content {
+        copy::source_digests(&sources, &select, &|node| {
+            Ok(build.cache.known_digest(node).unwrap_or_else(|| {
+                unknown.set(true);
+                String::new()
+            }))
+        })?;
+    }
+    let link = c.link && c.chmod.is_none();
+    let link_chown = match (&c.chown, link) {
+        (Some(spec), true) => Some(chown_ids(&st.tree(build.store, "image")?, spec)?),
+        _ => None,
+    };
+    let setup = Setup {
+        c,
+        st,
+        select: &select,
+        sources: &sources,
+        workdir: &workdir,
+        chmod,
+        link,
+        link_chown,
+        add,
+    };
+    let mut made_early = None;
+    let mut streamed = Streamed::default();
+    if unknown.get() {
+        made_early = cold_copy(cx, &setup, &mut streamed)?;
+    }
+    let mut files = if by_content {
+        copy::source_digests(&sources, &select, &|node| match streamed.digest(node)? {
+            Some(d) => Ok(d),
+            None => build.cache.file_digest(node),
+        })?
     } else {
         Vec::new()
     };
@@ -192,11 +302,6 @@ pub(crate) fn copy(
     // metadata of it), and its layer is also cached under a key without the parent: a
     // changed base reuses it. The owner a --chown name gives still comes from the image,
     // so it is part of that key.
-    let link = c.link && c.chmod.is_none();
-    let link_chown = match (&c.chown, link) {
-        (Some(spec), true) => Some(chown_ids(&st.tree(build.store, "image")?, spec)?),
-        _ => None,
-    };
     let link_key = link.then(|| {
         StepKey::Copy(CopyKey::new(
             c,
@@ -237,42 +342,30 @@ pub(crate) fn copy(
                 return Ok(Some((info, snapshot)));
             }
         }
-        let image = st.tree(build.store, "image")?;
-        let lower = if link {
-            Layers::new(Vec::new(), "scratch")
-        } else {
-            image.clone()
-        };
-        let chown = match (&c.chown, link_chown) {
-            (_, Some(ids)) => Some(ids),
-            (Some(spec), None) => Some(chown_ids(&image, spec)?),
-            (None, None) => None,
-        };
-        let opts = CopyOptions {
-            dest: c.dest.clone(),
-            workdir: workdir.clone(),
-            chown,
-            chmod,
-            keep_owner: c.from.is_some(),
-            extract_archives: add && c.unpack != Some(false),
-            select: select.clone(),
-        };
-        // Streamed from the sources into the layer, without writing them to disk, unless an
-        // archive is to be extracted.
-        let made = match copy::plan(&lower, &sources, &opts)? {
-            Some(plan) => layer::commit_plan(build.store, &plan, build.mtime_clamp())?,
+        let made = match made_early {
+            Some(made) => made,
             None => {
-                let scratch = build.scratch_dir()?;
-                let upper = scratch.path().join("upper");
-                std::fs::create_dir(&upper).map_err(io_err(&upper))?;
-                copy::copy_into(&upper, &lower, &sources, &opts)?;
-                layer::commit(
-                    build.store,
-                    &upper,
-                    Upper::Plain,
-                    &lower,
-                    build.mtime_clamp(),
-                )?
+                let (lower, opts) = setup.lower_and_options(cx, st)?;
+                // Streamed from the sources into the layer, without writing them to disk,
+                // unless an archive is to be extracted.
+                match copy::plan(&lower, &sources, &opts)? {
+                    Some(plan) => {
+                        layer::commit_plan(build.store, &plan, build.mtime_clamp(), None)?
+                    }
+                    None => {
+                        let scratch = build.scratch_dir()?;
+                        let upper = scratch.path().join("upper");
+                        std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+                        copy::copy_into(&upper, &lower, &sources, &opts)?;
+                        layer::commit(
+                            build.store,
+                            &upper,
+                            Upper::Plain,
+                            &lower,
+                            build.mtime_clamp(),
+                        )?
+                    }
+                }
             }
         };
         if let Some((inputs, digest)) = link_key {

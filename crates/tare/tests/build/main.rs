@@ -9,6 +9,7 @@ mod buildx_flags;
 mod config_keys;
 mod contexts;
 mod copy_flags;
+mod copy_hashing;
 mod git;
 mod index_commands;
 mod multiplatform;
