@@ -56,5 +56,8 @@ pub use context::{BuildOptions, Entitlement, StepSummary};
 pub use engine::{build, BuildResult};
 pub use error::Error;
 pub use report::{Event, Reporter, Silent, StepId, Stream, TransferStep};
+/// How RUN steps (and `tare run`) get their root filesystem: overlayfs, or copies where it is
+/// refused.
+pub use run::{snapshotter, Snapshotter};
 pub use tare_registry::Platform;
 pub use tare_sandbox::Network;

@@ -143,6 +143,12 @@ impl Containers {
         self.dir(id).join("work")
     }
 
+    /// A running container's root filesystem where overlayfs is refused: a merged copy of its
+    /// image's layers, whose changes move into [`Containers::upper_dir`] when it ends.
+    pub fn copy_root_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
     /// Creates a record with a fresh id and its directories. `name` is reserved, or a random
     /// name is generated when `None`.
     pub fn create(&self, mut record: Container, name: Option<&str>) -> Result<Container, Error> {

@@ -82,14 +82,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let store = tare_store::Store::open(&ctx.root)
         .with_context(|| format!("opening the store {}", ctx.root.display()))?;
     let mut layers = vec![containers.upper_dir(&record.id)];
-    for diff_id in record.image_layers.iter().rev() {
-        let digest: tare_store::Digest = diff_id
-            .parse()
-            .with_context(|| format!("container {}: bad layer {diff_id}", record.name))?;
-        layers.push(
-            tare_layer::snapshot(&store, &digest)
-                .with_context(|| format!("extracting layer {diff_id}"))?,
-        );
+    // A container on copy-based snapshots (`tare run` where overlayfs is refused) has its
+    // whole filesystem in one directory while it runs.
+    let copy_root = containers.copy_root_dir(&record.id);
+    if copy_root.is_dir() {
+        layers = vec![copy_root];
+    } else {
+        for diff_id in record.image_layers.iter().rev() {
+            let digest: tare_store::Digest = diff_id
+                .parse()
+                .with_context(|| format!("container {}: bad layer {diff_id}", record.name))?;
+            layers.push(
+                tare_layer::snapshot(&store, &digest)
+                    .with_context(|| format!("extracting layer {diff_id}"))?,
+            );
+        }
     }
 
     let mut env = record.exec.env.clone();

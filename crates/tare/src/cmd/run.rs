@@ -167,6 +167,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
         lower.push(empty);
     }
+    // Where overlayfs is refused (or TARE_SNAPSHOTTER=copy), the container runs on a merged
+    // copy of its layers, as RUN steps do; the copy's changes become its writable layer when
+    // it ends, so `tare diff`, `commit` and `export` read them as overlay's.
+    let copy = match tare_build::snapshotter(&containers.dir(&record.id))? {
+        tare_build::Snapshotter::Overlay => None,
+        tare_build::Snapshotter::Copy => {
+            let dir = containers.copy_root_dir(&record.id);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Some(
+                tare_layer::copy_snapshot::CopySnapshot::make(&lower, &dir)
+                    .context("copying the image's layers (copy-based snapshots)")?,
+            )
+        }
+    };
     if !args
         .env
         .iter()
@@ -201,12 +215,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     containers
         .save(&record)
         .with_context(|| format!("recording container {}", record.name))?;
-    let spec = RunSpec {
-        rootfs: Rootfs::Overlay {
+    let rootfs = match &copy {
+        None => Rootfs::Overlay {
             lower,
             upper: containers.upper_dir(&record.id),
             work: containers.work_dir(&record.id),
         },
+        Some(snap) => Rootfs::Dir(snap.path().to_path_buf()),
+    };
+    let spec = RunSpec {
+        rootfs,
         args: command,
         env,
         cwd,
@@ -252,6 +270,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .remove(&record)
             .with_context(|| format!("removing container {}", record.name))?;
     } else {
+        // The copy's changes move into the writable layer before the container is recorded
+        // as exited (a failure still records the exit, then is reported).
+        let moved = copy.map_or(Ok(()), |snap| {
+            snap.into_upper(&containers.upper_dir(&record.id))
+                .with_context(|| format!("keeping the changes of container {}", record.name))
+        });
         let mut done = record.clone();
         done.exit_code = Some(code);
         done.finished = Some(now());
@@ -259,6 +283,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         containers
             .save(&done)
             .with_context(|| format!("recording container {}", record.name))?;
+        moved?;
     }
     match result {
         Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
