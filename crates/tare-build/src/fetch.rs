@@ -1,11 +1,10 @@
 //! ADD of an http(s) URL: the file is streamed to a temporary file (never held in memory)
-//! up to a size limit (`tare build --max-download-size`), checked against `--checksum`, and copied like a local file (never
-//! extracted, as Docker does for URLs).
+//! up to a size limit (`tare build --max-download-size`), hashed as it arrives, checked
+//! against `--checksum`, and copied like a local file (never extracted, as Docker does for
+//! URLs). The HTTP client is the registries' (`tare_registry::get_url`): the same TLS roots.
 
 use std::io::{Read, Write};
 use std::path::Path;
-
-use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
 
@@ -97,15 +96,14 @@ pub fn download(
             "larger than the download limit of {max_size} bytes (--max-download-size)"
         ))
     };
-    let response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
-    let total = response
-        .header("Content-Length")
-        .and_then(|v| v.parse::<u64>().ok());
+    let response = tare_registry::get_url(url).map_err(|e| fail(tare_store::error_chain(&e)))?;
+    let total = response.length;
     if total.is_some_and(|t| t > max_size) {
         return Err(too_big());
     }
     let mtime = response
-        .header("Last-Modified")
+        .last_modified
+        .as_deref()
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
         .map_or(0, |t| t.timestamp());
     let mut file = tempfile::Builder::new()
@@ -117,8 +115,8 @@ pub fn download(
                 dir.display()
             ))
         })?;
-    let mut reader = response.into_reader().take(max_size + 1);
-    let mut hasher = Sha256::new();
+    let mut reader = response.take(max_size + 1);
+    let mut hasher = tare_store::Hasher::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -136,14 +134,7 @@ pub fn download(
         progress(size, total);
     }
     if let Some(expected) = checksum {
-        let actual = format!(
-            "sha256:{}",
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let actual = hasher.finish().to_string();
         if actual != expected {
             return Err(Error::Checksum {
                 url: url.to_string(),

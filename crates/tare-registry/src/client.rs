@@ -230,12 +230,18 @@ pub(crate) fn is_loopback(domain: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn http_client(domain: &str, options: &Options, insecure: bool) -> Result<Client> {
-    let mut builder = Client::builder()
+/// What every HTTP client of tare starts from: its user agent, the system's TLS roots, and
+/// timeouts that bound each read and write (and the sending of one request body), so a
+/// server that stops answering fails the transfer instead of hanging it.
+pub(crate) fn client_builder() -> reqwest::blocking::ClientBuilder {
+    Client::builder()
         .user_agent(concat!("tare/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
-        // Applies to each read and write, and to sending one request body: chunks are bounded.
         .timeout(Duration::from_secs(300))
+}
+
+fn http_client(domain: &str, options: &Options, insecure: bool) -> Result<Client> {
+    let mut builder = client_builder()
         .pool_max_idle_per_host(options.jobs.max(1) + 1)
         // Followed by `Transport::execute`, which decides where credentials go.
         .redirect(reqwest::redirect::Policy::none());

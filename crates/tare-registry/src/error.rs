@@ -56,6 +56,8 @@ pub enum Error {
         status: u16,
         detail: String,
     },
+    #[error("GET {url}: the server answered {status}")]
+    UrlStatus { url: String, status: u16 },
     #[error("reading {what} from {registry}")]
     Read {
         what: String,

@@ -33,6 +33,7 @@ mod pull;
 mod push;
 mod repository;
 mod sources;
+mod url;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ pub use pull::pull_with;
 pub use push::push_index;
 pub use push::push_with as push;
 pub use repository::{Access, Repository};
+pub use url::{get_url, UrlBody};
 
 /// Settings for talking to registries.
 #[derive(Clone, Debug)]

@@ -248,7 +248,7 @@ pub(crate) fn push_blob(
                 progress.event(Event::Retrying {
                     what: format!("{} {}", blob.kind, blob.digest),
                     attempt,
-                    error: error_chain(&e),
+                    error: tare_store::error_chain(&e),
                 });
                 backoff(attempt);
             }
@@ -418,15 +418,4 @@ fn transient(e: &Error) -> bool {
         Error::Status { status, .. } => *status >= 500 || *status == 429 || *status == 416,
         _ => false,
     }
-}
-
-fn error_chain(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -72,3 +72,16 @@ pub(crate) fn io(
     let path = path.into();
     move |source| Error::Io { op, path, source }
 }
+
+/// An error and its causes on one line (`GET URL failed: error sending request: …`), for
+/// messages that carry another crate's error as text (warnings, retries, reasons).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

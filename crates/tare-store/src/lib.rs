@@ -60,7 +60,7 @@ use rustix::fs::{flock, FlockOperation};
 pub use blob::{BlobReader, BlobWriter};
 pub use config::ImageConfig;
 pub use digest::{Digest, Hasher, HashingReader, HashingWriter};
-pub use error::{Error, Result};
+pub use error::{chain as error_chain, Error, Result};
 pub use gc::{CheckReport, PruneReport};
 pub use image::{
     manifest_json, oci_digest, Image, LayerInfo, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,

@@ -7,7 +7,7 @@
 //! image with the files inside it or failed with an error naming what it refused.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -306,24 +306,9 @@ fn copy_to_a_destination_symlinked_to_the_host_by_a_run_stays_in_the_image() {
     );
 }
 
-/// A one-thread HTTP server answering every request with `body`; returns its port.
+/// A loopback HTTP server answering every request with `body`; returns its port.
 fn serve(body: &'static [u8]) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(body);
-        }
-    });
-    port
+    crate::util::http::Server::forever(|_| crate::util::http::Server::ok_response(body)).port
 }
 
 #[test]

@@ -28,6 +28,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod add_url;
 mod crash;
 mod fs_writes;
 mod git;

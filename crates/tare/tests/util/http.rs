@@ -50,6 +50,35 @@ impl Server {
         Server { port, thread }
     }
 
+    /// Answers every request, for as long as the test runs, with what `answer` makes of its
+    /// request line (`GET /path HTTP/1.1`): the whole raw response, head and body.
+    pub fn forever(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let line = request.lines().next().unwrap_or("").to_string();
+                let _ = conn.write_all(&answer(&line));
+            }
+        });
+        Server { port, thread }
+    }
+
+    /// A whole `200 OK` response carrying `body`.
+    pub fn ok_response(body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
     /// `http://127.0.0.1:PORT/PATH`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
