@@ -8,7 +8,7 @@
 # Workloads (issue 4 and 5):
 #   a  the seed's waste: dd 10 MB, RUN rm, echo
 #   b  20 trivial RUN steps
-#   c  COPY of a 150 MB, 5,000-file context
+#   c  COPY of a 150 MB, 5,000-file context (also against BuildKit 0.25, the reference daemon)
 #   d  a multi-stage build (two independent stages, then a final COPY --from of each)
 #   cached-b, cached-c, cached-d: fully cached rebuilds of b, c and d
 #   e  RUN --mount=type=cache (issue 13): a RUN fills a 100 MB cache mount once; each timed
@@ -27,8 +27,13 @@ WORK="${BENCH_WORK:-/tmp/tare-bench}"
 OUT="$WORK/results"
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
-cargo build --release --quiet -p tare
-TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+# TARE_BIN: a tare binary to measure instead of building this tree's release binary.
+if [ -n "${TARE_BIN:-}" ]; then
+  TARE="$TARE_BIN"
+else
+  cargo build --release --quiet -p tare
+  TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+fi
 export TARE_ROOT="$WORK/store"
 
 # --- the base image, made locally and given to every tool ---------------------------------
@@ -49,6 +54,17 @@ if id -u tare-rootless >/dev/null 2>&1; then
             env "HOME=$WORK/rootless/home" "TARE_ROOT=$WORK/rootless/store" "$TARE")
   "${rootless[@]}" import "$WORK/base.tar" bench-base:latest >/dev/null
 fi
+# BuildKit 0.25 (the reference daemon of ../shared/tools/modern-buildkit.sh), for c, cached-c
+# and e, when it can be started; its client talks to its own socket, DOCKER_HOST stays.
+MODERN=""
+if want c || want cached || want e; then
+  host="$DOCKER_HOST"
+  eval "$(bash ../shared/tools/modern-buildkit.sh env 2>/dev/null)" || true
+  export DOCKER_HOST="$host"
+  MODERN="${MODERN_DOCKER:-}"
+  [ -n "$MODERN" ] && $MODERN import "$WORK/base.tar" bench-base:latest >/dev/null
+fi
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 have_buildah=false
 if command -v buildah >/dev/null; then
   skopeo copy -q --src-daemon-host "$DOCKER_HOST" "docker-daemon:bench-base:latest" "containers-storage:localhost/bench-base:latest" && have_buildah=true
@@ -109,6 +125,7 @@ for w in a b c d; do
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --no-cache --network=host -q -t bench-$w $ctx")
   $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --no-cache --layers -q -t bench-$w $ctx")
   [ ${#rootless[@]} -gt 0 ] && cmds+=(-n tare-rootless "${rootless[*]} build --no-cache -q -t bench-$w $ctx")
+  [ "$w" = c ] && [ -n "$MODERN" ] && cmds+=(-n buildkit-0.25 "$MODERN build --no-cache --network=none -q -t bench-$w $ctx")
   echo "workload $w (cold)"; run "$w" "${cmds[@]}"
 done
 for w in b c d; do
@@ -119,18 +136,16 @@ for w in b c d; do
         -n classic "DOCKER_BUILDKIT=0 $DOCKER build --network=host -q -t bench-$w $ctx")
   $have_buildah && cmds+=(-n buildah "buildah bud --runtime runc --layers -q -t bench-$w $ctx")
   [ ${#rootless[@]} -gt 0 ] && cmds+=(-n tare-rootless "${rootless[*]} build -q -t bench-$w $ctx")
+  [ "$w" = c ] && [ -n "$MODERN" ] && cmds+=(-n buildkit-0.25 "$MODERN build --network=none -q -t bench-$w $ctx")
   echo "workload cached-$w"; run "cached-$w" "${cmds[@]}"
 done
 # e: the first build (the warm-up) fills the cache mount; the timed ones rerun the RUN with a
 # new build arg. BuildKit is the reference daemon's (Dockerfile 1.19), as dockerd 20.10's
 # frontend needs a syntax image for RUN --mount.
 if want e; then
-eval "$(bash ../shared/tools/modern-buildkit.sh env 2>/dev/null)" || true
-MODERN="${MODERN_DOCKER:-}"
 ctx="$WORK/e"
 cmds=(-n tare "$TARE build -q --build-arg V=\$(date +%s%N) -t bench-e $ctx")
 if [ -n "$MODERN" ]; then
-  $MODERN import "$WORK/base.tar" bench-base:latest >/dev/null
   cmds+=(-n buildkit "$MODERN build --network=none -q --build-arg V=\$(date +%s%N) -t bench-e $ctx")
 fi
 echo "workload e (cache mount rebuild)"; run e --warmup 1 "${cmds[@]}"
@@ -141,6 +156,7 @@ echo "workload f (three mounts per RUN; compare with b)"
 run f -n tare "$TARE build --no-cache -q -t bench-f $ctx" -n tare-no-mounts "$TARE build --no-cache -q -t bench-b $WORK/b"
 fi
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
