@@ -22,6 +22,8 @@
 //! - `git`: ADD of git URLs and contexts from git or stdin: option injection, subdirs and
 //!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
+//! - `diff_archives`: `tare diff` of hostile archives (paths and links leaving them, blobs
+//!   that are not their digest, huge configs, layers that climb out or whiteout host paths).
 //! - `slim`: `tare slim` on images linking to host files, probes opening thousands of files
 //!   or leaving processes behind.
 
@@ -30,6 +32,7 @@ mod util;
 
 mod add_url;
 mod crash;
+mod diff_archives;
 mod fs_writes;
 mod git;
 mod mounts;
