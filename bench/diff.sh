@@ -20,8 +20,9 @@ WORK="${BENCH_WORK:-/tmp/tare-bench-diff}"
 rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet -p tare
-TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+# TARE_BIN: a release binary already built (then nothing is compiled).
+if [ -z "${TARE_BIN:-}" ]; then cargo build --release --quiet -p tare; fi
+TARE="${TARE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/tare}"
 BUILD_STORE="$WORK/build-store"
 STORE="$WORK/store"
 
