@@ -2,6 +2,7 @@
 # `tare diff` and reproducible builds (issue 17), in one run, release build:
 #
 #   bash bench/diff.sh [RUNS]      # default 5 runs per measurement
+#   BENCH_ONLY=rewrite bash bench/diff.sh 5     # only one part: diff or rewrite
 #
 # 1. Two 1.1 GB, 50,000-file images sharing their base (five COPY layers of 48,000 files,
 #    then one layer of 2,000 files each: half the same, a quarter changed, a quarter renamed),
@@ -16,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
+ONLY=" ${BENCH_ONLY:-diff rewrite} "
+want() { [[ "$ONLY" == *" $1 "* ]]; }
 WORK="${BENCH_WORK:-/tmp/tare-bench-diff}"
 rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
@@ -26,6 +29,8 @@ TARE="${TARE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/tare}"
 BUILD_STORE="$WORK/build-store"
 STORE="$WORK/store"
 
+export TARE_ROOT="$STORE"
+if want diff; then
 # --- the images -------------------------------------------------------------------------------
 python3 - "$WORK/ctx" <<'PY'
 import os, random, sys
@@ -70,7 +75,6 @@ done
 TARE_ROOT="$BUILD_STORE" "$TARE" save --format oci --compression gzip -o "$WORK/ab.tar" \
   bench-diff-a bench-diff-b
 rm -rf "$BUILD_STORE"
-export TARE_ROOT="$STORE"
 "$TARE" load -q -i "$WORK/ab.tar" >/dev/null
 rm -f "$WORK/ab.tar"
 du -sh "$STORE/blobs" | sed 's/^/stored blobs: /'
@@ -103,7 +107,9 @@ hyperfine --runs "$RUNS" --style basic \
 hyperfine --runs "$RUNS" --warmup 1 --style basic -n "diff, cached indexes" \
   "'$TARE' diff bench-diff-a bench-diff-b >/dev/null"
 rm -rf "$STORE" "$WORK/ctx"
+fi
 
+want rewrite || exit 0
 # --- --rewrite-timestamp on workload c --------------------------------------------------------
 mkdir -p "$WORK/c/data"
 python3 - "$WORK/c/data" <<'PY'
