@@ -10,6 +10,7 @@ mod exec;
 mod rootless;
 mod rootless_demo;
 mod rootless_runtime;
+mod rootless_suite;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
