@@ -101,6 +101,11 @@ pub struct BuildOptions {
     /// Registry settings for both (credentials, TLS, insecure registries); `None`: from the
     /// environment, as `tare push` without flags.
     pub registry: Option<tare_registry::Options>,
+    /// The registry (its domain) the caller pushes the result to without keeping it: the
+    /// layers of lazy `--cache-from` hits in that registry are then not fetched, the image
+    /// is not stored (only its config and manifest blobs are) and
+    /// [`BuildResult::remote_layers`](crate::BuildResult::remote_layers) names them.
+    pub push_only: Option<String>,
     // --- end of the remote cache ---
 }
 
@@ -159,8 +164,9 @@ pub(crate) struct Build<'a> {
     pub cache_mounts_reset: Mutex<std::collections::HashSet<String>>,
     /// `SOURCE_DATE_EPOCH`, parsed once.
     pub epoch: Option<crate::epoch::Epoch>,
-    /// `--cache-from` sources, and the records `--cache-to` exports.
-    pub remote: crate::remote_cache::Remote,
+    /// `--cache-from` sources, lazy hits' layers, and the records `--cache-to` exports
+    /// (kept across the attempts of one build, see `crate::engine::build`).
+    pub remote: &'a crate::remote_cache::Remote,
 }
 
 /// A finished stage, or its error as text (the error itself goes to the caller once).
@@ -300,11 +306,13 @@ const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 impl StageOut {
     /// The stage's layers as a tree to read files from (`name` is used in errors). A COPY's
     /// snapshot is made only here, extracted from its layer, when a step first reads the
-    /// tree it is part of (see `crate::layer::commit_plan`).
-    pub fn tree(&self, store: &tare_store::Store, name: &str) -> Result<Layers, Error> {
+    /// tree it is part of (see `crate::layer::commit_plan`); so is a lazy `--cache-from`
+    /// hit's, its layer fetched first (`crate::remote_cache`).
+    pub fn tree(&self, build: &Build<'_>, name: &str) -> Result<Layers, Error> {
         for (layer, dir) in self.layers.iter().zip(&self.snapshots) {
             if !dir.is_dir() {
-                crate::layer::snapshot_of(store, &layer.diff_id)?;
+                build.remote.materialize(build, layer)?;
+                crate::layer::snapshot_of(build.store, &layer.diff_id)?;
             }
         }
         Ok(Layers::new(self.snapshots.clone(), name))

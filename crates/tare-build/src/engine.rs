@@ -34,6 +34,10 @@ pub struct BuildResult {
     pub image_size: u64,
     pub steps: Vec<StepSummary>,
     pub warnings: Vec<String>,
+    /// With [`BuildOptions::push_only`]: the layers of `image` that stayed in the registry
+    /// (lazy `--cache-from` hits). When there are any, the image is not stored: the store
+    /// holds its config and manifest blobs, and a push finds or mounts these layers.
+    pub remote_layers: Vec<crate::remote_cache::RemoteLayer>,
 }
 
 /// The stages `target` needs, itself included.
@@ -97,27 +101,66 @@ pub fn build(
     for w in &warnings {
         reporter.report(SystemTime::now(), Event::Warning { message: w.clone() });
     }
-    let build = Build {
-        store,
-        opts,
-        reporter,
-        context: ContextTree::open(&opts.context)?,
-        cache: Cache::open(store)?,
-        slots: Slots::new(dockerfile.stages.len()),
-        dockerfile,
-        counter: AtomicUsize::new(0),
-        agents: crate::secrets::Agents::start(store, &opts.ssh)?,
-        cache_mounts_reset: Default::default(),
-        epoch,
-        remote: crate::remote_cache::Remote::new(&opts.cache_from),
-    };
-    let needed = needed_stages(&build);
+    let remote = crate::remote_cache::Remote::new(&opts.cache_from);
+    // A lazy `--cache-from` hit whose layer cannot be fetched when it is needed fails the
+    // attempt; the next one finds the steps that ran or were fetched in the local cache and
+    // runs that step instead. Each failed attempt refuses one more entry, so this ends.
+    loop {
+        let build = Build {
+            store,
+            opts,
+            reporter,
+            context: ContextTree::open(&opts.context)?,
+            cache: Cache::open(store)?,
+            slots: Slots::new(dockerfile.stages.len()),
+            dockerfile: dockerfile.clone(),
+            counter: AtomicUsize::new(0),
+            agents: crate::secrets::Agents::start(store, &opts.ssh)?,
+            cache_mounts_reset: Default::default(),
+            epoch,
+            remote: &remote,
+        };
+        let refused = remote.refused();
+        match build_once(&build, warnings.clone()) {
+            Err(e) => match remote_layer_error(&e).filter(|_| remote.refused() > refused) {
+                Some(message) => {
+                    remote.restart();
+                    reporter.report(
+                        SystemTime::now(),
+                        Event::Warning {
+                            message: format!(
+                                "--cache-from: entry ignored: {message}; building again without it"
+                            ),
+                        },
+                    );
+                }
+                None => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+}
+
+/// The message of a [`Error::RemoteLayer`] anywhere in `e`'s chain.
+fn remote_layer_error(e: &Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r @ Error::RemoteLayer { .. }) = err.downcast_ref::<Error>() {
+            return Some(r.to_string());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// One attempt at the build: the stages, the image, the export.
+fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, Error> {
+    let needed = needed_stages(build);
     let target = build.dockerfile.target;
     let results: Vec<(usize, Result<Arc<StageOut>, Error>)> = std::thread::scope(|s| {
         let handles: Vec<_> = needed
             .iter()
             .map(|&i| {
-                let build = &build;
                 (
                     i,
                     s.spawn(move || {
@@ -163,8 +206,8 @@ pub fn build(
         return Err(e);
     }
     let out = out.ok_or_else(|| Error::Invalid("the target stage made no result".into()))?;
-    let result = commit(&build, &out, warnings)?;
-    crate::remote_cache::export(&build, target);
+    let result = commit(build, &out, warnings)?;
+    crate::remote_cache::export(build, target);
     Ok(result)
 }
 
@@ -199,15 +242,51 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         "base_layers": out.base_layers,
         "history": history,
     });
-    let image =
-        build
-            .store
-            .commit_image(&config, &out.layers, &build.opts.tags, Some(build_info))?;
-    let base_size = tare_layer::layers_content_size(
-        build.store,
-        &out.layers[..out.base_layers.min(out.layers.len())],
+    // Lazy `--cache-from` hits' layers are fetched now, unless the image is only pushed to
+    // the registry that holds them.
+    let store = build.store;
+    let mut layers = Vec::with_capacity(out.layers.len());
+    let mut remote_layers = Vec::new();
+    for layer in &out.layers {
+        let stays = build.opts.push_only.as_deref().and_then(|domain| {
+            build
+                .remote
+                .remote_repository(store, layer)
+                .filter(|r| r.domain() == domain)
+        });
+        match stays {
+            Some(r) => {
+                remote_layers.push(crate::remote_cache::RemoteLayer {
+                    layer: layer.clone(),
+                    repository: r.name(),
+                });
+                layers.push(layer.clone());
+            }
+            None => layers.push(build.remote.materialize(build, layer)?),
+        }
+    }
+    let image = if remote_layers.is_empty() {
+        store.commit_image(&config, &layers, &build.opts.tags, Some(build_info))?
+    } else {
+        // Not stored (its layers are not here): the config and manifest blobs the push sends.
+        let bytes = serde_json::to_vec(&config)
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+        let id = store.put_bytes(&bytes)?;
+        let manifest = tare_store::manifest_json(&id, bytes.len() as u64, &layers)?;
+        Image {
+            id,
+            manifest_digest: store.put_bytes(&manifest)?,
+            config,
+            layers,
+            repo_tags: Vec::new(),
+            build_info: Some(build_info),
+        }
+    };
+    let base_size = build.remote.layers_content_size(
+        store,
+        &image.layers[..out.base_layers.min(image.layers.len())],
     )?;
-    let image_size = tare_layer::image_content_size(build.store, &image)?;
+    let image_size = build.remote.layers_content_size(store, &image.layers)?;
     Ok(BuildResult {
         image,
         base_layers: out.base_layers,
@@ -215,6 +294,7 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         image_size,
         steps: out.steps.clone(),
         warnings,
+        remote_layers,
     })
 }
 

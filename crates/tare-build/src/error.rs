@@ -62,6 +62,15 @@ pub enum Error {
         command: String,
         code: i32,
     },
+    /// A lazy `--cache-from` hit's layer could not be fetched when it was needed (the build
+    /// starts again without that entry, see `crate::remote_cache`).
+    #[error("the layer {digest} of the cache entry {tag} in {repository} could not be fetched: {reason}")]
+    RemoteLayer {
+        digest: tare_store::Digest,
+        tag: String,
+        repository: String,
+        reason: String,
+    },
     #[error("the build was interrupted")]
     Interrupted,
     #[error("base image {name:?} is neither in the store nor pullable")]

@@ -316,12 +316,36 @@ struct Source {
     session: OnceLock<Option<Repository>>,
 }
 
-/// The remote side of one build's cache: where steps are looked up, and the records of the
-/// steps this build ran or found, for the export.
+/// A layer a remote hit named and did not fetch (a lazy hit): where it is, its size as docker
+/// counts it, and the record the local cache keeps once it is fetched.
+#[derive(Clone)]
+struct Lazy {
+    source: usize,
+    record: Record,
+    layer: LayerInfo,
+    content_size: u64,
+}
+
+/// A layer of a build's result that stayed in the registry (see
+/// [`BuildOptions::push_only`](crate::BuildOptions::push_only)): a push finds it in the
+/// cache repository or mounts it from there.
+#[derive(Debug, Clone)]
+pub struct RemoteLayer {
+    pub layer: LayerInfo,
+    /// The cache repository that holds it.
+    pub repository: String,
+}
+
+/// The remote side of one build's cache: where steps are looked up, the layers of lazy hits,
+/// and the records of the steps this build ran or found, for the export.
 pub(crate) struct Remote {
     sources: Vec<Source>,
     /// Each layer step's record with its stage's index, in the order they finished.
     used: Mutex<Vec<(usize, Record)>>,
+    /// Lazy hits' layers by diffID.
+    lazy: Mutex<BTreeMap<Digest, Lazy>>,
+    /// Keys whose entry's layer could not be fetched: not taken from a remote again.
+    refused: Mutex<BTreeSet<String>>,
 }
 
 impl Remote {
@@ -335,7 +359,105 @@ impl Remote {
                 })
                 .collect(),
             used: Mutex::new(Vec::new()),
+            lazy: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Forgets the records noted by a build attempt that failed (a new one notes its own).
+    pub fn restart(&self) {
+        if let Ok(mut used) = self.used.lock() {
+            used.clear();
+        }
+    }
+
+    /// How many entries this build refused after their layer could not be fetched.
+    pub fn refused(&self) -> usize {
+        self.refused.lock().map_or(0, |r| r.len())
+    }
+
+    fn lazy_of(&self, layer: &LayerInfo) -> Option<Lazy> {
+        let lazy = self.lazy.lock().ok()?;
+        lazy.get(&layer.diff_id)
+            .filter(|l| l.layer.digest == layer.digest)
+            .cloned()
+    }
+
+    /// A layer's size as docker counts it: what the entry said for a lazy hit's layer (not
+    /// here to count), else from the store.
+    pub fn content_size(&self, store: &tare_store::Store, layer: &LayerInfo) -> Result<u64, Error> {
+        if !store.has_blob(&layer.digest) {
+            if let Some(lazy) = self.lazy_of(layer) {
+                return Ok(lazy.content_size);
+            }
+        }
+        Ok(tare_layer::content_size(store, layer)?)
+    }
+
+    /// The sizes of `layers` added up, as [`Self::content_size`] counts each.
+    pub fn layers_content_size(
+        &self,
+        store: &tare_store::Store,
+        layers: &[LayerInfo],
+    ) -> Result<u64, Error> {
+        layers.iter().try_fold(0u64, |total, l| {
+            Ok(total.saturating_add(self.content_size(store, l)?))
+        })
+    }
+
+    /// The cache repository a lazy hit's layer (not in the store) is in, `None` for a layer
+    /// the store has or that no hit named.
+    pub fn remote_repository(
+        &self,
+        store: &tare_store::Store,
+        layer: &LayerInfo,
+    ) -> Option<Reference> {
+        if store.has_blob(&layer.digest) {
+            return None;
+        }
+        let lazy = self.lazy_of(layer)?;
+        let Location::Registry(r) = &self.sources.get(lazy.source)?.location;
+        Some(r.clone())
+    }
+
+    /// Makes sure the store has `layer`: a lazy hit's layer is fetched now (verified by digest
+    /// and diffID, as a pull) and its record enters the local cache. Returns the stored
+    /// layer. A layer that cannot be fetched is an [`Error::RemoteLayer`], and its entry is
+    /// not used again by this build (see `crate::engine::build`).
+    pub fn materialize(&self, build: &Build<'_>, layer: &LayerInfo) -> Result<LayerInfo, Error> {
+        let store = build.store;
+        if store.has_blob(&layer.digest) {
+            return Ok(layer.clone());
+        }
+        let Some(lazy) = self.lazy_of(layer) else {
+            return Err(tare_store::Error::BlobNotFound(layer.digest).into());
+        };
+        let source = &self.sources[lazy.source];
+        let fetched = match source.session.get().and_then(Option::as_ref) {
+            Some(repo) => repo
+                .fetch_layer(store, &lazy.layer, &NoReporter)
+                .map_err(|e| chain(&e)),
+            None => Err("the cache repository is not connected".to_string()),
+        };
+        let info = match fetched {
+            Ok(info) => info,
+            Err(reason) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    refused.insert(lazy.record.key.clone());
+                }
+                return Err(Error::RemoteLayer {
+                    digest: layer.digest,
+                    tag: tag_of(&lazy.record.key),
+                    repository: source.location.to_string(),
+                    reason,
+                });
+            }
+        };
+        store.record_content_size(&info.diff_id, lazy.content_size)?;
+        let mut record = lazy.record.clone();
+        record.layer = Some(info.clone());
+        build.cache.put(&record)?;
+        Ok(info)
     }
 
     /// Remembers a step's record for the export.
@@ -349,7 +471,10 @@ impl Remote {
     /// layer fetched into the store (verified) and the record kept in the local cache. A
     /// source that fails, or an entry that is refused, is a warning and a miss.
     pub fn lookup(&self, build: &Build<'_>, key: &str, parent: &str) -> Option<Record> {
-        for source in &self.sources {
+        if self.refused.lock().map_or(true, |r| r.contains(key)) {
+            return None;
+        }
+        for (index, source) in self.sources.iter().enumerate() {
             let session = source.session.get_or_init(|| {
                 let Location::Registry(reference) = &source.location;
                 match Repository::connect(reference, &registry_options(build), Access::Pull, &[]) {
@@ -365,7 +490,24 @@ impl Remote {
             });
             let Some(repo) = session else { continue };
             match find(build, repo, key, parent) {
-                Ok(Some(record)) => return Some(record),
+                Ok(Some(Found::Here(record))) => return Some(record),
+                Ok(Some(Found::Lazy(record, content_size))) => {
+                    let Some(layer) = record.layer.clone() else {
+                        continue;
+                    };
+                    if let Ok(mut lazy) = self.lazy.lock() {
+                        lazy.insert(
+                            layer.diff_id,
+                            Lazy {
+                                source: index,
+                                record: record.clone(),
+                                layer,
+                                content_size,
+                            },
+                        );
+                        return Some(record);
+                    }
+                }
                 Ok(None) => {}
                 Err(reason) => warn(
                     build,
@@ -410,14 +552,24 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A usable entry.
+enum Found {
+    /// Its layer (if any) is in the store, and its record in the local cache.
+    Here(Record),
+    /// Its layer stays in the registry until a step or the image needs it (a lazy hit), with
+    /// its size as docker counts it.
+    Lazy(Record, u64),
+}
+
 /// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
-/// the reason when it cannot be used.
+/// the reason when it cannot be used. The layer is not fetched when the store lacks it and
+/// the entry gives its size (every entry tare writes does): the hit is lazy.
 fn find(
     build: &Build<'_>,
     repo: &Repository,
     key: &str,
     parent: &str,
-) -> Result<Option<Record>, String> {
+) -> Result<Option<Found>, String> {
     let Some(bytes) = repo.manifest(&tag_of(key)).map_err(|e| chain(&e))? else {
         return Ok(None);
     };
@@ -460,9 +612,16 @@ fn find(
             .map_err(|e| chain(&e))?
             .into_iter()
             .find(|v| store.has_blob(&v.digest));
-        let info = match have {
-            Some(info) => info,
-            None => repo
+        let info = match (have, entry.content_size) {
+            (Some(info), _) => info,
+            (None, Some(n)) => {
+                // The registry holds the blob (it accepted a manifest naming it): a push of
+                // the result may mount it from here.
+                repo.note_holds(store, &[layer.digest])
+                    .map_err(|e| chain(&e))?;
+                return Ok(Some(Found::Lazy(record, n)));
+            }
+            (None, None) => repo
                 .fetch_layer(store, layer, &NoReporter)
                 .map_err(|e| chain(&e))?,
         };
@@ -474,7 +633,7 @@ fn find(
         record.layer = Some(info);
     }
     build.cache.put(&record).map_err(|e| chain(&e))?;
-    Ok(Some(record))
+    Ok(Some(Found::Here(record)))
 }
 
 /// The stages an export of `mode` writes: all that were built, or the target and the stages
@@ -528,7 +687,7 @@ fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> R
     let mut entries: Vec<(String, Vec<u8>, Vec<Digest>)> = Vec::new();
     for record in records {
         let content_size = match &record.layer {
-            Some(l) => Some(tare_layer::content_size(store, l)?),
+            Some(l) => Some(build.remote.content_size(store, l)?),
             None => None,
         };
         let entry = Entry::of(record, content_size);

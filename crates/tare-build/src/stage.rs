@@ -71,11 +71,11 @@ pub(crate) fn build_stage(build: &Build<'_>, index: usize) -> Result<StageOut, E
         // was written, so this reads no layer).
         let layer_size = match st.layers.last() {
             Some(l) if st.layers.len() > layers_before => {
-                Some(tare_layer::content_size(build.store, l)?)
+                Some(build.remote.content_size(build.store, l)?)
             }
             _ => None,
         };
-        let image_size = tare_layer::layers_content_size(build.store, &st.layers)?;
+        let image_size = build.remote.layers_content_size(build.store, &st.layers)?;
         st.steps.push(StepSummary {
             stage: label.clone(),
             text: ins.original.clone(),

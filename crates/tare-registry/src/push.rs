@@ -55,17 +55,22 @@ pub fn push_with(
         if blobs.iter().any(|b| b.digest == digest) {
             continue;
         }
-        if !store.has_blob(&digest) {
-            return Err(tare_store::Error::BlobNotFound(digest).into());
-        }
         let mount = sources::lookup(store, domain, &digest, repo)
             .into_iter()
             .next();
+        // A layer a build left in the registry (a lazy remote cache hit) is only found
+        // there or mounted (push_blob).
+        let local = store.has_blob(&digest);
         blobs.push(Blob {
             digest,
-            size: store.blob_size(&digest)?,
+            size: if local {
+                store.blob_size(&digest)?
+            } else {
+                desc.size
+            },
             kind,
             mount,
+            local,
         });
     }
     let mut scopes = vec![format!("repository:{repo}:pull,push")];
@@ -173,6 +178,8 @@ pub(crate) struct Blob {
     pub kind: &'static str,
     /// A repository of the same registry known to hold the blob.
     pub mount: Option<String>,
+    /// Whether the store holds the blob; one it lacks can only be mounted.
+    pub local: bool,
 }
 
 pub(crate) fn push_blob(
@@ -198,6 +205,9 @@ pub(crate) fn push_blob(
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(registry.unauthorized()),
         s => return Err(status_error("HEAD", &url, s, resp)),
     }
+    if !blob.local && blob.mount.is_none() {
+        return Err(tare_store::Error::BlobNotFound(blob.digest).into());
+    }
     let uploads = registry.url(&format!("v2/{repo}/blobs/uploads/"))?;
     let mut opened = None;
     // A failed mount opens an ordinary upload (202), so one source is tried per blob.
@@ -218,6 +228,17 @@ pub(crate) fn push_blob(
                     reason: Skip::Mounted { from: from.clone() },
                 });
                 return Ok(());
+            }
+            // The registry could not mount, and the bytes are not here to upload.
+            StatusCode::ACCEPTED if !blob.local => {
+                return Err(Error::Invalid {
+                    what: format!("{} {}", blob.kind, blob.digest),
+                    registry: registry.name.clone(),
+                    reason: format!(
+                        "the local store does not hold it and the registry did not mount it \
+                         from {from}"
+                    ),
+                });
             }
             // The registry could not mount, and opened an ordinary upload instead.
             StatusCode::ACCEPTED => {

@@ -226,13 +226,17 @@ impl Repository {
             if blobs.iter().any(|b| b.digest == *digest) {
                 continue;
             }
+            let mount = sources::lookup(store, &self.domain, digest, &self.repo)
+                .into_iter()
+                .next();
+            // A blob the store lacks (a lazy remote cache hit's layer) is only HEADed or mounted.
+            let local = store.has_blob(digest);
             blobs.push(Blob {
                 digest: *digest,
-                size: store.blob_size(digest)?,
+                size: if local { store.blob_size(digest)? } else { 0 },
                 kind: "blob",
-                mount: sources::lookup(store, &self.domain, digest, &self.repo)
-                    .into_iter()
-                    .next(),
+                mount,
+                local,
             });
         }
         run_parallel(options.jobs, &blobs, reporter, |blob, progress| {
@@ -245,6 +249,12 @@ impl Repository {
                 progress,
             )
         })?;
+        sources::record(store, &self.domain, &self.repo, digests)
+    }
+
+    /// Remembers that this repository holds `digests` (a manifest of it names them), so a
+    /// push to another repository of the registry mounts them from here.
+    pub fn note_holds(&self, store: &Store, digests: &[Digest]) -> Result<()> {
         sources::record(store, &self.domain, &self.repo, digests)
     }
 

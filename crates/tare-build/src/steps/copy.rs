@@ -70,7 +70,7 @@ impl Setup<'_> {
         st: &StageOut,
     ) -> Result<(Layers, CopyOptions), Error> {
         let c = self.c;
-        let image = st.tree(cx.build.store, "image")?;
+        let image = st.tree(cx.build, "image")?;
         let lower = if self.link {
             Layers::new(Vec::new(), "scratch")
         } else {
@@ -142,10 +142,7 @@ pub(crate) fn copy(
                     key: out.key.clone(),
                     layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
                 };
-                (
-                    Some(out.tree(build.store, &format!("stage {f}"))?),
-                    Some(key),
-                )
+                (Some(out.tree(build, &format!("stage {f}"))?), Some(key))
             }
             None => match build.named_dir(f) {
                 Some(dir) => {
@@ -158,10 +155,7 @@ pub(crate) fn copy(
                     let key = FromKey::Image {
                         key: img.key.clone(),
                     };
-                    (
-                        Some(img.tree(build.store, &format!("image {f}"))?),
-                        Some(key),
-                    )
+                    (Some(img.tree(build, &format!("image {f}"))?), Some(key))
                 }
             },
         },
@@ -265,7 +259,7 @@ pub(crate) fn copy(
     }
     let link = c.link && c.chmod.is_none();
     let link_chown = match (&c.chown, link) {
-        (Some(spec), true) => Some(chown_ids(&st.tree(build.store, "image")?, spec)?),
+        (Some(spec), true) => Some(chown_ids(&st.tree(build, "image")?, spec)?),
         _ => None,
     };
     let setup = Setup {

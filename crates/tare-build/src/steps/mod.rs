@@ -147,14 +147,14 @@ pub(crate) fn from_tree(cx: &StepCtx<'_>, f: &str) -> Result<(Layers, FromKey), 
                 key: out.key.clone(),
                 layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
             };
-            Ok((out.tree(build.store, &format!("stage {f}"))?, key))
+            Ok((out.tree(build, &format!("stage {f}"))?, key))
         }
         None => {
             let img = from::image(build, f, build.opts.platform.as_ref())?;
             let key = FromKey::Image {
                 key: img.key.clone(),
             };
-            Ok((img.tree(build.store, &format!("image {f}"))?, key))
+            Ok((img.tree(build, &format!("image {f}"))?, key))
         }
     }
 }

@@ -167,7 +167,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
         env.extend(step_secrets.env.iter().cloned());
         let mut mounts = step_secrets.binds.clone();
         mounts.extend(shebang_mount(run, scratch.path())?);
-        let lower = st.tree(build.store, "image")?;
+        let lower = st.tree(build, "image")?;
         let prepared = mounts::prepare(cx, st, run, &lower, scratch.path())?;
         let mut binds = mounts;
         binds.extend(prepared.binds.iter().cloned());

@@ -52,7 +52,7 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
     }
     let build = cx.build;
     let outcome = with_cache(cx, st, &key, |st| {
-        let lower = st.tree(build.store, "image")?;
+        let lower = st.tree(build, "image")?;
         let owner = owner(&lower, &user)?;
         let scratch = build.scratch_dir()?;
         let upper = scratch.path().join("upper");

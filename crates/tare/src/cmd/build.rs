@@ -398,6 +398,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let tags_for_push = tags.clone();
     let mut build_args = parse_build_args(&args.build_args);
     crate::epoch::into_build_args(args.source_date_epoch.as_deref(), &mut build_args)?;
     let mut opts = BuildOptions {
@@ -469,6 +470,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map(|c| tare_build::remote_cache::CacheFrom::parse(c))
             .collect::<Result<_, _>>()?,
         registry: Some(args.registry.options()),
+        push_only: push_only(&args, output.as_ref(), push, &platforms, &tags_for_push),
     };
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.
@@ -512,6 +514,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         None => tare_build::build(&store, &opts, &Silent),
     }
     .context("build failed")?;
+    if !result.remote_layers.is_empty() {
+        return push_remote(&store, &args, &result, &opts.tags, printer.as_ref());
+    }
     let done = finish(&store, &args, &result, &opts.tags)?;
     let image = &done.image;
     let growth = match &baseline {
@@ -838,6 +843,70 @@ fn write_output(
         Output::Oci { dest, .. } => archive(dest, Format::Oci, Some(Compression::Gzip)),
         Output::Docker { dest, .. } => archive(dest, Format::Docker, None),
     }
+}
+
+/// The registry a `--push` sends the image to, when the image need not be stored here: the
+/// build then leaves the layers of lazy `--cache-from` hits there (`BuildOptions::push_only`).
+/// Not when the layers are read after the build: `--squash`, the size budgets, `--baseline`,
+/// an archive output, several platforms, or tags on several registries.
+fn push_only(
+    args: &Args,
+    output: Option<&Output>,
+    push: bool,
+    platforms: &[tare_build::Platform],
+    tags: &[Reference],
+) -> Option<String> {
+    let reads_layers = args.squash.is_some()
+        || args.max_size.is_some()
+        || args.max_waste.is_some()
+        || args.max_layers.is_some()
+        || args.baseline.is_some()
+        || output.is_some_and(|o| !o.stores_image())
+        || platforms.len() > 1
+        || args.cache_from.is_empty();
+    let domain = tags.first()?.domain().to_string();
+    (push && !reads_layers && tags.iter().all(|t| t.domain() == domain)).then_some(domain)
+}
+
+/// `--push` of an image whose cached layers stayed in the registry: the summary from what the
+/// build knows (no layer is read), then the push, which finds or mounts those layers. The
+/// image is not stored here.
+fn push_remote(
+    store: &tare_store::Store,
+    args: &Args,
+    result: &BuildResult,
+    tags: &[Reference],
+    printer: Option<&Printer>,
+) -> anyhow::Result<ExitCode> {
+    let image = &result.image;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, image.id.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.quiet {
+        crate::outln!("{}", image.id);
+    } else {
+        print_summary(result, image, result.image_size)?;
+    }
+    push_tags(
+        store,
+        image,
+        tags,
+        printer.filter(|_| !args.quiet),
+        &args.registry.options(),
+    )?;
+    if !args.quiet {
+        crate::outln!(
+            "{} cached layers stayed in the registry: the image was pushed, not stored here",
+            result.remote_layers.len()
+        );
+    }
+    if let Some(path) = &args.metadata_file {
+        let metadata = metadata_json(store, image, None, tags)?;
+        let text = serde_json::to_vec_pretty(&metadata)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it, each

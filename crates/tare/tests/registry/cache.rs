@@ -15,7 +15,7 @@ RUN echo \"MARK$((40+3))\" && cat /app/b.txt > /app/b.copy\n\
 CMD [\"cat\", \"/app/b.copy\"]\n";
 
 /// A machine: its own store, and a context with the Dockerfile on the shared base image.
-fn machine(base: &str, b_txt: &str) -> TestContext {
+pub(crate) fn machine(base: &str, b_txt: &str) -> TestContext {
     let m = TestContext::new();
     m.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", base));
     m.write("ctx/a.txt", "alpha\n");
@@ -24,7 +24,7 @@ fn machine(base: &str, b_txt: &str) -> TestContext {
 }
 
 /// A build with the cache flags; returns the image ID and the plain progress (stderr).
-fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
+pub(crate) fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
     let ctx = m.path().join("ctx");
     let iid = m.path().join("iid");
     let mut args = vec![
@@ -47,15 +47,21 @@ fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
     (id.trim().to_string(), stderr)
 }
 
-fn cached_steps(progress: &str) -> usize {
+pub(crate) fn cached_steps(progress: &str) -> usize {
     progress.lines().filter(|l| l.ends_with(" CACHED")).count()
 }
 
 /// Pushes a busybox image from a scratch store as the shared base, `REG/base:1`.
 fn shared_base(reg: &RegistryServer) -> String {
+    base_at(&reg.host())
+}
+
+/// Pushes a busybox image from a scratch store as `HOST/base:1` (a registry, or a proxy in
+/// front of one); returns that name.
+pub(crate) fn base_at(host: &str) -> String {
     let seed = TestContext::new();
     seed.import_busybox("busybox:latest");
-    let base = format!("{}/base:1", reg.host());
+    let base = format!("{host}/base:1");
     seed.ok(&["push", "busybox:latest", &base]);
     base
 }
@@ -281,24 +287,29 @@ impl Drop for DropProxy {
     }
 }
 
+/// The OCI manifest `repo:tag` of the registry, read directly (not through a proxy).
+pub(crate) fn registry_manifest(reg: &RegistryServer, repo: &str, tag: &str) -> serde_json::Value {
+    let url = format!("http://{}/v2/{repo}/manifests/{tag}", reg.host());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &url,
+        ])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET {url}");
+    serde_json::from_slice(&out.stdout).expect("manifest")
+}
+
 /// Every entry's manifest in the cache names blobs the registry has: nothing half-pushed.
 fn assert_entries_complete(m: &TestContext, reg: &RegistryServer, repo: &str, cache: &str) {
     let listing = m.ok(&["cache", "ls", "--registry", cache, "--format", "json"]);
     for line in listing.lines() {
         let entry: serde_json::Value = serde_json::from_str(line).expect("json");
         let tag = entry["tag"].as_str().expect("tag");
-        let url = format!("http://{}/v2/{repo}/manifests/{tag}", reg.host());
-        let out = std::process::Command::new("curl")
-            .args([
-                "-sf",
-                "-H",
-                "Accept: application/vnd.oci.image.manifest.v1+json",
-                &url,
-            ])
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "GET {url}");
-        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("manifest");
+        let manifest = registry_manifest(reg, repo, tag);
         let mut blobs = vec![manifest["config"]["digest"]
             .as_str()
             .expect("config")

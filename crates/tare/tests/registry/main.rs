@@ -15,6 +15,7 @@ mod progress_push;
 mod progress_tty;
 
 mod cache;
+mod cache_lazy;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
