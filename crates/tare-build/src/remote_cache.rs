@@ -383,6 +383,13 @@ impl Remote {
             .cloned()
     }
 
+    /// Whether any of `layers` is a lazy hit's layer the store does not have yet.
+    pub fn any_lazy(&self, store: &tare_store::Store, layers: &[LayerInfo]) -> bool {
+        layers
+            .iter()
+            .any(|l| !store.has_blob(&l.digest) && self.lazy_of(l).is_some())
+    }
+
     /// A layer's size as docker counts it: what the entry said for a lazy hit's layer (not
     /// here to count), else from the store.
     pub fn content_size(&self, store: &tare_store::Store, layer: &LayerInfo) -> Result<u64, Error> {

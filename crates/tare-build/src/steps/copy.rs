@@ -275,7 +275,8 @@ pub(crate) fn copy(
     };
     let mut made_early = None;
     let mut streamed = Streamed::default();
-    if unknown.get() {
+    // Not on lazy `--cache-from` layers: that would fetch them before the key is known.
+    if unknown.get() && !build.remote.any_lazy(build.store, &st.layers) {
         made_early = cold_copy(cx, &setup, &mut streamed)?;
     }
     let mut files = if by_content {

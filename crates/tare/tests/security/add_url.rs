@@ -42,7 +42,10 @@ fn redirect_loops_and_redirects_to_other_schemes_fail_naming_the_url() {
         let url = server.url(path);
         let err = add(&t, &url).expect_err(path);
         assert!(err.contains(&url), "{path}: names the URL:\n{err}");
-        assert!(err.contains("Dockerfile:2:"), "{path}: names the line:\n{err}");
+        assert!(
+            err.contains("Dockerfile:2:"),
+            "{path}: names the line:\n{err}"
+        );
     }
     canary.assert_intact();
     t.ok(&["check"]);
