@@ -22,6 +22,7 @@
 //!
 //! It does not parse Dockerfiles, store blobs, write tar streams or run processes: those are
 //! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
+#![forbid(unsafe_code)]
 
 pub mod cache;
 mod cache_mounts;

@@ -20,6 +20,7 @@
 //!
 //! Errors are one [`Error`] type; located errors render as `FILE:LINE:COL: message` and as a
 //! miette diagnostic showing the offending line.
+#![forbid(unsafe_code)]
 
 mod ast;
 mod error;

@@ -23,6 +23,7 @@
 //! - [`content_size()`]`(store, layer)`: the layer's size as docker shows it (file content,
 //!   not tar bytes); recorded by [`LayerSink`] and [`ingest_layer`], computed once for layers
 //!   stored otherwise. [`image_content_size`] and [`layers_content_size`] add them up.
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod archive;

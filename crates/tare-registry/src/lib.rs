@@ -22,6 +22,7 @@
 //! - [`Platform`], [`Reporter`] and its [`Event`]s.
 //! - [`manifest`]: parsing manifests and indexes as registries serve them (public for the fuzz
 //!   targets in fuzz/).
+#![forbid(unsafe_code)]
 
 mod auth;
 mod client;

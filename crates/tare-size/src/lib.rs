@@ -39,6 +39,7 @@
 //! 2-core development machine under a load average of 10: cached 0.22-0.37 s; first analysis
 //! 0.85 s uncompressed, 5.6 s gzip (the time to decompress it, 5.3 s, is the floor there;
 //! loaders can hand over an index built from the stream they already read, [`index::save_index`]).
+#![forbid(unsafe_code)]
 
 pub mod budget;
 mod error;

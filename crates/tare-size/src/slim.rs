@@ -10,6 +10,8 @@
 //!   headers are read here (a few hundred bytes per file, bounded), nothing runs;
 //! - every symbolic link on the way to a kept path, and every link of the image that leads to
 //!   a kept path (`/bin -> usr/bin` on merged-/usr systems, `/etc/alternatives` chains);
+//! - the Python source of every kept bytecode cache file (`__pycache__/m.cpython-311.pyc`
+//!   keeps `m.py`, which the interpreter stats but does not open);
 //! - the targets of kept hard links, every parent directory, and the image's empty
 //!   directories (`/tmp`, `/run`: written to or mounted on, never opened);
 //! - `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` whole (a few kilobytes: the config's
@@ -230,6 +232,19 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         p.add(path, false);
     }
     p.drain();
+    // Python opens a module's cached bytecode (`pkg/__pycache__/mod.cpython-311.pyc`) but only
+    // stats its source (`pkg/mod.py`), which the tracer cannot see: without the source the
+    // import system does not find the module at all.
+    let sources: Vec<String> = p
+        .keep
+        .iter()
+        .filter_map(|k| python_source_of(k))
+        .filter(|s| view.entries.contains_key(s))
+        .collect();
+    for source in sources {
+        p.add(&source, false);
+    }
+    p.drain();
     if p.keep.iter().any(|k| is_tls_library(k)) {
         for dir in [
             "etc/ssl",
@@ -297,6 +312,18 @@ pub fn plan(view: &View, traced: &BTreeSet<String>, extras: &Extras) -> Plan {
         }
     }
     plan
+}
+
+/// The source a Python bytecode cache file stands for (PEP 3147):
+/// `a/__pycache__/mod.cpython-311[.opt-1].pyc` -> `a/mod.py`.
+fn python_source_of(path: &str) -> Option<String> {
+    let (dir, file) = path.rsplit_once('/')?;
+    let package = dir.strip_suffix("__pycache__")?;
+    if !(package.is_empty() || package.ends_with('/')) {
+        return None;
+    }
+    let module = file.strip_suffix(".pyc")?.split('.').next()?;
+    (!module.is_empty()).then(|| format!("{package}{module}.py"))
 }
 
 /// Adds every parent directory of the kept paths.
@@ -876,6 +903,47 @@ mod tests {
         );
         assert!(plan.removed.iter().any(|r| r.path == "/usr/bin/unused"));
         assert!(plan.removed.iter().any(|r| r.path == "/shadow"));
+    }
+
+    #[test]
+    fn kept_python_bytecode_keeps_its_source_and_nothing_else() {
+        use EntryKind::*;
+        let v = view(&[
+            ("lib", Dir, None),
+            ("lib/enc", Dir, None),
+            ("lib/enc/__init__.py", File, None),
+            ("lib/enc/utf_8.py", File, None),
+            ("lib/enc/idna.py", File, None),
+            ("lib/enc/__pycache__", Dir, None),
+            ("lib/enc/__pycache__/__init__.cpython-311.pyc", File, None),
+            (
+                "lib/enc/__pycache__/utf_8.cpython-311.opt-1.pyc",
+                File,
+                None,
+            ),
+            ("lib/enc/__pycache__/idna.cpython-311.pyc", File, None),
+            ("lib/__pycache__", Dir, None),
+            ("lib/__pycache__/gone.cpython-311.pyc", File, None),
+        ]);
+        let traced: BTreeSet<String> = [
+            "/lib/enc/__pycache__/__init__.cpython-311.pyc",
+            "/lib/enc/__pycache__/utf_8.cpython-311.opt-1.pyc",
+            "/lib/__pycache__/gone.cpython-311.pyc",
+        ]
+        .map(String::from)
+        .into();
+        let plan = plan(&v, &traced, &Extras::default());
+        assert!(plan.keep.contains("lib/enc/__init__.py"));
+        assert!(plan.keep.contains("lib/enc/utf_8.py"));
+        // Not traced, and a cache with no source adds nothing.
+        assert!(!plan.keep.contains("lib/enc/idna.py"));
+        assert!(!plan.keep.contains("lib/gone.py"));
+        assert_eq!(
+            python_source_of("__pycache__/m.cpython-311.pyc").as_deref(),
+            Some("m.py")
+        );
+        assert_eq!(python_source_of("a/not__pycache__/m.cpython-311.pyc"), None);
+        assert_eq!(python_source_of("a/__pycache__/m.txt"), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@
 //! - Temporary data: [`Store::temp_dir`] (reclaimed even after a SIGKILL).
 //! - Maintenance: [`Store::prune`], [`Store::check`].
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
+#![forbid(unsafe_code)]
 
 mod blob;
 pub mod cache_mounts;

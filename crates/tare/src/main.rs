@@ -2,6 +2,7 @@
 //!
 //! Libraries never print; this crate turns their results and reports into text, tables and
 //! JSON, and turns errors into `error: ...` lines with exit code 1.
+#![forbid(unsafe_code)]
 
 mod cmd;
 mod context;

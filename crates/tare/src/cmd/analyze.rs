@@ -16,8 +16,8 @@ pub struct Args {
     /// The image: a reference, an ID or an ID prefix.
     image: String,
     /// Output format: text or json.
-    #[arg(long, default_value = "text", value_name = "text|json")]
-    format: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::ReportFormat,
     /// Also write a self-contained HTML report (layer chart, directory treemap, wasted files).
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -35,10 +35,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    if !matches!(args.format.as_str(), "text" | "json") {
-        anyhow::bail!("unknown format {:?}: use text or json", args.format);
-    }
-    if args.trace.is_some() && args.format != "text" {
+    if args.trace.is_some() && args.format != super::ReportFormat::Text {
         anyhow::bail!("--trace prints the unused share in the text format only");
     }
     let store = ctx.store()?;
@@ -53,7 +50,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing the HTML report to {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
-    if args.format == "json" {
+    if args.format == super::ReportFormat::Json {
         serde_json::to_writer_pretty(&mut out, &analysis)?;
         writeln!(out)?;
     } else {

@@ -19,8 +19,8 @@ pub struct Args {
     )]
     file: PathBuf,
     /// Output format: text (`FILE:LINE RULE message`) or json.
-    #[arg(long, default_value = "text", value_name = "text|json")]
-    format: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::ReportFormat,
     /// List the rules and exit.
     #[arg(long)]
     rules: bool,
@@ -34,15 +34,12 @@ pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !matches!(args.format.as_str(), "text" | "json") {
-        anyhow::bail!("unknown format {:?}: use text or json", args.format);
-    }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let name = args.file.display().to_string();
     let findings = tare_size::lint::lint(&text, &name)
         .with_context(|| format!("reading the Dockerfile {name}"))?;
-    if args.format == "json" {
+    if args.format == super::ReportFormat::Json {
         let rows: Vec<serde_json::Value> = findings
             .iter()
             .map(|f| {

@@ -34,3 +34,10 @@ pub mod slim;
 pub mod squash;
 pub mod system;
 pub mod tag;
+
+/// `--format` of the reports (`analyze`, `lint`): text for people, json for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}

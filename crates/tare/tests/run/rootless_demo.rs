@@ -39,6 +39,8 @@ struct Side {
     greeting_multi: String,
     single_files: String,
     slim: Result<String, String>,
+    /// The slim report's sizes before and after, when slim ran.
+    slim_sizes: Option<(u64, u64)>,
 }
 
 fn check(cmd: &mut Command, what: &str) -> String {
@@ -122,15 +124,27 @@ fn demo_side(who: &str, tare: &dyn Fn() -> Command, ctx: &Path) -> Side {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let report = Path::new(ctx).join("slim.json");
     let slim = tare()
-        .args(["slim", "seed:multi", "-t", "seed:slim"])
+        .args(["slim", "seed:multi", "-t", "seed:slim", "--report"])
+        .arg(&report)
         .stdin(Stdio::null())
         .output()
         .expect("spawn tare slim");
-    let slim = if slim.status.success() {
-        Ok(run(&["run", "--rm", "seed:slim"]))
+    let (slim, slim_sizes) = if slim.status.success() {
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("slim report"))
+                .expect("slim report json");
+        let sizes = (
+            report["size_before"].as_u64().expect("size_before"),
+            report["size_after"].as_u64().expect("size_after"),
+        );
+        (Ok(run(&["run", "--rm", "seed:slim"])), Some(sizes))
     } else {
-        Err(String::from_utf8_lossy(&slim.stderr).into_owned())
+        (
+            Err(String::from_utf8_lossy(&slim.stderr).into_owned()),
+            None,
+        )
     };
     Side {
         base: base.trim().to_string(),
@@ -142,6 +156,7 @@ fn demo_side(who: &str, tare: &dyn Fn() -> Command, ctx: &Path) -> Side {
         greeting_multi,
         single_files,
         slim,
+        slim_sizes,
     }
 }
 
@@ -217,6 +232,13 @@ fn rootless_user_builds_and_runs_the_seed_demo_as_root_does() {
         want.slim.as_deref(),
         Ok("Hello from a tare-built image!\n"),
         "root's tare slim"
+    );
+    // Issue 19: the seed's multi-stage image slims to under 5 MB, at most 1/20 of it.
+    let (before, after) = want.slim_sizes.expect("root's slim report");
+    assert!(after < 5_000_000, "seed:slim is {after} bytes");
+    assert!(
+        after * 20 <= before,
+        "seed:slim is {after} of {before} bytes"
     );
     let err = got.slim.expect_err("rootless tare slim succeeded");
     assert!(err.contains("fanotify") && err.contains("root"), "{err}");

@@ -11,6 +11,7 @@ mod diff_inputs;
 mod reproducible;
 mod rootless;
 mod slim;
+mod slim_debian;
 
 use std::collections::BTreeMap;
 use std::path::Path;
