@@ -275,8 +275,49 @@ impl Cache {
     }
 }
 
+/// One step key computed at a time in this process: builds of several platforms run at
+/// once, and a step they share (a `FROM --platform=$BUILDPLATFORM` stage's) is made by the
+/// first to claim its key while the others wait, then find it in the cache, as BuildKit's
+/// solver merges equal vertices. Released when dropped.
+pub(crate) struct Claim {
+    key: String,
+}
+
+static CLAIMED: std::sync::LazyLock<(
+    Mutex<std::collections::HashSet<String>>,
+    std::sync::Condvar,
+)> = std::sync::LazyLock::new(Default::default);
+
+impl Claim {
+    /// Waits until no other thread holds `key`, then holds it.
+    pub(crate) fn take(key: &str) -> Claim {
+        let (set, freed) = &*CLAIMED;
+        let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
+        while held.contains(key) {
+            held = freed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        held.insert(key.to_string());
+        Claim {
+            key: key.to_string(),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let (set, freed) = &*CLAIMED;
+        set.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+        freed.notify_all();
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per write: several builds of one process may write the same file at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }

@@ -211,6 +211,101 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
     Ok(result)
 }
 
+/// Builds the Dockerfile once per platform, all at the same time (each platform's stages in
+/// parallel as in [`build`]); a step two platforms share is made once (see
+/// `cache::Claim`). Events keep their order within a platform; each carries its platform
+/// before its stage name (`linux/arm64 build`, as BuildKit labels them) and a step number
+/// unique across the platforms. Results are in `platforms` order.
+pub fn build_platforms(
+    store: &Store,
+    opts: &BuildOptions,
+    platforms: &[crate::Platform],
+    reporter: &dyn Reporter,
+) -> Vec<Result<BuildResult, Error>> {
+    let numbers = Numbering::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = platforms
+            .iter()
+            .enumerate()
+            .map(|(n, platform)| {
+                let numbers = &numbers;
+                s.spawn(move || {
+                    let one = BuildOptions {
+                        platform: Some(platform.clone()),
+                        tags: Vec::new(),
+                        ..opts.clone()
+                    };
+                    let labelled = Labelled {
+                        inner: reporter,
+                        platform: platform.to_string(),
+                        build: n,
+                        numbers,
+                    };
+                    build(store, &one, &labelled)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(platforms)
+            .map(|(h, p)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid(format!("the build for {p} panicked"))))
+            })
+            .collect()
+    })
+}
+
+/// Step numbers of several builds, made unique: (build, its number) -> a number of all.
+#[derive(Default)]
+struct Numbering(std::sync::Mutex<Numbers>);
+
+#[derive(Default)]
+struct Numbers {
+    last: usize,
+    given: std::collections::HashMap<(usize, usize), usize>,
+}
+
+/// One platform's events, labelled with it, passed on.
+struct Labelled<'a> {
+    inner: &'a dyn Reporter,
+    platform: String,
+    build: usize,
+    numbers: &'a Numbering,
+}
+
+impl Reporter for Labelled<'_> {
+    fn report(&self, at: SystemTime, mut event: Event) {
+        let step = match &mut event {
+            Event::Started { step, .. }
+            | Event::Cached { step }
+            | Event::CacheMiss { step, .. }
+            | Event::Log { step, .. }
+            | Event::Progress { step, .. }
+            | Event::Transfer { step, .. }
+            | Event::Finished { step, .. } => Some(step),
+            Event::Warning { message } => {
+                *message = format!("{}: {message}", self.platform);
+                None
+            }
+        };
+        if let Some(step) = step {
+            step.stage = if step.stage.is_empty() {
+                self.platform.clone()
+            } else {
+                format!("{} {}", self.platform, step.stage)
+            };
+            let mut numbers = self.numbers.0.lock().unwrap_or_else(|e| e.into_inner());
+            let Numbers { last, given } = &mut *numbers;
+            step.number = *given.entry((self.build, step.number)).or_insert_with(|| {
+                *last += 1;
+                *last
+            });
+        }
+        self.inner.report(at, event);
+    }
+}
+
 fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<BuildResult, Error> {
     let mut config = out.config.clone();
     if !build.opts.labels.is_empty() {

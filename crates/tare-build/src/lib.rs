@@ -54,7 +54,7 @@ pub mod tree;
 
 pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};
 pub use context::{BuildOptions, Entitlement, StepSummary};
-pub use engine::{build, BuildResult};
+pub use engine::{build, build_platforms, BuildResult};
 pub use error::Error;
 pub use report::{Event, Reporter, Silent, StepId, Stream, TransferStep};
 /// How RUN steps (and `tare run`) get their root filesystem: overlayfs, or copies where it is

@@ -80,6 +80,8 @@ pub(crate) fn with_cache(
     let build = cx.build;
     let inputs = build.layer_inputs(key)?;
     let key = crate::key::digest_of(&inputs);
+    // Another platform's build making this same step finishes it first (then it is cached).
+    let _claim = crate::cache::Claim::take(&key);
     if cx.cache_on {
         let found = build
             .cache

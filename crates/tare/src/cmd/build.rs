@@ -686,9 +686,8 @@ fn compare_baseline(
     Ok((summary, over))
 }
 
-/// `--platform A,B,...`: each platform built in turn (their shared steps, like a
-/// `FROM --platform=$BUILDPLATFORM` stage, come from the cache after the first), then one
-/// OCI index of the images, which the tags name (`tare run` and the other one-image
+/// `--platform A,B,...`: every platform built at once (a step they share, like a
+/// `FROM --platform=$BUILDPLATFORM` stage's, is made once), then one OCI index of the images, which the tags name (`tare run` and the other one-image
 /// commands take this machine's platform from it).
 fn build_index(
     store: &tare_store::Store,
@@ -707,20 +706,16 @@ fn build_index(
             args.output.as_deref().unwrap_or_default()
         );
     }
+    // Every platform at once; the summaries are printed after, in the order given.
+    let results = if quiet {
+        tare_build::build_platforms(store, opts, platforms, &Silent)
+    } else {
+        tare_build::build_platforms(store, opts, platforms, &Printer::new(args.progress))
+    };
     let mut images = Vec::new();
     let mut failed = false;
-    for platform in platforms {
-        let one = BuildOptions {
-            platform: Some(platform.clone()),
-            tags: Vec::new(),
-            ..opts.clone()
-        };
-        let result = if quiet {
-            tare_build::build(store, &one, &Silent)
-        } else {
-            tare_build::build(store, &one, &Printer::new(args.progress))
-        }
-        .with_context(|| format!("build for {platform} failed"))?;
+    for (platform, result) in platforms.iter().zip(results) {
+        let result = result.with_context(|| format!("build for {platform} failed"))?;
         let done = finish(store, args, &result, &[])?;
         if !quiet {
             crate::outln!("{platform}: image {}", done.image.id);

@@ -14,6 +14,7 @@ mod git;
 mod index_commands;
 mod multiplatform;
 mod outputs;
+mod parallel_platforms;
 mod platforms;
 mod private_cache;
 mod progress_tty;
