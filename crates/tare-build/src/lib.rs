@@ -24,6 +24,7 @@
 //! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
 #![forbid(unsafe_code)]
 
+pub mod annotations;
 pub mod cache;
 mod cache_mounts;
 pub mod config;

@@ -396,11 +396,11 @@ pub enum Format {
 pub struct SaveImage {
     pub image: Image,
     pub tags: Vec<Reference>,
-    /// The images of a multi-platform image (`image`, this machine's, among them): the OCI
-    /// format saves all of them under one image index, which the tags name. The docker
-    /// format (`docker load` reads one image per name) saves `image` only. Empty for a
-    /// single image.
-    pub platforms: Vec<Image>,
+    /// The index of a multi-platform image (`image`, this machine's, among its images): the
+    /// OCI format saves every image under a new index of the saved manifests, with the
+    /// stored index's annotations, which the tags name. The docker format (`docker load`
+    /// reads one image per name) saves `image` only.
+    pub index: Option<tare_store::StoredIndex>,
 }
 
 /// Writes the images as one archive to `out`. Layers not stored with `compression` are
@@ -449,19 +449,19 @@ pub fn save<W: Write>(
                     .insert(tag.to_string(), top.clone());
             }
         }
-        let mut desc = if format == Format::Oci && !item.platforms.is_empty() {
+        let mut desc = if let Some(stored) = item.index.as_ref().filter(|_| format == Format::Oci) {
             // Every platform's image, then the index naming their manifests as saved.
             let mut manifests = Vec::new();
-            for p in &item.platforms {
+            for p in &stored.images {
                 manifests.push(write_image(store, &mut tar, &mut written, p, compression)?.0);
             }
-            let entries: Vec<(&Image, &[u8])> = item
-                .platforms
+            let entries: Vec<(&Image, &[u8])> = stored
+                .images
                 .iter()
                 .zip(&manifests)
                 .map(|(i, m)| (i, m.as_slice()))
                 .collect();
-            let index = tare_store::index_document(&entries)?;
+            let index = tare_store::index_document(&entries, &stored.annotations())?;
             let digest = store.put_bytes(&index)?;
             if written.insert(digest) {
                 append_blob(store, &mut tar, &digest)?;
@@ -536,11 +536,26 @@ fn write_image<W: Write>(
             None => l.clone(),
         });
     }
+    let stored = store.read_blob(&img.manifest_digest)?;
     let manifest = if layers == img.layers {
-        store.read_blob(&img.manifest_digest)?
+        stored
     } else {
         let size = store.blob_size(&img.id)?;
-        manifest_json(&img.id, size, &layers)?
+        let fresh = manifest_json(&img.id, size, &layers)?;
+        // The stored manifest's annotations (`--annotation manifest:`) stay with it.
+        let json = |e: serde_json::Error| Error::Stream {
+            what: format!("re-encoding manifest {}", img.manifest_digest),
+            source: e.into(),
+        };
+        let old: serde_json::Value = serde_json::from_slice(&stored).map_err(json)?;
+        match old.get("annotations") {
+            Some(a) => {
+                let mut new: serde_json::Value = serde_json::from_slice(&fresh).map_err(json)?;
+                new["annotations"] = a.clone();
+                serde_json::to_vec(&new).map_err(json)?
+            }
+            None => fresh,
+        }
     };
     let manifest_digest = store.put_bytes(&manifest)?;
     let mut blobs = vec![img.id, manifest_digest];

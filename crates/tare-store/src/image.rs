@@ -140,6 +140,18 @@ impl Store {
         for layer in layers {
             self.record_layer(layer)?;
         }
+        // One manifest per image: an index naming the one this record had names a manifest
+        // no image has from now on, so its entries go (the tags keep their images).
+        let record_path = self
+            .root()
+            .join("images")
+            .join(format!("{}.json", id.hex()));
+        if let Some(old) = read_json::<ImageRecord>(&record_path)? {
+            if old.manifest_digest != manifest_digest {
+                let _guard = self.meta_lock()?;
+                self.drop_indexes_naming_locked(&old.manifest_digest)?;
+            }
+        }
         let record = ImageRecord {
             id,
             manifest_digest,
@@ -161,6 +173,35 @@ impl Store {
             self.tag(&id, tag)?;
         }
         self.image_by_id(&id)
+    }
+
+    /// Adds `annotations` to an image's manifest (`--annotation manifest:`): a new manifest
+    /// blob, which the image record names from now on (its ID, the config's digest, and its
+    /// tags are unchanged). Returns the image as stored.
+    pub fn annotate_manifest(
+        &self,
+        image: &Image,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Image> {
+        let bytes = self.read_blob(&image.manifest_digest)?;
+        let json = |source| Error::Json {
+            what: format!("manifest {}", image.manifest_digest),
+            source,
+        };
+        let mut manifest: Value = serde_json::from_slice(&bytes).map_err(json)?;
+        let mut all: BTreeMap<String, String> =
+            serde_json::from_value(manifest["annotations"].take()).unwrap_or_default();
+        all.extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+        manifest["annotations"] = serde_json::json!(all);
+        let bytes = serde_json::to_vec(&manifest).map_err(json)?;
+        let config = self.read_blob(&image.id)?;
+        self.commit_image_raw(
+            &config,
+            Some(&bytes),
+            &image.layers,
+            &[],
+            image.build_info.clone(),
+        )
     }
 
     /// Remembers a stored layer blob under its diffID, so other images and the snapshotter can

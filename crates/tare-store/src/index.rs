@@ -20,6 +20,14 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// OCI media type of an image manifest (what tare writes for the images it makes).
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// Annotations of an index (`index`) and of its descriptors of the manifests (`descriptors`,
+/// in entry order; missing ones are empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexAnnotations {
+    pub index: BTreeMap<String, String>,
+    pub descriptors: Vec<BTreeMap<String, String>>,
+}
+
 /// A stored index: its blob and the stored image of each entry, in index order.
 #[derive(Clone, Debug)]
 pub struct StoredIndex {
@@ -28,14 +36,29 @@ pub struct StoredIndex {
     pub images: Vec<Image>,
 }
 
-#[derive(Serialize, Deserialize)]
+impl StoredIndex {
+    /// The annotations the index carries, to write them again into a re-encoded one.
+    pub fn annotations(&self) -> IndexAnnotations {
+        let index: IndexJson = serde_json::from_slice(&self.bytes).unwrap_or_default();
+        IndexAnnotations {
+            index: index.annotations,
+            descriptors: index.manifests.into_iter().map(|m| m.annotations).collect(),
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
 struct IndexJson {
     manifests: Vec<DescriptorJson>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct DescriptorJson {
     digest: Digest,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 impl Store {
@@ -46,6 +69,7 @@ impl Store {
         images: &[Image],
         host: usize,
         tags: &[Reference],
+        annotations: &IndexAnnotations,
     ) -> Result<StoredIndex> {
         let default = images
             .get(host)
@@ -59,7 +83,7 @@ impl Store {
             .zip(&manifests)
             .map(|(i, m)| (i, m.as_slice()))
             .collect();
-        let bytes = index_document(&entries)?;
+        let bytes = index_document(&entries, annotations)?;
         let digest = self.put_bytes(&bytes)?;
         for tag in tags {
             // `tag` drops an index the name had; the new one is recorded after it.
@@ -210,11 +234,16 @@ impl Store {
 }
 
 /// The bytes of an OCI image index naming each image by the manifest given with it (its
-/// digest and size are those bytes'), with the platform of the image's config.
-pub fn index_document(entries: &[(&Image, &[u8])]) -> Result<Vec<u8>> {
+/// digest and size are those bytes'), with the platform of the image's config, and the
+/// annotations given (`--annotation index:` and `manifest-descriptor:`).
+pub fn index_document(
+    entries: &[(&Image, &[u8])],
+    annotations: &IndexAnnotations,
+) -> Result<Vec<u8>> {
     let manifests: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(image, manifest)| {
+        .enumerate()
+        .map(|(n, (image, manifest))| {
             let mut platform = serde_json::json!({
                 "architecture": image.config.architecture,
                 "os": image.config.os,
@@ -222,19 +251,26 @@ pub fn index_document(entries: &[(&Image, &[u8])]) -> Result<Vec<u8>> {
             if let Some(v) = image.config.variant.as_deref().filter(|v| !v.is_empty()) {
                 platform["variant"] = v.into();
             }
-            serde_json::json!({
+            let mut descriptor = serde_json::json!({
                 "mediaType": manifest_media_type(manifest),
                 "digest": Digest::of(manifest).to_string(),
                 "size": manifest.len(),
                 "platform": platform,
-            })
+            });
+            if let Some(a) = annotations.descriptors.get(n).filter(|a| !a.is_empty()) {
+                descriptor["annotations"] = serde_json::json!(a);
+            }
+            descriptor
         })
         .collect();
-    let index = serde_json::json!({
+    let mut index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_INDEX,
         "manifests": manifests,
     });
+    if !annotations.index.is_empty() {
+        index["annotations"] = serde_json::json!(annotations.index);
+    }
     serde_json::to_vec(&index).map_err(|source| Error::Json {
         what: "image index".into(),
         source,

@@ -68,8 +68,8 @@ pub use image::{
     MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use index::{
-    index_document, manifest_media_type, platform_name, StoredIndex, MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST,
+    index_document, manifest_media_type, platform_name, IndexAnnotations, StoredIndex,
+    MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
 pub use reference::Reference;
 pub use temp::TempDir;

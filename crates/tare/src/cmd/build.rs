@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args as ClapArgs;
+use tare_build::annotations::{Annotations, Kind};
 use tare_build::contexts::NamedContext;
 use tare_build::output::{Dest, Output};
 use tare_build::{BuildOptions, BuildResult, Network, Silent};
@@ -154,7 +155,9 @@ pub struct Args {
     /// Refused with an explanation: RUN steps are not put in cgroups of their own.
     #[arg(long, value_name = "CGROUP")]
     cgroup_parent: Option<String>,
-    /// Refused with an explanation: image annotations are not stored yet.
+    /// An OCI annotation, as buildx writes it: `KEY=VALUE` (each image manifest's), or
+    /// `TYPES[PLATFORMS]:KEY=VALUE` with TYPES among manifest, manifest-descriptor and index
+    /// (the last two need several platforms). Repeatable.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     annotations: Vec<String>,
     // --- git sources and the context from git or stdin (helper H3) ---
@@ -362,14 +365,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
              drop the flag, or run tare itself inside the cgroup"
         );
     }
-    if let Some(a) = args.annotations.first() {
-        bail!(
-            "--annotation {a}: manifest and index annotations are not supported yet (tare's \
-             store keeps no annotations); use --label for the image config"
-        );
-    }
     let output = args.output.as_deref().map(Output::parse).transpose()?;
     let platforms = target_platforms(&args.platform)?;
+    let annotations = Annotations::parse(&args.annotations, platforms.len())?;
     let mut push = args.push;
     // The tags an archive output names; the image itself is then not stored.
     let mut archive_names = Vec::new();
@@ -518,7 +516,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return push_remote(&store, &args, &result, &opts.tags, printer.as_ref());
     }
     let done = finish(&store, &args, &result, &opts.tags)?;
-    let image = &done.image;
+    let annotated = annotate(&store, &done.image, &annotations, opts.platform.as_ref())?;
+    let image = &annotated;
     let growth = match &baseline {
         Some(base) => Some(compare_baseline(&store, &args, base, image)?),
         None => None,
@@ -712,6 +711,7 @@ fn build_index(
     } else {
         tare_build::build_platforms(store, opts, platforms, &Printer::new(args.progress))
     };
+    let annotations = Annotations::parse(&args.annotations, platforms.len())?;
     let mut images = Vec::new();
     let mut failed = false;
     for (platform, result) in platforms.iter().zip(results) {
@@ -724,7 +724,7 @@ fn build_index(
             eprintln!("error: budget exceeded ({platform}): {v}");
         }
         failed |= done.summary.failed();
-        images.push(done.image);
+        images.push(annotate(store, &done.image, &annotations, Some(platform))?);
     }
     let host = tare_build::Platform::host();
     let host_index = platforms
@@ -732,7 +732,18 @@ fn build_index(
         .position(|p| host.matches(&p.os, &p.architecture, p.variant.as_deref()))
         .unwrap_or(0);
     let index = store
-        .commit_index(&images, host_index, &opts.tags)
+        .commit_index(
+            &images,
+            host_index,
+            &opts.tags,
+            &tare_store::IndexAnnotations {
+                index: annotations.of(Kind::Index, None),
+                descriptors: platforms
+                    .iter()
+                    .map(|p| annotations.of(Kind::ManifestDescriptor, Some(p)))
+                    .collect(),
+            },
+        )
         .context("storing the image index")?;
     let digest = index.digest.to_string();
     if let Some(path) = &args.iidfile {
@@ -787,6 +798,24 @@ fn build_index(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--annotation manifest:` (and untyped) values for this platform's image, added to its
+/// manifest; the image as it is when there are none.
+fn annotate(
+    store: &tare_store::Store,
+    image: &tare_store::Image,
+    annotations: &Annotations,
+    platform: Option<&tare_build::Platform>,
+) -> anyhow::Result<tare_store::Image> {
+    let host = tare_build::Platform::host();
+    let wanted = annotations.of(Kind::Manifest, Some(platform.unwrap_or(&host)));
+    if wanted.is_empty() {
+        return Ok(image.clone());
+    }
+    store
+        .annotate_manifest(image, &wanted)
+        .with_context(|| format!("annotating the manifest of {}", image.id))
+}
+
 fn writes_stdout(output: &Output) -> bool {
     matches!(
         output,
@@ -817,7 +846,7 @@ fn write_output(
         let items = [SaveImage {
             image: image.clone(),
             tags: names.to_vec(),
-            platforms: Vec::new(),
+            index: None,
         }];
         super::save::write_file_or_stdout(&path(dest), |w| {
             tare_layer::archive::save(store, &items, format, compression, w)?;

@@ -53,19 +53,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             _ => image.repo_tags.clone(),
         };
         // A multi-platform image named by its tag is saved whole (OCI format).
-        let platforms = match tare_store::Reference::parse(what) {
+        let index = match tare_store::Reference::parse(what) {
             Ok(r) if r.digest().is_none() => store
                 .index_of(&r)
-                .with_context(|| format!("reading the index of {what}"))?
-                .map(|i| i.images)
-                .unwrap_or_default(),
-            _ => Vec::new(),
+                .with_context(|| format!("reading the index of {what}"))?,
+            _ => None,
         };
-        items.push(SaveImage {
-            image,
-            tags,
-            platforms,
-        });
+        items.push(SaveImage { image, tags, index });
     }
     write_file_or_stdout(&args.output, |w| {
         tare_layer::archive::save(&store, &items, format, compression, w)?;

@@ -1,5 +1,5 @@
 //! buildx's `--add-host`, `--ulimit`, `--shm-size`, `--metadata-file`, `--pull`, and the
-//! refused `--cgroup-parent` and `--annotation`.
+//! refused `--cgroup-parent` (`--annotation`: annotations.rs).
 
 use super::{ctx_dir, file_in, setup};
 
@@ -147,13 +147,10 @@ fn pull_asks_the_registry_even_for_a_stored_base() {
 }
 
 #[test]
-fn cgroup_parent_and_annotations_are_refused_with_the_reason() {
+fn cgroup_parent_is_refused_with_the_reason() {
     let t = setup();
     t.write("ctx/Dockerfile", "FROM busybox\n");
     let stderr = t.fails(&["build", "--cgroup-parent", "ci.slice", &ctx_dir(&t)]);
     assert!(stderr.contains("--cgroup-parent ci.slice"), "{stderr}");
     assert!(stderr.contains("no cgroup"), "{stderr}");
-    let stderr = t.fails(&["build", "--annotation", "index:a=b", &ctx_dir(&t)]);
-    assert!(stderr.contains("--annotation index:a=b"), "{stderr}");
-    assert!(stderr.contains("not supported yet"), "{stderr}");
 }

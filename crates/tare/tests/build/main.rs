@@ -5,6 +5,7 @@ mod tmux;
 #[path = "../util/mod.rs"]
 mod util;
 
+mod annotations;
 mod buildx_flags;
 mod config_keys;
 mod contexts;
