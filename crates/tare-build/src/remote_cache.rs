@@ -21,7 +21,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tare_registry::{Access, NoReporter, Repository};
-use tare_store::{Digest, LayerInfo, Reference};
+use tare_store::{error_chain, Digest, LayerInfo, Reference};
 
 use crate::cache::Record;
 use crate::context::Build;
@@ -443,7 +443,7 @@ impl Remote {
         let fetched = match source.session.get().and_then(Option::as_ref) {
             Some(repo) => repo
                 .fetch_layer(store, &lazy.layer, &NoReporter)
-                .map_err(|e| chain(&e)),
+                .map_err(|e| error_chain(&e)),
             None => Err("the cache repository is not connected".to_string()),
         };
         let info = match fetched {
@@ -489,7 +489,11 @@ impl Remote {
                     Err(e) => {
                         warn(
                             build,
-                            format!("--cache-from {}: not used: {}", source.location, chain(&e)),
+                            format!(
+                                "--cache-from {}: not used: {}",
+                                source.location,
+                                error_chain(&e)
+                            ),
                         );
                         None
                     }
@@ -547,18 +551,6 @@ fn warn(build: &Build<'_>, message: String) {
     build.report(Event::Warning { message });
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// A usable entry.
 enum Found {
     /// Its layer (if any) is in the store, and its record in the local cache.
@@ -577,7 +569,7 @@ fn find(
     key: &str,
     parent: &str,
 ) -> Result<Option<Found>, String> {
-    let Some(bytes) = repo.manifest(&tag_of(key)).map_err(|e| chain(&e))? else {
+    let Some(bytes) = repo.manifest(&tag_of(key)).map_err(|e| error_chain(&e))? else {
         return Ok(None);
     };
     let manifest: EntryManifest =
@@ -596,7 +588,7 @@ fn find(
     }
     let config = repo
         .blob(&manifest.config.digest, manifest.config.size, MAX_ENTRY)
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| error_chain(&e))?;
     let entry: Entry =
         serde_json::from_slice(&config).map_err(|e| format!("its config is not an entry: {e}"))?;
     if let Some(reason) = entry.refuse(key, parent) {
@@ -616,7 +608,7 @@ fn find(
         let store = build.store;
         let have = store
             .layer_variants(&layer.diff_id)
-            .map_err(|e| chain(&e))?
+            .map_err(|e| error_chain(&e))?
             .into_iter()
             .find(|v| store.has_blob(&v.digest));
         let info = match (have, entry.content_size) {
@@ -625,21 +617,21 @@ fn find(
                 // The registry holds the blob (it accepted a manifest naming it): a push of
                 // the result may mount it from here.
                 repo.note_holds(store, &[layer.digest])
-                    .map_err(|e| chain(&e))?;
+                    .map_err(|e| error_chain(&e))?;
                 return Ok(Some(Found::Lazy(record, n)));
             }
             (None, None) => repo
                 .fetch_layer(store, layer, &NoReporter)
-                .map_err(|e| chain(&e))?,
+                .map_err(|e| error_chain(&e))?,
         };
         if let Some(n) = entry.content_size {
             store
                 .record_content_size(&info.diff_id, n)
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| error_chain(&e))?;
         }
         record.layer = Some(info);
     }
-    build.cache.put(&record).map_err(|e| chain(&e))?;
+    build.cache.put(&record).map_err(|e| error_chain(&e))?;
     Ok(Some(Found::Here(record)))
 }
 
@@ -681,7 +673,7 @@ pub(crate) fn export(build: &Build<'_>, target: usize) {
                 format!(
                     "--cache-to {}: the cache was not exported: {}",
                     to.location,
-                    chain(&e)
+                    error_chain(&e)
                 ),
             );
         }
