@@ -78,17 +78,50 @@ pub fn commit(
 /// on writes no file but the blob, and a rebuild whose snapshot exists writes nothing more.
 /// `mtime_clamp` lowers later mtimes to it, as [`commit`] does. With `streamed`, the content
 /// digest of every source file read is kept there (a cold COPY's key is made from them).
+/// `progress` is told the bytes written so far, a few times a second.
 pub fn commit_plan(
     store: &Store,
     plan: &crate::plan::Plan,
     mtime_clamp: Option<u64>,
     streamed: Option<&mut crate::plan::Streamed>,
+    progress: &dyn Fn(u64),
 ) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
     let mut sink = LayerSink::new(store, Compression::None)?;
-    plan.write(&mut sink, mtime_clamp, streamed)?;
+    let mut counting = Counting {
+        inner: &mut sink,
+        done: 0,
+        last: std::time::Instant::now(),
+        progress,
+    };
+    plan.write(&mut counting, mtime_clamp, streamed)?;
+    progress(counting.done);
     let info = finish(store, sink)?;
     let snapshot = store.snapshot_path(&info.diff_id);
     Ok(Some((info, snapshot)))
+}
+
+/// A writer that tells `progress` how many bytes went through it, at most ten times a second.
+struct Counting<'a, W> {
+    inner: W,
+    done: u64,
+    last: std::time::Instant,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if self.last.elapsed() >= std::time::Duration::from_millis(100) {
+            (self.progress)(self.done);
+            self.last = std::time::Instant::now();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Commits the blob and records the layer.

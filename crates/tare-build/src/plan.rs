@@ -140,6 +140,21 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// The bytes of the regular files the tar will carry, as known now (files named by host
+    /// path alone count 0): the total a COPY's progress is measured against.
+    pub fn content_size(&self) -> u64 {
+        self.leaves
+            .iter()
+            .map(|leaf| match &leaf.kind {
+                LeafKind::File(FileFrom::Node(node)) => node.meta.len(),
+                LeafKind::File(FileFrom::Bytes(bytes)) => bytes.len() as u64,
+                LeafKind::File(FileFrom::Host(_))
+                | LeafKind::Symlink(_)
+                | LeafKind::Device { .. } => 0,
+            })
+            .sum()
+    }
+
     pub fn new() -> Plan {
         let now = now_secs();
         Plan {

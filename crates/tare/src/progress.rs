@@ -244,11 +244,14 @@ impl Reporter for Printer {
         match self.mode {
             ProgressMode::Json => self.line(&event_json(at, &event).to_string()),
             _ => {
-                // A pull's progress between its first and last report is for the live view.
-                if let Event::Transfer { done, total, .. } = &event {
-                    if *done != 0 && done < total {
-                        return;
+                // Bytes between the first and the last report are for the live view: plain
+                // output names a blob when it starts and ends, and a step's total once.
+                match &event {
+                    Event::Transfer { done, total, .. } if *done != 0 && done < total => return,
+                    Event::Progress { done, total, .. } if total.is_none_or(|t| *done < t) => {
+                        return
                     }
+                    _ => {}
                 }
                 self.line(&self.plain(&event))
             }

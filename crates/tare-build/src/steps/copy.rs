@@ -112,12 +112,36 @@ fn cold_copy(
     let Some(plan) = copy::plan(&lower, setup.sources, &opts)? else {
         return Ok(None);
     };
-    let made = layer::commit_plan(build.store, &plan, build.mtime_clamp(), Some(streamed))?;
+    let made = layer::commit_plan(
+        build.store,
+        &plan,
+        build.mtime_clamp(),
+        Some(streamed),
+        &copy_progress(cx, &plan),
+    )?;
     for (host, meta, digest) in streamed.files() {
         build.cache.remember(host, meta, digest.to_string());
     }
     Ok(Some(made))
 }
+
+/// The progress of a COPY streaming `plan` into its layer, as [`Event::Progress`] of the
+/// step against the size of its files; nothing for COPYs under [`LARGE_COPY`].
+fn copy_progress<'a>(cx: &'a StepCtx<'a>, plan: &crate::plan::Plan) -> impl Fn(u64) + 'a {
+    let total = plan.content_size();
+    move |done| {
+        if total >= LARGE_COPY {
+            cx.report(Event::Progress {
+                step: cx.step.clone(),
+                done: done.min(total),
+                total: Some(total),
+            });
+        }
+    }
+}
+
+/// The size from which a COPY reports its progress (a bar on a terminal).
+const LARGE_COPY: u64 = 8 << 20;
 
 pub(crate) fn copy(
     cx: &StepCtx<'_>,
@@ -344,9 +368,13 @@ pub(crate) fn copy(
                 // Streamed from the sources into the layer, without writing them to disk,
                 // unless an archive is to be extracted.
                 match copy::plan(&lower, &sources, &opts)? {
-                    Some(plan) => {
-                        layer::commit_plan(build.store, &plan, build.mtime_clamp(), None)?
-                    }
+                    Some(plan) => layer::commit_plan(
+                        build.store,
+                        &plan,
+                        build.mtime_clamp(),
+                        None,
+                        &copy_progress(cx, &plan),
+                    )?,
                     None => {
                         let scratch = build.scratch_dir()?;
                         let upper = scratch.path().join("upper");

@@ -102,3 +102,47 @@ fn an_add_download_shows_one_bar_under_its_step_not_a_line_per_report() {
     );
     server.join();
 }
+
+#[test]
+fn a_large_copy_reports_its_bytes_and_a_small_one_does_not() {
+    let t = setup();
+    let big = 20u64 << 20;
+    std::fs::write(t.path().join("ctx/big.bin"), vec![7u8; big as usize]).unwrap();
+    t.write("ctx/small.txt", "small\n");
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nCOPY small.txt /small.txt\nCOPY big.bin /big.bin\n",
+    );
+    let out = t.run(&["build", "--progress", "json", "-t", "big", &ctx_dir(&t)]);
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["event"] == "progress")
+        .collect();
+    assert!(!events.is_empty(), "the big COPY reports its bytes");
+    assert!(
+        events.iter().all(|e| e["step"] == 2 && e["size"] == big),
+        "only the big COPY, against its size: {events:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["bytes"], big, "ends with every byte: {events:?}");
+
+    // Plain output prints the total once, not every report.
+    let out = t.run(&[
+        "build",
+        "--no-cache",
+        "--progress",
+        "plain",
+        "-t",
+        "big",
+        &ctx_dir(&t),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("#2 ") && l.contains(" / "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+}
