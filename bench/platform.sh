@@ -54,12 +54,13 @@ for d in range(50):
 PY
 printf 'FROM scratch\nCOPY . /files/\n' >"$WORK/local/Dockerfile"
 "$TARE" build -q -f "$WORK/local/Dockerfile" -o "type=local,dest=$WORK/out" "$ctx" >/dev/null
+# Checked here: hyperfine's --prepare removes the output before every timed run (cp -a's too).
+diff -r "$ctx" "$WORK/out/files" >/dev/null || { echo "the -o tree differs from the context" >&2; exit 1; }
 hyperfine --style none --runs "$RUNS" --export-json "$OUT/local.json" \
   --prepare "rm -rf $WORK/out $WORK/cp; sync" \
   -n "tare -o type=local" "$TARE build -q -f $WORK/local/Dockerfile -o type=local,dest=$WORK/out $ctx" \
   -n "cp -a" "cp -a $ctx $WORK/cp" \
   >/dev/null
-diff -r "$ctx" "$WORK/out/files" >/dev/null || { echo "the -o tree differs from the context" >&2; exit 1; }
 
 python3 - "$OUT" <<'PY'
 import json, sys
