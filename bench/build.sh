@@ -115,7 +115,9 @@ mkdir -p "$WORK/f"; mv "$WORK/f.Dockerfile" "$WORK/f/Dockerfile"; mv "$WORK/f.lo
 # --- runs -----------------------------------------------------------------------------------
 run() { # name, then hyperfine arguments
   local name=$1; shift
-  hyperfine --style none --runs "$RUNS" --export-json "$OUT/$name.json" "$@" >/dev/null
+  # `sync` before every run: each tool starts with no dirty pages of the one before it (a
+  # tool measured after buildah's writes otherwise pays for their writeback).
+  hyperfine --style none --runs "$RUNS" --prepare sync --export-json "$OUT/$name.json" "$@" >/dev/null
 }
 for w in a b c d; do
   want "$w" || continue
