@@ -155,6 +155,20 @@ pub struct Args {
     /// Refused with an explanation: RUN steps are not put in cgroups of their own.
     #[arg(long, value_name = "CGROUP")]
     cgroup_parent: Option<String>,
+    /// buildx's `--load`: the image goes into the engine, which for tare is the store (what a
+    /// build without -o does); the same as `-o type=docker`.
+    #[arg(long)]
+    load: bool,
+    /// buildx's provenance attestation: tare writes none, so only `false` (or
+    /// `disabled=true`) is accepted; anything that asks for one is refused.
+    #[arg(long, value_name = "false", num_args = 0..=1, default_missing_value = "true")]
+    provenance: Option<String>,
+    /// buildx's SBOM attestation: as --provenance, only `false` is accepted.
+    #[arg(long, value_name = "false", num_args = 0..=1, default_missing_value = "true")]
+    sbom: Option<String>,
+    /// buildx's `--attest type=provenance|sbom,...`: accepted only with `disabled=true`.
+    #[arg(long, value_name = "type=...,disabled=true")]
+    attest: Vec<String>,
     /// An OCI annotation, as buildx writes it: `KEY=VALUE` (each image manifest's), or
     /// `TYPES[PLATFORMS]:KEY=VALUE` with TYPES among manifest, manifest-descriptor and index
     /// (the last two need several platforms). Repeatable.
@@ -365,7 +379,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
              drop the flag, or run tare itself inside the cgroup"
         );
     }
-    let output = args.output.as_deref().map(Output::parse).transpose()?;
+    refuse_attestations(&args)?;
+    let output = match (args.output.as_deref(), args.load) {
+        (Some(o), _) => Some(Output::parse(o)?),
+        // `--load`: into the store.
+        (None, true) => Some(Output::parse("type=docker")?),
+        (None, false) => None,
+    };
+    if args.load && !output.as_ref().is_some_and(|o| o.stores_image()) {
+        bail!(
+            "--load puts the image in the store, and -o {} writes it elsewhere: tare writes one \
+             output, so give one of them",
+            args.output.as_deref().unwrap_or_default()
+        );
+    }
     let platforms = target_platforms(&args.platform)?;
     let annotations = Annotations::parse(&args.annotations, platforms.len())?;
     let mut push = args.push;
@@ -931,6 +958,27 @@ fn push_remote(
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// buildx's attestation flags: tare makes no attestations, so a pipeline that turns them off
+/// builds unchanged, and one that asks for them is told so instead of getting an image
+/// without what it asked for.
+fn refuse_attestations(args: &Args) -> anyhow::Result<()> {
+    let off = |value: &str| {
+        matches!(value, "false" | "0") || value.split(',').any(|kv| kv == "disabled=true")
+    };
+    for (flag, what, value) in [
+        ("--provenance", "provenance", &args.provenance),
+        ("--sbom", "SBOM", &args.sbom),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !off(v)) {
+            bail!("{flag}={value}: tare writes no {what} attestations; build with {flag}=false");
+        }
+    }
+    if let Some(value) = args.attest.iter().find(|v| !off(v)) {
+        bail!("--attest {value}: tare writes no attestations; drop the flag or add disabled=true");
+    }
+    Ok(())
 }
 
 /// `--push`: every `-t` name goes to its registry, as `tare push NAME` would send it, each

@@ -14,6 +14,7 @@ mod multiplatform;
 mod progress_push;
 mod progress_tty;
 
+mod buildx_pipeline;
 mod cache;
 mod cache_lazy;
 
