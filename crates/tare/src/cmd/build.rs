@@ -724,14 +724,19 @@ fn build_index(
     push: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    if output.is_some_and(|o| !o.stores_image()) {
-        bail!(
-            "--platform {}: -o {} writes one platform; with several only the stored image \
-             (type=image, type=registry) is supported yet",
+    // `-o type=local` writes each platform's files into DEST/OS_ARCH[_VARIANT], as BuildKit's
+    // local exporter splits them; the images are then not kept.
+    let local = match output {
+        Some(Output::Local { dest }) => Some(dest),
+        Some(o) if !o.stores_image() => bail!(
+            "--platform {}: -o {} writes one platform; with several, tare writes the stored \
+             image (type=image, type=registry) or the files (type=local) yet",
             args.platform.join(","),
             args.output.as_deref().unwrap_or_default()
-        );
-    }
+        ),
+        _ => None,
+    };
+    let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
     // Every platform at once; the summaries are printed after, in the order given.
     let results = if quiet {
         tare_build::build_platforms(store, opts, platforms, &Silent)
@@ -752,6 +757,22 @@ fn build_index(
         }
         failed |= done.summary.failed();
         images.push(annotate(store, &done.image, &annotations, Some(platform))?);
+    }
+    if let Some(dest) = local {
+        if failed {
+            return Ok(ExitCode::from(1));
+        }
+        for (platform, image) in platforms.iter().zip(&images) {
+            let dir = dest.join(platform.to_string().replace('/', "_"));
+            tare_build::output::write_local(store, image, &dir)
+                .with_context(|| format!("writing the files of {platform} to {}", dir.display()))?;
+            if !images_before.contains(&image.id) && store.image_by_id(&image.id).is_ok() {
+                store
+                    .remove_image(&image.id)
+                    .with_context(|| format!("removing the intermediate image {}", image.id))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let host = tare_build::Platform::host();
     let host_index = platforms
