@@ -753,11 +753,13 @@ impl Reader {
 /// Writes the plan's layer (the kept entries only, metadata unchanged) and commits the image:
 /// the config kept, the history entries of the old layers marked `empty_layer`, one entry
 /// added. The image is not tagged: the caller tags it once verified.
+/// `created` dates the new history entry (RFC 3339: SOURCE_DATE_EPOCH, or now).
 pub fn write(
     store: &Store,
     image: &Image,
     plan: &Plan,
     compression: tare_layer::Compression,
+    created: String,
 ) -> Result<Image> {
     let keep = |p: &str| plan.keep.contains(p);
     let layer = crate::squash::squash_filtered(store, &image.layers, &keep, compression)?;
@@ -766,12 +768,16 @@ pub fn write(
         image,
         0,
         layer,
-        format!(
-            "tare slim: {} of {} paths kept",
-            plan.keep.len(),
-            plan.keep.len() + plan.removed.len()
-        ),
-        "slimmed by tracing a run".to_string(),
+        tare_store::config::History {
+            created: Some(created),
+            created_by: Some(format!(
+                "tare slim: {} of {} paths kept",
+                plan.keep.len(),
+                plan.keep.len() + plan.removed.len()
+            )),
+            comment: Some("slimmed by tracing a run".to_string()),
+            ..Default::default()
+        },
         &[],
     )
 }

@@ -62,13 +62,15 @@ pub struct Squashed {
 ///
 /// The config is kept (CMD, ENV, USER, ...) with `rootfs.diff_ids` updated; history entries
 /// of squashed layers are kept but marked `empty_layer`, and one entry for the new layer is
-/// appended. The builder's `build_info` is carried over.
+/// appended, dated `created` (RFC 3339: the caller's SOURCE_DATE_EPOCH, or now). The
+/// builder's `build_info` is carried over.
 pub fn squash(
     store: &Store,
     image: &Image,
     from: SquashFrom,
     compression: Compression,
     tags: &[Reference],
+    created: String,
 ) -> Result<Squashed> {
     let n = image.layers.len();
     let from = match from {
@@ -87,8 +89,15 @@ pub fn squash(
         image,
         from,
         layer.clone(),
-        format!("tare squash: layers {from} to {} merged into one", n - 1),
-        format!("squashed {} layers", n - from),
+        History {
+            created: Some(created),
+            created_by: Some(format!(
+                "tare squash: layers {from} to {} merged into one",
+                n - 1
+            )),
+            comment: Some(format!("squashed {} layers", n - from)),
+            ..History::default()
+        },
         tags,
     )?;
     Ok(Squashed {
@@ -102,14 +111,14 @@ pub fn squash(
 
 /// Commits `image` with its layers from `from` on replaced by `layer`: the config kept with
 /// `rootfs.diff_ids` updated, the history entries of the replaced layers marked
-/// `empty_layer`, one entry (`created_by`, `comment`) appended; `build_info` carried over.
+/// `empty_layer`, `entry` (its `created`, `created_by` and `comment`) appended for the new
+/// layer; `build_info` carried over.
 pub(crate) fn commit_one_layer(
     store: &Store,
     image: &Image,
     from: usize,
     layer: LayerInfo,
-    created_by: String,
-    comment: String,
+    entry: History,
     tags: &[Reference],
 ) -> Result<Image> {
     let mut config = image.config.clone();
@@ -126,12 +135,7 @@ pub(crate) fn commit_one_layer(
         }
         seen += 1;
     }
-    config.history.push(History {
-        created: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        created_by: Some(created_by),
-        comment: Some(comment),
-        ..History::default()
-    });
+    config.history.push(entry);
     let build_info = squashed_build_info(image, from);
     Ok(store.commit_image(&config, &layers, tags, build_info)?)
 }

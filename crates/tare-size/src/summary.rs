@@ -122,6 +122,10 @@ pub fn finish_build(
             // Like the builder's own layers: stored as tar, compressed when they leave.
             tare_layer::Compression::None,
             tags,
+            // The build's own date: its SOURCE_DATE_EPOCH when it has one.
+            image.config.created.clone().unwrap_or_else(|| {
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }),
         )?),
         None => None,
     };

@@ -11,6 +11,9 @@ use tare_size::{SquashFrom, WasteKind};
 use tare_store::config::{History, ImageConfig};
 use tare_store::{Image, LayerInfo, Reference, Store};
 
+/// The date of the squash's history entry.
+const CREATED: &str = "2024-01-02T03:04:05Z";
+
 enum E<'a> {
     Dir(&'a str, u32),
     File(&'a str, &'a [u8], u32),
@@ -249,7 +252,15 @@ fn check_squash(compression: Compression, from: SquashFrom, expect_layers: usize
     let f = fixture(compression, Some(1));
     let before = flatten(&f.store, &f.image);
     let tag = Reference::parse("fixture:squashed").unwrap();
-    let s = tare_size::squash(&f.store, &f.image, from, compression, &[tag]).unwrap();
+    let s = tare_size::squash(
+        &f.store,
+        &f.image,
+        from,
+        compression,
+        &[tag],
+        CREATED.into(),
+    )
+    .unwrap();
     assert_eq!(s.image.layers.len(), expect_layers);
     assert_eq!(
         s.image.layers[..expect_layers - 1],
@@ -282,7 +293,8 @@ fn check_squash(compression: Compression, from: SquashFrom, expect_layers: usize
         assert!(a.image_size < f.image.size() - BIG as u64);
     }
     // Again: the cached layer.
-    let again = tare_size::squash(&f.store, &f.image, from, compression, &[]).unwrap();
+    let again =
+        tare_size::squash(&f.store, &f.image, from, compression, &[], CREATED.into()).unwrap();
     assert!(again.cached);
     assert_eq!(again.layer, s.layer);
 }
@@ -313,6 +325,7 @@ fn squash_past_the_last_layer_is_an_error() {
         SquashFrom::Layer(4),
         Compression::None,
         &[],
+        CREATED.into(),
     )
     .unwrap_err();
     assert_eq!(

@@ -125,8 +125,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         env: image.config.config.env.clone().unwrap_or_default(),
     };
     let plan = tare_size::slim::plan(&view, &traced, &extras);
-    let slim = tare_size::slim::write(&store, &image, &plan, compression)
-        .with_context(|| format!("writing the slim image of {}", image.id))?;
+    let slim = tare_size::slim::write(
+        &store,
+        &image,
+        &plan,
+        compression,
+        crate::epoch::created(None)?,
+    )
+    .with_context(|| format!("writing the slim image of {}", image.id))?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

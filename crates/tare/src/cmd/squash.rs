@@ -29,6 +29,10 @@ pub struct Args {
     /// Compression of the new layer: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// The new history entry's date as seconds since 1970 (default $SOURCE_DATE_EPOCH, else
+    /// now): squashing the same image twice then gives the same image ID.
+    #[arg(long, value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -47,7 +51,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         (false, Some(n)) => SquashFrom::Layer(n),
         (false, None) => SquashFrom::Base,
     };
-    let result = tare_size::squash(&store, &image, from, compression, &tags)
+    let created = crate::epoch::created(args.source_date_epoch.as_deref())?;
+    let result = tare_size::squash(&store, &image, from, compression, &tags, created)
         .with_context(|| format!("squashing image {}", image.id))?;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -478,3 +478,64 @@ fn differential_cases_build_identically_on_two_stores() {
         .collect();
     assert!(differ.is_empty(), "not reproducible: {differ:?}");
 }
+
+#[test]
+fn squash_with_an_epoch_gives_the_same_image_on_two_stores() {
+    // One base tar, imported by both stores with the epoch: both start from one image.
+    let base = tempfile::tempdir().unwrap();
+    let tar = base.path().join("busybox.tar");
+    crate::util::busybox_rootfs_tar(&tar);
+    let squashed = |epoch_flag: bool| {
+        let t = TestContext::new();
+        let mut import = t.tare();
+        import.env("SOURCE_DATE_EPOCH", "1700000000").args([
+            "import",
+            tar.to_str().unwrap(),
+            "busybox",
+        ]);
+        assert!(import.status().unwrap().success());
+        t.write(
+            "ctx/Dockerfile",
+            "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n",
+        );
+        let ctx = t.path().join("ctx");
+        let mut build = t.tare();
+        build
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "-q", "--rewrite-timestamp", "-t", "app"])
+            .arg(&ctx);
+        assert!(build.status().unwrap().success());
+        let mut squash = t.tare();
+        squash.args([
+            "squash",
+            "--all",
+            "--compression",
+            "none",
+            "app",
+            "-t",
+            "flat",
+        ]);
+        if epoch_flag {
+            squash.args(["--source-date-epoch", "1700000000"]);
+        } else {
+            squash.env("SOURCE_DATE_EPOCH", "1700000000");
+        }
+        let out = squash.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = inspect(&t, "flat");
+        let last = config["config"]["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["created"], "2023-11-14T22:13:20Z", "{last}");
+        config["id"].as_str().unwrap().to_string()
+    };
+    // The flag and the environment, on two stores at two times: one image.
+    assert_eq!(squashed(true), squashed(false));
+}
