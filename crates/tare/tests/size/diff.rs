@@ -32,7 +32,16 @@ pub(crate) fn variants() -> TestContext {
     let import = |name: &str, extra: &[&str], mtime: u64| {
         let tar = t.path().join(format!("{}.tar", name.replace(':', "_")));
         tar_of(&root, &tar, mtime);
-        let mut args = vec!["import", "-m", "fixed", tar.to_str().unwrap(), name];
+        // A fixed `created`: two imports a second apart must not differ in the config.
+        let mut args = vec![
+            "import",
+            "-m",
+            "fixed",
+            "--source-date-epoch",
+            "1700000000",
+            tar.to_str().unwrap(),
+            name,
+        ];
         args.extend(extra);
         t.ok(&args);
     };
