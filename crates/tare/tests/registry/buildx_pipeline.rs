@@ -77,17 +77,13 @@ fn buildx_pipelines_run_unchanged_with_tare_build() {
 jq -er '."containerimage.digest"' meta.json
 "#,
     );
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/app:latest", reg.host()))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let raw = crate::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/app:latest", reg.host()),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         index["manifests"].as_array().map(Vec::len),
         Some(2),

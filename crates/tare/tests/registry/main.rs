@@ -563,7 +563,8 @@ fn insecure_registry_flag_accepts_an_untrusted_certificate() {
     );
 }
 
-fn skopeo(args: &[&str]) {
+/// Runs skopeo, asserting success; its standard output.
+fn skopeo(args: &[&str]) -> Vec<u8> {
     let out = Command::new("skopeo")
         .args(args)
         .output()
@@ -573,6 +574,7 @@ fn skopeo(args: &[&str]) {
         "skopeo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
 #[test]

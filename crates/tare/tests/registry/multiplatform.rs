@@ -1,8 +1,6 @@
 //! A multi-platform build pushed as one OCI index (`tare build --platform A,B --push`), read
 //! back by skopeo.
 
-use std::process::Command;
-
 use crate::harness::RegistryServer;
 use crate::util::TestContext;
 
@@ -41,17 +39,13 @@ fn a_cross_compiled_two_platform_index_is_pushed_and_skopeo_copies_all_of_it() {
         m["containerimage.descriptor"]["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{name}"))
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let raw = crate::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
