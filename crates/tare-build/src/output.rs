@@ -196,6 +196,37 @@ pub fn write_tar<W: Write>(store: &Store, image: &Image, out: W) -> Result<W, Er
     Ok(tare_layer::export::export(store, &image.layers, out)?)
 }
 
+/// The directory of one platform's files when a build writes several (`linux_arm64`,
+/// `linux_arm_v7`), as BuildKit's local and tar exporters name them.
+pub fn platform_dir(platform: &crate::Platform) -> String {
+    platform.to_string().replace('/', "_")
+}
+
+/// Writes several platforms' merged filesystems as one tar to `out`, each under its own
+/// directory (`linux_amd64/...`, a 0755 directory entry first), as BuildKit's tar exporter
+/// writes a multi-platform build.
+pub fn write_tar_platforms<W: Write>(
+    store: &Store,
+    images: &[(&crate::Platform, &Image)],
+    out: W,
+) -> Result<W, Error> {
+    let mut tar = tar::Builder::new(out);
+    for (platform, image) in images {
+        let dir = platform_dir(platform);
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        tar.append_data(&mut header, format!("{dir}/"), std::io::empty())
+            .map_err(io_err(Path::new(&dir)))?;
+        tare_layer::export::export_into(store, &image.layers, Path::new(&dir), &mut tar)?;
+    }
+    tar.into_inner().map_err(io_err(Path::new("the tar")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,29 @@ use crate::error::{Error, Result};
 
 /// Writes the merged filesystem of `layers` (bottom first) as a tar to `out`.
 pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W> {
+    let mut tar = tar::Builder::new(out);
+    export_into(store, layers, Path::new(""), &mut tar)?;
+    tar.into_inner().map_err(|e| Error::Stream {
+        what: "writing the exported tar".into(),
+        source: e,
+    })
+}
+
+/// Appends the merged filesystem of `layers` to `tar`, every path (and hard link target)
+/// under `prefix` (empty: at the top), for one tar of several filesystems, as BuildKit's
+/// tar exporter writes each platform of a multi-platform build under its own directory.
+/// The caller writes the prefix's own directory entry.
+pub fn export_into<W: Write>(
+    store: &Store,
+    layers: &[LayerInfo],
+    prefix: &Path,
+    tar: &mut tar::Builder<W>,
+) -> Result<()> {
     let keep = if layers.len() > 1 {
         Some(survivors(store, layers)?)
     } else {
         None
     };
-    let mut tar = tar::Builder::new(out);
     for (i, layer) in layers.iter().enumerate() {
         let name = format!("layer {}", layer.digest);
         crate::read_layer(store, layer, |archive| {
@@ -41,20 +58,18 @@ pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W
                         continue;
                     }
                 }
-                copy_entry(&mut tar, &mut entry, &path, &name)?;
+                copy_entry(tar, &mut entry, prefix, &path, &name)?;
             }
             Ok(())
         })?;
     }
-    tar.into_inner().map_err(|e| Error::Stream {
-        what: "writing the exported tar".into(),
-        source: e,
-    })
+    Ok(())
 }
 
 fn copy_entry<W: Write, R: Read>(
     tar: &mut tar::Builder<W>,
     entry: &mut tar::Entry<'_, R>,
+    prefix: &Path,
     path: &Path,
     name: &str,
 ) -> Result<()> {
@@ -78,6 +93,7 @@ fn copy_entry<W: Write, R: Read>(
     }
     let mut header = entry.header().clone();
     let kind = header.entry_type();
+    let path = &prefix.join(path);
     let w = |e| Error::Stream {
         what: format!("writing {}", path.display()),
         source: e,
@@ -89,9 +105,11 @@ fn copy_entry<W: Write, R: Read>(
             .unwrap_or_default()
             .into_owned();
         let target = if kind == tar::EntryType::Link {
-            clean_path(&target)
-                .map_err(|r| bad(name, path, r))?
-                .unwrap_or_default()
+            prefix.join(
+                clean_path(&target)
+                    .map_err(|r| bad(name, path, r))?
+                    .unwrap_or_default(),
+            )
         } else {
             target
         };

@@ -394,6 +394,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let platforms = target_platforms(&args.platform)?;
+    if platforms.len() > 1 && matches!(output, Some(Output::Docker { .. })) {
+        bail!(
+            "--platform {}: {DOCKER_MANIFEST_LIST}",
+            args.platform.join(",")
+        );
+    }
     let annotations = Annotations::parse(&args.annotations, platforms.len())?;
     let mut push = args.push;
     // The tags an archive output names; the image itself is then not stored.
@@ -527,6 +533,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             &opts,
             &platforms,
             output.as_ref(),
+            &archive_names,
             push,
             quiet,
         );
@@ -721,21 +728,13 @@ fn build_index(
     opts: &BuildOptions,
     platforms: &[tare_build::Platform],
     output: Option<&Output>,
+    archive_names: &[Reference],
     push: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    // `-o type=local` writes each platform's files into DEST/OS_ARCH[_VARIANT], as BuildKit's
-    // local exporter splits them; the images are then not kept.
-    let local = match output {
-        Some(Output::Local { dest }) => Some(dest),
-        Some(o) if !o.stores_image() => bail!(
-            "--platform {}: -o {} writes one platform; with several, tare writes the stored \
-             image (type=image, type=registry) or the files (type=local) yet",
-            args.platform.join(","),
-            args.output.as_deref().unwrap_or_default()
-        ),
-        _ => None,
-    };
+    // The file and archive outputs (`-o type=local|tar|oci`) write every platform; the images
+    // are then not kept.
+    let files = output.filter(|o| !o.stores_image());
     let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
     // Every platform at once; the summaries are printed after, in the order given.
     let results = if quiet {
@@ -758,19 +757,35 @@ fn build_index(
         failed |= done.summary.failed();
         images.push(annotate(store, &done.image, &annotations, Some(platform))?);
     }
-    if let Some(dest) = local {
+    if let Some(output) = files {
         if failed {
             return Ok(ExitCode::from(1));
         }
-        for (platform, image) in platforms.iter().zip(&images) {
-            let dir = dest.join(platform.to_string().replace('/', "_"));
-            tare_build::output::write_local(store, image, &dir)
-                .with_context(|| format!("writing the files of {platform} to {}", dir.display()))?;
+        let index_annotations = index_annotations(&annotations, platforms);
+        write_platforms(
+            store,
+            platforms,
+            &images,
+            output,
+            archive_names,
+            &index_annotations,
+        )?;
+        for image in &images {
             if !images_before.contains(&image.id) && store.image_by_id(&image.id).is_ok() {
                 store
                     .remove_image(&image.id)
                     .with_context(|| format!("removing the intermediate image {}", image.id))?;
             }
+        }
+        if let Some(path) = &args.metadata_file {
+            // As buildx: no image keys for files; the names for an archive.
+            let mut m = serde_json::Map::new();
+            if !archive_names.is_empty() {
+                let names: Vec<String> = archive_names.iter().map(Reference::to_string).collect();
+                m.insert("image.name".into(), names.join(",").into());
+            }
+            std::fs::write(path, serde_json::to_vec_pretty(&m)?)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -784,13 +799,7 @@ fn build_index(
             &images,
             host_index,
             &opts.tags,
-            &tare_store::IndexAnnotations {
-                index: annotations.of(Kind::Index, None),
-                descriptors: platforms
-                    .iter()
-                    .map(|p| annotations.of(Kind::ManifestDescriptor, Some(p)))
-                    .collect(),
-            },
+            &index_annotations(&annotations, platforms),
         )
         .context("storing the image index")?;
     let digest = index.digest.to_string();
@@ -846,6 +855,84 @@ fn build_index(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `-o` other than `type=image` for a multi-platform build, as BuildKit 0.25 writes them:
+/// `type=local` and `type=tar` put each platform's files under `OS_ARCH[_VARIANT]/`, and
+/// `type=oci` writes one OCI layout whose index lists every platform's manifest (named by
+/// the `name=` and `-t` names). `type=docker` is refused before the build.
+fn write_platforms(
+    store: &tare_store::Store,
+    platforms: &[tare_build::Platform],
+    images: &[tare_store::Image],
+    output: &Output,
+    names: &[Reference],
+    index_annotations: &tare_store::IndexAnnotations,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Image { .. } => Ok(()),
+        Output::Local { dest } => {
+            for (platform, image) in platforms.iter().zip(images) {
+                let dir = dest.join(tare_build::output::platform_dir(platform));
+                tare_build::output::write_local(store, image, &dir).with_context(|| {
+                    format!("writing the files of {platform} to {}", dir.display())
+                })?;
+            }
+            Ok(())
+        }
+        Output::Tar { dest } => {
+            let pairs: Vec<_> = platforms.iter().zip(images).collect();
+            super::save::write_file_or_stdout(&path(dest), |w| {
+                tare_build::output::write_tar_platforms(store, &pairs, w)?;
+                Ok(())
+            })
+        }
+        Output::Oci { dest, .. } => {
+            // The index the archive's `index.json` names: stored untagged (gc drops it), its
+            // manifests as the archive re-encodes them.
+            let index = store
+                .commit_index(images, 0, &[], index_annotations)
+                .context("making the image index")?;
+            let items = [SaveImage {
+                image: images[0].clone(),
+                tags: names.to_vec(),
+                index: Some(index),
+            }];
+            super::save::write_file_or_stdout(&path(dest), |w| {
+                tare_layer::archive::save(store, &items, Format::Oci, Some(Compression::Gzip), w)?;
+                Ok(())
+            })
+        }
+        Output::Docker { .. } => bail!("{}", DOCKER_MANIFEST_LIST),
+    }
+}
+
+/// `--annotation index:` and `manifest-descriptor:` values, for the index of `platforms`.
+fn index_annotations(
+    annotations: &Annotations,
+    platforms: &[tare_build::Platform],
+) -> tare_store::IndexAnnotations {
+    tare_store::IndexAnnotations {
+        index: annotations.of(Kind::Index, None),
+        descriptors: platforms
+            .iter()
+            .map(|p| annotations.of(Kind::ManifestDescriptor, Some(p)))
+            .collect(),
+    }
+}
+
+/// The path `write_file_or_stdout` takes for an archive's destination.
+fn path(dest: &Dest) -> PathBuf {
+    match dest {
+        Dest::Stdout => PathBuf::from("-"),
+        Dest::File(p) => p.clone(),
+    }
+}
+
+/// `-o type=docker` of several platforms, refused as BuildKit 0.25 refuses it ("docker
+/// exporter does not support exporting manifest lists").
+const DOCKER_MANIFEST_LIST: &str = "-o type=docker writes a `docker load` archive, which holds \
+     one image per name and no manifest list (index): build one --platform, or write every \
+     platform with -o type=oci";
+
 /// `--annotation manifest:` (and untyped) values for this platform's image, added to its
 /// manifest; the image as it is when there are none.
 fn annotate(
@@ -886,10 +973,6 @@ fn write_output(
     output: &Output,
     names: &[Reference],
 ) -> anyhow::Result<()> {
-    let path = |dest: &Dest| match dest {
-        Dest::Stdout => PathBuf::from("-"),
-        Dest::File(p) => p.clone(),
-    };
     let archive = |dest: &Dest, format: Format, compression: Option<Compression>| {
         let items = [SaveImage {
             image: image.clone(),

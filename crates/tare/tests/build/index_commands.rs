@@ -28,7 +28,7 @@ fn cross_built_index(t: &TestContext) -> String {
     digest.trim().to_string()
 }
 
-fn skopeo(args: &[&str]) -> Vec<u8> {
+pub(super) fn skopeo(args: &[&str]) -> Vec<u8> {
     let out = Command::new("skopeo")
         .args(args)
         .output()

@@ -15,6 +15,7 @@ mod git;
 mod index_commands;
 mod multiplatform;
 mod outputs;
+mod outputs_platform_archives;
 mod outputs_platforms;
 mod parallel_platforms;
 mod platforms;
