@@ -532,8 +532,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             &args,
             &opts,
             &platforms,
-            output.as_ref(),
-            &archive_names,
+            // The file and archive outputs (`-o type=local|tar|oci`) write every platform,
+            // and the images are then not kept.
+            output
+                .as_ref()
+                .filter(|o| !o.stores_image())
+                .map(|o| (o, archive_names.as_slice())),
             push,
             quiet,
         );
@@ -727,14 +731,10 @@ fn build_index(
     args: &Args,
     opts: &BuildOptions,
     platforms: &[tare_build::Platform],
-    output: Option<&Output>,
-    archive_names: &[Reference],
+    files: Option<(&Output, &[Reference])>,
     push: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    // The file and archive outputs (`-o type=local|tar|oci`) write every platform; the images
-    // are then not kept.
-    let files = output.filter(|o| !o.stores_image());
     let images_before: BTreeSet<_> = store.image_ids()?.into_iter().collect();
     // Every platform at once; the summaries are printed after, in the order given.
     let results = if quiet {
@@ -757,7 +757,7 @@ fn build_index(
         failed |= done.summary.failed();
         images.push(annotate(store, &done.image, &annotations, Some(platform))?);
     }
-    if let Some(output) = files {
+    if let Some((output, archive_names)) = files {
         if failed {
             return Ok(ExitCode::from(1));
         }
