@@ -25,8 +25,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-use tare_store::{LayerInfo, Store};
+use tare_store::{Hasher, LayerInfo, Store};
 
 use crate::error::{io_err, Error};
 pub use crate::key::CACHE_FORMAT;
@@ -111,22 +110,18 @@ pub struct Cache {
 /// The sha256 (hex) of the parts, each length-prefixed so no two lists collide: a content
 /// digest for inline sources. Step keys are [`StepKey`](crate::key::StepKey)s, not lists.
 pub fn key_of(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
+        h.update(&(p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
     }
-    hex(&h.finalize())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    h.finish().hex()
 }
 
 impl Cache {
     /// Opens the cache under the store's root.
     pub fn open(store: &Store) -> Result<Cache, Error> {
-        let dir = store.root().join("cache");
+        let dir = store.dir(tare_store::StoreDir::Cache)?;
         for sub in ["records", "children"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
@@ -175,7 +170,7 @@ impl Cache {
     pub fn put(&self, record: &Record) -> Result<(), Error> {
         let json =
             serde_json::to_vec(record).map_err(|e| Error::Invalid(format!("cache record: {e}")))?;
-        write_atomic(&self.record_path(&record.key), &json)?;
+        tare_store::write_atomic(&self.record_path(&record.key), &json)?;
         let children = self.dir.join("children").join(&record.parent);
         fs::create_dir_all(&children).map_err(io_err(&children))?;
         let marker = children.join(&record.key);
@@ -247,7 +242,7 @@ impl Cache {
                 node.host.display()
             )));
         }
-        let mut h = Sha256::new();
+        let mut h = Hasher::new();
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = file.read(&mut buf).map_err(io_err(&node.host))?;
@@ -256,7 +251,7 @@ impl Cache {
             }
             h.update(&buf[..n]);
         }
-        let digest = hex(&h.finalize());
+        let digest = h.finish().hex();
         self.remember(&node.host, &opened, digest.clone());
         Ok(digest)
     }
@@ -271,7 +266,10 @@ impl Cache {
             Ok(f) => serde_json::to_vec(&*f).map_err(|e| Error::Invalid(format!("cache: {e}")))?,
             Err(_) => return Ok(()),
         };
-        write_atomic(&self.dir.join("files.json"), &files)
+        Ok(tare_store::write_atomic(
+            &self.dir.join("files.json"),
+            &files,
+        )?)
     }
 }
 
@@ -311,15 +309,6 @@ impl Drop for Claim {
             .remove(&self.key);
         freed.notify_all();
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    // Unique per write: several builds of one process may write the same file at once.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// The layers the cache's records hold: `tare prune` keeps them (with `Store::prune_keeping`)
@@ -622,7 +611,7 @@ mod tests {
         let good = listed("good");
         assert_eq!(
             cache.file_digest(&good).expect("digest"),
-            hex(&Sha256::digest(b"context file"))
+            tare_store::Digest::of(b"context file").hex()
         );
 
         let fifo = listed("fifo");

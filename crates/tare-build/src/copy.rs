@@ -846,10 +846,10 @@ pub fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Rea
     let file = std::io::BufReader::new(file);
     Ok(match kind {
         ArchiveKind::Tar => Box::new(file),
-        ArchiveKind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        ArchiveKind::Gzip => tare_layer::decompress_as(tare_layer::Compression::Gzip, file)?,
         ArchiveKind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(file)),
         ArchiveKind::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(file)),
-        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        ArchiveKind::Zstd => tare_layer::decompress_as(tare_layer::Compression::Zstd, file)?,
     })
 }
 

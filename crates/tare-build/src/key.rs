@@ -21,7 +21,6 @@
 //! bumped, see [`CACHE_FORMAT`]).
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use tare_dockerfile::{Copy, CopySource, Heredoc, Mount, MountKind, Run, Sharing, ShellOrExec};
 use tare_sandbox::Network;
 
@@ -61,10 +60,10 @@ impl StepKey {
 
 /// The cache key of an encoded [`StepKey`].
 pub fn digest_of(encoded: &serde_json::Value) -> String {
-    let mut h = Sha256::new();
+    let mut h = tare_store::Hasher::new();
     h.update(format!("tare-cache-v{CACHE_FORMAT}\n").as_bytes());
     h.update(encoded.to_string().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finish().hex()
 }
 
 /// A shell-form or exec-form command as written.

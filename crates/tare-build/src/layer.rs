@@ -50,7 +50,6 @@ pub fn commit(
     };
     let options = DiffOptions {
         unchanged_dir: Some(&unchanged),
-        exclude: &[],
         mtime_clamp,
     };
     // Stored uncompressed, as docker's own image store keeps build layers: compressing a

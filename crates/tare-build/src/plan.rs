@@ -12,7 +12,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Timespec};
-use sha2::{Digest as _, Sha256};
 use tare_layer::diff::{Attrs, LayerTar, Listed};
 
 use crate::copy::{Content, FileAttrs, Target};
@@ -70,7 +69,7 @@ struct Writing<'s> {
 /// A reader that hashes what it gives.
 struct Hashing<R> {
     inner: R,
-    hash: Sha256,
+    hash: tare_store::Hasher,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -417,7 +416,7 @@ fn write_file<W: Write>(
             let xattrs = crate::fsops::file_xattrs(&file);
             let mut content = Hashing {
                 inner: io::BufReader::with_capacity(256 << 10, file),
-                hash: Sha256::new(),
+                hash: tare_store::Hasher::new(),
             };
             let size = opened.len();
             match streamed {
@@ -432,7 +431,7 @@ fn write_file<W: Write>(
                         },
                     )
                     .map_err(io_err(&node.host))?;
-                    let digest = crate::cache::hex(&content.hash.finalize());
+                    let digest = content.hash.finish().hex();
                     streamed.files.insert(node.host.clone(), (opened, digest));
                 }
                 None => {

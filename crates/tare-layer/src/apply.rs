@@ -20,6 +20,7 @@ use rustix::fs::{
 
 use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
+use crate::path::clean_path;
 
 /// What to do with whiteouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,8 +130,6 @@ struct Applier<'a> {
     /// Set for ADD's [`extract`].
     extract: Option<ExtractOptions<'a>>,
 }
-
-pub use crate::path::clean_path;
 
 impl Applier<'_> {
     fn stream_err(&self, e: io::Error) -> Error {
@@ -376,14 +375,6 @@ impl Applier<'_> {
                     }
                     other => other.map_err(|e| self.bad(&raw, format!("mknod: {e}")))?,
                 }
-                let fd = rfs::openat(
-                    &parent,
-                    name,
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| self.bad(&raw, format!("opening: {e}")))?;
-                drop(fd);
                 if self.is_root {
                     rfs::chownat(
                         &parent,

@@ -351,21 +351,12 @@ fn looks_like_layer(head: &[u8]) -> bool {
     }
 }
 
+/// A member name or link target, clean and relative (the archive's root is `""`); `None` when
+/// it climbs above the root.
 fn normal(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(x) => out.push(x),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
+    crate::path::clean_path(p)
+        .ok()
+        .map(Option::unwrap_or_default)
 }
 
 fn stream(name: &str, e: io::Error) -> Error {

@@ -171,9 +171,56 @@ pub fn decompress_as<'a, R: BufRead + 'a>(
     kind: Compression,
     r: R,
 ) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match kind {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
-    })
+    Ok(Box::new(Decoder::new(kind, r)?))
+}
+
+/// The one decoder set-up for layer streams: the uncompressed stream of `R`, with the
+/// compressed stream below still reachable ([`Decoder::get_mut`], [`Decoder::into_inner`])
+/// for readers that must read it to its end, such as the store's verifying blob reader.
+pub enum Decoder<R: BufRead> {
+    /// An uncompressed tar.
+    Plain(R),
+    /// gzip, with every member read (as `gzip -d` does).
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
+    /// zstd.
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+}
+
+impl<R: BufRead> Decoder<R> {
+    /// Decodes `r` as `kind`.
+    pub fn new(kind: Compression, r: R) -> io::Result<Decoder<R>> {
+        Ok(match kind {
+            Compression::None => Decoder::Plain(r),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(r))),
+            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(r)?),
+        })
+    }
+
+    /// The compressed stream below.
+    pub fn get_mut(&mut self) -> &mut R {
+        match self {
+            Decoder::Plain(r) => r,
+            Decoder::Gzip(r) => r.get_mut(),
+            Decoder::Zstd(r) => r.get_mut(),
+        }
+    }
+
+    /// The compressed stream below, with what the decoder has not consumed yet.
+    pub fn into_inner(self) -> R {
+        match self {
+            Decoder::Plain(r) => r,
+            Decoder::Gzip(r) => r.into_inner(),
+            Decoder::Zstd(r) => r.finish(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Gzip(r) => r.read(buf),
+            Decoder::Zstd(r) => r.read(buf),
+        }
+    }
 }

@@ -48,13 +48,11 @@ pub enum DiffError {
     Unsupported { path: PathBuf, what: &'static str },
 }
 
-/// What was written: entry count and the bytes of regular-file content.
+/// What was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DiffStats {
     /// Tar entries written (whiteouts and opaque markers included).
     pub entries: u64,
-    /// Sum of regular file sizes (what the layer adds to the image, uncompressed).
-    pub content_bytes: u64,
 }
 
 /// Decides whether a directory that the diff would otherwise keep only for its own sake is in
@@ -67,9 +65,6 @@ pub type UnchangedDir<'a> = &'a dyn Fn(&Path, &Metadata) -> bool;
 pub struct DiffOptions<'a> {
     /// See [`UnchangedDir`]; `None` keeps every directory of the upper dir.
     pub unchanged_dir: Option<UnchangedDir<'a>>,
-    /// Paths (relative, e.g. `etc/hosts`) left out of the diff, with everything below them:
-    /// mount points a sandbox created for a step and that are not part of its result.
-    pub exclude: &'a [PathBuf],
     /// `SOURCE_DATE_EPOCH` with `--rewrite-timestamp`: an mtime later than this (seconds since
     /// 1970) is written as this, in the tar and in the tree itself, so the tree stays the
     /// snapshot of the layer it became. `None` keeps every mtime.
@@ -159,9 +154,6 @@ fn walk_dir(
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     for name in names {
         let child_rel = rel.join(&name);
-        if options.exclude.iter().any(|x| x == &child_rel) {
-            continue;
-        }
         let path = root.join(&child_rel);
         let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
         let ft = meta.file_type();
@@ -501,7 +493,6 @@ impl<W: Write> LayerTar<W> {
                 };
                 builder.append_data(&mut h, rel, &mut exact)?;
                 exact.at_end()?;
-                self.stats.content_bytes += size;
             }
             Listed::HardLink(first) => {
                 builder.append_link(&mut header(tar::EntryType::Link), rel, first)?;
@@ -678,7 +669,6 @@ mod tests {
             ]
         );
         assert_eq!(stats.entries, 5);
-        assert_eq!(stats.content_bytes, 1);
     }
 
     #[test]
@@ -858,11 +848,8 @@ mod tests {
         fs::write(dir.path().join("etc/ssl/cert"), "c").expect("write");
         fs::create_dir(dir.path().join("var")).expect("mkdir");
         let unchanged = |rel: &Path, _: &Metadata| rel != Path::new("new");
-        let excluded = [PathBuf::from("etc/hosts")];
-        fs::write(dir.path().join("etc/hosts"), "").expect("write");
         let options = DiffOptions {
             unchanged_dir: Some(&unchanged),
-            exclude: &excluded,
             mtime_clamp: None,
         };
         let mut out = Vec::new();

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use tare_store::{LayerInfo, Store};
 
-use crate::apply::clean_path;
 use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
+use crate::path::clean_path;
 
 /// Writes the merged filesystem of `layers` (bottom first) as a tar to `out`.
 pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W> {

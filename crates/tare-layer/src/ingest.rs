@@ -7,10 +7,10 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use tare_store::{Digest, HashingReader, LayerInfo, Store};
 
-use crate::apply::clean_path;
-use crate::compression::Compression;
+use crate::compression::{Compression, Decoder};
 use crate::content_size::ContentSizeReader;
 use crate::error::{Error, Result};
+use crate::path::clean_path;
 use crate::sink::LayerSink;
 
 /// Copies everything read into a writer (the blob), so one read feeds two consumers.
@@ -53,21 +53,13 @@ pub fn ingest_layer<R: Read>(
             let (tee, content) = counted.finish();
             (tee, None, content)
         }
-        Compression::Gzip => {
-            let dec = flate2::bufread::MultiGzDecoder::new(tee);
+        Compression::Gzip | Compression::Zstd => {
+            let dec = Decoder::new(kind, tee).map_err(|e| stream(name, e))?;
             let mut hashed = HashingReader::new(ContentSizeReader::new(dec));
             check_tar(&mut hashed, name)?;
             let (counted, diff, size) = hashed.finish();
             let (dec, content) = counted.finish();
             (dec.into_inner(), Some((diff, size)), content)
-        }
-        Compression::Zstd => {
-            let dec = zstd::stream::read::Decoder::with_buffer(tee).map_err(|e| stream(name, e))?;
-            let mut hashed = HashingReader::new(ContentSizeReader::new(dec));
-            check_tar(&mut hashed, name)?;
-            let (counted, diff, size) = hashed.finish();
-            let (dec, content) = counted.finish();
-            (dec.finish(), Some((diff, size)), content)
         }
     };
     // Whatever follows the compressed stream or the tar's end marker is part of the blob too.

@@ -43,7 +43,7 @@ pub mod snapshot;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use bounded::{tar_archive, BoundedTar};
-pub use compression::{decompress, Compression};
+pub use compression::{decompress, decompress_as, Compression, Decoder};
 pub use content_size::{content_size, image_content_size, layers_content_size, ContentSize};
 pub use error::{Error, Result};
 pub use export::export;
@@ -63,18 +63,10 @@ pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<LayerReader> {
     let blob = BufReader::with_capacity(256 << 10, store.open_blob(&layer.digest)?);
     let kind = Compression::from_media_type(&layer.media_type).unwrap_or(Compression::None);
     let what = format!("layer {}", layer.digest);
-    let decoded = match kind {
-        Compression::None => Decoded::Plain(blob),
-        Compression::Gzip => Decoded::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(blob))),
-        Compression::Zstd => {
-            Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(blob).map_err(|e| {
-                Error::Stream {
-                    what: what.clone(),
-                    source: e,
-                }
-            })?)
-        }
-    };
+    let decoded = Decoder::new(kind, blob).map_err(|e| Error::Stream {
+        what: what.clone(),
+        source: e,
+    })?;
     Ok(LayerReader { decoded, what })
 }
 
@@ -96,14 +88,8 @@ pub fn read_layer<T>(
 /// The uncompressed stream of a stored layer. Reaching the end of the uncompressed data reads
 /// the blob to its end, which verifies its digest: the last read fails on a mismatch.
 pub struct LayerReader {
-    decoded: Decoded,
+    decoded: Decoder<BufReader<BlobReader>>,
     what: String,
-}
-
-enum Decoded {
-    Plain(BufReader<BlobReader>),
-    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<BlobReader>>>),
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<BlobReader>>),
 }
 
 impl LayerReader {
@@ -119,23 +105,13 @@ impl LayerReader {
 
     /// Reads the compressed blob to its end (which checks the digest).
     fn drain_blob(&mut self) -> io::Result<()> {
-        let blob = match &mut self.decoded {
-            Decoded::Plain(r) => r,
-            Decoded::Gzip(r) => r.get_mut(),
-            Decoded::Zstd(r) => r.get_mut(),
-        };
-        io::copy(blob, &mut io::sink()).map(|_| ())
+        io::copy(self.decoded.get_mut(), &mut io::sink()).map(|_| ())
     }
 }
 
 impl Read for LayerReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = match &mut self.decoded {
-            Decoded::Plain(r) => r.read(buf),
-            Decoded::Gzip(r) => r.read(buf),
-            Decoded::Zstd(r) => r.read(buf),
-        };
-        match r {
+        match self.decoded.read(buf) {
             Ok(0) if !buf.is_empty() => self.drain_blob().map(|()| 0),
             Ok(n) => Ok(n),
             // A decoding error: a digest mismatch is the better explanation when there is one.

@@ -252,25 +252,16 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
     }
 }
 
+/// Writes the credentials file whole, mode 0600 (it holds secrets), synced before it replaces
+/// the old one.
 fn write_config(path: &Path, file: &ConfigFile) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let json = serde_json::to_vec_pretty(file).map_err(|source| Error::Json {
         what: path.display().to_string(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("creating", &tmp))?;
-    f.write_all(&json).map_err(io("writing", &tmp))?;
-    f.sync_data().map_err(io("syncing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("renaming into", path))
+    Ok(tare_store::write_atomic(path, &json)?)
 }
 
 /// Runs `docker-credential-<helper> get` with the server on stdin.

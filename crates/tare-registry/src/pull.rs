@@ -431,6 +431,11 @@ fn copy_body(
 
 /// Decompresses a layer as it streams past and hashes the result: its diffID and size. A
 /// decoding error is kept and reported by [`DiffHasher::finish`].
+///
+/// Write-side, unlike tare-layer's [`tare_layer::Decoder`]: the body is pushed here chunk by
+/// chunk from the network loop, which also writes it to the blob and hashes it, so the
+/// download is read once. A read-side decoder would need the body to be pulled through it,
+/// and a decoding error would then stop the download before the digest can be checked.
 struct DiffHasher {
     decoder: Decoder,
     error: Option<io::Error>,

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use tare_store::{Digest, Store};
+use tare_store::{Digest, Store, StoreDir};
 
-use crate::error::{io, Error, Result};
+use crate::error::{Error, Result};
 
 /// Repositories known to hold each blob: registry -> digest -> repositories.
 type Map = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
@@ -18,14 +18,15 @@ type Map = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 /// At most this many repositories are remembered per blob.
 const MAX_REPOS: usize = 8;
 
-fn path(store: &Store) -> PathBuf {
-    store.root().join("registry/sources.json")
+fn path(store: &Store) -> Result<PathBuf> {
+    Ok(store.dir(StoreDir::Registry)?.join("sources.json"))
 }
 
 fn read(store: &Store) -> Map {
     // A missing or damaged hint file just means no mounts are tried.
-    std::fs::read(path(store))
+    path(store)
         .ok()
+        .and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
@@ -61,14 +62,10 @@ pub(crate) fn record(
             }
         }
     }
-    let p = path(store);
-    let dir = p.parent().unwrap_or(store.root()).to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    let p = path(store)?;
     let json = serde_json::to_vec(&map).map_err(|source| Error::Json {
         what: p.display().to_string(),
         source,
     })?;
-    let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(io("writing", &tmp))?;
-    std::fs::rename(&tmp, &p).map_err(io("renaming into", &p))
+    Ok(tare_store::write_atomic(&p, &json)?)
 }

@@ -7,14 +7,14 @@
 //! snapshots.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tare_layer::compression::decompress_as;
 use tare_layer::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use tare_layer::Compression;
-use tare_store::{Digest, LayerInfo, Store};
+use tare_store::{Digest, LayerInfo, Store, StoreDir};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{io, Error, Result};
@@ -72,16 +72,15 @@ pub struct LayerIndex {
 }
 
 /// Where the cached index of a diff lives.
-pub fn index_path(store: &Store, diff_id: &Digest) -> PathBuf {
-    store
-        .root()
-        .join("index")
-        .join(format!("{}.json", diff_id.hex()))
+fn index_path(store: &Store, diff_id: &Digest) -> Result<PathBuf> {
+    Ok(store
+        .dir(StoreDir::Index)?
+        .join(format!("{}.json", diff_id.hex())))
 }
 
 /// The index of one stored layer: from the cache, or built from the blob and cached.
 pub fn layer_index(store: &Store, layer: &LayerInfo) -> Result<LayerIndex> {
-    let path = index_path(store, &layer.diff_id);
+    let path = index_path(store, &layer.diff_id)?;
     if let Ok(bytes) = fs::read(&path) {
         if let Ok(index) = serde_json::from_slice::<LayerIndex>(&bytes) {
             if index.version == INDEX_VERSION {
@@ -100,7 +99,7 @@ pub fn layer_index(store: &Store, layer: &LayerInfo) -> Result<LayerIndex> {
 /// uncompressed stream they already read (`index_tar` on a tee of it), so that even the first
 /// analysis of a compressed layer needs no decompression.
 pub fn save_index(store: &Store, diff_id: &Digest, index: &LayerIndex) -> Result<()> {
-    write_cache(&index_path(store, diff_id), index)
+    write_cache(&index_path(store, diff_id)?, index)
 }
 
 /// The indexes of many layers, built in parallel (one thread per core) where not cached.
@@ -260,7 +259,7 @@ pub fn index_tar<R: Read>(reader: R) -> io::Result<LayerIndex> {
 /// A tar path made relative and clean (`./usr/bin/` -> `usr/bin`); `None` for the root and
 /// for paths that climb out with `..`.
 pub(crate) fn clean(raw: &Path) -> Option<String> {
-    let cleaned = tare_layer::apply::clean_path(raw).ok()??;
+    let cleaned = tare_layer::path::clean_path(raw).ok()??;
     Some(cleaned.to_string_lossy().into_owned())
 }
 
@@ -282,26 +281,12 @@ pub(crate) fn join(parent: &str, name: &str) -> String {
 }
 
 fn write_cache(path: &Path, index: &LayerIndex) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let bytes = serde_json::to_vec(index).map_err(|e| Error::Io {
         op: "serialising the index for",
         path: path.to_path_buf(),
         source: e.into(),
     })?;
-    // Unique per process and call: two threads may index the same diff at once.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("index")
-    ));
-    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-    f.write_all(&bytes).map_err(io("writing", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io("renaming into", path))?;
-    Ok(())
+    Ok(tare_store::write_atomic(path, &bytes)?)
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ fn shipped_stages(df: &Dockerfile) -> Vec<usize> {
 }
 
 /// What a stage has done so far.
-struct Earlier<'a> {
+struct Earlier {
     /// RUN scripts with their line.
     runs: Vec<(usize, String)>,
     /// COPY/ADD destinations (absolute) with their line.
@@ -137,7 +137,6 @@ struct Earlier<'a> {
     installed: Vec<(usize, String)>,
     apt_update: Option<usize>,
     workdir: String,
-    _df: &'a Dockerfile,
 }
 
 fn lint_stage(
@@ -154,7 +153,6 @@ fn lint_stage(
         installed: Vec::new(),
         apt_update: None,
         workdir: "/".to_string(),
-        _df: df,
     };
     let mut layer_count = layers;
     let single_stage = df.stages.len() == 1;
@@ -268,7 +266,7 @@ fn run_script(cmd: &ShellOrExec, heredoc_script: Option<String>) -> String {
 }
 
 fn lint_run(
-    e: &mut Earlier<'_>,
+    e: &mut Earlier,
     line: usize,
     script: &str,
     cmds: &[Vec<String>],

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tare_layer::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use tare_layer::{Compression, LayerSink};
 use tare_store::config::History;
-use tare_store::{Digest, Image, LayerInfo, Reference, Store};
+use tare_store::{Digest, Image, LayerInfo, Reference, Store, StoreDir};
 
 use crate::error::{Error, Result};
 use crate::index::{clean, layer_indexes, split_name, EntryKind};
@@ -176,8 +176,7 @@ pub fn squash_layers(
     }
     let key = cache_key(layers, from, compression);
     let cache_path = store
-        .root()
-        .join("index")
+        .dir(StoreDir::Index)?
         .join(format!("squash-{}.json", key.hex()));
     if let Ok(bytes) = fs::read(&cache_path) {
         if let Ok(info) = serde_json::from_slice::<LayerInfo>(&bytes) {
@@ -195,14 +194,9 @@ pub fn squash_layers(
     write(store, squashed, &plan, &mut sink)?;
     let info = sink.finish()?;
     store.record_layer(&info)?;
-    if let Some(dir) = cache_path.parent() {
-        let _ = fs::create_dir_all(dir);
-    }
+    // Only a cache: a squash whose record cannot be written is still a squash.
     if let Ok(bytes) = serde_json::to_vec(&info) {
-        let tmp = cache_path.with_extension(format!("tmp{}", std::process::id()));
-        if fs::write(&tmp, bytes).is_ok() {
-            let _ = fs::rename(&tmp, &cache_path);
-        }
+        let _ = tare_store::write_atomic(&cache_path, &bytes);
     }
     Ok((info, false))
 }
@@ -551,7 +545,7 @@ fn write(store: &Store, layers: &[LayerInfo], plan: &Plan, sink: &mut LayerSink)
                 return Ok(());
             }
             let raw = entry.path_bytes().into_owned();
-            let Some(path) = tare_layer::apply::clean_path(Path::new(OsStr::from_bytes(&raw)))
+            let Some(path) = tare_layer::path::clean_path(Path::new(OsStr::from_bytes(&raw)))
                 .ok()
                 .flatten()
             else {

@@ -23,11 +23,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
-use sha2::Digest as _;
 
 use crate::error::{io, Error, Result};
 use crate::temp::remove_tree;
-use crate::{lock_file, Store};
+use crate::{lock_file, Digest, Store};
 
 /// Who may use one cache at the same time (BuildKit's `sharing=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub struct CacheMountInfo {
 }
 
 fn entry_name(id: &str) -> String {
-    hex::encode(sha2::Sha256::digest(id.as_bytes()))
+    Digest::of(id.as_bytes()).hex()
 }
 
 impl Store {

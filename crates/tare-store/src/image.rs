@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::atomic::write_atomic;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{io, Error, Result};
@@ -571,23 +571,4 @@ fn write_layer_record(path: &Path, record: &LayerRecord) -> Result<()> {
         source,
     })?;
     write_atomic(path, &json)
-}
-
-/// Writes a small file by renaming a synced temporary file over it.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(io("writing", tmp.path()))?;
-    tmp.as_file()
-        .sync_data()
-        .map_err(io("syncing", tmp.path()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        op: "renaming into",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
 }

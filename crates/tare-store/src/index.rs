@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::image::{read_json, write_atomic};
+use crate::atomic::write_atomic;
+use crate::image::read_json;
 use crate::{Digest, Error, Image, Reference, Result, Store};
 
 /// OCI media type of an image index.

@@ -21,6 +21,10 @@
 //!                               tag in repositories.json names the host's image of it)
 //! ROOT/snapshots/<diffid>/      extracted layers (made by tare-layer), overlayfs format
 //! ROOT/cachemounts/<hash>/      RUN --mount=type=cache directories (see [`cache_mounts`])
+//! ROOT/cache/, ROOT/index/,     the files of other crates: the build cache (tare-build), layer
+//! ROOT/registry/                indexes and squash results (tare-size), pull sources
+//!                               (tare-registry); each reached through [`Store::dir`]
+//! ROOT/containers/              tare run's container records (tare-sandbox)
 //! ```
 //!
 //! # API
@@ -35,10 +39,13 @@
 //!   [`Store::record_content_size`] and [`Store::recorded_content_size`] keep each diff's
 //!   content size (docker's layer size), which `tare_layer::content_size` computes.
 //! - Temporary data: [`Store::temp_dir`] (reclaimed even after a SIGKILL).
+//! - Other crates' files: [`Store::dir`] gives their directory, [`write_atomic`] and
+//!   [`AtomicFile`] replace a file whole.
 //! - Maintenance: [`Store::prune`], [`Store::check`].
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
 #![forbid(unsafe_code)]
 
+mod atomic;
 mod blob;
 pub mod cache_mounts;
 pub mod config;
@@ -58,6 +65,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustix::fs::{flock, FlockOperation};
 
+pub use atomic::{write_atomic, AtomicFile};
 pub use blob::{BlobReader, BlobWriter};
 pub use config::ImageConfig;
 pub use digest::{Digest, Hasher, HashingReader, HashingWriter};
@@ -101,6 +109,27 @@ const PRIVATE_DIRS: [&str; 7] = [
     "snapshots",
     "containers",
 ];
+
+/// A directory of the store that another crate keeps its own files in ([`Store::dir`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreDir {
+    /// `ROOT/cache`: tare-build's step cache.
+    Cache,
+    /// `ROOT/index`: tare-size's layer indexes and squash results.
+    Index,
+    /// `ROOT/registry`: tare-registry's record of where pulled blobs came from.
+    Registry,
+}
+
+impl StoreDir {
+    fn name(self) -> &'static str {
+        match self {
+            StoreDir::Cache => "cache",
+            StoreDir::Index => "index",
+            StoreDir::Registry => "registry",
+        }
+    }
+}
 
 /// Held while tags or layer records are read, changed and written back.
 pub struct MetaGuard {
@@ -249,6 +278,13 @@ impl Store {
             source: e.into(),
         })?;
         result
+    }
+
+    /// The directory `kind` of the store, created (private, mode 0700) when missing.
+    pub fn dir(&self, kind: StoreDir) -> Result<PathBuf> {
+        let path = self.inner.root.join(kind.name());
+        make_private_dir(&path)?;
+        Ok(path)
     }
 
     /// Directory for the extracted snapshot of a diff (`ROOT/snapshots/<hex>`).

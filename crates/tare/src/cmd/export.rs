@@ -73,20 +73,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 /// Writes the flattened layers to `path`, through a temporary file renamed into place, so a
 /// failed export leaves no half-written tar.
 fn write_file(store: &Store, layers: &[LayerInfo], path: &Path) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let tmp = tare_store::AtomicFile::create(path)?;
     let w = std::io::BufWriter::with_capacity(1 << 20, tmp);
     let w = tare_layer::export(store, layers, w)?;
     let tmp = w
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.commit()?;
     Ok(())
 }
 

@@ -84,20 +84,14 @@ pub(crate) fn write_file_or_stdout(
         write(&mut out)?;
         out.flush()?;
     } else {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("creating a file in {}", dir.display()))?;
+        let tmp = tare_store::AtomicFile::create(path)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
         write(&mut w).with_context(|| format!("writing {}", path.display()))?;
         let tmp = w
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", path.display()))?;
-        tmp.persist(path)
-            .with_context(|| format!("writing {}", path.display()))?;
+        tmp.commit()?;
     }
     Ok(())
 }
