@@ -22,6 +22,8 @@ use crate::ingest::ingest_layer;
 const MAX_META: u64 = 16 << 20;
 /// Largest OCI index or manifest read (the limit docker and containerd apply to manifests).
 const MAX_MANIFEST: u64 = 4 << 20;
+/// Most images one index of an archive may list (BuildKit's largest have a few dozen).
+const MAX_PLATFORMS: usize = 256;
 /// Most bytes of unnamed files an archive may make the loader hold in memory at once.
 const MAX_KEPT: u64 = 64 << 20;
 
@@ -255,24 +257,21 @@ impl Loaded<'_> {
                 reason: format!("index.json: {e}"),
             })?;
         let mut images = Vec::new();
-        let mut queue: Vec<(oci_spec::image::Descriptor, Option<String>)> = index
-            .manifests()
-            .iter()
-            .map(|d| (d.clone(), ref_name(d)))
-            .collect();
-        while let Some((desc, refname)) = queue.pop() {
-            let digest: Digest = desc.digest().to_string().parse()?;
-            let bytes = self.store.read_blob_limited(&digest, MAX_MANIFEST)?;
-            let mt = desc.media_type().to_string();
-            if mt.contains("index") || mt.contains("manifest.list") {
-                let sub: ImageIndex =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
-                        archive: self.name.to_string(),
-                        reason: format!("index {digest}: {e}"),
-                    })?;
-                // One platform: this machine's, or the first.
+        for desc in index.manifests() {
+            let tags = match ref_name(desc) {
+                Some(r) => parse_tags(std::iter::once(r.as_str()))?,
+                None => Vec::new(),
+            };
+            if !is_index(desc) {
+                images.push(self.load_manifest(desc, &tags)?);
+                continue;
+            }
+            let (digest, sub) = self.read_index(desc)?;
+            if tags.is_empty() {
+                // No name to give a multi-platform image: this machine's platform (or the
+                // first), as one image.
                 let arch = tare_store::config::host_architecture();
-                let pick = sub
+                let Some(pick) = sub
                     .manifests()
                     .iter()
                     .find(|d| {
@@ -280,36 +279,190 @@ impl Loaded<'_> {
                             .as_ref()
                             .is_some_and(|p| p.architecture().to_string() == arch)
                     })
-                    .or_else(|| sub.manifests().first());
-                if let Some(d) = pick {
-                    queue.push((d.clone(), refname));
+                    .or_else(|| sub.manifests().first())
+                else {
+                    continue;
+                };
+                if is_index(pick) {
+                    return Err(self.nested(&digest, pick));
                 }
-                continue;
+                images.push(self.load_manifest(pick, &[])?);
+            } else {
+                images.extend(self.load_index(&digest, &sub, &tags)?);
             }
-            let manifest: ImageManifest =
-                serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
-                    archive: self.name.to_string(),
-                    reason: format!("manifest {digest}: {e}"),
-                })?;
-            let cfg_digest: Digest = manifest.config().digest().to_string().parse()?;
-            let config = self.store.read_blob_limited(&cfg_digest, MAX_META)?;
-            let mut layers = Vec::new();
-            for l in manifest.layers() {
-                let d: Digest = l.digest().to_string().parse()?;
-                let mut info = self.layer(&d, &format!("{}: layer {d}", self.name))?;
-                if let Some(c) = Compression::from_media_type(l.media_type().as_ref()) {
-                    info.media_type = c.media_type().to_string();
-                }
-                layers.push(info);
-            }
-            let tags = match refname {
-                Some(r) => parse_tags(std::iter::once(r.as_str()))?,
-                None => Vec::new(),
-            };
-            images.push(self.commit(&config, Some(&bytes), layers, &tags)?);
         }
         Ok(images)
     }
+
+    /// The index a descriptor of `index.json` names, read from the archive.
+    fn read_index(&self, desc: &oci_spec::image::Descriptor) -> Result<(Digest, ImageIndex)> {
+        let digest: Digest = desc.digest().to_string().parse()?;
+        if !self.store.has_blob(&digest) {
+            return Err(self.missing(&format!("index {digest}")));
+        }
+        let bytes = self.store.read_blob_limited(&digest, MAX_MANIFEST)?;
+        let sub = serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
+            archive: self.name.to_string(),
+            reason: format!("index {digest}: {e}"),
+        })?;
+        Ok((digest, sub))
+    }
+
+    fn nested(&self, index: &Digest, entry: &oci_spec::image::Descriptor) -> Error {
+        Error::BadArchive {
+            archive: self.name.to_string(),
+            reason: format!(
+                "index {index} lists another index ({}): nested indexes are not loaded",
+                entry.digest()
+            ),
+        }
+    }
+
+    /// A named multi-platform image: every platform's image (attestation manifests, of
+    /// platform `unknown`, left out), then a stored index of them that `tags` name, its
+    /// annotations kept. Every entry is checked before any image is stored. Returns the
+    /// images, this machine's platform first (the one the tags name).
+    fn load_index(
+        &self,
+        digest: &Digest,
+        index: &ImageIndex,
+        tags: &[Reference],
+    ) -> Result<Vec<Image>> {
+        let entries: Vec<&oci_spec::image::Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| {
+                d.platform()
+                    .as_ref()
+                    .is_none_or(|p| p.os().to_string() != "unknown")
+            })
+            .collect();
+        let bad = |reason: String| Error::BadArchive {
+            archive: self.name.to_string(),
+            reason,
+        };
+        if entries.len() > MAX_PLATFORMS {
+            return Err(bad(format!(
+                "index {digest} lists {} images, more than the {MAX_PLATFORMS} tare loads",
+                entries.len()
+            )));
+        }
+        if entries.is_empty() {
+            return Err(bad(format!("index {digest} lists no image")));
+        }
+        let mut parsed = Vec::new();
+        for entry in &entries {
+            if is_index(entry) {
+                return Err(self.nested(digest, entry));
+            }
+            let d: Digest = entry.digest().to_string().parse()?;
+            if !self.store.has_blob(&d) {
+                return Err(self.missing(&format!("manifest {d} (listed by index {digest})")));
+            }
+            parsed.push(self.read_manifest(entry)?);
+        }
+        let mut images = Vec::new();
+        for manifest in &parsed {
+            images.push(self.commit_manifest(manifest, &[])?);
+        }
+        let arch = tare_store::config::host_architecture();
+        let host = images
+            .iter()
+            .position(|i| i.config.os == "linux" && i.config.architecture == arch)
+            .unwrap_or(0);
+        let annotations = tare_store::IndexAnnotations {
+            index: index
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            descriptors: entries
+                .iter()
+                .map(|d| {
+                    d.annotations()
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect()
+                })
+                .collect(),
+        };
+        self.store.commit_index(&images, host, tags, &annotations)?;
+        let first = self.store.image_by_id(&images[host].id)?;
+        images.remove(host);
+        images.insert(0, first);
+        Ok(images)
+    }
+
+    /// One image manifest of the archive and what it names, stored with `tags`.
+    fn load_manifest(
+        &self,
+        desc: &oci_spec::image::Descriptor,
+        tags: &[Reference],
+    ) -> Result<Image> {
+        let parsed = self.read_manifest(desc)?;
+        self.commit_manifest(&parsed, tags)
+    }
+
+    /// An image manifest of the archive, parsed, once its config and layers are known to be
+    /// there.
+    fn read_manifest(&self, desc: &oci_spec::image::Descriptor) -> Result<ParsedManifest> {
+        let digest: Digest = desc.digest().to_string().parse()?;
+        if !self.store.has_blob(&digest) {
+            return Err(self.missing(&format!("manifest {digest}")));
+        }
+        let bytes = self.store.read_blob_limited(&digest, MAX_MANIFEST)?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
+                archive: self.name.to_string(),
+                reason: format!("manifest {digest}: {e}"),
+            })?;
+        let config: Digest = manifest.config().digest().to_string().parse()?;
+        if !self.store.has_blob(&config) {
+            return Err(self.missing(&format!("config {config} (of manifest {digest})")));
+        }
+        let mut layers = Vec::new();
+        for l in manifest.layers() {
+            let d: Digest = l.digest().to_string().parse()?;
+            if !self.store.has_blob(&d) {
+                return Err(self.missing(&format!("layer {d} (of manifest {digest})")));
+            }
+            layers.push((d, Compression::from_media_type(l.media_type().as_ref())));
+        }
+        Ok(ParsedManifest {
+            bytes,
+            config,
+            layers,
+        })
+    }
+
+    fn commit_manifest(&self, parsed: &ParsedManifest, tags: &[Reference]) -> Result<Image> {
+        let config = self.store.read_blob_limited(&parsed.config, MAX_META)?;
+        let mut layers = Vec::new();
+        for (d, compression) in &parsed.layers {
+            let mut info = self.layer(d, &format!("{}: layer {d}", self.name))?;
+            if let Some(c) = compression {
+                info.media_type = c.media_type().to_string();
+            }
+            layers.push(info);
+        }
+        self.commit(&config, Some(&parsed.bytes), layers, tags)
+    }
+}
+
+/// An image manifest read from an archive: its bytes, its config and layers (with the
+/// compression their media type declares).
+struct ParsedManifest {
+    bytes: Vec<u8>,
+    config: Digest,
+    layers: Vec<(Digest, Option<Compression>)>,
+}
+
+/// Whether a descriptor names an index (OCI's or docker's manifest list).
+fn is_index(d: &oci_spec::image::Descriptor) -> bool {
+    let mt = d.media_type().to_string();
+    mt.contains("index") || mt.contains("manifest.list")
 }
 
 fn ref_name(d: &oci_spec::image::Descriptor) -> Option<String> {

@@ -13,6 +13,7 @@ mod copy_flags;
 mod copy_hashing;
 mod git;
 mod index_commands;
+mod load_multiplatform;
 mod multiplatform;
 mod outputs;
 mod outputs_platform_archives;

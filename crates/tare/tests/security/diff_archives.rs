@@ -12,7 +12,7 @@ use crate::fs_writes::Canary;
 use crate::util::TestContext;
 
 /// A tar with raw names (the tar crate refuses `..` and absolute names) and binary contents.
-fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+pub(crate) fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, kind, data) in entries {
         let mut h = tar::Header::new_gnu();
@@ -35,12 +35,12 @@ fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
-fn sha(bytes: &[u8]) -> String {
+pub(crate) fn sha(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// The config of a one-layer image whose diffID is that of `layer`.
-fn config_for(layer: &[u8]) -> Vec<u8> {
+pub(crate) fn config_for(layer: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "os": "linux",

@@ -21,6 +21,8 @@
 //! - `mounts`: RUN --mount sources, cache ids and targets that try to reach the host.
 //! - `git`: ADD of git URLs and contexts from git or stdin: option injection, subdirs and
 //!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
+//! - `load_index`: `tare load` of multi-platform OCI archives whose index names missing
+//!   blobs, lists another index or thousands of images.
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
 //! - `diff_archives`: `tare diff` of hostile archives (paths and links leaving them, blobs
 //!   that are not their digest, huge configs, layers that climb out or whiteout host paths).
@@ -35,6 +37,7 @@ mod crash;
 mod diff_archives;
 mod fs_writes;
 mod git;
+mod load_index;
 mod mounts;
 mod outputs;
 mod registry;
