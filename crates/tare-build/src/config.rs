@@ -241,11 +241,6 @@ pub fn copy_created_by(add: bool, sources: &[String], dest: &str) -> String {
     text
 }
 
-/// Parses `--chmod` (octal).
-pub fn parse_chmod(text: &str) -> Option<u32> {
-    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

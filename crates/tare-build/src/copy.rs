@@ -22,11 +22,13 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Timespec};
 
+use crate::chmod::Chmod;
 use crate::dockerignore::{clean, has_wildcard, match_component, DockerIgnore, Filter};
 use crate::error::{io_err, Error};
 use crate::fsops::{self, Root};
 use crate::plan::Plan;
 use crate::tree::{Layers, Node, SourceTree};
+use tare_layer::apply::Below;
 
 /// One source of a COPY/ADD.
 pub enum Source<'a> {
@@ -62,7 +64,7 @@ pub struct CopyOptions {
     /// `--chown`, already resolved to numbers.
     pub chown: Option<(u32, u32)>,
     /// `--chmod`.
-    pub chmod: Option<u32>,
+    pub chmod: Option<Chmod>,
     /// Keep the owners found in the source tree (COPY --from); otherwise 0:0.
     pub keep_owner: bool,
     /// ADD: local tar archives are extracted.
@@ -145,6 +147,7 @@ pub(crate) trait Target {
         &mut self,
         reader: Box<dyn Read>,
         opts: tare_layer::apply::ExtractOptions<'o>,
+        below: tare_layer::apply::BelowFn<'o>,
         name: &'o str,
     ) -> Result<tare_layer::ApplyStats, Error>;
 }
@@ -267,12 +270,14 @@ impl Target for Disk {
         &mut self,
         reader: Box<dyn Read>,
         opts: tare_layer::apply::ExtractOptions<'o>,
+        below: tare_layer::apply::BelowFn<'o>,
         name: &'o str,
     ) -> Result<tare_layer::ApplyStats, Error> {
-        Ok(tare_layer::apply::extract(
+        Ok(tare_layer::apply::extract_over(
             reader,
             self.root.path(),
             opts,
+            below,
             name,
         )?)
     }
@@ -895,7 +900,7 @@ impl<T: Target> Writer<'_, T> {
                 Some(mtime_of(&node.meta)),
             ),
             _ => {
-                let mode = match self.opts.chmod {
+                let mode = match self.opts.chmod.as_ref().and_then(Chmod::created_dest_mode) {
                     Some(m) if self.dest.as_deref() == Some(rel) => m,
                     _ => 0o755,
                 };
@@ -918,7 +923,10 @@ impl<T: Target> Writer<'_, T> {
     }
 
     fn mode(&self, meta: &fs::Metadata) -> u32 {
-        self.opts.chmod.unwrap_or(meta.mode() & 0o7777)
+        match &self.opts.chmod {
+            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        }
     }
 
     /// Copies directory `src` of `tree` as `dest` (its contents into `dest`).
@@ -942,9 +950,14 @@ impl<T: Target> Writer<'_, T> {
                             dest: dest.to_string(),
                         });
                     }
-                    // A destination this step creates takes --chmod too (BuildKit 0.25).
+                    // A destination this step creates takes an octal --chmod too; with a
+                    // symbolic one it is a plain 0755 directory (BuildKit 0.25).
                     let owner = self.owner(&node.meta);
-                    self.out.mkdir(dest, self.mode(&node.meta), owner)?;
+                    let mode = match &self.opts.chmod {
+                        Some(Chmod::Symbolic(_)) => 0o755,
+                        _ => self.mode(&node.meta),
+                    };
+                    self.out.mkdir(dest, mode, owner)?;
                     self.mirrored.push((dest.to_string(), mtime_of(&node.meta)));
                 }
             }
@@ -1028,7 +1041,10 @@ impl<T: Target> Writer<'_, T> {
         self.out.remove(dest)?;
         let attrs = FileAttrs {
             owner: self.opts.chown.unwrap_or((0, 0)),
-            mode: self.opts.chmod.unwrap_or(mode),
+            mode: match &self.opts.chmod {
+                Some(chmod) => chmod.apply(mode, false),
+                None => mode,
+            },
             mtime: Timespec {
                 tv_sec: mtime,
                 tv_nsec: 0,
@@ -1077,7 +1093,23 @@ impl<T: Target> Writer<'_, T> {
             chown: self.opts.chown,
             make_dir: &mut make_dir,
         };
-        let stats = self.out.extract(reader, opts, name)?;
+        // What the image holds where the step wrote nothing: its symlinks below `dest` are
+        // followed as the archive's own are.
+        let below = |rel: &Path| -> std::io::Result<Below> {
+            let found = lower
+                .lstat(&rel.to_string_lossy())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(match found {
+                None => Below::Missing,
+                Some(node) if node.meta.is_dir() => Below::Directory,
+                Some(node) if node.meta.file_type().is_symlink() => Below::Symlink(
+                    node.read_link()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                ),
+                Some(_) => Below::Other,
+            })
+        };
+        let stats = self.out.extract(reader, opts, &below, name)?;
         self.mirrored.extend(mirrored);
         self.stats.files += stats.files;
         self.stats.bytes += stats.bytes;
@@ -1299,7 +1331,7 @@ mod tests {
             dest: "/private".into(),
             workdir: "/".into(),
             chown: Some((1000, 1000)),
-            chmod: Some(0o600),
+            chmod: Some(Chmod::Octal(0o600)),
             ..CopyOptions::default()
         };
         let sources = [Source::Tree {

@@ -27,6 +27,7 @@
 pub mod annotations;
 pub mod cache;
 mod cache_mounts;
+pub mod chmod;
 pub mod config;
 mod context;
 pub mod context_source;

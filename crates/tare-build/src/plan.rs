@@ -601,6 +601,7 @@ impl Target for Plan {
         &mut self,
         _reader: Box<dyn Read>,
         _opts: tare_layer::apply::ExtractOptions<'o>,
+        _below: tare_layer::apply::BelowFn<'o>,
         name: &'o str,
     ) -> Result<tare_layer::ApplyStats, Error> {
         // crate::copy::plan hands archives to a directory before anything is planned; an
@@ -741,7 +742,7 @@ mod tests {
                 vec![tree("src")],
                 CopyOptions {
                     chown: Some((7, 8)),
-                    chmod: Some(0o700),
+                    chmod: Some(crate::chmod::Chmod::Octal(0o700)),
                     ..opts("/owned")
                 },
             ),

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
@@ -60,10 +60,24 @@ pub struct ExtractOptions<'a> {
     pub make_dir: &'a mut dyn FnMut(&OwnedFd, &OsStr, &Path) -> io::Result<()>,
 }
 
+/// What the image below an extraction holds at a path (relative to the target's root), for
+/// resolving an archive's parent directories with [`extract_over`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Below {
+    Missing,
+    Directory,
+    Symlink(PathBuf),
+    /// A file or any other non-directory.
+    Other,
+}
+
+/// Says what the layers below an extraction hold at a path relative to the target's root.
+pub type BelowFn<'a> = &'a dyn Fn(&Path) -> io::Result<Below>;
+
 /// Extracts the tar stream `reader` into `opts.dest` below `target` with the same safe
-/// applier as layers (symlinks resolve inside `target`, nothing is written outside it), as
-/// ADD does: whiteout names are ordinary files, owners come from the archive unless
-/// `opts.chown`, modes keep setuid and setgid bits.
+/// applier as layers (symlinks resolve inside `target`, nothing is written outside it):
+/// whiteout names are ordinary files, owners come from the archive unless `opts.chown`,
+/// modes keep setuid and setgid bits. For `-o type=local` and a context archive.
 pub fn extract<'a, R: Read>(
     reader: R,
     target: &Path,
@@ -71,6 +85,25 @@ pub fn extract<'a, R: Read>(
     name: &'a str,
 ) -> Result<ApplyStats> {
     Applier::open(target, ApplyMode::Flatten, name, Some(opts))?.run(reader)
+}
+
+/// [`extract`] as ADD does it, into a `target` that is the top of a stack: `below` says what
+/// the lower layers hold where `target` holds nothing.
+///
+/// The directories of each entry's path are resolved with `opts.dest` as the root, as
+/// BuildKit 0.25 extracts: a symlink among them (one the archive made, or one in the layers
+/// below) is followed, an absolute target from `opts.dest`, and missing directories on the
+/// way are made; a target that climbs above `opts.dest` is an error.
+pub fn extract_over<'a, R: Read>(
+    reader: R,
+    target: &Path,
+    opts: ExtractOptions<'a>,
+    below: BelowFn<'a>,
+    name: &'a str,
+) -> Result<ApplyStats> {
+    let mut applier = Applier::open(target, ApplyMode::Flatten, name, Some(opts))?;
+    applier.below = Some(below);
+    applier.run(reader)
 }
 
 impl<'a> Applier<'a> {
@@ -100,6 +133,7 @@ impl<'a> Applier<'a> {
             dirs: Vec::new(),
             stats: ApplyStats::default(),
             extract,
+            below: None,
         })
     }
 
@@ -129,7 +163,13 @@ struct Applier<'a> {
     stats: ApplyStats,
     /// Set for ADD's [`extract`].
     extract: Option<ExtractOptions<'a>>,
+    /// What lies below the target: set by [`extract_over`], whose entries resolve their
+    /// directories with the destination as the root.
+    below: Option<BelowFn<'a>>,
 }
+
+/// How many symlinks resolving one path may follow, as Linux's `MAXSYMLINKS`.
+const MAX_LINKS: usize = 40;
 
 impl Applier<'_> {
     fn stream_err(&self, e: io::Error) -> Error {
@@ -164,6 +204,17 @@ impl Applier<'_> {
             return Ok(());
         };
         let path = match &self.extract {
+            Some(x) if self.below.is_some() => {
+                let dest = x.dest.to_path_buf();
+                let parent = path.parent().unwrap_or(Path::new(""));
+                let name = path
+                    .file_name()
+                    .ok_or_else(|| self.bad(&raw, "no file name"))?;
+                let resolved = self
+                    .resolve_in_dest(&dest, parent)
+                    .map_err(|e| self.bad(&raw, e))?;
+                dest.join(resolved).join(name)
+            }
             Some(x) => x.dest.join(path),
             None => path,
         };
@@ -489,6 +540,83 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Resolves `parent`, the directories of an extracted entry's path, below `dest` with
+    /// `dest` as the root (see [`extract`]). The result holds no symlink, `.` or `..`.
+    fn resolve_in_dest(&self, dest: &Path, parent: &Path) -> std::result::Result<PathBuf, String> {
+        let mut pending: Vec<std::ffi::OsString> = parent
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut done = PathBuf::new();
+        let mut links = 0;
+        while let Some(comp) = pending.pop() {
+            if comp == "." || comp == "/" || comp.is_empty() {
+                continue;
+            }
+            if comp == ".." {
+                if !done.pop() {
+                    return Err("a symlink leads out of the destination directory".into());
+                }
+                continue;
+            }
+            let here = done.join(&comp);
+            match self.kind_at(&dest.join(&here)).map_err(|e| e.to_string())? {
+                Below::Symlink(target) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(format!("{}: too many levels of symlinks", here.display()));
+                    }
+                    if target.is_absolute() {
+                        done = PathBuf::new();
+                    }
+                    pending.extend(
+                        target
+                            .components()
+                            .rev()
+                            .map(|c| c.as_os_str().to_os_string()),
+                    );
+                }
+                _ => done = here,
+            }
+        }
+        Ok(done)
+    }
+
+    /// What is at `rel` (relative to the root): what this extraction or step wrote there,
+    /// else what the layers below hold. Nothing on the way is followed.
+    fn kind_at(&self, rel: &Path) -> io::Result<Below> {
+        let (parent, name) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => return Ok(Below::Directory),
+        };
+        let here = match self.open_dir(parent) {
+            Ok(dir) => match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some((dir, st)),
+                Err(rustix::io::Errno::NOENT) => None,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match here {
+            Some((dir, st)) => Ok(match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => Below::Directory,
+                FileType::Symlink => {
+                    let target = rfs::readlinkat(&dir, name, Vec::new())?;
+                    Below::Symlink(PathBuf::from(std::ffi::OsString::from_vec(
+                        target.into_bytes(),
+                    )))
+                }
+                _ => Below::Other,
+            }),
+            None => match self.below {
+                Some(below) => below(rel),
+                None => Ok(Below::Missing),
+            },
+        }
+    }
+
     /// Opens a directory inside the root; `..` and symlinks resolve within the root.
     fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {
@@ -667,6 +795,51 @@ mod tests {
         assert!(std::fs::symlink_metadata(target.path().join("evil"))
             .unwrap()
             .is_file());
+    }
+
+    /// ADD resolves an archive's directories with the destination as the root (BuildKit
+    /// 0.25): a symlink the archive made is followed, an absolute one from the destination,
+    /// and one that climbs above the destination is refused.
+    #[test]
+    fn extract_follows_parent_symlinks_inside_the_destination_only() {
+        let target = tempfile::tempdir().unwrap();
+        std::fs::create_dir(target.path().join("dest")).unwrap();
+        let run = |tar: &[u8]| {
+            let mut make_dir = |parent: &OwnedFd, name: &OsStr, _: &Path| -> io::Result<()> {
+                rfs::mkdirat(parent, name, Mode::from_raw_mode(0o755))?;
+                Ok(())
+            };
+            let opts = ExtractOptions {
+                dest: Path::new("dest"),
+                chown: None,
+                make_dir: &mut make_dir,
+            };
+            extract_over(
+                tar,
+                target.path(),
+                opts,
+                &|_| Ok(Below::Missing),
+                "test.tar",
+            )
+        };
+        run(&raw_tar(&[
+            ("rel", S, "sub", b""),
+            ("rel/f", F, "", b"rel"),
+            ("abs", S, "/etc", b""),
+            ("abs/g", F, "", b"abs"),
+        ]))
+        .unwrap();
+        let dest = target.path().join("dest");
+        assert_eq!(std::fs::read(dest.join("sub/f")).unwrap(), b"rel");
+        assert_eq!(std::fs::read(dest.join("etc/g")).unwrap(), b"abs");
+        assert!(std::fs::symlink_metadata(dest.join("abs"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(!target.path().join("etc").exists());
+        let err = run(&raw_tar(&[("up", S, "..", b""), ("up/x", F, "", b"x")])).unwrap_err();
+        assert!(err.to_string().contains("out of the destination"), "{err}");
+        assert!(!target.path().join("x").exists());
     }
 
     #[test]

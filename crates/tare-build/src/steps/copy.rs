@@ -4,6 +4,7 @@
 use tare_dockerfile::{Copy, CopySource};
 
 use crate::cache::Record;
+use crate::chmod::Chmod;
 use crate::config;
 use crate::context::{StageOut, StepCtx};
 use crate::copy::{self, CopyOptions, Select, Source};
@@ -30,12 +31,22 @@ fn chown_ids(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
             )
         )
     };
-    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
     let mut ids = match resolve_owner(lower, user) {
         Err(e) if unknown(&e) => (0, 0),
         other => other?,
     };
-    if !group.is_empty() {
+    // `user:` names an empty group, which BuildKit 0.25 takes as gid 0; `user` alone takes
+    // the user's primary group.
+    let Some(group) = group else {
+        return Ok(ids);
+    };
+    if group.is_empty() {
+        ids.1 = 0;
+    } else {
         match group.parse::<u32>() {
             Ok(gid) => ids.1 = gid,
             Err(_) => match resolve_owner(lower, &format!("0:{group}")) {
@@ -54,7 +65,7 @@ struct Setup<'a> {
     select: &'a Select,
     sources: &'a [Source<'a>],
     workdir: &'a str,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     /// `--link` without `--chmod`: copied into an empty tree.
     link: bool,
     /// The owner a `--chown` gives with `--link`, resolved before the key.
@@ -85,7 +96,7 @@ impl Setup<'_> {
             dest: c.dest.clone(),
             workdir: self.workdir.to_string(),
             chown,
-            chmod: self.chmod,
+            chmod: self.chmod.clone(),
             keep_owner: c.from.is_some(),
             extract_archives: self.add && c.unpack != Some(false),
             select: self.select.clone(),
@@ -258,9 +269,9 @@ pub(crate) fn copy(
         }
     }
     let chmod = match &c.chmod {
-        Some(m) => Some(config::parse_chmod(m).ok_or_else(|| {
-            Error::Invalid(format!("invalid --chmod={m}: expected an octal mode"))
-        })?),
+        Some(m) => {
+            Some(Chmod::parse(m).map_err(|e| Error::Invalid(format!("invalid --chmod={m}: {e}")))?)
+        }
         None => None,
     };
     let created_by = config::copy_created_by(add, &names, &c.dest);
