@@ -41,23 +41,8 @@ pub(crate) struct Prepared {
 /// The absolute, cleaned target of `m` (a relative one is below the working directory, as in
 /// BuildKit), refused where a mount would hide the root or the kernel's /proc.
 pub(crate) fn target(m: &Mount, workdir: &str) -> Result<String, Error> {
-    let joined = if m.target.starts_with('/') {
-        m.target.clone()
-    } else {
-        format!("{}/{}", workdir.trim_end_matches('/'), m.target)
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for comp in joined.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let cleaned = format!("/{}", parts.join("/"));
-    if parts.is_empty() || parts[0] == "proc" {
+    let cleaned = tare_layer::path::clean_in(workdir, &m.target);
+    if cleaned == "/" || cleaned == "/proc" || cleaned.starts_with("/proc/") {
         return Err(Error::Invalid(format!(
             "--mount target {:?} is not allowed: a mount cannot cover / or /proc",
             m.target

@@ -541,22 +541,7 @@ fn ssh(
 /// An absolute, clean container path: relative targets are under the working directory, and
 /// `..` stops at the root (BuildKit cleans them the same way).
 fn container_path(workdir: &str, target: &str) -> String {
-    let joined = if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!("{workdir}/{target}")
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for c in joined.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    tare_layer::path::clean_in(workdir, target)
 }
 
 /// A socket of the step's own that forwards each connection to an agent's socket, until

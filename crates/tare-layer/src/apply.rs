@@ -18,9 +18,9 @@ use rustix::fs::{
     XattrFlags,
 };
 
-use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::path::clean_path;
+use crate::whiteout::Marker;
 
 /// What to do with whiteouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,10 +226,15 @@ impl Applier<'_> {
         let parent = self
             .ensure_dir(&parent_path)
             .map_err(|e| self.bad(&raw, e))?;
-        let name_bytes = file_name.as_bytes();
-
-        let whiteouts = self.extract.is_none();
-        if whiteouts && name_bytes == OPAQUE_MARKER.as_bytes() {
+        // ADD's archives are not layers: their `.wh.` names are ordinary files.
+        let marker = match self.extract {
+            None => Marker::of(&file_name),
+            Some(_) => Marker::Entry,
+        };
+        if marker == Marker::Invalid {
+            return Err(self.bad(&raw, "invalid whiteout"));
+        }
+        if marker == Marker::Opaque {
             return match self.mode {
                 ApplyMode::Overlay => {
                     // In a user namespace (rootless tare) `trusted.*` is refused, and
@@ -255,14 +260,7 @@ impl Applier<'_> {
                     .map_err(|e| self.bad(&raw, e)),
             };
         }
-        if let Some(hidden) = name_bytes
-            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
-            .filter(|_| whiteouts)
-        {
-            let hidden = OsStr::from_bytes(hidden);
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
-                return Err(self.bad(&raw, "invalid whiteout"));
-            }
+        if let Marker::Whiteout(hidden) = marker {
             let hidden_path = parent_path.join(hidden);
             if self.created.contains(&hidden_path) {
                 return Ok(());

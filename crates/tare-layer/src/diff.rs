@@ -22,10 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Prefix of OCI whiteout files.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-/// Name of the OCI opaque-directory marker.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub use crate::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 

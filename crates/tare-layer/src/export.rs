@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use tare_store::{LayerInfo, Store};
 
-use crate::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::path::clean_path;
+use crate::whiteout::Marker;
 
 /// Writes the merged filesystem of `layers` (bottom first) as a tar to `out`.
 pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W> {
@@ -146,19 +146,19 @@ fn survivors(store: &Store, layers: &[LayerInfo]) -> Result<HashSet<(usize, Path
                     continue;
                 };
                 let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
-                let file = path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if file == OPAQUE_MARKER {
-                    new_hide_below.push(parent);
-                    continue;
-                }
-                if let Some(target) = file.strip_prefix(WHITEOUT_PREFIX) {
-                    let p = parent.join(target);
-                    new_hidden.push(p.clone());
-                    new_hide_below.push(p);
-                    continue;
+                match Marker::of(path.file_name().unwrap_or_default()) {
+                    Marker::Entry => {}
+                    Marker::Opaque => {
+                        new_hide_below.push(parent);
+                        continue;
+                    }
+                    Marker::Whiteout(target) => {
+                        let p = parent.join(target);
+                        new_hidden.push(p.clone());
+                        new_hide_below.push(p);
+                        continue;
+                    }
+                    Marker::Invalid => continue,
                 }
                 let visible = !claimed.contains(&path)
                     && !hidden.contains(&path)
@@ -180,9 +180,10 @@ fn survivors(store: &Store, layers: &[LayerInfo]) -> Result<HashSet<(usize, Path
     Ok(keep)
 }
 
+/// A whiteout or opaque marker (valid or not): never part of the merged filesystem.
 fn is_whiteout(path: &Path) -> bool {
     path.file_name()
-        .is_some_and(|f| f.to_string_lossy().starts_with(WHITEOUT_PREFIX))
+        .is_some_and(|f| Marker::of(f) != Marker::Entry)
 }
 
 fn stream(name: &str, e: io::Error) -> Error {
@@ -197,5 +198,50 @@ fn bad(name: &str, path: &Path, reason: impl std::fmt::Display) -> Error {
         archive: name.to_string(),
         entry: path.display().to_string(),
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, LayerSink};
+
+    fn layer(store: &Store, entries: &[(&str, &[u8])]) -> LayerInfo {
+        let mut b = tar::Builder::new(LayerSink::new(store, Compression::None).unwrap());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        let layer = b.into_inner().unwrap().finish().unwrap();
+        store.record_layer(&layer).unwrap();
+        layer
+    }
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_paths_and_a_nameless_whiteout_hides_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lower = layer(&store, &[("d/f", b"f"), ("d/gone", b"g"), ("e/x", b"x")]);
+        // `.wh.` names no path: it must not hide its parent directory `d`.
+        let upper = layer(
+            &store,
+            &[
+                ("d/.wh.gone", b""),
+                ("d/.wh.", b""),
+                ("e/.wh..wh..opq", b""),
+            ],
+        );
+        let out = export(&store, &[lower, upper], Vec::new()).unwrap();
+        assert_eq!(names(&out), ["d/f"]);
     }
 }

@@ -40,6 +40,7 @@ pub mod pargzip;
 pub mod path;
 pub mod sink;
 pub mod snapshot;
+pub mod whiteout;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use bounded::{tar_archive, BoundedTar};

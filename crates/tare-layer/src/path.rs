@@ -40,6 +40,17 @@ pub fn clean(path: &str) -> String {
     String::from_utf8_lossy(&clean_bytes(path.as_bytes())).into_owned()
 }
 
+/// `path` as an absolute, clean container path: a relative one is taken below `workdir`, and
+/// `..` stops at the root. BuildKit resolves RUN mount targets and other paths given relative
+/// to the working directory this way.
+pub fn clean_in(workdir: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        clean(path)
+    } else {
+        clean(&format!("/{workdir}/{path}"))
+    }
+}
+
 /// A tar entry name (or hard-link target) as a clean path relative to the root it is applied
 /// to: a leading `/` is dropped (absolute names are taken relative to the root), `None` is
 /// the root itself, and a name that climbs above the root is an error.
@@ -66,6 +77,16 @@ mod tests {
         assert_eq!(clean("../x"), "../x");
         assert_eq!(clean(""), ".");
         assert_eq!(clean("//a//b/"), "/a/b");
+    }
+
+    #[test]
+    fn container_paths_are_absolute_and_stop_at_the_root() {
+        assert_eq!(clean_in("/app", "data/../cache/"), "/app/cache");
+        assert_eq!(clean_in("/app/", "x"), "/app/x");
+        assert_eq!(clean_in("", "x"), "/x");
+        assert_eq!(clean_in("/app", "../../../etc"), "/etc");
+        assert_eq!(clean_in("/app", "/abs/./p"), "/abs/p");
+        assert_eq!(clean_in("/", ".."), "/");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tare_layer::compression::decompress_as;
-use tare_layer::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use tare_layer::whiteout::Marker;
 use tare_layer::Compression;
 use tare_store::{Digest, LayerInfo, Store, StoreDir};
 use xxhash_rust::xxh3::Xxh3;
@@ -174,26 +174,16 @@ pub fn index_tar<R: Read>(reader: R) -> io::Result<LayerIndex> {
         let mode = entry.header().mode().unwrap_or(0) & 0o7777;
         let uid = entry.header().uid().unwrap_or(0);
         let gid = entry.header().gid().unwrap_or(0);
-        if name == OPAQUE_MARKER {
+        let marker = match Marker::of_str(name) {
+            Marker::Entry => None,
+            Marker::Opaque => Some((parent.to_string(), EntryKind::Opaque)),
+            Marker::Whiteout(hidden) => Some((join(parent, hidden), EntryKind::Whiteout)),
+            Marker::Invalid => continue,
+        };
+        if let Some((path, kind)) = marker {
             entries.push(IndexEntry {
-                path: parent.to_string(),
-                kind: EntryKind::Opaque,
-                size: 0,
-                mode,
-                uid,
-                gid,
-                hash: None,
-                link: None,
-            });
-            continue;
-        }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() {
-                continue;
-            }
-            entries.push(IndexEntry {
-                path: join(parent, hidden),
-                kind: EntryKind::Whiteout,
+                path,
+                kind,
                 size: 0,
                 mode,
                 uid,

@@ -733,22 +733,7 @@ fn dependency_install(c: &[String]) -> Option<String> {
 
 /// `dir` resolved against the working directory (`/` when empty).
 fn resolve(workdir: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{}/{}", workdir.trim_end_matches('/'), path)
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in joined.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    tare_layer::path::clean_in(workdir, path)
 }
 
 /// Splits a shell script into simple commands (words with quotes removed), at `&&`, `||`,

@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde_json::Value;
-use tare_layer::diff::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use tare_layer::whiteout::{Marker, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use tare_layer::{Compression, LayerSink};
 use tare_store::config::History;
 use tare_store::{Digest, Image, LayerInfo, Reference, Store, StoreDir};
@@ -229,28 +229,8 @@ fn cache_key(layers: &[LayerInfo], from: usize, compression: Compression) -> Dig
 
 /// The paths visible after the base layers, from their indexes.
 fn base_paths(store: &Store, base: &[LayerInfo]) -> Result<BTreeSet<String>> {
-    let mut visible = BTreeSet::new();
-    for index in layer_indexes(store, base)? {
-        for e in &index.entries {
-            match e.kind {
-                EntryKind::Whiteout => {
-                    visible.remove(&e.path);
-                    remove_below(&mut visible, &e.path);
-                }
-                EntryKind::Opaque => remove_below(&mut visible, &e.path),
-                _ => {}
-            }
-        }
-        for e in &index.entries {
-            if !matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque) {
-                if e.kind != EntryKind::Dir {
-                    remove_below(&mut visible, &e.path);
-                }
-                visible.insert(e.path.clone());
-            }
-        }
-    }
-    Ok(visible)
+    let indexes = layer_indexes(store, base)?;
+    Ok(crate::imagediff::flatten(&indexes).into_keys().collect())
 }
 
 fn below(path: &str) -> (String, String) {
@@ -354,20 +334,23 @@ fn read_header<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Option<Header>>
     let Some((parent, name)) = split_name(&path) else {
         return Ok(None);
     };
-    if name == OPAQUE_MARKER {
-        return Ok(Some(Header {
-            path: parent.to_string(),
-            kind: EntryKind::Opaque,
-            link: None,
-        }));
-    }
-    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-        return Ok((!hidden.is_empty()).then(|| Header {
-            path: crate::index::join(parent, hidden),
-            kind: EntryKind::Whiteout,
-            link: None,
-        }));
-    }
+    let (path, kind) = match Marker::of_str(name) {
+        Marker::Opaque => (parent.to_string(), EntryKind::Opaque),
+        Marker::Whiteout(hidden) => (crate::index::join(parent, hidden), EntryKind::Whiteout),
+        Marker::Invalid => return Ok(None),
+        Marker::Entry => {
+            return entry_header(entry, path.clone()).map(Some);
+        }
+    };
+    Ok(Some(Header {
+        path,
+        kind,
+        link: None,
+    }))
+}
+
+/// The header of an ordinary entry (not a whiteout or opaque marker).
+fn entry_header<R: Read>(entry: &tar::Entry<'_, R>, path: String) -> io::Result<Header> {
     let (kind, link) = match entry.header().entry_type() {
         tar::EntryType::Directory => (EntryKind::Dir, None),
         tar::EntryType::Link => (
@@ -378,7 +361,7 @@ fn read_header<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Option<Header>>
         tar::EntryType::Regular | tar::EntryType::Continuous => (EntryKind::File, None),
         _ => (EntryKind::Other, None),
     };
-    Ok(Some(Header { path, kind, link }))
+    Ok(Header { path, kind, link })
 }
 
 /// Pass 1: which entries survive, which base paths are deleted, which dirs become opaque.

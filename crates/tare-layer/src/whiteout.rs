@@ -1,0 +1,76 @@
+//! OCI whiteouts: how a layer tar says that a path of the layers below is gone.
+//!
+//! `DIR/.wh.NAME` deletes `DIR/NAME` of the lower layers; `DIR/.wh..wh..opq` hides all the
+//! lower layers' content of `DIR`. [`Marker::of`] is the one reading of an entry's name that
+//! every reader of layers uses (apply, export, the size indexes, squash), so they agree on
+//! which names are markers and which are malformed.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+/// Prefix of OCI whiteout files.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the OCI opaque-directory marker.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// What the last component of a layer entry's name means; `T` is the name's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker<T> {
+    /// An ordinary entry.
+    Entry,
+    /// The opaque marker: the lower layers' content of the parent directory is hidden.
+    Opaque,
+    /// A whiteout of this name in the same directory.
+    Whiteout(T),
+    /// `.wh.` followed by nothing, `.` or `..`: no path to delete.
+    Invalid,
+}
+
+impl<'a> Marker<&'a OsStr> {
+    /// Reads a file name (the entry path's last component).
+    pub fn of(name: &'a OsStr) -> Marker<&'a OsStr> {
+        let bytes = name.as_bytes();
+        if bytes == OPAQUE_MARKER.as_bytes() {
+            return Marker::Opaque;
+        }
+        match bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            None => Marker::Entry,
+            Some(b"" | b"." | b"..") => Marker::Invalid,
+            Some(hidden) => Marker::Whiteout(OsStr::from_bytes(hidden)),
+        }
+    }
+}
+
+impl<'a> Marker<&'a str> {
+    /// [`Marker::of`] for a UTF-8 name.
+    pub fn of_str(name: &'a str) -> Marker<&'a str> {
+        match Marker::of(OsStr::new(name)) {
+            Marker::Entry => Marker::Entry,
+            Marker::Opaque => Marker::Opaque,
+            Marker::Invalid => Marker::Invalid,
+            // The hidden name is the end of `name`, after the ASCII prefix.
+            Marker::Whiteout(_) => Marker::Whiteout(&name[WHITEOUT_PREFIX.len()..]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_once_for_every_layer_reader() {
+        assert_eq!(Marker::of_str("file"), Marker::Entry);
+        assert_eq!(Marker::of_str(".wh..wh..opq"), Marker::Opaque);
+        assert_eq!(Marker::of_str(".wh.gone"), Marker::Whiteout("gone"));
+        assert_eq!(Marker::of_str(".wh..hidden"), Marker::Whiteout(".hidden"));
+        for bad in [".wh.", ".wh..", ".wh..."] {
+            assert_eq!(Marker::of_str(bad), Marker::Invalid, "{bad}");
+        }
+        let raw = OsStr::from_bytes(b".wh.\xff");
+        assert_eq!(
+            Marker::of(raw),
+            Marker::Whiteout(OsStr::from_bytes(b"\xff"))
+        );
+    }
+}
