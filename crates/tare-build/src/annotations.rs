@@ -7,9 +7,10 @@
 //! manifest (so into its digest), `manifest-descriptor` onto each manifest's descriptor in the
 //! index, `index` into the index. A single-platform image has no index, so `index` and
 //! `index-descriptor` are refused for it, as BuildKit refuses them ("not supported for
-//! single platform export"); `manifest-descriptor` then has no descriptor to go on in the
-//! store and is refused too. `index-descriptor` (the index's descriptor in an OCI layout's
-//! `index.json`) is refused always: tare writes no layout of a multi-platform build yet.
+//! single platform export"). The descriptors in an OCI layout's `index.json` (`-o type=oci`)
+//! carry `index-descriptor` (several platforms: the index's) or `manifest-descriptor` (one
+//! platform: the manifest's), as BuildKit 0.25's oci exporter writes them; without a layout
+//! there is no such descriptor, so these are refused (the store keeps none).
 
 use std::collections::BTreeMap;
 
@@ -40,35 +41,54 @@ struct Annotation {
 pub struct Annotations(Vec<Annotation>);
 
 impl Annotations {
-    /// Parses the values and checks them against the number of platforms built.
-    pub fn parse(specs: &[String], platforms: usize) -> Result<Annotations, Error> {
+    /// Parses the values and checks them against the number of platforms built and whether
+    /// the build writes an OCI layout (`-o type=oci`).
+    pub fn parse(specs: &[String], platforms: usize, layout: bool) -> Result<Annotations, Error> {
         let mut out = Vec::new();
         for spec in specs {
             let a = parse_one(spec)?;
             let refuse = |why: &str| Err(Error::Invalid(format!("--annotation {spec}: {why}")));
-            if a.kinds.contains(&Kind::IndexDescriptor) {
-                return refuse(
-                    "index-descriptor annotations go on the index's descriptor in an OCI \
-                     layout's index.json, and tare writes no layout of a multi-platform build \
-                     yet; use index: for the index itself",
-                );
-            }
-            if platforms < 2 && a.kinds.contains(&Kind::Index) {
+            if platforms < 2 && a.kinds.contains(&Kind::Index)
+                || platforms < 2 && a.kinds.contains(&Kind::IndexDescriptor)
+            {
                 return refuse(
                     "index annotations are not supported for a single-platform image (it has \
                      no index; BuildKit refuses them the same way): use manifest:, or build \
                      several platforms",
                 );
             }
-            if platforms < 2 && a.kinds.contains(&Kind::ManifestDescriptor) {
+            if a.kinds.contains(&Kind::IndexDescriptor) && !layout {
+                return refuse(
+                    "index-descriptor annotations go on the index's descriptor in an OCI \
+                     layout's index.json, which only -o type=oci writes; use index: for the \
+                     index itself",
+                );
+            }
+            if platforms < 2 && a.kinds.contains(&Kind::ManifestDescriptor) && !layout {
                 return refuse(
                     "a single-platform image has no index whose descriptor of the manifest \
-                     could carry it: use manifest:, or build several platforms",
+                     could carry it, and only -o type=oci writes a layout whose index.json \
+                     does: use manifest:, or build several platforms",
                 );
             }
             out.push(a);
         }
         Ok(Annotations(out))
+    }
+
+    /// The annotations of the descriptor an OCI layout's `index.json` holds: the index's
+    /// (`index-descriptor`) with several platforms, the manifest's (`manifest-descriptor`)
+    /// with one, `platform`.
+    pub fn layout_descriptor(
+        &self,
+        platforms: usize,
+        platform: &Platform,
+    ) -> BTreeMap<String, String> {
+        if platforms > 1 {
+            self.of(Kind::IndexDescriptor, None)
+        } else {
+            self.of(Kind::ManifestDescriptor, Some(platform))
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,8 +182,12 @@ mod tests {
     use super::*;
 
     fn parse(specs: &[&str], platforms: usize) -> Result<Annotations, Error> {
+        parse_for(specs, platforms, false)
+    }
+
+    fn parse_for(specs: &[&str], platforms: usize, layout: bool) -> Result<Annotations, Error> {
         let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
-        Annotations::parse(&specs, platforms)
+        Annotations::parse(&specs, platforms, layout)
     }
 
     #[test]
@@ -194,6 +218,23 @@ mod tests {
         assert!(err.contains("single-platform"), "{err}");
         assert!(parse(&["manifest-descriptor:a=b"], 1).is_err());
         assert!(parse(&["index-descriptor:a=b"], 2).is_err());
+        // An OCI layout's index.json has the descriptor they go on (BuildKit 0.25's oci
+        // exporter): the manifest's with one platform, the index's with several.
+        let amd: Platform = "linux/amd64".parse().unwrap();
+        let one = parse_for(&["manifest-descriptor:a=b"], 1, true).unwrap();
+        assert_eq!(one.layout_descriptor(1, &amd)["a"], "b");
+        let two = parse_for(
+            &["index-descriptor:c=d", "manifest-descriptor:a=b"],
+            2,
+            true,
+        )
+        .unwrap();
+        let d = two.layout_descriptor(2, &amd);
+        assert_eq!((d.len(), d["c"].as_str()), (1, "d"));
+        let err = parse_for(&["index-descriptor:a=b"], 1, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("single-platform"), "{err}");
         let err = parse(&["bogus:a=b"], 2).unwrap_err().to_string();
         assert!(err.contains("unknown type \"bogus\""), "{err}");
         assert!(parse(&["novalue"], 1).is_err());

@@ -545,6 +545,9 @@ pub struct SaveImage {
     /// stored index's annotations, which the tags name. The docker format (`docker load`
     /// reads one image per name) saves `image` only.
     pub index: Option<tare_store::StoredIndex>,
+    /// Annotations of this item's descriptor in `index.json`, besides its names (buildx's
+    /// `manifest-descriptor` and `index-descriptor` of an OCI layout).
+    pub descriptor: BTreeMap<String, String>,
 }
 
 /// Writes the images as one archive to `out`. Layers not stored with `compression` are
@@ -623,13 +626,16 @@ pub fn save<W: Write>(
             })
         };
         if item.tags.is_empty() {
+            if !item.descriptor.is_empty() {
+                desc["annotations"] = serde_json::json!(item.descriptor);
+            }
             index_entries.push(desc.clone());
         }
         for t in &item.tags {
-            desc["annotations"] = serde_json::json!({
-                "io.containerd.image.name": t.to_string(),
-                "org.opencontainers.image.ref.name": t.to_string(),
-            });
+            let mut annotations = item.descriptor.clone();
+            annotations.insert("io.containerd.image.name".into(), t.to_string());
+            annotations.insert("org.opencontainers.image.ref.name".into(), t.to_string());
+            desc["annotations"] = serde_json::json!(annotations);
             index_entries.push(desc.clone());
         }
     }

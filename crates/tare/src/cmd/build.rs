@@ -400,7 +400,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             args.platform.join(",")
         );
     }
-    let annotations = Annotations::parse(&args.annotations, platforms.len())?;
+    let layout = matches!(output, Some(Output::Oci { .. }));
+    let annotations = Annotations::parse(&args.annotations, platforms.len(), layout)?;
     let mut push = args.push;
     // The tags an archive output names; the image itself is then not stored.
     let mut archive_names = Vec::new();
@@ -565,7 +566,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(output) = output.as_ref().filter(|o| !o.stores_image()) {
-        write_output(&store, image, output, &archive_names)?;
+        let platform = opts
+            .platform
+            .clone()
+            .unwrap_or_else(tare_build::Platform::host);
+        let descriptor = annotations.layout_descriptor(1, &platform);
+        write_output(&store, image, output, &archive_names, &descriptor)?;
         // The image was only the means: the store keeps its layers (the cache) but no new
         // image record.
         for made in [&result.image.id, &image.id] {
@@ -742,7 +748,8 @@ fn build_index(
     } else {
         tare_build::build_platforms(store, opts, platforms, &Printer::new(args.progress))
     };
-    let annotations = Annotations::parse(&args.annotations, platforms.len())?;
+    let layout = matches!(files, Some((Output::Oci { .. }, _)));
+    let annotations = Annotations::parse(&args.annotations, platforms.len(), layout)?;
     let mut images = Vec::new();
     let mut failed = false;
     for (platform, result) in platforms.iter().zip(results) {
@@ -769,6 +776,7 @@ fn build_index(
             output,
             archive_names,
             &index_annotations,
+            &annotations.layout_descriptor(platforms.len(), &platforms[0]),
         )?;
         for image in &images {
             if !images_before.contains(&image.id) && store.image_by_id(&image.id).is_ok() {
@@ -866,6 +874,7 @@ fn write_platforms(
     output: &Output,
     names: &[Reference],
     index_annotations: &tare_store::IndexAnnotations,
+    descriptor: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     match output {
         Output::Image { .. } => Ok(()),
@@ -895,6 +904,7 @@ fn write_platforms(
                 image: images[0].clone(),
                 tags: names.to_vec(),
                 index: Some(index),
+                descriptor: descriptor.clone(),
             }];
             super::save::write_file_or_stdout(&path(dest), |w| {
                 tare_layer::archive::save(store, &items, Format::Oci, Some(Compression::Gzip), w)?;
@@ -972,12 +982,14 @@ fn write_output(
     image: &tare_store::Image,
     output: &Output,
     names: &[Reference],
+    descriptor: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     let archive = |dest: &Dest, format: Format, compression: Option<Compression>| {
         let items = [SaveImage {
             image: image.clone(),
             tags: names.to_vec(),
             index: None,
+            descriptor: descriptor.clone(),
         }];
         super::save::write_file_or_stdout(&path(dest), |w| {
             tare_layer::archive::save(store, &items, format, compression, w)?;

@@ -59,7 +59,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading the index of {what}"))?,
             _ => None,
         };
-        items.push(SaveImage { image, tags, index });
+        items.push(SaveImage {
+            image,
+            tags,
+            index,
+            descriptor: Default::default(),
+        });
     }
     write_file_or_stdout(&args.output, |w| {
         tare_layer::archive::save(&store, &items, format, compression, w)?;

@@ -6,6 +6,7 @@ mod tmux;
 mod util;
 
 mod annotations;
+mod annotations_layout;
 mod buildx_flags;
 mod config_keys;
 mod contexts;
