@@ -48,8 +48,8 @@ impl Annotations {
         for spec in specs {
             let a = parse_one(spec)?;
             let refuse = |why: &str| Err(Error::Invalid(format!("--annotation {spec}: {why}")));
-            if platforms < 2 && a.kinds.contains(&Kind::Index)
-                || platforms < 2 && a.kinds.contains(&Kind::IndexDescriptor)
+            if platforms < 2
+                && (a.kinds.contains(&Kind::Index) || a.kinds.contains(&Kind::IndexDescriptor))
             {
                 return refuse(
                     "index annotations are not supported for a single-platform image (it has \
