@@ -206,6 +206,24 @@ pub(crate) fn copy(
     };
     // Git repositories (ADD only) are fetched first: `sources` borrows their checkouts.
     let git = crate::git::add_sources(cx, c, add)?;
+    // BuildKit 0.25 checks `--checksum` only against what it can verify: a download or a
+    // git checkout. A local source with a checksum fails the step, as there.
+    if let Some(sum) = &c.checksum {
+        for (i, src) in c.sources.iter().enumerate() {
+            let remote = git.trees[i].is_some()
+                || matches!(src, CopySource::Path(p) if c.from.is_none() && fetch::is_url(p));
+            if !remote {
+                let name = match src {
+                    CopySource::Path(p) => p.clone(),
+                    CopySource::Heredoc(h) => format!("<<{}", h.name),
+                };
+                return Err(Error::Invalid(format!(
+                    "--checksum={sum}: {name} is not an HTTP(S) or git source, the only \
+                     ones a checksum can verify"
+                )));
+            }
+        }
+    }
     let mut sources: Vec<Source<'_>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     // Downloads stream into the store's temporary area (reclaimed even after a crash) and
