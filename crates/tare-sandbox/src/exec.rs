@@ -56,16 +56,12 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
     if spec.args.is_empty() {
         return Err(Error::NoCommand);
     }
-    if crate::userns::rootless().is_some() {
-        return Err(Error::Invalid {
-            what: "exec",
-            value: spec.pid.to_string(),
-            reason: "tare exec needs root: a rootless tare runs in a user namespace of its own, \
-                     which cannot enter the container's",
-        });
-    }
     let container = open_container(spec.pid, spec.owner)?;
+    let rootless = join_checked(&container)?;
     let user = crate::resolve_user(&spec.layers, spec.user.as_deref().unwrap_or(""))?;
+    if let Some(r) = rootless {
+        crate::spawn::check_mapped(r, &user)?;
+    }
     let env = complete_env(spec.env, &user.home);
     let path = search_path(&env);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
@@ -118,11 +114,11 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         shm_data: cstring(b"", "shm size")?,
         rlimits: Vec::new(),
         report: report_write,
-        rootless: false,
+        rootless: rootless.is_some(),
         device_fds: [-1; 6],
         bind_sys: false,
         sys_fd: -1,
-        setgroups: true,
+        setgroups: crate::spawn::setgroups_allowed(),
         trace_fd: -1,
     };
     plan.seal();
@@ -141,6 +137,27 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         join_pid_ns: Some(container),
         pid_file: None,
     })
+}
+
+/// For a user other than root (a rootless tare, which `main` does not move into a user
+/// namespace of its own for `exec`): joins the user namespace of the running container
+/// `pid`, checked to be `owner`'s as [`exec`] checks it. Call it while the process has one
+/// thread, before the store is used, so that files are read and written as the container's
+/// root. Nothing to do for root.
+pub fn join_user_namespace(pid: u32, owner: u32) -> Result<(), Error> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    join_checked(&open_container(pid, owner)?).map(drop)
+}
+
+/// Joins the user namespace of `container` unless this process is already root where it
+/// runs (root on the host, or a rootless tare that joined it); the mapping when rootless.
+fn join_checked(container: &OwnedFd) -> Result<Option<&'static crate::userns::Rootless>, Error> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(crate::userns::rootless());
+    }
+    crate::userns::join(std::os::fd::AsFd::as_fd(container)).map(Some)
 }
 
 /// A pidfd of `pid`, checked to be a container started by `owner` (see the module notes).
@@ -170,6 +187,13 @@ fn open_container(pid: u32, owner: u32) -> Result<OwnedFd, Error> {
     match (ns("self"), ns(&pid.to_string())) {
         (Ok(ours), Ok(theirs)) if ours != theirs => {}
         (Ok(_), Ok(_)) => return Err(not_running("the process shares tare's mount namespace")),
+        // Its namespaces are readable by root, by its own user, and by the user of the user
+        // namespace it runs in: for a rootless tare, another user's process.
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(not_running(
+                "the process is not this user's (its namespaces cannot be read)",
+            ))
+        }
         _ => return Err(not_running("the container is not running")),
     }
     // Still alive after the checks: the pid still names the process of the pidfd, so the

@@ -97,7 +97,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub use error::Error;
-pub use exec::{exec, ExecSpec};
+pub use exec::{exec, join_user_namespace, ExecSpec};
 pub use layers::read_file as read_rootfs_file;
 pub use limits::{ExtraHost, Ulimit};
 pub use spawn::run;

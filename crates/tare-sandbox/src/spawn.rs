@@ -254,8 +254,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         device_fds: [-1; 6],
         bind_sys: rootless.is_some() && spec.network == Network::Host,
         sys_fd: -1,
-        setgroups: std::fs::read_to_string("/proc/self/setgroups")
-            .map_or(true, |s| s.trim() != "deny"),
+        setgroups: setgroups_allowed(),
         trace_fd: -1,
     };
     plan.seal();
@@ -526,8 +525,17 @@ fn clone_into_pid_ns(container: &OwnedFd, plan: &mut Plan, flags: i32) -> Result
     )
     .map_err(|e| Error::sys("joining the container's pid namespace", e))?;
     let cloned = clone_child(plan, flags);
-    let back =
-        rustix::thread::move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+    let back = match rustix::thread::move_into_link_name_space(
+        own.as_fd(),
+        Some(LinkNameSpaceType::ProcessID),
+    ) {
+        // Rootless: the host's pid namespace belongs to the host's user namespace, where this
+        // process has no capability, so it cannot go back. The process starts no other
+        // child or thread after this one (`exec` only waits for it and returns), so there is
+        // nothing its setting could misplace.
+        Err(rustix::io::Errno::PERM) if plan.rootless => Ok(()),
+        other => other,
+    };
     let pid = cloned?;
     if let Err(e) = back {
         // This thread's next children would be born in the container: end here instead.
@@ -663,6 +671,11 @@ fn private_resolv_conf(host: &[u8]) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// False in a user namespace whose `setgroups` is denied (a single-ID mapping).
+pub(crate) fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
 
 /// A rootless run can only switch to IDs its user namespace maps: refuse the others here, with

@@ -158,6 +158,22 @@ pub fn enter() -> Result<Option<&'static Rootless>, Error> {
     if let Some(done) = ROOTLESS.get() {
         return Ok(Some(done));
     }
+    single_threaded()?;
+    let plan = plan();
+    match &plan.helpers {
+        Some((newuidmap, newgidmap)) if plan.rootless.subordinate => {
+            enter_with_helpers(&plan.rootless, newuidmap, newgidmap)?
+        }
+        _ => enter_single(&plan.rootless)?,
+    }
+    // Still single-threaded: children that tare starts of itself know where they run.
+    std::env::set_var(INHERITED_ENV, &plan.rootless.user);
+    Ok(Some(ROOTLESS.get_or_init(|| plan.rootless)))
+}
+
+/// Refuses a process with more than one thread: the kernel lets only a single-threaded
+/// process make or join a user namespace.
+fn single_threaded() -> Result<(), Error> {
     let threads = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -171,16 +187,43 @@ pub fn enter() -> Result<Option<&'static Rootless>, Error> {
             reason: format!("the process has {threads} threads; a user namespace needs one"),
         });
     }
-    let plan = plan();
-    match &plan.helpers {
-        Some((newuidmap, newgidmap)) if plan.rootless.subordinate => {
-            enter_with_helpers(&plan.rootless, newuidmap, newgidmap)?
-        }
-        _ => enter_single(&plan.rootless)?,
+    Ok(())
+}
+
+/// Moves a non-root process into the user namespace of the process `container` (a pidfd)
+/// instead of a new one: `tare exec` of a rootless tare, whose container runs in the user
+/// namespace of the `tare run` that started it. A namespace made by this user is the only
+/// kind the kernel lets it join (it has every capability there); another user's is EPERM
+/// and the host's own EINVAL, both refused here with the reason. Must be called while the
+/// process has one thread, instead of [`enter`].
+pub fn join(container: std::os::fd::BorrowedFd<'_>) -> Result<&'static Rootless, Error> {
+    if let Some(done) = ROOTLESS.get() {
+        return Ok(done);
     }
-    // Still single-threaded: children that tare starts of itself know where they run.
-    std::env::set_var(INHERITED_ENV, &plan.rootless.user);
-    Ok(Some(ROOTLESS.get_or_init(|| plan.rootless)))
+    single_threaded()?;
+    let uid = rustix::process::geteuid().as_raw();
+    rustix::thread::move_into_thread_name_spaces(
+        container,
+        rustix::thread::ThreadNameSpaceType::USER,
+    )
+    .map_err(|e| Error::Rootless {
+        reason: match e {
+            rustix::io::Errno::INVAL => format!(
+                "cannot join the container's user namespace ({e}): the process shares the \
+                 host's user namespace, so it is not a container of a rootless tare"
+            ),
+            rustix::io::Errno::PERM => format!(
+                "cannot join the container's user namespace ({e}): it was not made by uid \
+                 {uid}, so it is not a container of this user's tare"
+            ),
+            _ => format!("cannot join the container's user namespace: {e}"),
+        },
+    })?;
+    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+    let joined = inherited(&user).ok_or_else(|| Error::Rootless {
+        reason: "the container's user namespace has no mapping for its root".into(),
+    })?;
+    Ok(ROOTLESS.get_or_init(|| joined))
 }
 
 /// Set by a rootless tare for the tare processes it starts (they inherit its namespace).

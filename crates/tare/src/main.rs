@@ -137,8 +137,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before anything starts a thread: a non-root user moves into a user namespace of its
-    // own here (rootless tare, see tare_sandbox::userns). `tare info` reports on it instead.
-    if !matches!(cli.command, Command::Info(_)) {
+    // own here (rootless tare, see tare_sandbox::userns). `tare info` reports on it instead,
+    // and `tare exec` joins the running container's user namespace instead, once it knows the
+    // container (tare_sandbox::join_user_namespace): a namespace of its own would have no
+    // rights over the container's.
+    if !matches!(cli.command, Command::Info(_) | Command::Exec(_)) {
         if let Err(err) = tare_sandbox::userns::enter() {
             return report(&anyhow::Error::new(err));
         }

@@ -78,6 +78,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             args.container
         )
     })?;
+    // Rootless: into the container's user namespace while tare has one thread, before the
+    // store is read (see main).
+    tare_sandbox::join_user_namespace(pid, owner)
+        .with_context(|| format!("container {}", args.container))?;
 
     let store = tare_store::Store::open(&ctx.root)
         .with_context(|| format!("opening the store {}", ctx.root.display()))?;

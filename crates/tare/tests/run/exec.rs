@@ -11,23 +11,8 @@ const STATUS: &str = "grep -E '^(CapEff|CapBnd|CapPrm|Seccomp|NoNewPrivs):' /pro
 fn exec_joins_the_container_with_its_environment_user_and_confinement() {
     let ctx = ctx();
     let marker = format!("exec-marker-{}", std::process::id());
-    let (code, id, err) = stdout_of(
-        &ctx,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "box",
-            "-e",
-            "FROM_RUN=1",
-            "-w",
-            "/tmp",
-            "busybox",
-            "sh",
-            "-c",
-            &format!("echo {marker} >/dev/null; touch /started; exec sleep 600"),
-        ],
-    );
+    let script = format!("echo {marker} >/dev/null; touch /started; exec sleep 600");
+    let (code, id, err) = stdout_of(&ctx, &run_box(&script));
     assert_eq!(code, Some(0), "{err}");
     let id = id.trim().to_string();
 
@@ -86,9 +71,46 @@ fn exec_joins_the_container_with_its_environment_user_and_confinement() {
     assert!(privileged.contains("Seccomp:\t0"), "{privileged}");
     assert_ne!(privileged, of_init);
 
-    // stdin with -i; writes land in the container's layer.
-    let mut child = ctx
-        .tare()
+    stdin_lands_in_the_layer_and_processes_end_with_the_container(&|| ctx.tare(), &marker);
+    assert!(mounts_with(&id).is_empty(), "{:?}", mounts_with(&id));
+    let err = ctx.fails(&["exec", "box", "true"]);
+    assert!(err.contains("container box is not running"), "{err}");
+    ctx.ok(&["rm", "box"]);
+    assert!(container_dirs(ctx.root.path()).is_empty());
+}
+
+/// `tare run -d` of the container `box` running `sh -c SCRIPT`, with an environment variable
+/// and a working directory of its own (for root's and the rootless exec tests).
+pub(super) fn run_box(script: &str) -> [&str; 12] {
+    [
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-e",
+        "FROM_RUN=1",
+        "-w",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]
+}
+
+/// For root's and the rootless exec tests, with the container `box` (whose command holds
+/// `marker`) running: `exec -i` passes stdin and its write lands in the container's layer; a
+/// process exec leaves running ends when `tare stop` ends the container.
+pub(super) fn stdin_lands_in_the_layer_and_processes_end_with_the_container(
+    tare: &dyn Fn() -> std::process::Command,
+    marker: &str,
+) {
+    let ok = |args: &[&str]| {
+        let out = tare().args(args).output().unwrap();
+        assert!(out.status.success(), "tare {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut child = tare()
         .args(["exec", "-i", "box", "sh", "-c", "cat > /from-exec"])
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -101,12 +123,10 @@ fn exec_joins_the_container_with_its_environment_user_and_confinement() {
         .write_all(b"piped in\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(ctx.ok(&["exec", "box", "cat", "/from-exec"]), "piped in\n");
+    assert_eq!(ok(&["exec", "box", "cat", "/from-exec"]), "piped in\n");
 
-    // A process left running by exec ends with the container: nothing is left behind.
     let sleeper = format!("{marker}-exec");
-    let mut background = ctx
-        .tare()
+    let mut background = tare()
         .args([
             "exec",
             "box",
@@ -119,17 +139,12 @@ fn exec_joins_the_container_with_its_environment_user_and_confinement() {
     eventually("the exec'd process", || {
         !processes_with(&sleeper).is_empty()
     });
-    assert_eq!(ctx.ok(&["stop", "-t", "1", "box"]), "box\n");
+    assert_eq!(ok(&["stop", "-t", "1", "box"]), "box\n");
     let status = background.wait().unwrap();
     assert!(!status.success(), "killed with its container: {status}");
     eventually("no process left", || {
-        processes_with(&marker).is_empty() && processes_with(&sleeper).is_empty()
+        processes_with(marker).is_empty() && processes_with(&sleeper).is_empty()
     });
-    assert!(mounts_with(&id).is_empty(), "{:?}", mounts_with(&id));
-    let err = ctx.fails(&["exec", "box", "true"]);
-    assert!(err.contains("container box is not running"), "{err}");
-    ctx.ok(&["rm", "box"]);
-    assert!(container_dirs(ctx.root.path()).is_empty());
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod detached;
 mod exec;
 mod rootless;
 mod rootless_demo;
+mod rootless_exec;
 mod rootless_runtime;
 mod rootless_suite;
 

@@ -43,6 +43,7 @@ mod outputs;
 mod registry;
 mod remote_cache;
 mod rootless;
+mod rootless_exec;
 mod sandbox;
 mod secrets;
 mod slim;

@@ -3,7 +3,7 @@
 //! root's files through a volume, no use of root's store, no device node.
 
 #[path = "../util/rootless.rs"]
-mod user;
+pub(crate) mod user;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
