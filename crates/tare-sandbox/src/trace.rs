@@ -24,8 +24,17 @@
 //! Memory is bounded: the kernel's queue is bounded (an overflow is an error, never a silent
 //! loss), and the set of distinct paths is capped ([`TraceOptions::max_paths`]).
 //!
-//! Root only: mount and filesystem marks need `CAP_SYS_ADMIN` in the initial user namespace,
-//! so a rootless tare refuses with a clear error.
+//! Root only. Linux 6.8+ lets a process with `CAP_SYS_ADMIN` in a user namespace put a
+//! filesystem mark on a superblock mounted in that namespace (a rootless container's overlay),
+//! but only on a group without descriptors in its events: there `fanotify_init` fails with
+//! `EPERM` unless `FAN_REPORT_FID` is given, and then events carry file handles, which only
+//! `open_by_handle_at` (`CAP_DAC_READ_SEARCH` in the initial namespace) turns back into files.
+//! Checked on Linux 6.18 as an unprivileged user in `unshare -Urm`: `FAN_CLASS_NOTIF` alone is
+//! `EPERM`; with `FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME` the group, a
+//! `FAN_MARK_FILESYSTEM` mark of `FAN_OPEN | FAN_OPEN_EXEC` on a tmpfs mounted there and the
+//! events all work. So a rootless tare refuses with that reason; tracing rootless would need
+//! paths rebuilt from (directory handle, name) pairs, by a map of `name_to_handle_at` handles
+//! of the root filesystem's directories.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -102,7 +111,10 @@ pub struct Traced {
 pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error> {
     if crate::userns::rootless().is_some() || !rustix::process::geteuid().is_root() {
         return Err(Error::Trace {
-            reason: "fanotify filesystem marks need root (CAP_SYS_ADMIN); run tare slim as root"
+            reason: "a rootless tare cannot trace: in a user namespace fanotify gives only \
+                     groups that report file handles (fanotify_init without FAN_REPORT_FID is \
+                     EPERM), and the tracer reads paths from the opened files' descriptors; \
+                     run tare slim as root"
                 .into(),
         });
     }

@@ -118,3 +118,21 @@ fn rootless_analyze_and_squash_match_root() {
     assert!(layers(u.ok(&["inspect", "squashed:1"])) < layers(u.ok(&["inspect", "waste:1"])));
     assert_eq!(u.foreign_files(&u.store()), Vec::<String>::new());
 }
+
+/// `tare slim` and `analyze --trace` rootless: refused before anything runs, with the
+/// kernel's reason (a user namespace gets only fanotify groups that report file handles), and
+/// the store untouched.
+#[test]
+fn rootless_slim_is_refused_with_the_kernels_reason() {
+    let u = RootlessUser::ranged();
+    let tar = u.busybox_tar();
+    u.ok(&["import", &tar, "fat"]);
+    let images = u.ok(&["images", "-q"]);
+    let err = u.fails(&["slim", "fat", "-t", "fat:slim", "--probe", "true"]);
+    assert!(err.contains("FAN_REPORT_FID"), "{err}");
+    assert!(err.contains("run tare slim as root"), "{err}");
+    let err = u.fails(&["analyze", "fat", "--trace", "true"]);
+    assert!(err.contains("FAN_REPORT_FID"), "{err}");
+    assert_eq!(u.ok(&["images", "-q"]), images);
+    assert_eq!(u.foreign_files(&u.store()), Vec::<String>::new());
+}
