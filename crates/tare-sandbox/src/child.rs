@@ -13,6 +13,7 @@ use rustix::io::Errno;
 use rustix::mount::{
     self, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
 };
+use rustix::thread::CapabilitySet;
 
 use crate::plan::{
     Message, Mode, Plan, RootMount, Step, MSG_EXEC_ERROR, MSG_MOUNT_STUBS, MSG_SETUP_ERROR,
@@ -20,22 +21,30 @@ use crate::plan::{
 };
 use crate::stubs::STUBS;
 
-/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-pub(crate) const DEFAULT_CAPS: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 6)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 10)
-    | (1 << 13)
-    | (1 << 18)
-    | (1 << 27)
-    | (1 << 29)
-    | (1 << 31);
+/// Docker's default capabilities, the one definition of the set: the sandbox keeps these bits
+/// and the OCI runtime's `config.json` lists their names ([`capability_names`]).
+pub(crate) const DEFAULT_CAPS: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::KILL)
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::SETUID)
+    .union(CapabilitySet::SETPCAP)
+    .union(CapabilitySet::NET_BIND_SERVICE)
+    .union(CapabilitySet::NET_RAW)
+    .union(CapabilitySet::SYS_CHROOT)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::AUDIT_WRITE)
+    .union(CapabilitySet::SETFCAP);
+
+/// The OCI names (`CAP_CHOWN`, ...) of the capabilities in `set` that the kernel headers name,
+/// in bit order.
+pub(crate) fn capability_names(set: CapabilitySet) -> Vec<String> {
+    set.iter_names()
+        .map(|(name, _)| format!("CAP_{name}"))
+        .collect()
+}
 
 /// Exit status of a child whose set-up failed (the parent reports the recorded error).
 const EXIT_SETUP: c_int = 125;
@@ -667,7 +676,7 @@ fn set_tree_attributes(tree: BorrowedFd<'_>, readonly: bool) -> rustix::io::Resu
 }
 
 fn drop_capabilities(plan: &Plan) -> StepResult {
-    use rustix::thread::{CapabilitySet, CapabilitySets};
+    use rustix::thread::CapabilitySets;
     // Privileged: every capability tare itself holds (all that the kernel knows, for root on
     // a host; fewer inside a container that limits tare) stays in the bounding set and, for
     // root, in the effective and permitted sets.
@@ -679,7 +688,7 @@ fn drop_capabilities(plan: &Plan) -> StepResult {
             .bits()
             & known
     } else {
-        DEFAULT_CAPS
+        DEFAULT_CAPS.bits()
     };
     for cap in 0..=plan.last_cap.min(63) {
         if keep & (1 << cap) == 0 {
@@ -936,5 +945,48 @@ fn mark_fds_cloexec() {
     // SAFETY: close_range only changes descriptor flags.
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_capabilities_are_dockers_fourteen_by_name_and_bit() {
+        let mut names = capability_names(DEFAULT_CAPS);
+        names.sort();
+        let mut docker = [
+            "CAP_AUDIT_WRITE",
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_MKNOD",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_RAW",
+            "CAP_SETFCAP",
+            "CAP_SETGID",
+            "CAP_SETPCAP",
+            "CAP_SETUID",
+            "CAP_SYS_CHROOT",
+        ];
+        docker.sort();
+        assert_eq!(names, docker);
+        // The kernel's numbers (capability.h): CHOWN 0, SETUID 7, NET_RAW 13, SETFCAP 31.
+        let bits = DEFAULT_CAPS.bits();
+        assert_eq!(bits & 0xffff_ffff, bits, "{bits:#x}");
+        assert!(
+            bits & (1 << 0 | 1 << 7 | 1 << 13 | 1 << 31) == (1 << 0 | 1 << 7 | 1 << 13 | 1 << 31)
+        );
+        assert_eq!(bits.count_ones(), 14);
+        // A privileged runtime config lists all 41 the headers name, CAP_CHECKPOINT_RESTORE (40) last.
+        let all = capability_names(CapabilitySet::all());
+        assert_eq!(all.len(), 41);
+        assert_eq!(
+            all.last().map(String::as_str),
+            Some("CAP_CHECKPOINT_RESTORE")
+        );
     }
 }

@@ -15,70 +15,6 @@ use crate::plan::Mode;
 use crate::spawn::{execute, prepare};
 use crate::{Error, Network, RunSpec};
 
-/// Capability names of Docker's default set, as OCI configs spell them.
-/// Every capability up to CAP_CHECKPOINT_RESTORE (40), for a privileged run
-/// ([`crate::Security::privileged`]).
-const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 /// Finds a runtime: `runc`, `crun` (or any name) in PATH, or a path to an executable.
 pub fn find_runtime(name: &str) -> Result<PathBuf, Error> {
     let not_found = || Error::Runtime {
@@ -314,17 +250,17 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
     } else if c.security.seccomp {
         linux["seccomp"] = crate::seccomp::oci_profile();
     }
-    let caps: &[&str] = if c.security.privileged {
-        &ALL_CAPS
+    // Privileged: every capability the kernel headers name (up to CAP_CHECKPOINT_RESTORE).
+    let mut caps = if c.security.privileged {
+        rustix::thread::CapabilitySet::all()
     } else {
-        &DEFAULT_CAPS
+        crate::child::DEFAULT_CAPS
     };
-    let bounding: Vec<&str> = caps
-        .iter()
-        .copied()
-        .filter(|cap| device_cgroup || *cap != "CAP_MKNOD")
-        .collect();
-    let caps: Vec<&str> = if c.user.uid == 0 {
+    if !device_cgroup {
+        caps.remove(rustix::thread::CapabilitySet::MKNOD);
+    }
+    let bounding = crate::child::capability_names(caps);
+    let caps: Vec<String> = if c.user.uid == 0 {
         bounding.clone()
     } else {
         Vec::new()
