@@ -1,5 +1,6 @@
 //! The build cache in a registry: `--cache-to type=registry,ref=R[,mode=min|max]` and
-//! `--cache-from type=registry,ref=R` (issue 15).
+//! `--cache-from type=registry,ref=R` (issue 15); the same entries in an OCI layout
+//! directory with `type=local,dest=DIR` / `src=DIR` ([`local`]).
 //!
 //! One entry per step key, each its own small OCI manifest tagged `tare-cache-<key>` in the
 //! cache repository, so a builder finds a step's entry with one `GET` and writers never
@@ -29,6 +30,8 @@ use crate::error::Error;
 use crate::key::{digest_of, CACHE_FORMAT};
 use crate::report::Event;
 
+mod local;
+
 /// The version of the entry format ([`Entry::format`]); entries of another are ignored.
 pub const ENTRY_FORMAT: u32 = 1;
 /// The media type of an entry's config blob.
@@ -37,7 +40,7 @@ pub const ENTRY_MEDIA_TYPE: &str = "application/vnd.tare.cache.entry.v1+json";
 pub const TAG_PREFIX: &str = "tare-cache-";
 /// The largest entry config read (a COPY of many files has a long input list).
 pub const MAX_ENTRY: u64 = 8 << 20;
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const ANNOTATION_KEY: &str = "dev.tare.cache.key";
 const ANNOTATION_PARENT: &str = "dev.tare.cache.parent";
 const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
@@ -57,12 +60,15 @@ pub enum Mode {
 pub enum Location {
     /// A repository of a registry (the tag of the reference is not used).
     Registry(Reference),
+    /// An OCI image layout directory (`type=local,dest=DIR` / `src=DIR`).
+    Local(std::path::PathBuf),
 }
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Registry(r) => write!(f, "{}", r.name()),
+            Location::Local(dir) => write!(f, "{}", dir.display()),
         }
     }
 }
@@ -104,7 +110,14 @@ fn fields(flag: &str, text: &str) -> Result<BTreeMap<String, String>, Error> {
     Ok(map)
 }
 
-fn location(flag: &str, text: &str, map: &mut BTreeMap<String, String>) -> Result<Location, Error> {
+/// The location `map` names; `dir_key` is the option that names a `type=local` directory
+/// (`dest` for `--cache-to`, `src` for `--cache-from`, as buildx spells them).
+fn location(
+    flag: &str,
+    text: &str,
+    map: &mut BTreeMap<String, String>,
+    dir_key: &str,
+) -> Result<Location, Error> {
     let kind = map.remove("type").unwrap_or_default();
     match kind.as_str() {
         "registry" => {
@@ -117,11 +130,19 @@ fn location(flag: &str, text: &str, map: &mut BTreeMap<String, String>) -> Resul
                 .map_err(|e| Error::Invalid(format!("{flag} {text:?}: ref {r:?}: {e}")))?;
             Ok(Location::Registry(reference))
         }
-        "local" | "inline" | "gha" | "s3" | "azblob" => Err(Error::Invalid(format!(
-            "{flag} {text:?}: type={kind} is not supported by tare (type=registry is)"
+        "local" => {
+            let dir = map.remove(dir_key).filter(|d| !d.is_empty()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{flag} {text:?}: type=local needs {dir_key}=DIRECTORY"
+                ))
+            })?;
+            Ok(Location::Local(dir.into()))
+        }
+        "inline" | "gha" | "s3" | "azblob" => Err(Error::Invalid(format!(
+            "{flag} {text:?}: type={kind} is not supported by tare (type=registry and type=local are)"
         ))),
         other => Err(Error::Invalid(format!(
-            "{flag} {text:?}: unknown cache type {other:?} (type=registry)"
+            "{flag} {text:?}: unknown cache type {other:?} (type=registry or type=local)"
         ))),
     }
 }
@@ -140,7 +161,7 @@ impl CacheTo {
     pub fn parse(text: &str) -> Result<CacheTo, Error> {
         let flag = "--cache-to";
         let mut map = fields(flag, text)?;
-        let location = location(flag, text, &mut map)?;
+        let location = location(flag, text, &mut map, "dest")?;
         let mode = match map.remove("mode").as_deref() {
             None | Some("min") => Mode::Min,
             Some("max") => Mode::Max,
@@ -150,8 +171,8 @@ impl CacheTo {
                 )))
             }
         };
-        // buildx's registry exporter options that mean nothing for tare's format.
-        for ignored in ["image-manifest", "oci-mediatypes", "ignore-error"] {
+        // buildx's exporter options that mean nothing for tare's format.
+        for ignored in ["image-manifest", "oci-mediatypes", "ignore-error", "tag"] {
             map.remove(ignored);
         }
         no_more(flag, text, map)?;
@@ -164,7 +185,10 @@ impl CacheFrom {
     pub fn parse(text: &str) -> Result<CacheFrom, Error> {
         let flag = "--cache-from";
         let mut map = fields(flag, text)?;
-        let location = location(flag, text, &mut map)?;
+        let location = location(flag, text, &mut map, "src")?;
+        // buildx's local importer picks a manifest by tag or digest; tare reads every entry.
+        map.remove("tag");
+        map.remove("digest");
         no_more(flag, text, map)?;
         Ok(CacheFrom { location })
     }
@@ -313,7 +337,56 @@ fn manifest_of(entry: &Entry, config: &Digest, size: usize) -> Result<Vec<u8>, E
 /// connect, not asked again.
 struct Source {
     location: Location,
-    session: OnceLock<Option<Repository>>,
+    session: OnceLock<Option<Session>>,
+}
+
+/// A connected `--cache-from` source.
+enum Session {
+    Registry(Box<Repository>),
+    Local(local::Layout),
+}
+
+impl Session {
+    fn connect(build: &Build<'_>, location: &Location) -> Result<Session, String> {
+        match location {
+            Location::Registry(reference) => {
+                Repository::connect(reference, &registry_options(build), Access::Pull, &[])
+                    .map(|r| Session::Registry(Box::new(r)))
+                    .map_err(|e| error_chain(&e))
+            }
+            Location::Local(dir) => local::Layout::open(dir).map(Session::Local),
+        }
+    }
+
+    /// The manifest tagged `tag`, `None` when there is none.
+    fn manifest(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Session::Registry(repo) => repo.manifest(tag).map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.manifest(tag),
+        }
+    }
+
+    /// A small blob of `size` bytes (at most `limit`), verified.
+    fn blob(&self, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, String> {
+        match self {
+            Session::Registry(repo) => repo.blob(digest, size, limit).map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.blob(digest, size, limit),
+        }
+    }
+
+    /// Fetches a layer into the store, verified by digest and diffID.
+    fn fetch_layer(
+        &self,
+        store: &tare_store::Store,
+        layer: &LayerInfo,
+    ) -> Result<LayerInfo, String> {
+        match self {
+            Session::Registry(repo) => repo
+                .fetch_layer(store, layer, &NoReporter)
+                .map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.fetch_layer(store, layer),
+        }
+    }
 }
 
 /// A layer a remote hit named and did not fetch (a lazy hit): where it is, its size as docker
@@ -423,8 +496,10 @@ impl Remote {
             return None;
         }
         let lazy = self.lazy_of(layer)?;
-        let Location::Registry(r) = &self.sources.get(lazy.source)?.location;
-        Some(r.clone())
+        match &self.sources.get(lazy.source)?.location {
+            Location::Registry(r) => Some(r.clone()),
+            Location::Local(_) => None,
+        }
     }
 
     /// Makes sure the store has `layer`: a lazy hit's layer is fetched now (verified by digest
@@ -441,10 +516,8 @@ impl Remote {
         };
         let source = &self.sources[lazy.source];
         let fetched = match source.session.get().and_then(Option::as_ref) {
-            Some(repo) => repo
-                .fetch_layer(store, &lazy.layer, &NoReporter)
-                .map_err(|e| error_chain(&e)),
-            None => Err("the cache repository is not connected".to_string()),
+            Some(session) => session.fetch_layer(store, &lazy.layer),
+            None => Err("the cache is not connected".to_string()),
         };
         let info = match fetched {
             Ok(info) => info,
@@ -482,23 +555,19 @@ impl Remote {
             return None;
         }
         for (index, source) in self.sources.iter().enumerate() {
-            let session = source.session.get_or_init(|| {
-                let Location::Registry(reference) = &source.location;
-                match Repository::connect(reference, &registry_options(build), Access::Pull, &[]) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        warn(
-                            build,
-                            format!(
-                                "--cache-from {}: not used: {}",
-                                source.location,
-                                error_chain(&e)
-                            ),
-                        );
-                        None
-                    }
-                }
-            });
+            let session =
+                source
+                    .session
+                    .get_or_init(|| match Session::connect(build, &source.location) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            warn(
+                                build,
+                                format!("--cache-from {}: not used: {e}", source.location),
+                            );
+                            None
+                        }
+                    });
             let Some(repo) = session else { continue };
             match find(build, repo, key, parent) {
                 Ok(Some(Found::Here(record))) => return Some(record),
@@ -565,11 +634,11 @@ enum Found {
 /// the entry gives its size (every entry tare writes does): the hit is lazy.
 fn find(
     build: &Build<'_>,
-    repo: &Repository,
+    repo: &Session,
     key: &str,
     parent: &str,
 ) -> Result<Option<Found>, String> {
-    let Some(bytes) = repo.manifest(&tag_of(key)).map_err(|e| error_chain(&e))? else {
+    let Some(bytes) = repo.manifest(&tag_of(key))? else {
         return Ok(None);
     };
     let manifest: EntryManifest =
@@ -586,9 +655,7 @@ fn find(
             manifest.config.size
         ));
     }
-    let config = repo
-        .blob(&manifest.config.digest, manifest.config.size, MAX_ENTRY)
-        .map_err(|e| error_chain(&e))?;
+    let config = repo.blob(&manifest.config.digest, manifest.config.size, MAX_ENTRY)?;
     let entry: Entry =
         serde_json::from_slice(&config).map_err(|e| format!("its config is not an entry: {e}"))?;
     if let Some(reason) = entry.refuse(key, parent) {
@@ -616,13 +683,13 @@ fn find(
             (None, Some(n)) => {
                 // The registry holds the blob (it accepted a manifest naming it): a push of
                 // the result may mount it from here.
-                repo.note_holds(store, &[layer.digest])
-                    .map_err(|e| error_chain(&e))?;
+                if let Session::Registry(repo) = repo {
+                    repo.note_holds(store, &[layer.digest])
+                        .map_err(|e| error_chain(&e))?;
+                }
                 return Ok(Some(Found::Lazy(record, n)));
             }
-            (None, None) => repo
-                .fetch_layer(store, layer, &NoReporter)
-                .map_err(|e| error_chain(&e))?,
+            (None, None) => repo.fetch_layer(store, layer)?,
         };
         if let Some(n) = entry.content_size {
             store
@@ -666,8 +733,11 @@ pub(crate) fn export(build: &Build<'_>, target: usize) {
             .map(|(_, r)| r)
             .filter(|r| seen.insert(r.key.clone()))
             .collect();
-        let Location::Registry(reference) = &to.location;
-        if let Err(e) = export_to(build, reference, &chosen) {
+        let exported = match &to.location {
+            Location::Registry(reference) => export_to(build, reference, &chosen),
+            Location::Local(dir) => export_local(build, dir, &chosen),
+        };
+        if let Err(e) = exported {
             warn(
                 build,
                 format!(
@@ -680,10 +750,18 @@ pub(crate) fn export(build: &Build<'_>, target: usize) {
     }
 }
 
-fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> Result<(), Error> {
+/// An entry ready to be written.
+pub(crate) struct Prepared {
+    pub tag: String,
+    pub manifest: Vec<u8>,
+    /// The store blobs it names: its layer (if any) and its config.
+    pub blobs: Vec<Digest>,
+}
+
+/// Each record's entry (its config blob is put into the store).
+fn entries_of(build: &Build<'_>, records: &[&Record]) -> Result<Vec<Prepared>, Error> {
     let store = build.store;
-    let options = registry_options(build);
-    let mut entries: Vec<(String, Vec<u8>, Vec<Digest>)> = Vec::new();
+    let mut entries = Vec::new();
     for record in records {
         let content_size = match &record.layer {
             Some(l) => Some(build.remote.content_size(store, l)?),
@@ -696,11 +774,37 @@ fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> R
         let manifest = manifest_of(&entry, &config_digest, config.len())?;
         let mut blobs: Vec<Digest> = entry.layer.iter().map(|l| l.digest).collect();
         blobs.push(config_digest);
-        entries.push((tag_of(&record.key), manifest, blobs));
+        entries.push(Prepared {
+            tag: tag_of(&record.key),
+            manifest,
+            blobs,
+        });
     }
+    Ok(entries)
+}
+
+/// Writes the entries of `records` into the OCI layout `dir`; lazy hits' layers are fetched
+/// first (the directory must hold every blob an entry names).
+fn export_local(
+    build: &Build<'_>,
+    dir: &std::path::Path,
+    records: &[&Record],
+) -> Result<(), Error> {
+    for record in records {
+        if let Some(layer) = &record.layer {
+            build.remote.materialize(build, layer)?;
+        }
+    }
+    local::export(build.store, dir, &entries_of(build, records)?)
+}
+
+fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> Result<(), Error> {
+    let store = build.store;
+    let options = registry_options(build);
+    let entries = entries_of(build, records)?;
     let mut sources: Vec<String> = Vec::new();
-    for (_, _, blobs) in &entries {
-        for b in blobs {
+    for entry in &entries {
+        for b in &entry.blobs {
             for s in Repository::mount_sources(store, reference, b) {
                 if !sources.contains(&s) {
                     sources.push(s);
@@ -711,18 +815,18 @@ fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> R
     let repo = Repository::connect(reference, &options, Access::Push, &sources)?;
     // Entries the repository already has, byte for byte, cost one HEAD.
     let mut missing = Vec::new();
-    for (tag, manifest, blobs) in entries {
-        if repo.manifest_digest(&tag)? != Some(Digest::of(&manifest)) {
-            missing.push((tag, manifest, blobs));
+    for entry in entries {
+        if repo.manifest_digest(&entry.tag)? != Some(Digest::of(&entry.manifest)) {
+            missing.push(entry);
         }
     }
     let blobs: Vec<Digest> = missing
         .iter()
-        .flat_map(|(_, _, b)| b.iter().copied())
+        .flat_map(|e| e.blobs.iter().copied())
         .collect();
     repo.push_blobs(store, &blobs, &options, &NoReporter)?;
-    for (tag, manifest, _) in &missing {
-        repo.put_manifest(tag, OCI_MANIFEST, manifest)?;
+    for entry in &missing {
+        repo.put_manifest(&entry.tag, OCI_MANIFEST, &entry.manifest)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod util;
 mod annotations;
 mod annotations_layout;
 mod buildx_flags;
+mod cache_local;
 mod config_keys;
 mod contexts;
 mod copy_flags;

@@ -11,6 +11,8 @@
 //! - `store`: store permissions, tampered blobs, huge tar headers, layer xattrs, whiteout escapes.
 //! - `crash`: SIGKILL at random points of build, import, load and pull; leftovers reclaimed.
 //! - `registry`: a registry that tries to steal credentials, oversized answers.
+//! - `cache_local`: hostile cache directories (`--cache-from type=local`): symlinks, fifos,
+//!   huge indexes, blobs that are not their digest or diffID, exports through symlinks.
 //! - `remote_cache`: forged entries in a build cache in a registry (another parent, inputs
 //!   that do not hash to the key, malformed or huge configs, layers that are not their
 //!   diffID, bytes that are not their digest).
@@ -33,6 +35,7 @@
 mod util;
 
 mod add_url;
+mod cache_local;
 mod crash;
 mod diff_archives;
 mod fs_writes;

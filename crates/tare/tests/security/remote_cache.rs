@@ -216,17 +216,12 @@ fn malformed_and_huge_entry_configs_are_ignored() {
     assert!(progress.contains("more than 8388608"), "{progress}");
 }
 
-/// An entry whose layer claims the honest diffID but whose blob holds another tar (gzip, so
-/// the digest alone does not give it away): the fetched layer's content does not match.
-#[test]
-fn a_layer_whose_content_is_not_its_diff_id_is_refused() {
-    let s = setup();
-    let dir = tempfile::tempdir().expect("tmp");
-    // A tar with one file, /etc/evil, gzipped.
-    let evil = dir.path().join("evil");
+/// A gzipped layer with one file, /etc/evil (made in `dir`).
+pub(crate) fn evil_layer(dir: &std::path::Path) -> Vec<u8> {
+    let evil = dir.join("evil");
     std::fs::create_dir_all(evil.join("etc")).expect("dir");
     std::fs::write(evil.join("etc/evil"), "evil\n").expect("file");
-    let tgz = dir.path().join("evil.tgz");
+    let tgz = dir.join("evil.tgz");
     let status = Command::new("tar")
         .arg("-czf")
         .arg(&tgz)
@@ -236,7 +231,16 @@ fn a_layer_whose_content_is_not_its_diff_id_is_refused() {
         .status()
         .expect("tar");
     assert!(status.success());
-    let bytes = std::fs::read(&tgz).expect("tgz");
+    std::fs::read(&tgz).expect("tgz")
+}
+
+/// An entry whose layer claims the honest diffID but whose blob holds another tar (gzip, so
+/// the digest alone does not give it away): the fetched layer's content does not match.
+#[test]
+fn a_layer_whose_content_is_not_its_diff_id_is_refused() {
+    let s = setup();
+    let dir = tempfile::tempdir().expect("tmp");
+    let bytes = evil_layer(dir.path());
     let digest = put_blob(&s.reg, "cache", &bytes, dir.path());
     let mut config = s.config.clone();
     config["layer"]["digest"] = digest.clone().into();

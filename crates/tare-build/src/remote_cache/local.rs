@@ -1,0 +1,310 @@
+//! The build cache as an OCI image layout on disk: `--cache-to type=local,dest=DIR` and
+//! `--cache-from type=local,src=DIR` (issue 15).
+//!
+//! The entries are those of the registry cache, byte for byte: one small OCI manifest per
+//! step key, its config blob the [`Entry`](super::Entry), its one layer the step's layer
+//! blob. Blobs live in `DIR/blobs/sha256/<hex>`; `DIR/index.json` lists each entry's manifest
+//! with the annotation `org.opencontainers.image.ref.name` = `tare-cache-<key>` (the tag a
+//! registry would use), so the directory is a valid OCI layout that `skopeo`, `oras` or
+//! `tare load` can read.
+//!
+//! Writers never lose each other's entries: every blob (layers, configs, manifests) is written
+//! to a temporary name and renamed into place (a blob's name is its digest, so two writers of
+//! one blob write the same bytes), and `index.json`, the one shared file, is rewritten only
+//! under an exclusive `flock` of `DIR/index.json.lock`, read again inside the lock, and
+//! replaced by a rename, so a reader never sees half of it.
+//!
+//! A `src` directory is hostile data: every file is opened below DIR without following any
+//! symlink (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`), must be a regular file (opened
+//! without blocking, so a fifo cannot hang the build), is read with a size limit and checked
+//! against the digest in its name; a layer is also checked against the entry's diffID before
+//! it is recorded in the store.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags, ResolveFlags};
+use serde_json::{json, Value};
+use tare_store::{error_chain, Digest, LayerInfo, Store};
+
+use super::{Prepared, TAG_PREFIX};
+use crate::error::Error;
+
+/// The largest `index.json` read from a `src` directory (about 100 000 entries).
+pub const MAX_INDEX: u64 = 64 << 20;
+/// The largest entry manifest read.
+pub const MAX_MANIFEST: u64 = 64 << 10;
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A `--cache-from type=local,src=DIR` directory, its index read once per build.
+pub(crate) struct Layout {
+    dir: PathBuf,
+    /// Each entry's tag and its manifest's digest and size.
+    entries: BTreeMap<String, (Digest, u64)>,
+}
+
+fn blob_rel(digest: &Digest) -> PathBuf {
+    Path::new("blobs/sha256").join(digest.hex())
+}
+
+/// Reads at most `limit` bytes of `rel` below `dir` (no symlink anywhere, a regular file).
+fn read_beneath(dir: &Path, rel: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let what = || dir.join(rel).display().to_string();
+    let file = crate::fsops::open_beneath(dir, rel).map_err(|e| format!("{}: {e}", what()))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", what()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{} is larger than {limit} bytes", what()));
+    }
+    Ok(bytes)
+}
+
+impl Layout {
+    /// Reads `DIR/index.json`; the tags that are not cache entries are left out.
+    pub fn open(dir: &Path) -> Result<Layout, String> {
+        let text = read_beneath(dir, Path::new("index.json"), MAX_INDEX)?;
+        let index: Value = serde_json::from_slice(&text)
+            .map_err(|e| format!("{}: {e}", dir.join("index.json").display()))?;
+        let mut entries = BTreeMap::new();
+        for d in index["manifests"].as_array().into_iter().flatten() {
+            let Some(tag) = d["annotations"][REF_NAME].as_str() else {
+                continue;
+            };
+            if !tag.starts_with(TAG_PREFIX) {
+                continue;
+            }
+            let (Some(digest), Some(size)) = (
+                d["digest"].as_str().and_then(|s| s.parse::<Digest>().ok()),
+                d["size"].as_u64(),
+            ) else {
+                continue;
+            };
+            entries.insert(tag.to_string(), (digest, size));
+        }
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            entries,
+        })
+    }
+
+    /// The manifest of the entry tagged `tag`, checked against its digest.
+    pub fn manifest(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some((digest, size)) = self.entries.get(tag) else {
+            return Ok(None);
+        };
+        if *size > MAX_MANIFEST {
+            return Err(format!(
+                "its manifest is {size} bytes, more than {MAX_MANIFEST}"
+            ));
+        }
+        self.blob(digest, *size, MAX_MANIFEST).map(Some)
+    }
+
+    /// A small blob, checked against its size and digest.
+    pub fn blob(&self, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, String> {
+        let bytes = read_beneath(&self.dir, &blob_rel(digest), limit.min(size))?;
+        if bytes.len() as u64 != size {
+            return Err(format!(
+                "blob {digest} is {} bytes, not {size}",
+                bytes.len()
+            ));
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(format!("blob {digest} hashes to {actual}"));
+        }
+        Ok(bytes)
+    }
+
+    /// Copies a layer blob into the store: committed only when its bytes hash to its digest,
+    /// then recorded only when its diffID is the entry's.
+    pub fn fetch_layer(&self, store: &Store, layer: &LayerInfo) -> Result<LayerInfo, String> {
+        if let Some(known) = store
+            .layer_variants(&layer.diff_id)
+            .map_err(|e| error_chain(&e))?
+            .into_iter()
+            .find(|v| v.digest == layer.digest)
+        {
+            return Ok(known);
+        }
+        let rel = blob_rel(&layer.digest);
+        let name = self.dir.join(&rel).display().to_string();
+        let file =
+            crate::fsops::open_beneath(&self.dir, &rel).map_err(|e| format!("{name}: {e}"))?;
+        let len = file.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+        if len != layer.compressed_size {
+            return Err(format!(
+                "{name} is {len} bytes, the entry says {}",
+                layer.compressed_size
+            ));
+        }
+        let info = tare_layer::ingest::ingest_layer(
+            store,
+            file.take(layer.compressed_size),
+            Some(&layer.digest),
+            &name,
+        )
+        .map_err(|e| error_chain(&e))?;
+        if info.diff_id != layer.diff_id {
+            // Nothing names the blob: the next prune removes it.
+            return Err(format!(
+                "layer {} has the diffID {}, the entry says {}",
+                layer.digest, info.diff_id, layer.diff_id
+            ));
+        }
+        store.record_layer(&info).map_err(|e| error_chain(&e))?;
+        Ok(info)
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens (making it if needed) the directory `name` in `parent`, never through a symlink.
+fn subdir(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(rfs::openat2(
+        parent,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// A temporary name in a directory that no other writer uses.
+fn temp_name(what: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".tmp-{}-{}-{what}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes `bytes` (from `source`) as `name` in `dir`: a new temporary file, then a rename,
+/// which replaces whatever had that name (a symlink is replaced, never followed).
+fn put_file(dir: &OwnedFd, name: &str, source: &mut dyn Read) -> io::Result<()> {
+    let tmp = temp_name(name);
+    let fd = rfs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    let mut file = File::from(fd);
+    let written = io::copy(source, &mut file)
+        .and_then(|_| file.flush())
+        .and_then(|()| file.sync_data());
+    if let Err(e) = written.and_then(|()| Ok(rfs::renameat(dir, tmp.as_str(), dir, name)?)) {
+        let _ = rfs::unlinkat(dir, tmp.as_str(), rfs::AtFlags::empty());
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Whether `name` in `dir` is a regular file of `size` bytes (not a symlink).
+fn has_file(dir: &OwnedFd, name: &str, size: u64) -> bool {
+    rfs::statat(dir, name, rfs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_size as u64 == size
+    })
+}
+
+/// Adds `entries` to the layout at `dir` (made if missing): the blobs first, then, under the
+/// lock, `index.json`, so an entry is listed only once everything it names is there.
+pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let root = rfs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(dir)(e.into()))?;
+    let blobs_path = dir.join("blobs/sha256");
+    let sha = subdir(&root, "blobs")
+        .and_then(|b| subdir(&b, "sha256"))
+        .map_err(io_err(&blobs_path))?;
+    for entry in entries {
+        for digest in &entry.blobs {
+            let size = store.blob_size(digest)?;
+            if !has_file(&sha, &digest.hex(), size) {
+                let mut reader = store.open_blob(digest)?;
+                put_file(&sha, &digest.hex(), &mut reader)
+                    .map_err(io_err(&blobs_path.join(digest.hex())))?;
+            }
+        }
+        let digest = Digest::of(&entry.manifest);
+        if !has_file(&sha, &digest.hex(), entry.manifest.len() as u64) {
+            put_file(&sha, &digest.hex(), &mut entry.manifest.as_slice())
+                .map_err(io_err(&blobs_path.join(digest.hex())))?;
+        }
+    }
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    if !has_file(&root, "oci-layout", layout.len() as u64) {
+        put_file(&root, "oci-layout", &mut &layout[..]).map_err(io_err(&dir.join("oci-layout")))?;
+    }
+    let lock_path = dir.join("index.json.lock");
+    let lock = rfs::openat(
+        &root,
+        "index.json.lock",
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| io_err(&lock_path)(e.into()))?;
+    rfs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| io_err(&lock_path)(e.into()))?;
+    let index_path = dir.join("index.json");
+    let mut index = match crate::fsops::open_beneath(dir, Path::new("index.json")) {
+        Ok(file) => {
+            let mut text = Vec::new();
+            file.take(MAX_INDEX + 1)
+                .read_to_end(&mut text)
+                .map_err(io_err(&index_path))?;
+            serde_json::from_slice::<Value>(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not an OCI index ({e}); remove the directory to start a new cache",
+                    index_path.display()
+                ))
+            })?
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        }
+        Err(e) => return Err(io_err(&index_path)(e)),
+    };
+    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
+        return Err(Error::Invalid(format!(
+            "{}: not an OCI index (no manifests list)",
+            index_path.display()
+        )));
+    };
+    for entry in entries {
+        // The newest entry for a key replaces the older one, as a tag push does.
+        manifests.retain(|d| d["annotations"][REF_NAME].as_str() != Some(entry.tag.as_str()));
+        manifests.push(json!({
+            "mediaType": super::OCI_MANIFEST,
+            "digest": Digest::of(&entry.manifest).to_string(),
+            "size": entry.manifest.len(),
+            "annotations": {REF_NAME: entry.tag},
+        }));
+    }
+    let text = serde_json::to_vec(&index)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", index_path.display())))?;
+    put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
+    drop(lock);
+    Ok(())
+}
