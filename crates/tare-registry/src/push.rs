@@ -229,16 +229,36 @@ pub(crate) fn push_blob(
                 });
                 return Ok(());
             }
-            // The registry could not mount, and the bytes are not here to upload.
+            // The registry could not mount, and the bytes are not here to upload: they are
+            // fetched from the repository that holds them (verified by digest), then
+            // uploaded into the upload the registry opened.
             StatusCode::ACCEPTED if !blob.local => {
-                return Err(Error::Invalid {
+                let location = registry.location(&resp)?;
+                fetch_blob(store, registry, from, &blob.digest).map_err(|e| Error::Invalid {
                     what: format!("{} {}", blob.kind, blob.digest),
                     registry: registry.name.clone(),
                     reason: format!(
-                        "the local store does not hold it and the registry did not mount it \
-                         from {from}"
+                        "the local store does not hold it, the registry did not mount it \
+                         from {from}, and fetching it from there failed: {}",
+                        tare_store::error_chain(&e)
                     ),
-                });
+                })?;
+                let fetched = Blob {
+                    digest: blob.digest,
+                    size: store.blob_size(&blob.digest)?,
+                    kind: blob.kind,
+                    mount: None,
+                    local: true,
+                };
+                return upload(
+                    store,
+                    registry,
+                    &uploads,
+                    &fetched,
+                    Some(location),
+                    chunk_size,
+                    progress,
+                );
             }
             // The registry could not mount, and opened an ordinary upload instead.
             StatusCode::ACCEPTED => {
@@ -248,6 +268,43 @@ pub(crate) fn push_blob(
             s => return Err(status_error("POST", &mount, s, resp)),
         }
     }
+    upload(
+        store, registry, &uploads, blob, opened, chunk_size, progress,
+    )
+}
+
+/// Streams the blob `digest` of `repo` into the store, committed only if its bytes hash to
+/// it.
+fn fetch_blob(store: &Store, registry: &Registry, repo: &str, digest: &Digest) -> Result<()> {
+    let url = registry.url(&format!("v2/{repo}/blobs/{digest}"))?;
+    let mut resp = registry.send("GET", &url, |c| Ok(c.get(url.clone())))?;
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(Error::NotFound(format!("blob {digest} in {repo}"))),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(registry.unauthorized()),
+        s => return Err(status_error("GET", &url, s, resp)),
+    }
+    let mut writer = store.blob_writer()?;
+    std::io::copy(&mut resp, &mut writer).map_err(|source| Error::Read {
+        what: format!("blob {digest}"),
+        registry: registry.name.clone(),
+        source,
+    })?;
+    writer.commit(Some(digest))?;
+    Ok(())
+}
+
+/// Uploads a blob the store holds, into `opened` (an upload the registry already opened) or
+/// a new upload; a transient failure opens a new one.
+fn upload(
+    store: &Store,
+    registry: &Registry,
+    uploads: &Url,
+    blob: &Blob,
+    mut opened: Option<Url>,
+    chunk_size: u64,
+    progress: &Progress,
+) -> Result<()> {
     let started = Instant::now();
     let counter = progress.start(blob.digest, blob.size, blob.kind);
     let path = store.blob_path(&blob.digest);
@@ -255,7 +312,7 @@ pub(crate) fn push_blob(
     loop {
         let location = match opened.take() {
             Some(l) => l,
-            None => open_upload(registry, &uploads)?,
+            None => open_upload(registry, uploads)?,
         };
         let result = if blob.size > chunk_size {
             upload_chunked(registry, &path, blob, location, chunk_size, &counter)

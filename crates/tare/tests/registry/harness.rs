@@ -228,6 +228,10 @@ pub struct ProxyState {
     /// Answer every request with 401 and a basic challenge, after reading all of it: a host
     /// that wants credentials.
     pub refuse_401: AtomicBool,
+    /// Forward cross-repository mounts (`POST ...?mount=D&from=R`) without their query, so
+    /// the registry answers 202 and an upload location, as distribution does when it
+    /// cannot mount.
+    pub refuse_mount: AtomicBool,
 }
 
 /// A bearer-token gate: `/v2/` needs `Bearer TOKEN`, which `/token` hands out (to `user` only,
@@ -506,6 +510,15 @@ fn handle(
 
     // Forward, one request per upstream connection.
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let request_line = if state.refuse_mount.load(Ordering::SeqCst)
+        && method == "POST"
+        && target.contains("mount=")
+    {
+        let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
+        request_line.replacen(&target, path, 1)
+    } else {
+        request_line
+    };
     let mut out = format!("{request_line}\r\n");
     for (k, v) in &headers {
         if k == "connection" || (bearer.is_some() && k == "authorization") {
