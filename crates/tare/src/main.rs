@@ -232,7 +232,26 @@ fn report(err: &anyhow::Error) -> ExitCode {
         }
         first = false;
     }
+    if let Some(snippet) = dockerfile_snippet(err) {
+        let _ = writeln!(stderr, "{snippet}");
+    }
     ExitCode::from(1)
+}
+
+/// The offending Dockerfile lines with the error's label under them, when a cause of `err`
+/// is a located Dockerfile error (from `tare build`, `tare lint`, `tare debug`, ...).
+fn dockerfile_snippet(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        // Behind a transparent variant the Dockerfile error is not a cause of its own.
+        let e = if let Some(tare_build::Error::Dockerfile(e)) = cause.downcast_ref() {
+            e
+        } else if let Some(tare_size::Error::Dockerfile(e)) = cause.downcast_ref() {
+            e
+        } else {
+            cause.downcast_ref::<tare_dockerfile::Error>()?
+        };
+        e.snippet()
+    })
 }
 
 fn init_tracing(verbose: u8) {

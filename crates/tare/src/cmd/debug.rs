@@ -43,7 +43,7 @@ pub fn run(_ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
 
 fn parse(file: &PathBuf) -> anyhow::Result<ExitCode> {
     let (text, name) = read(file)?;
-    let ast = tare_dockerfile::parse(&text, &name).map_err(located)?;
+    let ast = tare_dockerfile::parse(&text, &name)?;
     std::io::stdout().lock().write_all(ast.dump().as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -57,8 +57,8 @@ fn stages(file: &PathBuf, build_args: &[String], target: Option<&str>) -> anyhow
             None => std::env::var(a).ok().map(|v| (a.clone(), v)),
         })
         .collect();
-    let ast = tare_dockerfile::parse(&text, &name).map_err(located)?;
-    let dockerfile = tare_dockerfile::evaluate(&ast, &args, target).map_err(located)?;
+    let ast = tare_dockerfile::parse(&text, &name)?;
+    let dockerfile = tare_dockerfile::evaluate(&ast, &args, target)?;
     for warning in &dockerfile.warnings {
         match warning.line {
             Some(line) => eprintln!("warning: {name}:{line}: {}", warning.message),
@@ -89,7 +89,7 @@ fn stages(file: &PathBuf, build_args: &[String], target: Option<&str>) -> anyhow
             "stage {}{name}: FROM {base}{platform} (line {})",
             stage.index, stage.line
         )?;
-        for instruction in stage.expand(&[]).map_err(located)? {
+        for instruction in stage.expand(&[])? {
             writeln!(
                 out,
                 "  {}: {:?}",
@@ -118,13 +118,4 @@ fn read(file: &PathBuf) -> anyhow::Result<(String, String)> {
         file.display().to_string()
     };
     Ok((text, name))
-}
-
-/// A Dockerfile error as `FILE:LINE:COL: message`, followed by the offending line drawn
-/// with a label.
-pub fn located(e: tare_dockerfile::Error) -> anyhow::Error {
-    match e.snippet() {
-        Some(snippet) => anyhow::anyhow!("{e}\n{snippet}"),
-        None => anyhow::Error::new(e),
-    }
 }

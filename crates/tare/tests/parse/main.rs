@@ -9,6 +9,8 @@ use std::process::Stdio;
 
 use util::TestContext;
 
+mod snippets;
+
 #[test]
 fn parse_prints_one_buildkit_line_per_instruction() {
     let cx = TestContext::new();
