@@ -47,7 +47,13 @@ impl Annotations {
         let mut out = Vec::new();
         for spec in specs {
             let a = parse_one(spec)?;
-            let refuse = |why: &str| Err(Error::Invalid(format!("--annotation {spec}: {why}")));
+            let refuse = |why: &str| {
+                Err(Error::BadOption {
+                    flag: "--annotation",
+                    value: spec.clone(),
+                    reason: why.to_string(),
+                })
+            };
             if platforms < 2
                 && (a.kinds.contains(&Kind::Index) || a.kinds.contains(&Kind::IndexDescriptor))
             {
@@ -115,7 +121,11 @@ impl Annotations {
 }
 
 fn parse_one(spec: &str) -> Result<Annotation, Error> {
-    let bad = |why: String| Error::Invalid(format!("--annotation {spec}: {why}"));
+    let bad = |reason: String| Error::BadOption {
+        flag: "--annotation",
+        value: spec.to_string(),
+        reason,
+    };
     let (left, value) = spec
         .split_once('=')
         .ok_or_else(|| bad("expected [TYPE:]KEY=VALUE".into()))?;

@@ -168,8 +168,10 @@ impl Cache {
 
     /// Stores a record (and indexes it under its parent).
     pub fn put(&self, record: &Record) -> Result<(), Error> {
-        let json =
-            serde_json::to_vec(record).map_err(|e| Error::Invalid(format!("cache record: {e}")))?;
+        let json = serde_json::to_vec(record).map_err(|error| Error::Encode {
+            what: "cache record",
+            error,
+        })?;
         tare_store::write_atomic(&self.record_path(&record.key), &json)?;
         let children = self.dir.join("children").join(&record.parent);
         fs::create_dir_all(&children).map_err(io_err(&children))?;
@@ -237,10 +239,9 @@ impl Cache {
         let mut file = node.open()?;
         let opened = file.metadata().map_err(io_err(&node.host))?;
         if !FileStat::of(&opened).same_file(&listed) {
-            return Err(Error::Invalid(format!(
-                "{}: the file changed while the build read it",
-                node.host.display()
-            )));
+            return Err(Error::FileChanged {
+                path: node.host.display().to_string(),
+            });
         }
         let mut h = Hasher::new();
         let mut buf = vec![0u8; 256 << 10];
@@ -263,7 +264,10 @@ impl Cache {
             return Ok(());
         }
         let files = match self.files.lock() {
-            Ok(f) => serde_json::to_vec(&*f).map_err(|e| Error::Invalid(format!("cache: {e}")))?,
+            Ok(f) => serde_json::to_vec(&*f).map_err(|error| Error::Encode {
+                what: "cache",
+                error,
+            })?,
             Err(_) => return Ok(()),
         };
         Ok(tare_store::write_atomic(

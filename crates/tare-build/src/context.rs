@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use tare_dockerfile::{Dockerfile, Instruction, Stage};
 use tare_sandbox::Network;
 use tare_store::config::{History, ImageConfig};
-use tare_store::{LayerInfo, Reference, Store};
+use tare_store::{LayerInfo, Reference, StepOrigin, Store};
 
 use crate::cache::Cache;
 use crate::error::Error;
@@ -197,23 +197,24 @@ impl Slots {
 
     /// Waits for stage `index`; an error when it failed (its own error is reported once).
     pub fn wait(&self, index: usize) -> Result<Arc<StageOut>, Error> {
-        let mut done = self
-            .done
-            .lock()
-            .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
+        let mut done = self.done.lock().map_err(|_| Error::Panicked {
+            what: "a stage thread".into(),
+        })?;
         loop {
             match done.get(index) {
                 Some(Some(Ok(out))) => return Ok(out.clone()),
                 Some(Some(Err(e))) => {
-                    return Err(Error::Invalid(format!("stage {index} failed: {e}")))
+                    return Err(Error::DependencyFailed {
+                        stage: index,
+                        message: e.clone(),
+                    })
                 }
                 Some(None) => {}
-                None => return Err(Error::Invalid(format!("no stage {index}"))),
+                None => return Err(Error::NoStage { index }),
             }
-            done = self
-                .changed
-                .wait(done)
-                .map_err(|_| Error::Invalid("a stage thread panicked".into()))?;
+            done = self.changed.wait(done).map_err(|_| Error::Panicked {
+                what: "a stage thread".into(),
+            })?;
         }
     }
 }
@@ -294,8 +295,8 @@ pub(crate) struct StageOut {
     pub base_layers: usize,
     /// The steps of this stage and of the stages it is built FROM.
     pub steps: Vec<StepSummary>,
-    /// The Dockerfile line of each history entry (`None` for the base image's entries).
-    pub history_lines: Vec<Option<usize>>,
+    /// The step that made each history entry (`None` for the base image's entries).
+    pub history_origins: Vec<Option<StepOrigin>>,
     /// When the last layer was made (the image's `created`).
     pub created: Option<String>,
 }
@@ -328,7 +329,7 @@ impl StageOut {
             .unwrap_or_else(|| "/".into())
     }
 
-    pub fn push_history(&mut self, created_by: String, layer: bool, line: usize) {
+    pub fn push_history(&mut self, created_by: String, layer: bool, origin: StepOrigin) {
         self.config.history.push(History {
             created: self.created.clone(),
             created_by: Some(created_by),
@@ -336,7 +337,7 @@ impl StageOut {
             empty_layer: !layer,
             ..History::default()
         });
-        self.history_lines.push(Some(line));
+        self.history_origins.push(Some(origin));
     }
 }
 
@@ -354,6 +355,15 @@ impl StepCtx<'_> {
     /// The 1-based Dockerfile line of the instruction.
     pub fn line(&self) -> usize {
         self.ins.location.start_line
+    }
+
+    /// The step as the image's build record names it: Dockerfile, line and stage.
+    pub fn origin(&self) -> StepOrigin {
+        StepOrigin {
+            file: self.build.opts.dockerfile_name.clone(),
+            line: self.line(),
+            stage: Some(self.step.stage.clone()),
+        }
     }
 
     pub fn report(&self, event: Event) {

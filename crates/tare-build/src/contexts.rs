@@ -25,7 +25,11 @@ pub enum NamedContext {
 impl NamedContext {
     /// Parses `NAME=VALUE` as buildx does; the name is matched without regard to case.
     pub fn parse(spec: &str) -> Result<(String, NamedContext), Error> {
-        let bad = |why: &str| Error::Invalid(format!("--build-context {spec:?}: {why}"));
+        let bad = |why: &str| Error::BadOption {
+            flag: "--build-context",
+            value: format!("{spec:?}"),
+            reason: why.to_string(),
+        };
         let (name, value) = spec.split_once('=').ok_or_else(|| {
             bad("expected NAME=PATH, NAME=docker-image://REF or NAME=oci-layout://PATH")
         })?;

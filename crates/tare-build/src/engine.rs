@@ -11,9 +11,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::json;
 use tare_dockerfile::Command;
-use tare_store::{Image, Store};
+use tare_store::{BuildInfo, Image, StepOrigin, Store};
 
 use crate::cache::Cache;
 use crate::context::{Build, BuildOptions, Slots, StageOut, StepSummary};
@@ -177,9 +176,11 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
         handles
             .into_iter()
             .map(|(i, h)| {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Invalid(format!("stage {i} panicked"))));
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(Error::Panicked {
+                        what: format!("stage {i}"),
+                    })
+                });
                 (i, r)
             })
             .collect()
@@ -193,7 +194,7 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
             Ok(o) if i == target => out = Some(o),
             Ok(_) => {}
             Err(e) => {
-                let echo = matches!(&e, Error::Invalid(m) if m.starts_with("stage "));
+                let echo = matches!(e, Error::DependencyFailed { .. });
                 if first_err.is_none()
                     || (!echo && first_err.as_ref().is_some_and(|(echoed, _)| *echoed))
                 {
@@ -205,7 +206,7 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
     if let Some((_, e)) = first_err {
         return Err(e);
     }
-    let out = out.ok_or_else(|| Error::Invalid("the target stage made no result".into()))?;
+    let out = out.ok_or(Error::NoResult)?;
     let result = commit(build, &out, warnings)?;
     crate::remote_cache::export(build, target);
     Ok(result)
@@ -249,8 +250,11 @@ pub fn build_platforms(
             .into_iter()
             .zip(platforms)
             .map(|(h, p)| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid(format!("the build for {p} panicked"))))
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Panicked {
+                        what: format!("the build for {p}"),
+                    })
+                })
             })
             .collect()
     })
@@ -316,27 +320,20 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
     }
     config.created = out.created.clone();
     if let Some(epoch) = build.epoch {
-        clamp_times(&mut config, &out.history_lines, epoch);
+        clamp_times(&mut config, &out.history_origins, epoch);
     }
     // BuildKit labels the result with the target platform, whatever its stage's FROM was.
     if let Some(platform) = &build.opts.platform {
         crate::platform::set_config_platform(&mut config, platform);
     }
     config.rootfs.diff_ids = out.layers.iter().map(|l| l.diff_id).collect();
-    let history: Vec<serde_json::Value> = out
-        .history_lines
-        .iter()
-        .map(|line| match line {
-            Some(l) => json!({"file": build.opts.dockerfile_name, "line": l}),
-            None => serde_json::Value::Null,
-        })
-        .collect();
-    let build_info = json!({
-        "dockerfile": build.opts.dockerfile_name,
-        "context": build.context.root().display().to_string(),
-        "base_layers": out.base_layers,
-        "history": history,
-    });
+    let build_info = BuildInfo {
+        dockerfile: Some(build.opts.dockerfile_name.clone()),
+        context: Some(build.context.root().display().to_string()),
+        base_layers: Some(out.base_layers),
+        history: out.history_origins.clone(),
+        squash: None,
+    };
     // Lazy `--cache-from` hits' layers are fetched now, unless the image is only pushed to
     // the registry that holds them.
     let store = build.store;
@@ -364,8 +361,10 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
         store.commit_image(&config, &layers, &build.opts.tags, Some(build_info))?
     } else {
         // Not stored (its layers are not here): the config and manifest blobs the push sends.
-        let bytes = serde_json::to_vec(&config)
-            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+        let bytes = serde_json::to_vec(&config).map_err(|error| Error::Encode {
+            what: "image config",
+            error,
+        })?;
         let id = store.put_bytes(&bytes)?;
         let manifest = tare_store::manifest_json(&id, bytes.len() as u64, &layers)?;
         Image {
@@ -398,12 +397,12 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
 /// theirs) become `min(created, epoch)`.
 fn clamp_times(
     config: &mut tare_store::config::ImageConfig,
-    history_lines: &[Option<usize>],
+    history_origins: &[Option<StepOrigin>],
     epoch: crate::epoch::Epoch,
 ) {
     config.created = Some(epoch.clamp_created(config.created.as_deref()));
-    for (h, line) in config.history.iter_mut().zip(history_lines) {
-        if line.is_some() {
+    for (h, origin) in config.history.iter_mut().zip(history_origins) {
+        if origin.is_some() {
             h.created = Some(epoch.clamp_created(h.created.as_deref()));
         }
     }

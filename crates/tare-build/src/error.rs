@@ -47,6 +47,62 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A stage this one reads (`FROM`, `COPY --from`, `RUN --mount from=`) failed; its own
+    /// error is reported where it happened, so a build reports this one only when no stage
+    /// has a first-hand error.
+    #[error("stage {stage} failed: {message}")]
+    DependencyFailed { stage: usize, message: String },
+    /// A RUN flag's value tare does not know (`RUN --network=bridge`).
+    #[error("unsupported {} {value:?} (use {choices})", flag_subject(flag))]
+    Unsupported {
+        /// The flag, without its dashes (`network`, `security`).
+        flag: &'static str,
+        value: String,
+        /// The values the flag takes, as a sentence (`default, none or host`).
+        choices: &'static str,
+        /// 1-based Dockerfile line of the instruction.
+        line: usize,
+    },
+    /// A RUN flag's value that needs an entitlement the build was not given.
+    #[error("RUN --{flag}={value} is not allowed: grant it with tare build --allow {entitlement}")]
+    NotAllowed {
+        flag: &'static str,
+        value: &'static str,
+        entitlement: &'static str,
+        /// 1-based Dockerfile line of the instruction.
+        line: usize,
+    },
+    /// A build option's value that does not parse (`--output`, `--secret`, `--ssh`, ...).
+    #[error("{flag} {value}: {reason}")]
+    BadOption {
+        /// The option with its dashes (`--secret`).
+        flag: &'static str,
+        /// The value as the message shows it (quoted where it may hold spaces).
+        value: String,
+        reason: String,
+    },
+    /// A file of the context or of a stage changed between two reads of one build (a race
+    /// with another process, or an attack swapping files): the build stops.
+    #[error("{path}: the file changed while the build read it")]
+    FileChanged { path: String },
+    /// A path whose last part is empty, `.` or `..`, where a file is to be written.
+    #[error("/{path}: not a name a file can be written to")]
+    NotAFileName { path: String },
+    /// A thread of the build panicked (a bug): `what` names it (`stage 2`, `the export thread`).
+    #[error("{what} panicked")]
+    Panicked { what: String },
+    /// A wait for a stage the Dockerfile does not have (a bug).
+    #[error("no stage {index}")]
+    NoStage { index: usize },
+    /// The build ended without the target stage's result (a bug).
+    #[error("the target stage made no result")]
+    NoResult,
+    /// A value tare made could not be encoded as JSON (`what`: a cache key, a cache record).
+    #[error("{what}: {error}")]
+    Encode {
+        what: &'static str,
+        error: serde_json::Error,
+    },
     #[error("{file}:{line}: {instruction}")]
     Step {
         file: String,
@@ -91,6 +147,14 @@ pub enum Error {
     Sandbox(#[from] tare_sandbox::Error),
     #[error(transparent)]
     Registry(#[from] tare_registry::Error),
+}
+
+/// What an [`Error::Unsupported`] flag sets, for its message.
+fn flag_subject(flag: &str) -> String {
+    match flag {
+        "network" | "security" => format!("{flag} mode"),
+        other => format!("--{other} value"),
+    }
 }
 
 /// Builds an `Error::Io` for `path`, for `map_err`.

@@ -85,9 +85,9 @@ impl Root {
     pub fn parent<'r>(&self, rel: &'r str) -> Result<(OwnedFd, &'r str), Error> {
         let (parent, name) = split_last(rel);
         if matches!(name, "" | "." | "..") {
-            return Err(Error::Invalid(format!(
-                "/{rel}: not a name a file can be written to"
-            )));
+            return Err(Error::NotAFileName {
+                path: rel.to_string(),
+            });
         }
         Ok((self.dir(parent)?, name))
     }

@@ -49,7 +49,10 @@ pub enum StepKey {
 impl StepKey {
     /// The canonical encoding (see the module's overview).
     pub fn encode(&self) -> Result<serde_json::Value, Error> {
-        serde_json::to_value(self).map_err(|e| Error::Invalid(format!("encoding a cache key: {e}")))
+        serde_json::to_value(self).map_err(|error| Error::Encode {
+            what: "encoding a cache key",
+            error,
+        })
     }
 
     /// The cache key: sha256 (hex) of the format version and the canonical encoding.

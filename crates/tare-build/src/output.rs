@@ -49,7 +49,11 @@ impl Output {
     /// Parses one `-o` value the way buildx does: comma-separated `key=value` pairs, or a bare
     /// `-` (a tar on standard output) or directory (`type=local`).
     pub fn parse(spec: &str) -> Result<Output, Error> {
-        let bad = |why: String| Error::Invalid(format!("--output {spec:?}: {why}"));
+        let bad = |reason: String| Error::BadOption {
+            flag: "--output",
+            value: format!("{spec:?}"),
+            reason,
+        };
         if spec == "-" {
             return Ok(Output::Tar { dest: Dest::Stdout });
         }
@@ -181,9 +185,11 @@ pub fn write_local(store: &Store, image: &Image, dest: &Path) -> Result<u64, Err
             make_dir: &mut make_dir,
         };
         let applied = tare_layer::apply::extract(reader, dest, opts, &name);
-        let exported = export
-            .join()
-            .unwrap_or_else(|_| Err(Error::Invalid("the export thread panicked".into())));
+        let exported = export.join().unwrap_or_else(|_| {
+            Err(Error::Panicked {
+                what: "the export thread".into(),
+            })
+        });
         // The applier's error first: when it stops reading, the exporter only sees a closed pipe.
         let stats = applied?;
         exported?;

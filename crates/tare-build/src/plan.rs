@@ -41,10 +41,9 @@ impl Streamed {
             Some((read, digest)) if crate::cache::unchanged(&node.meta, read) => {
                 Ok(Some(digest.clone()))
             }
-            Some(_) => Err(Error::Invalid(format!(
-                "{}: the file changed while the build read it",
-                node.host.display()
-            ))),
+            Some(_) => Err(Error::FileChanged {
+                path: node.host.display().to_string(),
+            }),
         }
     }
 
@@ -252,9 +251,9 @@ impl Plan {
     fn parent_path(&self, rel: &str) -> Result<(Vec<String>, String), Error> {
         let (parent, name) = crate::fsops::split_last(rel);
         if matches!(name, "" | "." | "..") {
-            return Err(Error::Invalid(format!(
-                "/{rel}: not a name a file can be written to"
-            )));
+            return Err(Error::NotAFileName {
+                path: rel.to_string(),
+            });
         }
         let comps = self.resolve(parent, true)?;
         if self.dir(&comps).is_none() {
@@ -408,10 +407,9 @@ fn write_file<W: Write>(
             let file = node.open()?;
             let opened = file.metadata().map_err(io_err(&node.host))?;
             if !crate::cache::unchanged(&node.meta, &opened) {
-                return Err(Error::Invalid(format!(
-                    "{}: the file changed while the build read it",
-                    node.host.display()
-                )));
+                return Err(Error::FileChanged {
+                    path: node.host.display().to_string(),
+                });
             }
             let xattrs = crate::fsops::file_xattrs(&file);
             let mut content = Hashing {
@@ -606,9 +604,9 @@ impl Target for Plan {
     ) -> Result<tare_layer::ApplyStats, Error> {
         // crate::copy::plan hands archives to a directory before anything is planned; an
         // archive seen only now changed between the two looks.
-        Err(Error::Invalid(format!(
-            "{name}: the file changed while the build read it"
-        )))
+        Err(Error::FileChanged {
+            path: name.to_string(),
+        })
     }
 }
 

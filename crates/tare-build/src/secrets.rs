@@ -56,7 +56,11 @@ impl SecretSpec {
     /// `type=file|env` (`type=env,id=X` reads the variable X); a bare `id=X` reads the
     /// variable X when it is set, else the file X.
     pub fn parse(text: &str) -> Result<SecretSpec, Error> {
-        let bad = |reason: String| Error::Invalid(format!("--secret {text:?}: {reason}"));
+        let bad = |reason: String| Error::BadOption {
+            flag: "--secret",
+            value: format!("{text:?}"),
+            reason,
+        };
         let (mut kind, mut id, mut src, mut env) = (None, None, None, None);
         for field in text.split(',').filter(|f| !f.is_empty()) {
             let (key, value) = field
@@ -184,7 +188,11 @@ pub struct SshSpec {
 impl SshSpec {
     /// `default` (the caller's `$SSH_AUTH_SOCK`), `ID=SOCKET` or `ID=KEY[,KEY...]`.
     pub fn parse(text: &str) -> Result<SshSpec, Error> {
-        let bad = |reason: String| Error::Invalid(format!("--ssh {text:?}: {reason}"));
+        let bad = |reason: String| Error::BadOption {
+            flag: "--ssh",
+            value: format!("{text:?}"),
+            reason,
+        };
         let (id, paths) = match text.split_once('=') {
             Some((id, paths)) => (id, Some(paths)),
             None => (text, None),
@@ -280,7 +288,11 @@ impl Agents {
     }
 
     fn start_agent(&mut self, id: &str, socket: &Path, keys: &[PathBuf]) -> Result<(), Error> {
-        let failed = |what: String| Error::Invalid(format!("--ssh {id}: {what}"));
+        let failed = |reason: String| Error::BadOption {
+            flag: "--ssh",
+            value: id.to_string(),
+            reason,
+        };
         // Under `setpriv --pdeathsig KILL` (util-linux) when there is one, so that the agent
         // ends with tare even when tare is killed.
         let mut cmd = match which("setpriv") {

@@ -23,7 +23,6 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use serde_json::Value;
 use tare_layer::whiteout::{Marker, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use tare_layer::{Compression, LayerSink};
 use tare_store::config::History;
@@ -136,28 +135,12 @@ pub(crate) fn commit_one_layer(
         seen += 1;
     }
     config.history.push(entry);
-    let build_info = squashed_build_info(image, from);
-    Ok(store.commit_image(&config, &layers, tags, build_info)?)
-}
-
-/// Carries the builder's record over: the per-history array gets a `null` for the new
-/// history entry, and the squash is noted.
-fn squashed_build_info(image: &Image, from: usize) -> Option<Value> {
-    let mut info = match image.build_info.clone() {
-        Some(Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    if let Some(Value::Array(items)) = info.get_mut(crate::steps::HISTORY_KEY) {
-        items.push(Value::Null);
-    }
-    if let Some(base) = crate::steps::base_layers(image) {
-        info.insert("base_layers".into(), Value::from(base.min(from)));
-    }
-    info.insert(
-        "squash".into(),
-        serde_json::json!({ "image": image.id.to_string(), "from": from }),
-    );
-    Some(Value::Object(info))
+    let build_info = image
+        .build_info
+        .clone()
+        .unwrap_or_default()
+        .squashed(&image.id, from);
+    Ok(store.commit_image(&config, &layers, tags, Some(build_info))?)
 }
 
 /// Squashes `layers[from..]` into one stored layer that applies on top of `layers[..from]`.

@@ -2,7 +2,6 @@
 //! the builder recorded one in the image's `build_info`.
 
 use serde::Serialize;
-use serde_json::Value;
 use tare_store::Image;
 
 /// The step behind one layer.
@@ -71,20 +70,12 @@ fn cut(s: &str, max: usize) -> String {
 
 /// The Dockerfile the image was built from, as recorded by the builder.
 pub fn dockerfile(image: &Image) -> Option<String> {
-    let info = image.build_info.as_ref()?;
-    ["dockerfile", "file"]
-        .iter()
-        .find_map(|k| info.get(*k).and_then(Value::as_str))
-        .map(str::to_string)
+    image.build_info.as_ref()?.dockerfile.clone()
 }
 
 /// The number of layers the image shares with the base it was built from, when known.
 pub fn base_layers(image: &Image) -> Option<usize> {
-    let info = image.build_info.as_ref()?;
-    ["base_layers", "base_layer_count"]
-        .iter()
-        .find_map(|k| info.get(*k).and_then(Value::as_u64))
-        .and_then(|n| usize::try_from(n).ok())
+    image.build_info.as_ref()?.base_layers
 }
 
 /// One [`Step`] per layer, bottom first. History entries with `empty_layer` are skipped; the
@@ -112,29 +103,14 @@ pub fn layer_steps(image: &Image) -> Vec<Step> {
     steps
 }
 
-/// The key of `build_info` under which `tare-build` records one item per history entry:
-/// `{"file": ..., "line": N}`, or `null` for an entry no Dockerfile line made.
-pub(crate) const HISTORY_KEY: &str = "history";
-
 /// The Dockerfile line of each history entry (same length as the history, `None` where
 /// unknown), from the builder's `build_info`.
 pub fn history_lines(image: &Image) -> Vec<Option<usize>> {
     let n = image.config.history.len();
-    let mut out = vec![None; n];
-    let items = image
-        .build_info
-        .as_ref()
-        .and_then(|info| info.get(HISTORY_KEY))
-        .and_then(Value::as_array);
-    if let Some(items) = items {
-        for (slot, item) in out.iter_mut().zip(items) {
-            *slot = item
-                .get("line")
-                .and_then(Value::as_u64)
-                .and_then(|l| usize::try_from(l).ok());
-        }
+    match &image.build_info {
+        Some(info) => info.history_lines(n),
+        None => vec![None; n],
     }
-    out
 }
 
 #[cfg(test)]

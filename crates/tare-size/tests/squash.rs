@@ -77,12 +77,19 @@ fn image(store: &Store, layers: Vec<LayerInfo>, tag: &str, base_layers: Option<u
             ..History::default()
         });
     }
-    let info = base_layers.map(|b| {
-        serde_json::json!({
-            "dockerfile": "Dockerfile",
-            "base_layers": b,
-            "history": config.history.iter().enumerate().map(|(i, _)| serde_json::json!({"line": i + 1})).collect::<Vec<_>>(),
-        })
+    let info = base_layers.map(|b| tare_store::BuildInfo {
+        dockerfile: Some("Dockerfile".into()),
+        base_layers: Some(b),
+        history: (1..=config.history.len())
+            .map(|line| {
+                Some(tare_store::StepOrigin {
+                    file: "Dockerfile".into(),
+                    line,
+                    stage: None,
+                })
+            })
+            .collect(),
+        ..tare_store::BuildInfo::default()
     });
     store
         .commit_image(&config, &layers, &[Reference::parse(tag).unwrap()], info)

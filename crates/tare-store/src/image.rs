@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::atomic::write_atomic;
+use crate::build_info::BuildInfo;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{io, Error, Result};
@@ -50,8 +51,9 @@ pub struct Image {
     pub layers: Vec<LayerInfo>,
     /// Tags pointing at this image, sorted.
     pub repo_tags: Vec<Reference>,
-    /// Opaque data from the builder (per-step Dockerfile lines, base layer count, ...).
-    pub build_info: Option<Value>,
+    /// What the builder recorded (Dockerfile lines of the history, base layer count, ...);
+    /// `None` for images tare did not build.
+    pub build_info: Option<BuildInfo>,
 }
 
 impl Image {
@@ -68,8 +70,12 @@ pub(crate) struct ImageRecord {
     pub id: Digest,
     pub manifest_digest: Digest,
     pub layers: Vec<LayerInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build_info: Option<Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::build_info::lenient"
+    )]
+    pub build_info: Option<BuildInfo>,
 }
 
 /// What `layers/<diffid>.json` holds: the stored blobs of one diff.
@@ -91,7 +97,7 @@ impl Store {
         config: &ImageConfig,
         layers: &[LayerInfo],
         tags: &[Reference],
-        build_info: Option<Value>,
+        build_info: Option<BuildInfo>,
     ) -> Result<Image> {
         let bytes = serde_json::to_vec(config).map_err(|source| Error::Json {
             what: "image config".into(),
@@ -112,7 +118,7 @@ impl Store {
         manifest: Option<&[u8]>,
         layers: &[LayerInfo],
         tags: &[Reference],
-        build_info: Option<Value>,
+        build_info: Option<BuildInfo>,
     ) -> Result<Image> {
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|source| Error::Json {

@@ -42,11 +42,13 @@
 //! - Other crates' files: [`Store::dir`] gives their directory, [`write_atomic`] and
 //!   [`AtomicFile`] replace a file whole.
 //! - Maintenance: [`Store::prune`], [`Store::check`].
-//! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`].
+//! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`],
+//!   [`BuildInfo`] (what the builder records about an image).
 #![forbid(unsafe_code)]
 
 mod atomic;
 mod blob;
+mod build_info;
 pub mod cache_mounts;
 pub mod config;
 mod digest;
@@ -67,6 +69,7 @@ use rustix::fs::{flock, FlockOperation};
 
 pub use atomic::{write_atomic, AtomicFile};
 pub use blob::{BlobReader, BlobWriter};
+pub use build_info::{BuildInfo, SquashOrigin, StepOrigin};
 pub use config::ImageConfig;
 pub use digest::{Digest, Hasher, HashingReader, HashingWriter};
 pub use error::{chain as error_chain, Error, Result};

@@ -19,6 +19,6 @@ pub(crate) fn config(
     let text = config::apply(command, &mut st.config, flags).ok_or_else(|| {
         Error::Invalid(format!("{} is not a config instruction", cx.ins.original))
     })?;
-    st.push_history(text, false, cx.line());
+    st.push_history(text, false, cx.origin());
     Ok(false)
 }

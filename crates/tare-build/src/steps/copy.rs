@@ -166,7 +166,6 @@ pub(crate) fn copy(
         parents: c.parents,
     };
     let build = cx.build;
-    let line = cx.line();
     // Where sources come from: a stage, an image, a directory build context, or the context.
     let mut dir_context = None;
     let (from_tree, from_state): (Option<Layers>, Option<FromKey>) = match &c.from {
@@ -433,5 +432,5 @@ pub(crate) fn copy(
         }
         Ok(made)
     })?;
-    Ok(apply_outcome(st, outcome, created_by, line))
+    Ok(apply_outcome(st, outcome, created_by, cx.origin()))
 }

@@ -78,7 +78,7 @@ pub(crate) fn state_of(build: &Build<'_>, image: tare_store::Image) -> Result<St
         .map(|l| layer::snapshot_of(build.store, &l.diff_id))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(StageOut {
-        history_lines: vec![None; image.config.history.len()],
+        history_origins: vec![None; image.config.history.len()],
         created: image.config.created.clone(),
         base_layers: image.layers.len(),
         key: StepKey::Image {
@@ -107,7 +107,7 @@ pub(crate) fn scratch(platform: Option<&Platform>) -> Result<StageOut, Error> {
         key: StepKey::Scratch.digest()?,
         base_layers: 0,
         steps: Vec::new(),
-        history_lines: Vec::new(),
+        history_origins: Vec::new(),
         created: None,
     })
 }

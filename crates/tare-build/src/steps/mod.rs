@@ -13,7 +13,7 @@ pub(crate) mod workdir;
 use std::path::PathBuf;
 
 use tare_dockerfile::Command;
-use tare_store::LayerInfo;
+use tare_store::{LayerInfo, StepOrigin};
 
 use crate::cache::Record;
 use crate::config::StageFlags;
@@ -52,7 +52,7 @@ pub(crate) fn apply_outcome(
     st: &mut StageOut,
     outcome: Outcome,
     created_by: String,
-    line: usize,
+    origin: StepOrigin,
 ) -> bool {
     st.key = outcome.key;
     st.created = Some(outcome.created);
@@ -61,7 +61,7 @@ pub(crate) fn apply_outcome(
         st.layers.push(info);
         st.snapshots.push(snap);
     }
-    st.push_history(created_by, has_layer, line);
+    st.push_history(created_by, has_layer, origin);
     outcome.cached
 }
 

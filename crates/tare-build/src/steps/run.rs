@@ -19,29 +19,32 @@ use crate::steps::{apply_outcome, with_cache};
 
 /// `RUN --security=sandbox|insecure`: insecure (every capability, no seccomp filter) only
 /// with `--allow security.insecure`, as BuildKit's entitlement.
-fn security(run: &Run, opts: &BuildOptions) -> Result<Security, Error> {
+fn security(run: &Run, opts: &BuildOptions, line: usize) -> Result<Security, Error> {
     match run.security.as_deref() {
         None | Some("sandbox") => Ok(Security::default()),
-        Some("insecure") if opts.allow.contains(&Entitlement::SecurityInsecure) => {
-            Ok(Security {
-                privileged: true,
-                ..Security::default()
-            })
-        }
-        Some("insecure") => Err(Error::Invalid(
-            "RUN --security=insecure is not allowed: grant it with tare build --allow security.insecure"
-                .into(),
-        )),
-        Some(other) => Err(Error::Invalid(format!(
-            "unsupported security mode {other:?} (use sandbox or insecure)"
-        ))),
+        Some("insecure") if opts.allow.contains(&Entitlement::SecurityInsecure) => Ok(Security {
+            privileged: true,
+            ..Security::default()
+        }),
+        Some("insecure") => Err(Error::NotAllowed {
+            flag: "security",
+            value: "insecure",
+            entitlement: "security.insecure",
+            line,
+        }),
+        Some(other) => Err(Error::Unsupported {
+            flag: "security",
+            value: other.to_string(),
+            choices: "sandbox or insecure",
+            line,
+        }),
     }
 }
 
 /// The network of this RUN: `--network=host|none` for this step, else (`default` or no
 /// flag) the build's `--network`. `host` for one step needs the `network.host` entitlement
 /// (`--allow network.host`) or the build's own `--network host`, as in BuildKit.
-fn network(run: &Run, opts: &BuildOptions) -> Result<Network, Error> {
+fn network(run: &Run, opts: &BuildOptions, line: usize) -> Result<Network, Error> {
     let build_network = opts.network;
     match run.network.as_deref() {
         None | Some("default") => Ok(build_network),
@@ -50,14 +53,19 @@ fn network(run: &Run, opts: &BuildOptions) -> Result<Network, Error> {
         {
             Ok(Network::Host)
         }
-        Some("host") => Err(Error::Invalid(
-            "RUN --network=host is not allowed: grant it with tare build --allow network.host"
-                .into(),
-        )),
+        Some("host") => Err(Error::NotAllowed {
+            flag: "network",
+            value: "host",
+            entitlement: "network.host",
+            line,
+        }),
         Some("none") => Ok(Network::None),
-        Some(other) => Err(Error::Invalid(format!(
-            "unsupported network mode {other:?} (use default, none or host)"
-        ))),
+        Some(other) => Err(Error::Unsupported {
+            flag: "network",
+            value: other.to_string(),
+            choices: "default, none or host",
+            line,
+        }),
     }
 }
 
@@ -123,8 +131,8 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
     let line = cx.line();
     let args = argv(run, st);
     let created_by = config::run_created_by(&args, &run.build_args);
-    let network = network(run, build.opts)?;
-    let security = security(run, build.opts)?;
+    let network = network(run, build.opts, line)?;
+    let security = security(run, build.opts, line)?;
     let image_env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
     let user = st.config.config.user.clone().filter(|u| !u.is_empty());
     let key = StepKey::Run(RunKey::new(
@@ -214,7 +222,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
             build.mtime_clamp(),
         )
     })?;
-    Ok(apply_outcome(st, outcome, created_by, line))
+    Ok(apply_outcome(st, outcome, created_by, cx.origin()))
 }
 
 /// `--add-host`, `--ulimit` and `--shm-size` as the cache key sees them: a step run with

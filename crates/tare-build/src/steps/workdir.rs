@@ -30,7 +30,6 @@ fn owner(lower: &Layers, user: &str) -> Result<(u32, u32), Error> {
 }
 
 pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result<bool, Error> {
-    let line = cx.line();
     let wd = normalize(&st.workdir(), path);
     st.config.config.working_dir = Some(wd.clone());
     let created_by = format!("WORKDIR {wd}");
@@ -47,7 +46,7 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
     if rel.is_empty() {
         // `/` exists in every image: no layer, as in BuildKit, and the filesystem state key
         // stays (the working directory is in the keys of the steps that read it).
-        st.push_history(created_by, false, line);
+        st.push_history(created_by, false, cx.origin());
         return Ok(false);
     }
     let build = cx.build;
@@ -67,5 +66,5 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
             build.mtime_clamp(),
         )
     })?;
-    Ok(apply_outcome(st, outcome, created_by, line))
+    Ok(apply_outcome(st, outcome, created_by, cx.origin()))
 }

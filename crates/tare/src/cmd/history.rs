@@ -106,8 +106,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let dockerfile = img
         .build_info
         .as_ref()
-        .and_then(|info| info.get("dockerfile"))
-        .and_then(|v| v.as_str())
+        .and_then(|info| info.dockerfile.as_deref())
         .map(|path| {
             std::path::Path::new(path)
                 .file_name()

@@ -7,6 +7,7 @@ mod util;
 
 mod annotations;
 mod annotations_layout;
+mod build_info;
 mod buildx_flags;
 mod cache_local;
 mod config_keys;
