@@ -22,8 +22,8 @@ pub struct Args {
     /// The second image, in the same forms.
     b: String,
     /// Output format: text or json.
-    #[arg(long, default_value = "text", value_name = "text|json")]
-    format: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: super::ReportFormat,
     /// Name what makes the two images' bytes differ, layer by layer, then in the config,
     /// each with its remedy (for images whose files are the same).
     #[arg(long)]
@@ -105,11 +105,6 @@ fn load_archive(
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        matches!(args.format.as_str(), "text" | "json"),
-        "unknown --format {:?}: use text or json",
-        args.format
-    );
     let store = ctx.store()?;
     let mut archives = None;
     let mut images = Vec::new();
@@ -138,7 +133,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let (a, b) = (side(0), side(1));
     if args.why {
         let reasons = imagediff::why(a, b).context("comparing the images' bytes")?;
-        if args.format == "json" {
+        if args.format == super::ReportFormat::Json {
             outln!("{}", serde_json::to_string_pretty(&reasons)?);
         } else if reasons.is_empty() {
             outln!("the images are the same: {}", a.image.id);
@@ -160,7 +155,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let page = tare_size::html::render_diff(&diff, &args.a, &args.b);
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.format == "json" {
+    if args.format == super::ReportFormat::Json {
         outln!("{}", serde_json::to_string_pretty(&diff)?);
     } else {
         print_text(&diff, &args)?;

@@ -25,18 +25,24 @@ pub struct Args {
     #[arg(short, long, default_value = "-")]
     output: PathBuf,
     /// Archive format: docker (for `docker load`) or oci (OCI image layout).
-    #[arg(long, default_value = "docker")]
-    format: String,
+    #[arg(long, value_enum, default_value = "docker")]
+    format: SaveFormat,
     /// Layer compression: gzip, zstd or none. Default: gzip for oci, as stored for docker.
     #[arg(long)]
     compression: Option<Compression>,
 }
 
+/// `--format` of `tare save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SaveFormat {
+    Docker,
+    Oci,
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
-    let format = match args.format.as_str() {
-        "docker" => Format::Docker,
-        "oci" => Format::Oci,
-        other => anyhow::bail!("unknown --format {other:?}: use docker or oci"),
+    let format = match args.format {
+        SaveFormat::Docker => Format::Docker,
+        SaveFormat::Oci => Format::Oci,
     };
     let compression = args
         .compression
