@@ -389,29 +389,8 @@ pub(crate) fn print_table(rows: &[Vec<String>]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sizes the way docker prints them: decimal units, three significant digits (`4.26MB`).
-pub(crate) fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit + 1 < units.len() {
-        size /= 1000.0;
-        unit += 1;
-    }
-    let text = if size >= 100.0 || unit == 0 {
-        format!("{size:.0}")
-    } else if size >= 10.0 {
-        format!("{size:.1}")
-    } else {
-        format!("{size:.2}")
-    };
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{}", units[unit])
-}
+/// Sizes as docker prints them (`1.98MB`): one formatter, in [`crate::progress::human`].
+pub(crate) use crate::progress::human as human_size;
 
 /// `5 minutes ago`, from an RFC 3339 time.
 pub(crate) fn human_ago(created: Option<&str>) -> String {

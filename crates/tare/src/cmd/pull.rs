@@ -122,24 +122,9 @@ fn short(d: &tare_store::Digest) -> String {
     d.hex()[..12].to_string()
 }
 
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn rate(n: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
-    format!("{}/s", bytes((n as f64 / secs) as u64))
+    format!("{}/s", tare_size::budget::human((n as f64 / secs) as u64))
 }
 
 impl Reporter for TransferPrinter {
@@ -165,7 +150,7 @@ impl Reporter for TransferPrinter {
                     "{}: {} {kind} ({})",
                     short(&digest),
                     self.verb,
-                    bytes(size)
+                    tare_size::budget::human(size)
                 ));
             }
             Event::BlobProgress { digest, done, .. } => {
@@ -183,7 +168,11 @@ impl Reporter for TransferPrinter {
                     Skip::Exists => "already in the registry".to_string(),
                     Skip::Mounted { from } => format!("mounted from {from}"),
                 };
-                self.line(&format!("{}: {why} ({})", short(&digest), bytes(size)));
+                self.line(&format!(
+                    "{}: {why} ({})",
+                    short(&digest),
+                    tare_size::budget::human(size)
+                ));
             }
             Event::BlobDone {
                 digest,
@@ -199,7 +188,7 @@ impl Reporter for TransferPrinter {
                 self.line(&format!(
                     "{}: done, {} in {:.1}s ({})",
                     short(&digest),
-                    bytes(size),
+                    tare_size::budget::human(size),
                     elapsed.as_secs_f64(),
                     rate(size, elapsed)
                 ));
