@@ -134,6 +134,7 @@ impl<'a> Applier<'a> {
             stats: ApplyStats::default(),
             extract,
             below: None,
+            last_resolved: None,
         })
     }
 
@@ -166,6 +167,8 @@ struct Applier<'a> {
     /// What lies below the target: set by [`extract_over`], whose entries resolve their
     /// directories with the destination as the root.
     below: Option<BelowFn<'a>>,
+    /// The last entry's directories as named and as resolved by `resolve_in_dest`.
+    last_resolved: Option<(PathBuf, PathBuf)>,
 }
 
 /// How many symlinks resolving one path may follow, as Linux's `MAXSYMLINKS`.
@@ -210,9 +213,23 @@ impl Applier<'_> {
                 let name = path
                     .file_name()
                     .ok_or_else(|| self.bad(&raw, "no file name"))?;
-                let resolved = self
-                    .resolve_in_dest(&dest, parent)
-                    .map_err(|e| self.bad(&raw, e))?;
+                // Entries come grouped by directory: the last resolution is reused until an
+                // entry that can make a symlink (one that may lie on the path) is written.
+                let resolved = match &self.last_resolved {
+                    Some((raw_parent, resolved)) if raw_parent == parent => resolved.clone(),
+                    _ => {
+                        let resolved = self
+                            .resolve_in_dest(&dest, parent)
+                            .map_err(|e| self.bad(&raw, e))?;
+                        self.last_resolved = Some((parent.to_path_buf(), resolved.clone()));
+                        resolved
+                    }
+                };
+                // A symlink entry may lie on any later path. An entry at one of this path's
+                // own directories has another parent, so it already missed the reuse above.
+                if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                    self.last_resolved = None;
+                }
                 dest.join(resolved).join(name)
             }
             Some(x) => x.dest.join(path),
@@ -835,6 +852,17 @@ mod tests {
             .file_type()
             .is_symlink());
         assert!(!target.path().join("etc").exists());
+        // A directory entry that replaces a symlink is not gone through afterwards.
+        run(&raw_tar(&[
+            ("l", S, "real", b""),
+            ("l/a", F, "", b"a"),
+            ("l", D, "", b""),
+            ("l/b", F, "", b"b"),
+        ]))
+        .unwrap();
+        assert_eq!(std::fs::read(dest.join("real/a")).unwrap(), b"a");
+        assert_eq!(std::fs::read(dest.join("l/b")).unwrap(), b"b");
+        assert!(!dest.join("real/b").exists());
         let err = run(&raw_tar(&[("up", S, "..", b""), ("up/x", F, "", b"x")])).unwrap_err();
         assert!(err.to_string().contains("out of the destination"), "{err}");
         assert!(!target.path().join("x").exists());
