@@ -18,7 +18,14 @@ struct Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        // --kill-child: the inner process dies with unshare.
+        // The inner process first, by its pid: unshare's --kill-child is a parent-death signal,
+        // which the kernel clears when the process changes its credentials (a `setpriv` wrap),
+        // so it alone left `sleep 600` running after the test.
+        if self.inner != 0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.inner.to_string()])
+                .status();
+        }
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
@@ -43,6 +50,10 @@ fn tree(flags: &[&str], wrap: &[&str], user: Option<&RootlessUser>) -> Tree {
         .args(wrap)
         .args(["sleep", "600"])
         .stdin(Stdio::null())
+        // Not the test's output: a process left behind must not hold the pipe of whoever
+        // reads the test run (CI's `tee` waited for it).
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn unshare");
     let pid = unshare.id();
