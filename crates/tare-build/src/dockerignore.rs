@@ -10,6 +10,8 @@
 //! rules differ from gitignore's and from shell globbing; the same matcher serves COPY
 //! wildcards through [`match_component`].
 
+pub use crate::error::PatternError;
+
 /// One parsed pattern line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
@@ -43,14 +45,6 @@ impl Class {
         let inside = self.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
         inside != self.negated
     }
-}
-
-/// A malformed pattern (an unclosed `[` class or a trailing `\`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad pattern {pattern:?}: {reason}")]
-pub struct PatternError {
-    pub pattern: String,
-    pub reason: &'static str,
 }
 
 /// The parsed `.dockerignore` of a context.

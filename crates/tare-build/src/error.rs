@@ -1,8 +1,16 @@
-//! The one error type of tare-build.
+//! The one error type of tare-build, a leaf: it names no other module of the crate, so every
+//! module can use it without closing a cycle.
 
 use std::path::{Path, PathBuf};
 
-use crate::dockerignore::PatternError;
+/// A malformed `.dockerignore` or COPY wildcard pattern (an unclosed `[` class or a trailing
+/// `\`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    pub pattern: String,
+    pub reason: &'static str,
+}
 
 /// Everything a build can fail with. Messages name the path, step or image involved.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +127,7 @@ pub enum Error {
         code: i32,
     },
     /// A lazy `--cache-from` hit's layer could not be fetched when it was needed (the build
-    /// starts again without that entry, see `crate::remote_cache`).
+    /// starts again without that entry, see the `remote_cache` module).
     #[error("the layer {digest} of the cache entry {tag} in {repository} could not be fetched: {reason}")]
     RemoteLayer {
         digest: tare_store::Digest,
