@@ -15,11 +15,12 @@
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-use crate::plan::{Mode, Plan, RootMount};
-use crate::spawn::{
-    complete_env, cstring, cstrings, execute, gids, last_cap, search_path, Prepared, Scratch,
-    Streams,
+use crate::plan::{
+    complete_env, cstring, cstrings, gids, last_cap, search_path, Mode, Plan, RootMount,
 };
+use crate::scratch::Scratch;
+use crate::spawn::{execute, Prepared};
+use crate::streams::Streams;
 use crate::{Error, OnSignal, Security, Stdio};
 
 /// A process to start in a running container. See [`exec`].
@@ -60,7 +61,7 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
     let rootless = join_checked(&container)?;
     let user = crate::resolve_user(&spec.layers, spec.user.as_deref().unwrap_or(""))?;
     if let Some(r) = rootless {
-        crate::spawn::check_mapped(r, &user)?;
+        crate::userns::check_mapped(r, &user)?;
     }
     let env = complete_env(spec.env, &user.home);
     let path = search_path(&env);
@@ -118,7 +119,7 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         device_fds: [-1; 6],
         bind_sys: false,
         sys_fd: -1,
-        setgroups: crate::spawn::setgroups_allowed(),
+        setgroups: crate::userns::setgroups_allowed(),
         trace_fd: -1,
     };
     plan.seal();

@@ -75,18 +75,25 @@
 //! a pid 1 that does not handle a signal ignores it.
 
 pub mod binfmt;
+mod caps;
 mod child;
 pub mod containers;
 mod error;
+mod etc;
 mod exec;
+mod fanotify;
 mod layers;
 mod limits;
 mod net;
 pub mod oci;
+mod overlay;
 mod plan;
+mod process;
+mod scratch;
 mod seccomp;
 mod signals;
 mod spawn;
+mod streams;
 mod stubs;
 pub mod trace;
 mod tty;

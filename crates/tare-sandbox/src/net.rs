@@ -37,7 +37,7 @@ use crate::Error;
 
 /// The address inside the namespace where pasta answers DNS queries with the host's resolver
 /// (every container of the private network names it in its resolv.conf: see
-/// `spawn::private_resolv_conf`).
+/// `etc::private_resolv_conf`).
 pub(crate) const DNS_FORWARD: &str = "169.254.1.1";
 
 /// How long pasta may take to configure the namespace.

@@ -254,12 +254,12 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
     let mut caps = if c.security.privileged {
         rustix::thread::CapabilitySet::all()
     } else {
-        crate::child::DEFAULT_CAPS
+        crate::caps::DEFAULT_CAPS
     };
     if !device_cgroup {
         caps.remove(rustix::thread::CapabilitySet::MKNOD);
     }
-    let bounding = crate::child::capability_names(caps);
+    let bounding = crate::caps::capability_names(caps);
     let caps: Vec<String> = if c.user.uid == 0 {
         bounding.clone()
     } else {

@@ -7,6 +7,8 @@
 use std::ffi::{c_char, CString};
 use std::os::fd::OwnedFd;
 
+use crate::Error;
+
 /// How the child reports progress and failure to the parent: fixed-size records on a
 /// close-on-exec pipe. End of file without an error record means `execve` succeeded.
 #[repr(C)]
@@ -262,7 +264,7 @@ pub(crate) struct Plan {
     pub report: OwnedFd,
     // Rootless (tare runs in a user namespace of its own: see the `userns` module).
     /// Device nodes cannot be made: bind the host's instead (detached copies, one per
-    /// `child::DEVICES` entry, taken before pivot_root; -1 until then).
+    /// `child::mounts::DEVICES` entry, taken before pivot_root; -1 until then).
     pub rootless: bool,
     pub device_fds: [i32; 6],
     /// sysfs cannot be mounted for a network namespace the user namespace does not own (the
@@ -278,13 +280,9 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Replaces the command line and environment (the OCI runtime mode runs the runtime).
-    pub fn set_command(
-        &mut self,
-        argv: Vec<Vec<u8>>,
-        envp: Vec<Vec<u8>>,
-    ) -> Result<(), crate::Error> {
+    pub fn set_command(&mut self, argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), Error> {
         let c = |v: Vec<u8>| {
-            CString::new(v).map_err(|e| crate::Error::Invalid {
+            CString::new(v).map_err(|e| Error::Invalid {
                 what: "runtime argument",
                 value: String::from_utf8_lossy(&e.into_vec()).into_owned(),
                 reason: "contains a NUL byte",
@@ -306,4 +304,69 @@ impl Plan {
         self.envp_ptrs.push(std::ptr::null());
         self.bind_fds = vec![-1; self.binds.len()];
     }
+}
+
+/// The environment with PATH and HOME added when missing (runc adds HOME; Docker adds PATH).
+pub(crate) fn complete_env(mut env: Vec<String>, home: &str) -> Vec<String> {
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+pub(crate) fn check_container_path(what: &'static str, path: &str) -> Result<(), Error> {
+    if !path.starts_with('/') {
+        return Err(Error::Invalid {
+            what,
+            value: path.to_string(),
+            reason: "must be an absolute path",
+        });
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(Error::Invalid {
+            what,
+            value: path.to_string(),
+            reason: "must not contain ..",
+        });
+    }
+    Ok(())
+}
+
+/// The PATH that `argv[0]` is searched in: the environment's, or [`crate::DEFAULT_PATH`].
+pub(crate) fn search_path(env: &[String]) -> Vec<u8> {
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::DEFAULT_PATH)
+        .as_bytes()
+        .to_vec()
+}
+
+pub(crate) fn cstrings(items: &[String], what: &'static str) -> Result<Vec<CString>, Error> {
+    items.iter().map(|a| cstring(a.as_bytes(), what)).collect()
+}
+
+/// The user's supplementary groups for `setgroups`.
+pub(crate) fn gids(user: &crate::User) -> Vec<rustix::fs::Gid> {
+    user.groups
+        .iter()
+        .map(|g| rustix::fs::Gid::from_raw(*g))
+        .collect()
+}
+
+pub(crate) fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| Error::Invalid {
+        what,
+        value: String::from_utf8_lossy(bytes).into_owned(),
+        reason: "contains a NUL byte",
+    })
+}
+
+pub(crate) fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }

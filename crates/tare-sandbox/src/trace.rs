@@ -6,7 +6,7 @@
 //! The parent creates a fanotify group (`FAN_CLASS_NOTIF`, non-blocking) before the clone.
 //! The child inherits the descriptor and, right after `pivot_root`, while it is still root with
 //! every capability and before it mounts /proc, /dev or volumes, marks the filesystem of its
-//! new `/` with `FAN_MARK_FILESYSTEM` (the `child` module calls [`mark_root`]). The mark
+//! new `/` with `FAN_MARK_FILESYSTEM` (the `child` module calls `fanotify::mark_root`). The mark
 //! is on the container's own overlay superblock, which no other process uses: every event is
 //! the container's, and none comes from /proc, /dev, the /etc bind mounts or volumes. The
 //! descriptor is close-on-exec, so the container's command never holds it.
@@ -47,9 +47,6 @@ use std::time::{Duration, Instant};
 use crate::plan::Mode;
 use crate::spawn::{execute_with, prepare};
 use crate::{Error, RunSpec};
-
-/// The events recorded.
-const MASK: u64 = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR;
 
 /// The largest HTTP response body kept by an HTTP probe.
 const MAX_BODY: u64 = 16 << 20;
@@ -175,21 +172,6 @@ pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error
         paths,
         http: watched.http,
     })
-}
-
-/// Called by the child after `pivot_root`: marks the filesystem of `/` on the inherited
-/// fanotify group. Only a system call: safe after `clone`.
-pub(crate) fn mark_root(fd: i32) -> rustix::io::Result<()> {
-    let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM;
-    // SAFETY: `fd` is the fanotify descriptor the parent opened and the child inherited; the
-    // path is a valid NUL-terminated string; the call touches no memory of ours otherwise.
-    let r = unsafe { libc::fanotify_mark(fd, flags, MASK, libc::AT_FDCWD, c"/".as_ptr()) };
-    if r < 0 {
-        return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    Ok(())
 }
 
 fn fanotify_init() -> Result<OwnedFd, Error> {

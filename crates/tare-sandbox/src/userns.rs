@@ -344,7 +344,7 @@ fn enter_with_helpers(r: &Rootless, newuidmap: &Path, newgidmap: &Path) -> Resul
     let mut message = String::new();
     let _ = std::fs::File::from(err_read).read_to_string(&mut message);
     // The helper's exit status, as the sandbox waits for its containers.
-    let status = crate::spawn::wait(child)?;
+    let status = crate::process::wait(child)?;
     unshared?;
     if status != 0 || !message.is_empty() {
         return Err(Error::Rootless {
@@ -519,6 +519,42 @@ pub fn probe_overlay(dir: &Path) -> Result<&'static str, Error> {
             "native overlayfs"
         }
     })
+}
+
+/// False in a user namespace whose `setgroups` is denied (a single-ID mapping).
+pub(crate) fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
+}
+
+/// A rootless run can only switch to IDs its user namespace maps: refuse the others here, with
+/// the fix, rather than fail with EINVAL in the child.
+pub(crate) fn check_mapped(r: &Rootless, user: &crate::User) -> Result<(), Error> {
+    let unmapped = |kind: &'static str, id: u32, map: &[IdRange]| {
+        let mapped = map
+            .iter()
+            .map(|m| match m.count {
+                1 => m.inside.to_string(),
+                n => format!("{}-{}", m.inside, m.inside + (n - 1)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Error::Unmapped {
+            kind,
+            id,
+            mapped,
+            fix: r.range_fix(),
+        }
+    };
+    if !r.maps_uid(user.uid) {
+        return Err(unmapped("uid", user.uid, &r.uid_map));
+    }
+    if let Some(g) = std::iter::once(&user.gid)
+        .chain(&user.groups)
+        .find(|g| !r.maps_gid(**g))
+    {
+        return Err(unmapped("gid", *g, &r.gid_map));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
