@@ -1,0 +1,143 @@
+//! `--cache-to`: writing this build's entries to a registry or an OCI layout directory.
+
+use std::collections::BTreeSet;
+
+use tare_registry::{Access, NoReporter, Repository};
+use tare_store::{error_chain, Digest, Reference};
+
+use super::entry::{manifest_of, tag_of, Entry};
+use super::import::{registry_options, warn};
+use super::options::{Location, Mode};
+use super::{local, OCI_MANIFEST};
+use crate::cache::Record;
+use crate::context::Build;
+use crate::error::Error;
+
+/// The stages an export of `mode` writes: all that were built, or the target and the stages
+/// it is built FROM.
+fn exported_stages(build: &Build<'_>, mode: Mode, target: usize) -> Option<BTreeSet<usize>> {
+    if mode == Mode::Max {
+        return None;
+    }
+    let mut stages = BTreeSet::new();
+    let mut next = Some(target);
+    while let Some(i) = next {
+        if !stages.insert(i) {
+            break;
+        }
+        next = build.dockerfile.stages.get(i).and_then(|s| s.base_stage);
+    }
+    Some(stages)
+}
+
+/// Writes the cache entries of this build to every `--cache-to`. A failure is a warning:
+/// the image is built, and an entry is written only after its blobs are in the registry, so
+/// a half-done export leaves nothing that points at a missing blob.
+pub(crate) fn export(build: &Build<'_>, target: usize) {
+    let records = build.remote.records();
+    for to in &build.opts.cache_to {
+        let stages = exported_stages(build, to.mode, target);
+        let mut seen = BTreeSet::new();
+        let chosen: Vec<&Record> = records
+            .iter()
+            .filter(|(stage, _)| stages.as_ref().is_none_or(|s| s.contains(stage)))
+            .map(|(_, r)| r)
+            .filter(|r| seen.insert(r.key.clone()))
+            .collect();
+        let exported = match &to.location {
+            Location::Registry(reference) => export_to(build, reference, &chosen),
+            Location::Local(dir) => export_local(build, dir, &chosen),
+        };
+        if let Err(e) = exported {
+            warn(
+                build,
+                format!(
+                    "--cache-to {}: the cache was not exported: {}",
+                    to.location,
+                    error_chain(&e)
+                ),
+            );
+        }
+    }
+}
+
+/// An entry ready to be written.
+pub(crate) struct Prepared {
+    pub tag: String,
+    pub manifest: Vec<u8>,
+    /// The store blobs it names: its layer (if any) and its config.
+    pub blobs: Vec<Digest>,
+}
+
+/// Each record's entry (its config blob is put into the store).
+fn entries_of(build: &Build<'_>, records: &[&Record]) -> Result<Vec<Prepared>, Error> {
+    let store = build.store;
+    let mut entries = Vec::new();
+    for record in records {
+        let content_size = match &record.layer {
+            Some(l) => Some(build.remote.content_size(store, l)?),
+            None => None,
+        };
+        let entry = Entry::of(record, content_size);
+        let config = serde_json::to_vec(&entry)
+            .map_err(|e| Error::Invalid(format!("cache entry {}: {e}", record.key)))?;
+        let config_digest = store.put_bytes(&config)?;
+        let manifest = manifest_of(&entry, &config_digest, config.len())?;
+        let mut blobs: Vec<Digest> = entry.layer.iter().map(|l| l.digest).collect();
+        blobs.push(config_digest);
+        entries.push(Prepared {
+            tag: tag_of(&record.key),
+            manifest,
+            blobs,
+        });
+    }
+    Ok(entries)
+}
+
+/// Writes the entries of `records` into the OCI layout `dir`; lazy hits' layers are fetched
+/// first (the directory must hold every blob an entry names).
+fn export_local(
+    build: &Build<'_>,
+    dir: &std::path::Path,
+    records: &[&Record],
+) -> Result<(), Error> {
+    for record in records {
+        if let Some(layer) = &record.layer {
+            build.remote.materialize(build, layer)?;
+        }
+    }
+    local::export(build.store, dir, &entries_of(build, records)?)
+}
+
+fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> Result<(), Error> {
+    let store = build.store;
+    let options = registry_options(build);
+    let entries = entries_of(build, records)?;
+    let mut sources: Vec<String> = Vec::new();
+    for entry in &entries {
+        for b in &entry.blobs {
+            for s in Repository::mount_sources(store, reference, b) {
+                if !sources.contains(&s) {
+                    sources.push(s);
+                }
+            }
+        }
+    }
+    let repo = Repository::connect(reference, &options, Access::Push, &sources)?;
+    // Entries the repository already has, byte for byte, cost one HEAD.
+    let mut missing = Vec::new();
+    for entry in entries {
+        if repo.manifest_digest(&entry.tag)? != Some(Digest::of(&entry.manifest)) {
+            missing.push(entry);
+        }
+    }
+    let blobs: Vec<Digest> = missing
+        .iter()
+        .flat_map(|e| e.blobs.iter().copied())
+        .collect();
+    repo.push_blobs(store, &blobs, &options, &NoReporter)?;
+    for entry in &missing {
+        repo.put_manifest(&entry.tag, OCI_MANIFEST, &entry.manifest)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! `--cache-from`: looking steps up in the cache sources, and the layers of lazy hits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, OnceLock};
+
+use tare_registry::{Access, NoReporter, Repository};
+use tare_store::{error_chain, Digest, LayerInfo, Reference};
+
+use super::entry::{tag_of, Entry, EntryManifest};
+use super::options::{CacheFrom, Location};
+use super::{local, ENTRY_MEDIA_TYPE, MAX_ENTRY};
+use crate::cache::Record;
+use crate::context::Build;
+use crate::error::Error;
+use crate::report::Event;
+
+/// A `--cache-from` source during one build: connected on first use; after a failure to
+/// connect, not asked again.
+struct Source {
+    location: Location,
+    session: OnceLock<Option<Session>>,
+}
+
+/// A connected `--cache-from` source.
+enum Session {
+    Registry(Box<Repository>),
+    Local(local::Layout),
+}
+
+impl Session {
+    fn connect(build: &Build<'_>, location: &Location) -> Result<Session, String> {
+        match location {
+            Location::Registry(reference) => {
+                Repository::connect(reference, &registry_options(build), Access::Pull, &[])
+                    .map(|r| Session::Registry(Box::new(r)))
+                    .map_err(|e| error_chain(&e))
+            }
+            Location::Local(dir) => local::Layout::open(dir).map(Session::Local),
+        }
+    }
+
+    /// The manifest tagged `tag`, `None` when there is none.
+    fn manifest(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Session::Registry(repo) => repo.manifest(tag).map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.manifest(tag),
+        }
+    }
+
+    /// A small blob of `size` bytes (at most `limit`), verified.
+    fn blob(&self, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, String> {
+        match self {
+            Session::Registry(repo) => repo.blob(digest, size, limit).map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.blob(digest, size, limit),
+        }
+    }
+
+    /// Fetches a layer into the store, verified by digest and diffID.
+    fn fetch_layer(
+        &self,
+        store: &tare_store::Store,
+        layer: &LayerInfo,
+    ) -> Result<LayerInfo, String> {
+        match self {
+            Session::Registry(repo) => repo
+                .fetch_layer(store, layer, &NoReporter)
+                .map_err(|e| error_chain(&e)),
+            Session::Local(layout) => layout.fetch_layer(store, layer),
+        }
+    }
+}
+
+/// A layer a remote hit named and did not fetch (a lazy hit): where it is, its size as docker
+/// counts it, and the record the local cache keeps once it is fetched.
+#[derive(Clone)]
+struct Lazy {
+    source: usize,
+    record: Record,
+    layer: LayerInfo,
+    content_size: u64,
+}
+
+/// A layer of a build's result that stayed in the registry (see
+/// [`BuildOptions::push_only`](crate::BuildOptions::push_only)): a push finds it in the
+/// cache repository or mounts it from there.
+#[derive(Debug, Clone)]
+pub struct RemoteLayer {
+    pub layer: LayerInfo,
+    /// The cache repository that holds it.
+    pub repository: String,
+}
+
+/// The remote side of one build's cache: where steps are looked up, the layers of lazy hits,
+/// and the records of the steps this build ran or found, for the export.
+pub(crate) struct Remote {
+    sources: Vec<Source>,
+    /// Each layer step's record with its stage's index, in the order they finished.
+    used: Mutex<Vec<(usize, Record)>>,
+    /// Lazy hits' layers by diffID.
+    lazy: Mutex<BTreeMap<Digest, Lazy>>,
+    /// Keys whose entry's layer could not be fetched: not taken from a remote again.
+    refused: Mutex<BTreeSet<String>>,
+}
+
+impl Remote {
+    pub fn new(from: &[CacheFrom]) -> Remote {
+        Remote {
+            sources: from
+                .iter()
+                .map(|f| Source {
+                    location: f.location.clone(),
+                    session: OnceLock::new(),
+                })
+                .collect(),
+            used: Mutex::new(Vec::new()),
+            lazy: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Forgets the records noted by a build attempt that failed (a new one notes its own).
+    pub fn restart(&self) {
+        if let Ok(mut used) = self.used.lock() {
+            used.clear();
+        }
+    }
+
+    /// How many entries this build refused after their layer could not be fetched.
+    pub fn refused(&self) -> usize {
+        self.refused.lock().map_or(0, |r| r.len())
+    }
+
+    fn lazy_of(&self, layer: &LayerInfo) -> Option<Lazy> {
+        let lazy = self.lazy.lock().ok()?;
+        lazy.get(&layer.diff_id)
+            .filter(|l| l.layer.digest == layer.digest)
+            .cloned()
+    }
+
+    /// Whether any of `layers` is a lazy hit's layer the store does not have yet.
+    pub fn any_lazy(&self, store: &tare_store::Store, layers: &[LayerInfo]) -> bool {
+        layers
+            .iter()
+            .any(|l| !store.has_blob(&l.digest) && self.lazy_of(l).is_some())
+    }
+
+    /// A layer's size as docker counts it: what the entry said for a lazy hit's layer (not
+    /// here to count), else from the store.
+    pub fn content_size(&self, store: &tare_store::Store, layer: &LayerInfo) -> Result<u64, Error> {
+        if !store.has_blob(&layer.digest) {
+            if let Some(lazy) = self.lazy_of(layer) {
+                return Ok(lazy.content_size);
+            }
+        }
+        Ok(tare_layer::content_size(store, layer)?)
+    }
+
+    /// The sizes of `layers` added up, as [`Self::content_size`] counts each.
+    pub fn layers_content_size(
+        &self,
+        store: &tare_store::Store,
+        layers: &[LayerInfo],
+    ) -> Result<u64, Error> {
+        layers.iter().try_fold(0u64, |total, l| {
+            Ok(total.saturating_add(self.content_size(store, l)?))
+        })
+    }
+
+    /// The cache repository a lazy hit's layer (not in the store) is in, `None` for a layer
+    /// the store has or that no hit named.
+    pub fn remote_repository(
+        &self,
+        store: &tare_store::Store,
+        layer: &LayerInfo,
+    ) -> Option<Reference> {
+        if store.has_blob(&layer.digest) {
+            return None;
+        }
+        let lazy = self.lazy_of(layer)?;
+        match &self.sources.get(lazy.source)?.location {
+            Location::Registry(r) => Some(r.clone()),
+            Location::Local(_) => None,
+        }
+    }
+
+    /// Makes sure the store has `layer`: a lazy hit's layer is fetched now (verified by digest
+    /// and diffID, as a pull) and its record enters the local cache. Returns the stored
+    /// layer. A layer that cannot be fetched is an [`Error::RemoteLayer`], and its entry is
+    /// not used again by this build (see `crate::engine::build`).
+    pub fn materialize(&self, build: &Build<'_>, layer: &LayerInfo) -> Result<LayerInfo, Error> {
+        let store = build.store;
+        if store.has_blob(&layer.digest) {
+            return Ok(layer.clone());
+        }
+        let Some(lazy) = self.lazy_of(layer) else {
+            return Err(tare_store::Error::BlobNotFound(layer.digest).into());
+        };
+        let source = &self.sources[lazy.source];
+        let fetched = match source.session.get().and_then(Option::as_ref) {
+            Some(session) => session.fetch_layer(store, &lazy.layer),
+            None => Err("the cache is not connected".to_string()),
+        };
+        let info = match fetched {
+            Ok(info) => info,
+            Err(reason) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    refused.insert(lazy.record.key.clone());
+                }
+                return Err(Error::RemoteLayer {
+                    digest: layer.digest,
+                    tag: tag_of(&lazy.record.key),
+                    repository: source.location.to_string(),
+                    reason,
+                });
+            }
+        };
+        store.record_content_size(&info.diff_id, lazy.content_size)?;
+        let mut record = lazy.record.clone();
+        record.layer = Some(info.clone());
+        build.cache.put(&record)?;
+        Ok(info)
+    }
+
+    /// Remembers a step's record for the export.
+    pub fn note(&self, stage: usize, record: &Record) {
+        if let Ok(mut used) = self.used.lock() {
+            used.push((stage, record.clone()));
+        }
+    }
+
+    /// The record of `key` from the first `--cache-from` source that has a usable entry, its
+    /// layer fetched into the store (verified) and the record kept in the local cache. A
+    /// source that fails, or an entry that is refused, is a warning and a miss.
+    pub fn lookup(&self, build: &Build<'_>, key: &str, parent: &str) -> Option<Record> {
+        if self.refused.lock().map_or(true, |r| r.contains(key)) {
+            return None;
+        }
+        for (index, source) in self.sources.iter().enumerate() {
+            let session =
+                source
+                    .session
+                    .get_or_init(|| match Session::connect(build, &source.location) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            warn(
+                                build,
+                                format!("--cache-from {}: not used: {e}", source.location),
+                            );
+                            None
+                        }
+                    });
+            let Some(repo) = session else { continue };
+            match find(build, repo, key, parent) {
+                Ok(Some(Found::Here(record))) => return Some(record),
+                Ok(Some(Found::Lazy(record, content_size))) => {
+                    let Some(layer) = record.layer.clone() else {
+                        continue;
+                    };
+                    if let Ok(mut lazy) = self.lazy.lock() {
+                        lazy.insert(
+                            layer.diff_id,
+                            Lazy {
+                                source: index,
+                                record: record.clone(),
+                                layer,
+                                content_size,
+                            },
+                        );
+                        return Some(record);
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => warn(
+                    build,
+                    format!(
+                        "--cache-from {}: entry {} ignored: {reason}",
+                        source.location,
+                        tag_of(key)
+                    ),
+                ),
+            }
+        }
+        None
+    }
+
+    /// The records noted so far, with their stages.
+    pub fn records(&self) -> Vec<(usize, Record)> {
+        self.used.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+}
+
+pub(super) fn registry_options(build: &Build<'_>) -> tare_registry::Options {
+    build
+        .opts
+        .registry
+        .clone()
+        .unwrap_or_else(tare_registry::Options::from_env)
+}
+
+pub(super) fn warn(build: &Build<'_>, message: String) {
+    build.report(Event::Warning { message });
+}
+
+/// A usable entry.
+enum Found {
+    /// Its layer (if any) is in the store, and its record in the local cache.
+    Here(Record),
+    /// Its layer stays in the registry until a step or the image needs it (a lazy hit), with
+    /// its size as docker counts it.
+    Lazy(Record, u64),
+}
+
+/// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
+/// the reason when it cannot be used. The layer is not fetched when the store lacks it and
+/// the entry gives its size (every entry tare writes does): the hit is lazy.
+fn find(
+    build: &Build<'_>,
+    repo: &Session,
+    key: &str,
+    parent: &str,
+) -> Result<Option<Found>, String> {
+    let Some(bytes) = repo.manifest(&tag_of(key))? else {
+        return Ok(None);
+    };
+    let manifest: EntryManifest =
+        serde_json::from_slice(&bytes).map_err(|e| format!("its manifest is not valid: {e}"))?;
+    if manifest.config.media_type != ENTRY_MEDIA_TYPE {
+        return Err(format!(
+            "its config is a {:?}, not a tare cache entry",
+            manifest.config.media_type
+        ));
+    }
+    if manifest.config.size > MAX_ENTRY {
+        return Err(format!(
+            "its config is {} bytes, more than {MAX_ENTRY}",
+            manifest.config.size
+        ));
+    }
+    let config = repo.blob(&manifest.config.digest, manifest.config.size, MAX_ENTRY)?;
+    let entry: Entry =
+        serde_json::from_slice(&config).map_err(|e| format!("its config is not an entry: {e}"))?;
+    if let Some(reason) = entry.refuse(key, parent) {
+        return Err(reason);
+    }
+    let listed: Vec<(Digest, u64)> = manifest.layers.iter().map(|d| (d.digest, d.size)).collect();
+    let claimed: Vec<(Digest, u64)> = entry
+        .layer
+        .iter()
+        .map(|l| (l.digest, l.compressed_size))
+        .collect();
+    if listed != claimed {
+        return Err("its manifest's layers are not the entry's layer".into());
+    }
+    let mut record = entry.record();
+    if let Some(layer) = &entry.layer {
+        let store = build.store;
+        let have = store
+            .layer_variants(&layer.diff_id)
+            .map_err(|e| error_chain(&e))?
+            .into_iter()
+            .find(|v| store.has_blob(&v.digest));
+        let info = match (have, entry.content_size) {
+            (Some(info), _) => info,
+            (None, Some(n)) => {
+                // The registry holds the blob (it accepted a manifest naming it): a push of
+                // the result may mount it from here.
+                if let Session::Registry(repo) = repo {
+                    repo.note_holds(store, &[layer.digest])
+                        .map_err(|e| error_chain(&e))?;
+                }
+                return Ok(Some(Found::Lazy(record, n)));
+            }
+            (None, None) => repo.fetch_layer(store, layer)?,
+        };
+        if let Some(n) = entry.content_size {
+            store
+                .record_content_size(&info.diff_id, n)
+                .map_err(|e| error_chain(&e))?;
+        }
+        record.layer = Some(info);
+    }
+    build.cache.put(&record).map_err(|e| error_chain(&e))?;
+    Ok(Some(Found::Here(record)))
+}

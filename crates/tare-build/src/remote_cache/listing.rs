@@ -1,0 +1,82 @@
+//! `tare cache ls|prune --registry`: the entries of a cache repository, and removing old ones.
+
+use serde::Serialize;
+use tare_registry::{Access, Repository};
+use tare_store::{Digest, Reference};
+
+use super::entry::EntryManifest;
+use super::{ANNOTATION_CREATED, ANNOTATION_PARENT, ENTRY_MEDIA_TYPE, TAG_PREFIX};
+use crate::error::Error;
+
+/// An entry as `tare cache ls` shows it: what its manifest says (its config is not read).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub tag: String,
+    /// The manifest's digest (what a delete removes).
+    pub digest: Digest,
+    pub key: String,
+    pub parent: String,
+    /// When the step first ran; `None` when the manifest does not say (or not in RFC 3339).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The layer blob's size in the registry, 0 for a step without a layer.
+    pub size: u64,
+}
+
+/// The entries of the cache repository of `reference`: every tag with [`TAG_PREFIX`] whose
+/// manifest is a tare cache entry. Other tags are not touched.
+pub fn list(reference: &Reference, options: &tare_registry::Options) -> Result<Vec<Listed>, Error> {
+    let repo = Repository::connect(reference, options, Access::Pull, &[])?;
+    list_in(&repo)
+}
+
+fn list_in(repo: &Repository) -> Result<Vec<Listed>, Error> {
+    let mut listed = Vec::new();
+    for tag in repo.tags()? {
+        let Some(key) = tag.strip_prefix(TAG_PREFIX) else {
+            continue;
+        };
+        // Deleted between the listing and now (another prune): nothing to show.
+        let Some(bytes) = repo.manifest(&tag)? else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<EntryManifest>(&bytes) else {
+            continue;
+        };
+        if manifest.config.media_type != ENTRY_MEDIA_TYPE {
+            continue;
+        }
+        let annotation = |k: &str| manifest.annotations.get(k).cloned().unwrap_or_default();
+        listed.push(Listed {
+            digest: Digest::of(&bytes),
+            key: key.to_string(),
+            parent: annotation(ANNOTATION_PARENT),
+            created: chrono::DateTime::parse_from_rfc3339(&annotation(ANNOTATION_CREATED))
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            size: manifest.layers.iter().map(|l| l.size).sum(),
+            tag,
+        });
+    }
+    listed.sort_by(|a, b| a.created.cmp(&b.created).then(a.tag.cmp(&b.tag)));
+    Ok(listed)
+}
+
+/// Deletes the entries of the cache repository of `reference` made before `before` (and
+/// those that do not say when they were made) through the registry's API; returns them. The
+/// layer blobs go when the registry's garbage collector finds no manifest using them.
+pub fn prune(
+    reference: &Reference,
+    options: &tare_registry::Options,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Listed>, Error> {
+    let repo = Repository::connect(reference, options, Access::Delete, &[])?;
+    let mut removed = Vec::new();
+    for entry in list_in(&repo)? {
+        if entry.created.is_some_and(|t| t >= before) {
+            continue;
+        }
+        repo.delete_manifest(&entry.digest)?;
+        removed.push(entry);
+    }
+    Ok(removed)
+}

@@ -1,0 +1,179 @@
+//! The `--cache-to` and `--cache-from` values, parsed as buildx writes them.
+
+use std::collections::BTreeMap;
+
+use tare_store::Reference;
+
+use crate::error::Error;
+
+/// Which steps an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The steps of the final image: the target stage and the stages it is built FROM.
+    #[default]
+    Min,
+    /// Every step the build ran or found, intermediate stages included.
+    Max,
+}
+
+/// Where a cache lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A repository of a registry (the tag of the reference is not used).
+    Registry(Reference),
+    /// An OCI image layout directory (`type=local,dest=DIR` / `src=DIR`).
+    Local(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Registry(r) => write!(f, "{}", r.name()),
+            Location::Local(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// A `--cache-to` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheTo {
+    pub location: Location,
+    pub mode: Mode,
+}
+
+/// A `--cache-from` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFrom {
+    pub location: Location,
+}
+
+/// `key=value,...` as buildx writes cache options; a bare value is `ref=` (buildx's short
+/// form `--cache-from user/app:cache`).
+fn fields(flag: &str, text: &str) -> Result<BTreeMap<String, String>, Error> {
+    let mut map = BTreeMap::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = match part.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
+            None if !text.contains('=') => ("ref".to_string(), part.trim().to_string()),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{flag} {text:?}: {part:?} is not key=value"
+                )))
+            }
+        };
+        if map.insert(k.clone(), v).is_some() {
+            return Err(Error::Invalid(format!("{flag} {text:?}: {k} given twice")));
+        }
+    }
+    if !map.contains_key("type") && map.contains_key("ref") {
+        map.insert("type".into(), "registry".into());
+    }
+    Ok(map)
+}
+
+/// The location `map` names; `dir_key` is the option that names a `type=local` directory
+/// (`dest` for `--cache-to`, `src` for `--cache-from`, as buildx spells them).
+fn location(
+    flag: &str,
+    text: &str,
+    map: &mut BTreeMap<String, String>,
+    dir_key: &str,
+) -> Result<Location, Error> {
+    let kind = map.remove("type").unwrap_or_default();
+    match kind.as_str() {
+        "registry" => {
+            let r = map.remove("ref").ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{flag} {text:?}: type=registry needs ref=REPOSITORY"
+                ))
+            })?;
+            let reference = Reference::parse(&r)
+                .map_err(|e| Error::Invalid(format!("{flag} {text:?}: ref {r:?}: {e}")))?;
+            Ok(Location::Registry(reference))
+        }
+        "local" => {
+            let dir = map.remove(dir_key).filter(|d| !d.is_empty()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{flag} {text:?}: type=local needs {dir_key}=DIRECTORY"
+                ))
+            })?;
+            Ok(Location::Local(dir.into()))
+        }
+        "inline" | "gha" | "s3" | "azblob" => Err(Error::Invalid(format!(
+            "{flag} {text:?}: type={kind} is not supported by tare (type=registry and type=local are)"
+        ))),
+        other => Err(Error::Invalid(format!(
+            "{flag} {text:?}: unknown cache type {other:?} (type=registry or type=local)"
+        ))),
+    }
+}
+
+fn no_more(flag: &str, text: &str, map: BTreeMap<String, String>) -> Result<(), Error> {
+    match map.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(Error::Invalid(format!(
+            "{flag} {text:?}: unknown option {k:?}"
+        ))),
+    }
+}
+
+impl CacheTo {
+    /// Parses `type=registry,ref=R[,mode=min|max]`.
+    pub fn parse(text: &str) -> Result<CacheTo, Error> {
+        let flag = "--cache-to";
+        let mut map = fields(flag, text)?;
+        let location = location(flag, text, &mut map, "dest")?;
+        let mode = match map.remove("mode").as_deref() {
+            None | Some("min") => Mode::Min,
+            Some("max") => Mode::Max,
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "{flag} {text:?}: mode must be min or max, not {other:?}"
+                )))
+            }
+        };
+        // buildx's exporter options that mean nothing for tare's format.
+        for ignored in ["image-manifest", "oci-mediatypes", "ignore-error", "tag"] {
+            map.remove(ignored);
+        }
+        no_more(flag, text, map)?;
+        Ok(CacheTo { location, mode })
+    }
+}
+
+impl CacheFrom {
+    /// Parses `type=registry,ref=R` (or just `R`).
+    pub fn parse(text: &str) -> Result<CacheFrom, Error> {
+        let flag = "--cache-from";
+        let mut map = fields(flag, text)?;
+        let location = location(flag, text, &mut map, "src")?;
+        // buildx's local importer picks a manifest by tag or digest; tare reads every entry.
+        map.remove("tag");
+        map.remove("digest");
+        no_more(flag, text, map)?;
+        Ok(CacheFrom { location })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_options_parse_as_buildx_writes_them() {
+        let to = CacheTo::parse("type=registry,ref=localhost:5000/app:cache,mode=max").expect("to");
+        assert_eq!(to.mode, Mode::Max);
+        assert_eq!(to.location.to_string(), "localhost:5000/app");
+        let from = CacheFrom::parse("localhost:5000/app:cache").expect("short form");
+        assert_eq!(from.location, to.location);
+        for bad in [
+            "type=registry",
+            "type=registry,ref=r,mode=all",
+            "type=registry,ref=r,colour=red",
+            "type=nope,ref=r",
+            "type=registry,ref=r,ref=s",
+        ] {
+            assert!(CacheTo::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
