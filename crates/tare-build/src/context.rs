@@ -257,6 +257,16 @@ impl Build<'_> {
         self.reporter.report(SystemTime::now(), event);
     }
 
+    /// What the remote cache's calls use of this build.
+    pub fn remote_env(&self) -> crate::remote_cache::Env<'_> {
+        crate::remote_cache::Env {
+            store: self.store,
+            cache: &self.cache,
+            reporter: self.reporter,
+            registry: self.opts.registry.as_ref(),
+        }
+    }
+
     /// The mtime clamp of the layers this build makes: the epoch with `--rewrite-timestamp`.
     pub fn mtime_clamp(&self) -> Option<u64> {
         self.epoch
@@ -312,7 +322,7 @@ impl StageOut {
     pub fn tree(&self, build: &Build<'_>, name: &str) -> Result<Layers, Error> {
         for (layer, dir) in self.layers.iter().zip(&self.snapshots) {
             if !dir.is_dir() {
-                build.remote.materialize(build, layer)?;
+                build.remote.materialize(&build.remote_env(), layer)?;
                 crate::layer::snapshot_of(build.store, &layer.diff_id)?;
             }
         }

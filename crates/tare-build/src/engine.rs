@@ -208,7 +208,13 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
     }
     let out = out.ok_or(Error::NoResult)?;
     let result = commit(build, &out, warnings)?;
-    crate::remote_cache::export(build, target);
+    crate::remote_cache::export(
+        &build.remote_env(),
+        build.remote,
+        &build.opts.cache_to,
+        &build.dockerfile,
+        target,
+    );
     Ok(result)
 }
 
@@ -354,7 +360,7 @@ fn commit(build: &Build<'_>, out: &StageOut, warnings: Vec<String>) -> Result<Bu
                 });
                 layers.push(layer.clone());
             }
-            None => layers.push(build.remote.materialize(build, layer)?),
+            None => layers.push(build.remote.materialize(&build.remote_env(), layer)?),
         }
     }
     let image = if remote_layers.is_empty() {

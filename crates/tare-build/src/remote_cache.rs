@@ -25,8 +25,8 @@ mod options;
 
 pub use entry::{tag_of, Entry};
 pub(crate) use export::{export, Prepared};
-pub(crate) use import::Remote;
 pub use import::RemoteLayer;
+pub(crate) use import::{Env, Remote};
 pub use listing::{list, prune, Listed};
 pub use options::{CacheFrom, CacheTo, Location, Mode};
 

@@ -6,16 +6,16 @@ use tare_registry::{Access, NoReporter, Repository};
 use tare_store::{error_chain, Digest, Reference};
 
 use super::entry::{manifest_of, tag_of, Entry};
-use super::import::{registry_options, warn};
-use super::options::{Location, Mode};
+use super::import::{Env, Remote};
+use super::options::{CacheTo, Location, Mode};
 use super::{local, OCI_MANIFEST};
 use crate::cache::Record;
-use crate::context::Build;
 use crate::error::Error;
+use tare_dockerfile::Dockerfile;
 
 /// The stages an export of `mode` writes: all that were built, or the target and the stages
 /// it is built FROM.
-fn exported_stages(build: &Build<'_>, mode: Mode, target: usize) -> Option<BTreeSet<usize>> {
+fn exported_stages(dockerfile: &Dockerfile, mode: Mode, target: usize) -> Option<BTreeSet<usize>> {
     if mode == Mode::Max {
         return None;
     }
@@ -25,18 +25,25 @@ fn exported_stages(build: &Build<'_>, mode: Mode, target: usize) -> Option<BTree
         if !stages.insert(i) {
             break;
         }
-        next = build.dockerfile.stages.get(i).and_then(|s| s.base_stage);
+        next = dockerfile.stages.get(i).and_then(|s| s.base_stage);
     }
     Some(stages)
 }
 
 /// Writes the cache entries of this build to every `--cache-to`. A failure is a warning:
 /// the image is built, and an entry is written only after its blobs are in the registry, so
-/// a half-done export leaves nothing that points at a missing blob.
-pub(crate) fn export(build: &Build<'_>, target: usize) {
-    let records = build.remote.records();
-    for to in &build.opts.cache_to {
-        let stages = exported_stages(build, to.mode, target);
+/// a half-done export leaves nothing that points at a missing blob. `target` is the index
+/// of the final image's stage in `dockerfile`.
+pub(crate) fn export(
+    env: &Env<'_>,
+    remote: &Remote,
+    cache_to: &[CacheTo],
+    dockerfile: &Dockerfile,
+    target: usize,
+) {
+    let records = remote.records();
+    for to in cache_to {
+        let stages = exported_stages(dockerfile, to.mode, target);
         let mut seen = BTreeSet::new();
         let chosen: Vec<&Record> = records
             .iter()
@@ -45,18 +52,15 @@ pub(crate) fn export(build: &Build<'_>, target: usize) {
             .filter(|r| seen.insert(r.key.clone()))
             .collect();
         let exported = match &to.location {
-            Location::Registry(reference) => export_to(build, reference, &chosen),
-            Location::Local(dir) => export_local(build, dir, &chosen),
+            Location::Registry(reference) => export_to(env, remote, reference, &chosen),
+            Location::Local(dir) => export_local(env, remote, dir, &chosen),
         };
         if let Err(e) = exported {
-            warn(
-                build,
-                format!(
-                    "--cache-to {}: the cache was not exported: {}",
-                    to.location,
-                    error_chain(&e)
-                ),
-            );
+            env.warn(format!(
+                "--cache-to {}: the cache was not exported: {}",
+                to.location,
+                error_chain(&e)
+            ));
         }
     }
 }
@@ -70,12 +74,12 @@ pub(crate) struct Prepared {
 }
 
 /// Each record's entry (its config blob is put into the store).
-fn entries_of(build: &Build<'_>, records: &[&Record]) -> Result<Vec<Prepared>, Error> {
-    let store = build.store;
+fn entries_of(env: &Env<'_>, remote: &Remote, records: &[&Record]) -> Result<Vec<Prepared>, Error> {
+    let store = env.store;
     let mut entries = Vec::new();
     for record in records {
         let content_size = match &record.layer {
-            Some(l) => Some(build.remote.content_size(store, l)?),
+            Some(l) => Some(remote.content_size(store, l)?),
             None => None,
         };
         let entry = Entry::of(record, content_size);
@@ -97,22 +101,28 @@ fn entries_of(build: &Build<'_>, records: &[&Record]) -> Result<Vec<Prepared>, E
 /// Writes the entries of `records` into the OCI layout `dir`; lazy hits' layers are fetched
 /// first (the directory must hold every blob an entry names).
 fn export_local(
-    build: &Build<'_>,
+    env: &Env<'_>,
+    remote: &Remote,
     dir: &std::path::Path,
     records: &[&Record],
 ) -> Result<(), Error> {
     for record in records {
         if let Some(layer) = &record.layer {
-            build.remote.materialize(build, layer)?;
+            remote.materialize(env, layer)?;
         }
     }
-    local::export(build.store, dir, &entries_of(build, records)?)
+    local::export(env.store, dir, &entries_of(env, remote, records)?)
 }
 
-fn export_to(build: &Build<'_>, reference: &Reference, records: &[&Record]) -> Result<(), Error> {
-    let store = build.store;
-    let options = registry_options(build);
-    let entries = entries_of(build, records)?;
+fn export_to(
+    env: &Env<'_>,
+    remote: &Remote,
+    reference: &Reference,
+    records: &[&Record],
+) -> Result<(), Error> {
+    let store = env.store;
+    let options = env.registry_options();
+    let entries = entries_of(env, remote, records)?;
     let mut sources: Vec<String> = Vec::new();
     for entry in &entries {
         for b in &entry.blobs {

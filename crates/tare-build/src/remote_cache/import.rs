@@ -9,10 +9,33 @@ use tare_store::{error_chain, Digest, LayerInfo, Reference};
 use super::entry::{tag_of, Entry, EntryManifest};
 use super::options::{CacheFrom, Location};
 use super::{local, ENTRY_MEDIA_TYPE, MAX_ENTRY};
-use crate::cache::Record;
-use crate::context::Build;
+use crate::cache::{Cache, Record};
 use crate::error::Error;
-use crate::report::Event;
+use crate::report::{Event, Reporter};
+
+/// What the remote cache uses of a build, lent by the engine for each call (so this module
+/// does not depend on the build's context).
+pub(crate) struct Env<'a> {
+    pub store: &'a tare_store::Store,
+    /// The local cache, where fetched entries' records are kept.
+    pub cache: &'a Cache,
+    pub reporter: &'a dyn Reporter,
+    /// Registry settings; `None`: from the environment, as `tare push` without flags.
+    pub registry: Option<&'a tare_registry::Options>,
+}
+
+impl Env<'_> {
+    pub(super) fn registry_options(&self) -> tare_registry::Options {
+        self.registry
+            .cloned()
+            .unwrap_or_else(tare_registry::Options::from_env)
+    }
+
+    pub(super) fn warn(&self, message: String) {
+        self.reporter
+            .report(std::time::SystemTime::now(), Event::Warning { message });
+    }
+}
 
 /// A `--cache-from` source during one build: connected on first use; after a failure to
 /// connect, not asked again.
@@ -28,10 +51,10 @@ enum Session {
 }
 
 impl Session {
-    fn connect(build: &Build<'_>, location: &Location) -> Result<Session, String> {
+    fn connect(env: &Env<'_>, location: &Location) -> Result<Session, String> {
         match location {
             Location::Registry(reference) => {
-                Repository::connect(reference, &registry_options(build), Access::Pull, &[])
+                Repository::connect(reference, &env.registry_options(), Access::Pull, &[])
                     .map(|r| Session::Registry(Box::new(r)))
                     .map_err(|e| error_chain(&e))
             }
@@ -186,9 +209,9 @@ impl Remote {
     /// Makes sure the store has `layer`: a lazy hit's layer is fetched now (verified by digest
     /// and diffID, as a pull) and its record enters the local cache. Returns the stored
     /// layer. A layer that cannot be fetched is an [`Error::RemoteLayer`], and its entry is
-    /// not used again by this build (see `crate::engine::build`).
-    pub fn materialize(&self, build: &Build<'_>, layer: &LayerInfo) -> Result<LayerInfo, Error> {
-        let store = build.store;
+    /// not used again by this build (the engine then builds again).
+    pub fn materialize(&self, env: &Env<'_>, layer: &LayerInfo) -> Result<LayerInfo, Error> {
+        let store = env.store;
         if store.has_blob(&layer.digest) {
             return Ok(layer.clone());
         }
@@ -217,7 +240,7 @@ impl Remote {
         store.record_content_size(&info.diff_id, lazy.content_size)?;
         let mut record = lazy.record.clone();
         record.layer = Some(info.clone());
-        build.cache.put(&record)?;
+        env.cache.put(&record)?;
         Ok(info)
     }
 
@@ -231,7 +254,7 @@ impl Remote {
     /// The record of `key` from the first `--cache-from` source that has a usable entry, its
     /// layer fetched into the store (verified) and the record kept in the local cache. A
     /// source that fails, or an entry that is refused, is a warning and a miss.
-    pub fn lookup(&self, build: &Build<'_>, key: &str, parent: &str) -> Option<Record> {
+    pub fn lookup(&self, env: &Env<'_>, key: &str, parent: &str) -> Option<Record> {
         if self.refused.lock().map_or(true, |r| r.contains(key)) {
             return None;
         }
@@ -239,18 +262,15 @@ impl Remote {
             let session =
                 source
                     .session
-                    .get_or_init(|| match Session::connect(build, &source.location) {
+                    .get_or_init(|| match Session::connect(env, &source.location) {
                         Ok(s) => Some(s),
                         Err(e) => {
-                            warn(
-                                build,
-                                format!("--cache-from {}: not used: {e}", source.location),
-                            );
+                            env.warn(format!("--cache-from {}: not used: {e}", source.location));
                             None
                         }
                     });
             let Some(repo) = session else { continue };
-            match find(build, repo, key, parent) {
+            match find(env, repo, key, parent) {
                 Ok(Some(Found::Here(record))) => return Some(record),
                 Ok(Some(Found::Lazy(record, content_size))) => {
                     let Some(layer) = record.layer.clone() else {
@@ -270,14 +290,11 @@ impl Remote {
                     }
                 }
                 Ok(None) => {}
-                Err(reason) => warn(
-                    build,
-                    format!(
-                        "--cache-from {}: entry {} ignored: {reason}",
-                        source.location,
-                        tag_of(key)
-                    ),
-                ),
+                Err(reason) => env.warn(format!(
+                    "--cache-from {}: entry {} ignored: {reason}",
+                    source.location,
+                    tag_of(key)
+                )),
             }
         }
         None
@@ -287,18 +304,6 @@ impl Remote {
     pub fn records(&self) -> Vec<(usize, Record)> {
         self.used.lock().map(|u| u.clone()).unwrap_or_default()
     }
-}
-
-pub(super) fn registry_options(build: &Build<'_>) -> tare_registry::Options {
-    build
-        .opts
-        .registry
-        .clone()
-        .unwrap_or_else(tare_registry::Options::from_env)
-}
-
-pub(super) fn warn(build: &Build<'_>, message: String) {
-    build.report(Event::Warning { message });
 }
 
 /// A usable entry.
@@ -313,12 +318,7 @@ enum Found {
 /// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
 /// the reason when it cannot be used. The layer is not fetched when the store lacks it and
 /// the entry gives its size (every entry tare writes does): the hit is lazy.
-fn find(
-    build: &Build<'_>,
-    repo: &Session,
-    key: &str,
-    parent: &str,
-) -> Result<Option<Found>, String> {
+fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option<Found>, String> {
     let Some(bytes) = repo.manifest(&tag_of(key))? else {
         return Ok(None);
     };
@@ -353,7 +353,7 @@ fn find(
     }
     let mut record = entry.record();
     if let Some(layer) = &entry.layer {
-        let store = build.store;
+        let store = env.store;
         let have = store
             .layer_variants(&layer.diff_id)
             .map_err(|e| error_chain(&e))?
@@ -379,6 +379,6 @@ fn find(
         }
         record.layer = Some(info);
     }
-    build.cache.put(&record).map_err(|e| error_chain(&e))?;
+    env.cache.put(&record).map_err(|e| error_chain(&e))?;
     Ok(Some(Found::Here(record)))
 }

@@ -86,7 +86,7 @@ pub(crate) fn with_cache(
         let found = build
             .cache
             .get(build.store, &key)
-            .or_else(|| build.remote.lookup(build, &key, &st.key));
+            .or_else(|| build.remote.lookup(&build.remote_env(), &key, &st.key));
         if let Some(record) = found {
             build.remote.note(cx.stage.index, &record);
             // The snapshot is extracted only when a later step reads the tree.
