@@ -36,6 +36,13 @@ pub enum Error {
         expected: Digest,
         actual: Digest,
     },
+    #[error(
+        "/{link} is a hard link to /{target} in a lower layer, which a squashed layer \
+         replaces; squash from a lower layer (--from)"
+    )]
+    LinkIntoBase { link: String, target: String },
+    #[error("/{path} is both alive and the content of a replaced hard link")]
+    LinkTargetAlive { path: String },
     #[error("compressing the layer")]
     Compress(#[source] std::io::Error),
     #[error("unknown compression {0:?}: use gzip, zstd or none")]

@@ -1,20 +1,16 @@
-//! Flattening an image's layers into one rootfs tar, whiteouts honoured, without extracting.
-//!
-//! Two passes over the layers: the first (top layer down) reads only headers and decides which
-//! layer's version of each path survives; the second (bottom up) copies the surviving entries.
-//! A one-layer image needs only the second pass. Each pass reads every blob to its end and
-//! verifies its digest ([`crate::read_layer`]); with two passes, a tampered blob fails the
-//! first one, before anything is written.
+//! Flattening an image's layers into one rootfs tar, whiteouts honoured, without extracting:
+//! the layers replayed by [`crate::replay`] with nothing below them. A one-layer image needs
+//! only the writing pass; more layers are read twice (headers, then content), and a tampered
+//! blob fails the first pass, before anything is written.
 
-use std::collections::HashSet;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
 
 use tare_store::{LayerInfo, Store};
 
 use crate::error::{Error, Result};
-use crate::path::clean_path;
-use crate::whiteout::Marker;
+use crate::replay::{self, Plan};
 
 /// Writes the merged filesystem of `layers` (bottom first) as a tar to `out`.
 pub fn export<W: Write>(store: &Store, layers: &[LayerInfo], out: W) -> Result<W> {
@@ -36,175 +32,19 @@ pub fn export_into<W: Write>(
     prefix: &Path,
     tar: &mut tar::Builder<W>,
 ) -> Result<()> {
-    let keep = if layers.len() > 1 {
-        Some(survivors(store, layers)?)
+    let plan = if layers.len() == 1 {
+        Plan::one_layer()
     } else {
-        None
+        replay::plan(store, layers, &BTreeSet::new(), &|_| true)?
     };
-    for (i, layer) in layers.iter().enumerate() {
-        let name = format!("layer {}", layer.digest);
-        crate::read_layer(store, layer, |archive| {
-            for entry in archive.entries().map_err(|e| stream(&name, e))? {
-                let mut entry = entry.map_err(|e| stream(&name, e))?;
-                let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
-                let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
-                    continue;
-                };
-                if is_whiteout(&path) {
-                    continue;
-                }
-                if let Some(keep) = &keep {
-                    if !keep.contains(&(i, path.clone())) {
-                        continue;
-                    }
-                }
-                copy_entry(tar, &mut entry, prefix, &path, &name)?;
-            }
-            Ok(())
-        })?;
-    }
-    Ok(())
-}
-
-fn copy_entry<W: Write, R: Read>(
-    tar: &mut tar::Builder<W>,
-    entry: &mut tar::Entry<'_, R>,
-    prefix: &Path,
-    path: &Path,
-    name: &str,
-) -> Result<()> {
-    let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions().map_err(|e| stream(name, e))? {
-        for ext in exts {
-            let ext = ext.map_err(|e| stream(name, e))?;
-            if let Ok(key) = ext.key() {
-                if key.starts_with("SCHILY.xattr.") {
-                    xattrs.push((key.to_string(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
-    }
-    if !xattrs.is_empty() {
-        tar.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(|e| Error::Stream {
-                what: "writing the exported tar".into(),
-                source: e,
-            })?;
-    }
-    let mut header = entry.header().clone();
-    let kind = header.entry_type();
-    let path = &prefix.join(path);
-    let w = |e| Error::Stream {
-        what: format!("writing {}", path.display()),
-        source: e,
-    };
-    if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
-        let target = entry
-            .link_name()
-            .map_err(|e| stream(name, e))?
-            .unwrap_or_default()
-            .into_owned();
-        let target = if kind == tar::EntryType::Link {
-            prefix.join(
-                clean_path(&target)
-                    .map_err(|r| bad(name, path, r))?
-                    .unwrap_or_default(),
-            )
-        } else {
-            target
-        };
-        header.set_size(0);
-        tar.append_link(&mut header, path, target).map_err(w)
-    } else if kind == tar::EntryType::Directory {
-        // Directories end in `/`, as docker and GNU tar write them.
-        let mut p = path.as_os_str().to_os_string();
-        p.push("/");
-        tar.append_data(&mut header, Path::new(&p), entry)
-            .map_err(w)
-    } else {
-        tar.append_data(&mut header, path, entry).map_err(w)
-    }
-}
-
-/// (layer index, path) of every entry visible in the merged filesystem.
-fn survivors(store: &Store, layers: &[LayerInfo]) -> Result<HashSet<(usize, PathBuf)>> {
-    let mut keep = HashSet::new();
-    let mut claimed: HashSet<PathBuf> = HashSet::new();
-    // Paths whose lower-layer descendants are hidden (whiteouts, opaque dirs, non-directories).
-    let mut hide_below: HashSet<PathBuf> = HashSet::new();
-    // Paths hidden themselves (whiteouts).
-    let mut hidden: HashSet<PathBuf> = HashSet::new();
-    for (i, layer) in layers.iter().enumerate().rev() {
-        let name = format!("layer {}", layer.digest);
-        let mut new_hide_below = Vec::new();
-        let mut new_hidden = Vec::new();
-        crate::read_layer(store, layer, |archive| {
-            for entry in archive.entries().map_err(|e| stream(&name, e))? {
-                let entry = entry.map_err(|e| stream(&name, e))?;
-                let raw = entry.path().map_err(|e| stream(&name, e))?.into_owned();
-                let Some(path) = clean_path(&raw).map_err(|r| bad(&name, &raw, r))? else {
-                    continue;
-                };
-                let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
-                match Marker::of(path.file_name().unwrap_or_default()) {
-                    Marker::Entry => {}
-                    Marker::Opaque => {
-                        new_hide_below.push(parent);
-                        continue;
-                    }
-                    Marker::Whiteout(target) => {
-                        let p = parent.join(target);
-                        new_hidden.push(p.clone());
-                        new_hide_below.push(p);
-                        continue;
-                    }
-                    Marker::Invalid => continue,
-                }
-                let visible = !claimed.contains(&path)
-                    && !hidden.contains(&path)
-                    && !path.ancestors().skip(1).any(|a| hide_below.contains(a));
-                if visible {
-                    if entry.header().entry_type() != tar::EntryType::Directory {
-                        new_hide_below.push(path.clone());
-                    }
-                    claimed.insert(path.clone());
-                    keep.insert((i, path));
-                }
-            }
-            Ok(())
-        })?;
-        // A whiteout hides lower layers only: apply this layer's markers after reading it.
-        hide_below.extend(new_hide_below);
-        hidden.extend(new_hidden);
-    }
-    Ok(keep)
-}
-
-/// A whiteout or opaque marker (valid or not): never part of the merged filesystem.
-fn is_whiteout(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|f| Marker::of(f) != Marker::Entry)
-}
-
-fn stream(name: &str, e: io::Error) -> Error {
-    Error::Stream {
-        what: format!("reading {name}"),
-        source: e,
-    }
-}
-
-fn bad(name: &str, path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::BadEntry {
-        archive: name.to_string(),
-        entry: path.display().to_string(),
-        reason: reason.to_string(),
-    }
+    replay::write(store, layers, &plan, prefix, tar)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Compression, LayerSink};
+    use std::io::Read;
 
     fn layer(store: &Store, entries: &[(&str, &[u8])]) -> LayerInfo {
         let mut b = tar::Builder::new(LayerSink::new(store, Compression::None).unwrap());
@@ -243,5 +83,45 @@ mod tests {
         );
         let out = export(&store, &[lower, upper], Vec::new()).unwrap();
         assert_eq!(names(&out), ["d/f"]);
+    }
+
+    #[test]
+    fn a_hard_link_keeps_the_content_its_replaced_target_had() {
+        // Layer 1: `a` and `b`, a hard link to it. Layer 2 rewrites `a` (overlay copies it up,
+        // so `b` keeps the old bytes). The flattened tar must give `b` the old content and
+        // must not make it a link to the new `a` (nor to a path written after it).
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(LayerSink::new(&store, Compression::None).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(3);
+        b.append_data(&mut h, "a", &b"old"[..]).unwrap();
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_mode(0o644);
+        l.set_size(0);
+        b.append_link(&mut l, "b", "a").unwrap();
+        let lower = b.into_inner().unwrap().finish().unwrap();
+        store.record_layer(&lower).unwrap();
+        let upper = layer(&store, &[("a", b"new")]);
+
+        let out = export(&store, &[lower, upper], Vec::new()).unwrap();
+        let mut contents = std::collections::BTreeMap::new();
+        let mut archive = tar::Archive::new(&out[..]);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            assert_ne!(
+                entry.header().entry_type(),
+                tar::EntryType::Link,
+                "{path} must not be a link to the replaced target"
+            );
+            let mut data = String::new();
+            entry.read_to_string(&mut data).unwrap();
+            contents.insert(path, data);
+        }
+        assert_eq!(contents.get("a").map(String::as_str), Some("new"));
+        assert_eq!(contents.get("b").map(String::as_str), Some("old"));
     }
 }

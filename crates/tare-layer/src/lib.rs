@@ -38,6 +38,7 @@ pub mod ingest;
 pub mod layout;
 pub mod pargzip;
 pub mod path;
+pub mod replay;
 pub mod sink;
 pub mod snapshot;
 pub mod whiteout;
