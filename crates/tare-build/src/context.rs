@@ -45,7 +45,7 @@ pub struct BuildOptions {
     /// sandbox.
     pub runtime: Option<PathBuf>,
     /// `--max-download-size`: the most bytes one ADD URL may download
-    /// ([`crate::fetch::DEFAULT_MAX_DOWNLOAD`] by default).
+    /// (fetch.rs's `DEFAULT_MAX_DOWNLOAD` by default).
     pub max_download_size: u64,
     // --- RUN --mount=type=secret|ssh and RUN --security (see crate::secrets) ---
     /// `--secret`: where each secret's value is (never the value itself).
@@ -69,7 +69,7 @@ pub struct BuildOptions {
     /// image of that name whatever its platform.
     pub platform: Option<tare_registry::Platform>,
     /// `--build-context NAME=...`, by lower-case name: what FROM, `COPY --from` and
-    /// `RUN --mount from=` of that name read ([`crate::contexts::lookup`]).
+    /// `RUN --mount from=` of that name read (`steps::from::lookup`).
     pub build_contexts: BTreeMap<String, crate::contexts::NamedContext>,
     // --- buildx's RUN settings and --pull (helper H4, issue 14 item 7) ---
     /// `--add-host`: entries appended to every RUN step's /etc/hosts.
@@ -83,7 +83,7 @@ pub struct BuildOptions {
     pub pull: bool,
     // --- git sources (ADD <git url>; helper H3) ---
     /// `--git-timeout`: the deadline of each git command an ADD of a git URL runs
-    /// ([`crate::git::DEFAULT_TIMEOUT`] by default).
+    /// (git's `DEFAULT_TIMEOUT` by default).
     pub git_timeout: std::time::Duration,
     // --- Reproducible images (helper H6, issue 17; see crate::epoch) ---
     // The epoch itself is the `SOURCE_DATE_EPOCH` build arg (the CLI maps the environment
@@ -165,7 +165,7 @@ pub(crate) struct Build<'a> {
     /// `SOURCE_DATE_EPOCH`, parsed once.
     pub epoch: Option<crate::epoch::Epoch>,
     /// `--cache-from` sources, lazy hits' layers, and the records `--cache-to` exports
-    /// (kept across the attempts of one build, see `crate::engine::build`).
+    /// (kept across the attempts of one build, see the engine's `build`).
     pub remote: &'a crate::remote_cache::Remote,
 }
 

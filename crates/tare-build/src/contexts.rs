@@ -1,15 +1,11 @@
 //! Named build contexts (`--build-context NAME=PATH|docker-image://REF|oci-layout://PATH[@TAG]`):
 //! what `FROM NAME`, `COPY --from=NAME` and `RUN --mount from=NAME` read instead of the image or
-//! stage of that name. [`lookup`] is the one entry point the steps call.
+//! stage of that name. The steps resolve them (`steps::from::lookup`); this module only holds
+//! and parses the values, so the options can name it without a cycle.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use tare_registry::Platform;
-
-use crate::context::{Build, StageOut};
 use crate::error::Error;
-use crate::steps::from;
 
 /// One `--build-context` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,48 +63,6 @@ impl NamedContext {
         };
         Ok((name, context))
     }
-}
-
-impl Build<'_> {
-    /// The directory of the build context `name`, when it is a directory one.
-    pub(crate) fn named_dir(&self, name: &str) -> Option<PathBuf> {
-        match self.opts.build_contexts.get(&name.to_ascii_lowercase()) {
-            Some(NamedContext::Dir(path)) => Some(path.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// What a named context gives a step.
-pub(crate) enum Resolved {
-    /// An image's state (its layers, snapshots and config), as FROM of an image gives.
-    State(Box<StageOut>),
-    /// A directory's files.
-    Dir(PathBuf),
-}
-
-/// The named context `name` (as FROM, `COPY --from` or `RUN --mount from=` write it), if the
-/// build has one; images are resolved for `platform`.
-pub(crate) fn lookup(
-    build: &Build<'_>,
-    name: &str,
-    platform: Option<&Platform>,
-) -> Result<Option<Resolved>, Error> {
-    let contexts: &BTreeMap<String, NamedContext> = &build.opts.build_contexts;
-    let Some(context) = contexts.get(&name.to_ascii_lowercase()) else {
-        return Ok(None);
-    };
-    Ok(Some(match context {
-        NamedContext::Dir(path) => Resolved::Dir(path.clone()),
-        NamedContext::Image(reference) => {
-            Resolved::State(Box::new(from::store_image(build, reference, platform)?))
-        }
-        NamedContext::OciLayout { path, pick } => {
-            let what = format!("oci-layout://{}", path.display());
-            let image = tare_layer::layout::load_one(build.store, path, pick.as_deref(), &what)?;
-            Resolved::State(Box::new(from::state_of(build, image)?))
-        }
-    }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!   the descriptor of what was just created.
 //! - Reading: [`open_beneath`] opens a source file below its tree's root with
 //!   `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`: the trees resolve symlinks themselves
-//!   ([`crate::tree::SourceTree::resolve`]), so a symlink met at open time means the tree
+//!   (`SourceTree::resolve` in tree.rs), so a symlink met at open time means the tree
 //!   changed under us, and the open fails instead of following it out of the tree.
 
 use std::ffi::OsStr;

@@ -26,7 +26,6 @@
 
 pub mod annotations;
 pub mod cache;
-mod cache_mounts;
 pub mod chmod;
 pub mod config;
 mod context;
@@ -42,7 +41,6 @@ mod fsops;
 pub mod git;
 mod key;
 mod layer;
-mod mounts;
 pub mod output;
 mod plan;
 mod platform;
@@ -52,6 +50,7 @@ mod run;
 pub mod secrets;
 mod stage;
 mod steps;
+mod target;
 pub mod tree;
 
 pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};

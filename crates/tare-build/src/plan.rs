@@ -2,8 +2,8 @@
 //! streams it as the layer tar straight from the sources, so a COPY of 5,000 files creates
 //! no file on disk (its snapshot is extracted from the layer only when a later step reads
 //! the tree). The entries, their order and metadata are those that writing the same COPY
-//! into a directory ([`crate::copy::copy_into`]) and diffing it (`write_tree`) give: both go
-//! through the same [`crate::copy::Target`] calls and the same tar writer
+//! into a directory (`copy::copy_into`) and diffing it (`write_tree`) give: both go
+//! through the same [`Target`] calls and the same tar writer
 //! ([`tare_layer::diff::LayerTar`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Timespec};
 use tare_layer::diff::{Attrs, LayerTar, Listed};
 
-use crate::copy::{Content, FileAttrs, Target};
 use crate::error::{io_err, Error};
+use crate::target::{Content, FileAttrs, Target};
 use crate::tree::Node;
 
 type Xattrs = Vec<(std::ffi::OsString, Vec<u8>)>;
@@ -602,7 +602,7 @@ impl Target for Plan {
         _below: tare_layer::apply::BelowFn<'o>,
         name: &'o str,
     ) -> Result<tare_layer::ApplyStats, Error> {
-        // crate::copy::plan hands archives to a directory before anything is planned; an
+        // copy::plan hands archives to a directory before anything is planned; an
         // archive seen only now changed between the two looks.
         Err(Error::FileChanged {
             path: name.to_string(),

@@ -4,12 +4,13 @@ use tare_registry::Platform;
 use tare_store::config::ImageConfig;
 
 use crate::context::{Build, StageOut};
-use crate::contexts::{self, Resolved};
+use crate::contexts::NamedContext;
 use crate::error::Error;
 use crate::key::StepKey;
 use crate::layer;
 use crate::platform::set_config_platform;
 use crate::report::TransferStep;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 /// The image `name` as a stage state: the build context of that name if there is one
@@ -19,7 +20,7 @@ pub(crate) fn image(
     name: &str,
     platform: Option<&Platform>,
 ) -> Result<StageOut, Error> {
-    match contexts::lookup(build, name, platform)? {
+    match lookup(build, name, platform)? {
         Some(Resolved::State(state)) => Ok(*state),
         Some(Resolved::Dir(path)) => Err(Error::Invalid(format!(
             "build context {name:?} is a directory ({}): FROM needs an image \
@@ -110,4 +111,45 @@ pub(crate) fn scratch(platform: Option<&Platform>) -> Result<StageOut, Error> {
         history_origins: Vec::new(),
         created: None,
     })
+}
+
+impl Build<'_> {
+    /// The directory of the build context `name`, when it is a directory one.
+    pub(crate) fn named_dir(&self, name: &str) -> Option<PathBuf> {
+        match self.opts.build_contexts.get(&name.to_ascii_lowercase()) {
+            Some(NamedContext::Dir(path)) => Some(path.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What a named context gives a step.
+pub(crate) enum Resolved {
+    /// An image's state (its layers, snapshots and config), as FROM of an image gives.
+    State(Box<StageOut>),
+    /// A directory's files.
+    Dir(PathBuf),
+}
+
+/// The named context `name` (as FROM, `COPY --from` or `RUN --mount from=` write it), if the
+/// build has one; images are resolved for `platform`.
+pub(crate) fn lookup(
+    build: &Build<'_>,
+    name: &str,
+    platform: Option<&Platform>,
+) -> Result<Option<Resolved>, Error> {
+    let Some(context) = build.opts.build_contexts.get(&name.to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    Ok(Some(match context {
+        NamedContext::Dir(path) => Resolved::Dir(path.clone()),
+        NamedContext::Image(reference) => {
+            Resolved::State(Box::new(store_image(build, reference, platform)?))
+        }
+        NamedContext::OciLayout { path, pick } => {
+            let what = format!("oci-layout://{}", path.display());
+            let image = tare_layer::layout::load_one(build.store, path, pick.as_deref(), &what)?;
+            Resolved::State(Box::new(state_of(build, image)?))
+        }
+    }))
 }

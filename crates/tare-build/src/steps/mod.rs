@@ -4,9 +4,11 @@
 //! Layer steps (RUN, COPY/ADD, WORKDIR) go through [`with_cache`]: answered from the cache
 //! when their key has a record, otherwise run and recorded.
 
+mod cache_mounts;
 pub(crate) mod config;
 pub(crate) mod copy;
 pub(crate) mod from;
+mod mounts;
 pub(crate) mod run;
 pub(crate) mod workdir;
 

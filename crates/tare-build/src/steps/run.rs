@@ -12,9 +12,9 @@ use crate::context::{BuildOptions, Entitlement, StageOut, StepCtx};
 use crate::error::{io_err, Error};
 use crate::key::{RunKey, RunState, StepKey};
 use crate::layer::{self, Upper};
-use crate::mounts;
 use crate::run::{self as sandbox, RunInput};
 use crate::secrets;
+use crate::steps::mounts;
 use crate::steps::{apply_outcome, with_cache};
 
 /// `RUN --security=sandbox|insecure`: insecure (every capability, no seccomp filter) only

@@ -39,7 +39,7 @@ pub(crate) fn mount(
     let seed = match &m.from {
         Some(_) => {
             std::fs::create_dir(dir).map_err(io_err(dir))?;
-            Some(crate::mounts::copy_source(cx, m, dir)?)
+            Some(super::mounts::copy_source(cx, m, dir)?)
         }
         None => None,
     };

@@ -13,22 +13,25 @@
 //! are owned by 0:0 unless `--chown`; from a stage or an image they keep their owner.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Seek};
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Timespec};
+use rustix::fs::{FileType, Timespec};
 
 use crate::chmod::Chmod;
 use crate::dockerignore::{clean, has_wildcard, match_component, DockerIgnore, Filter};
 use crate::error::{io_err, Error};
 use crate::fsops::{self, Root};
 use crate::plan::Plan;
+use crate::target::{Content, Disk, FileAttrs, Target};
 use crate::tree::{Layers, Node, SourceTree};
 use tare_layer::apply::Below;
+
+mod archive;
+mod writer;
+
+pub use archive::{archive_kind, decoder, ArchiveKind};
 
 /// One source of a COPY/ADD.
 pub enum Source<'a> {
@@ -100,187 +103,6 @@ enum Expanded<'a> {
         node: Node,
     },
     Bytes(usize),
-}
-
-/// Where a COPY writes what it copies: a step's upper directory on disk ([`Disk`]), or a
-/// [`Plan`] held in memory that becomes the layer tar without a file being written. Paths
-/// are relative to the step's root, `/`-separated; their parents resolve symlinks inside the
-/// root (as [`Root::dir`] does), the last component never.
-pub(crate) trait Target {
-    /// The kind of `rel`; `None` when absent.
-    fn kind(&mut self, rel: &str) -> Result<Option<FileType>, Error>;
-    /// Makes `rel` a directory: an existing one is kept, anything else is replaced by a new
-    /// directory with `mode` and `owner`.
-    fn ensure_dir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error>;
-    /// Makes the new directory `rel` (it must not exist).
-    fn mkdir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error>;
-    /// chown, then chmod, of directory `rel`.
-    fn set_owner_mode(&mut self, rel: &str, owner: (u32, u32), mode: u32) -> Result<(), Error>;
-    /// Removes `rel` and everything below it; nothing when absent.
-    fn remove(&mut self, rel: &str) -> Result<(), Error>;
-    /// Makes `rel` (absent) a hard link to what `first` is.
-    fn link(&mut self, first: &str, rel: &str) -> Result<(), Error>;
-    /// Makes the symlink `rel -> target` (absent).
-    fn symlink(
-        &mut self,
-        rel: &str,
-        target: &Path,
-        owner: (u32, u32),
-        mtime: Timespec,
-    ) -> Result<(), Error>;
-    /// Makes the regular file `rel` (absent) holding `content`; returns its size.
-    fn file(&mut self, rel: &str, content: Content<'_>, attrs: FileAttrs) -> Result<u64, Error>;
-    /// Makes the device node or fifo `rel` (absent).
-    fn mknod(
-        &mut self,
-        rel: &str,
-        kind: FileType,
-        mode: u32,
-        rdev: u64,
-        owner: (u32, u32),
-    ) -> Result<(), Error>;
-    /// Sets the mtime of directory `rel` (a symlink to one followed inside the root).
-    fn set_dir_mtime(&mut self, rel: &str, mtime: Timespec) -> Result<(), Error>;
-    /// Extracts an archive into directory `dest` (see [`Writer::extract`]); only a directory
-    /// on disk can.
-    fn extract<'o>(
-        &mut self,
-        reader: Box<dyn Read>,
-        opts: tare_layer::apply::ExtractOptions<'o>,
-        below: tare_layer::apply::BelowFn<'o>,
-        name: &'o str,
-    ) -> Result<tare_layer::ApplyStats, Error>;
-}
-
-/// What a new regular file holds.
-pub(crate) enum Content<'a> {
-    /// A file of a source tree, read fd-relative ([`Node::open`]); its xattrs come along.
-    Node(&'a Node),
-    Bytes(&'a [u8]),
-    /// A file of tare's own (a download).
-    Host(&'a Path),
-}
-
-/// The owner, mode and mtime of a new regular file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FileAttrs {
-    pub owner: (u32, u32),
-    pub mode: u32,
-    pub mtime: Timespec,
-}
-
-/// A step's upper directory, written only through [`fsops`].
-pub(crate) struct Disk {
-    root: Root,
-}
-
-impl Disk {
-    fn parent<'r>(&self, rel: &'r str) -> Result<(OwnedFd, &'r str), Error> {
-        self.root.parent(rel)
-    }
-}
-
-impl Target for Disk {
-    fn kind(&mut self, rel: &str) -> Result<Option<FileType>, Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::kind_at(&dir, name).map_err(self.root.err(rel))
-    }
-
-    fn ensure_dir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::ensure_dir_at(&dir, name, mode, owner).map_err(self.root.err(rel))?;
-        Ok(())
-    }
-
-    fn mkdir(&mut self, rel: &str, mode: u32, owner: (u32, u32)) -> Result<(), Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::mkdir_at(&dir, name, mode, owner).map_err(self.root.err(rel))?;
-        Ok(())
-    }
-
-    fn set_owner_mode(&mut self, rel: &str, owner: (u32, u32), mode: u32) -> Result<(), Error> {
-        let dir = self.root.dir(rel)?;
-        fsops::set_owner_mode(&dir, owner, mode).map_err(self.root.err(rel))
-    }
-
-    fn remove(&mut self, rel: &str) -> Result<(), Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::remove_at(&dir, name).map_err(self.root.err(rel))
-    }
-
-    fn link(&mut self, first: &str, rel: &str) -> Result<(), Error> {
-        let (first_dir, first_name) = self.parent(first)?;
-        let (dir, name) = self.parent(rel)?;
-        rustix::fs::linkat(&first_dir, first_name, &dir, name, AtFlags::empty())
-            .map_err(|e| self.root.err(rel)(e.into()))
-    }
-
-    fn symlink(
-        &mut self,
-        rel: &str,
-        target: &Path,
-        owner: (u32, u32),
-        mtime: Timespec,
-    ) -> Result<(), Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::symlink_at(&dir, name, target.as_os_str(), owner, mtime).map_err(self.root.err(rel))
-    }
-
-    fn file(&mut self, rel: &str, content: Content<'_>, attrs: FileAttrs) -> Result<u64, Error> {
-        let (dir, name) = self.parent(rel)?;
-        let mut to = fsops::create_file_at(&dir, name).map_err(self.root.err(rel))?;
-        let size = match content {
-            Content::Node(node) => {
-                let mut from = node.open()?;
-                let size = std::io::copy(&mut from, &mut to).map_err(io_err(&node.host))?;
-                fsops::copy_xattrs(&from, &to);
-                size
-            }
-            Content::Bytes(mut bytes) => {
-                std::io::copy(&mut bytes, &mut to).map_err(self.root.err(rel))?
-            }
-            Content::Host(path) => {
-                let mut from = fs::File::open(path).map_err(io_err(path))?;
-                std::io::copy(&mut from, &mut to).map_err(self.root.err(rel))?
-            }
-        };
-        fsops::set_owner_mode(&to, attrs.owner, attrs.mode).map_err(self.root.err(rel))?;
-        fsops::set_mtime(&to, attrs.mtime).map_err(self.root.err(rel))?;
-        Ok(size)
-    }
-
-    fn mknod(
-        &mut self,
-        rel: &str,
-        kind: FileType,
-        mode: u32,
-        rdev: u64,
-        owner: (u32, u32),
-    ) -> Result<(), Error> {
-        let (dir, name) = self.parent(rel)?;
-        fsops::mknod_at(&dir, name, kind, mode, rdev, owner).map_err(self.root.err(rel))
-    }
-
-    fn set_dir_mtime(&mut self, rel: &str, mtime: Timespec) -> Result<(), Error> {
-        let dir = self.root.dir(rel)?;
-        fsops::set_mtime(&dir, mtime).map_err(self.root.err(rel))
-    }
-
-    fn extract<'o>(
-        &mut self,
-        reader: Box<dyn Read>,
-        opts: tare_layer::apply::ExtractOptions<'o>,
-        below: tare_layer::apply::BelowFn<'o>,
-        name: &'o str,
-    ) -> Result<tare_layer::ApplyStats, Error> {
-        Ok(tare_layer::apply::extract_over(
-            reader,
-            self.root.path(),
-            opts,
-            below,
-            name,
-        )?)
-    }
 }
 
 /// Writes what a COPY copies into a [`Target`].
@@ -524,9 +346,7 @@ pub fn copy_into(
     opts: &CopyOptions,
 ) -> Result<CopyStats, Error> {
     let expanded = expand(sources, &opts.select)?;
-    let disk = Disk {
-        root: Root::open(upper)?,
-    };
+    let disk = Disk::new(Root::open(upper)?);
     Ok(write_sources(disk, lower, sources, &expanded, opts)?.stats)
 }
 
@@ -751,111 +571,13 @@ pub fn make_dirs(upper: &Path, lower: &Layers, rel: &str, owner: (u32, u32)) -> 
         chown: Some(owner),
         ..CopyOptions::default()
     };
-    let disk = Disk {
-        root: Root::open(upper)?,
-    };
+    let disk = Disk::new(Root::open(upper)?);
     let mut w = Writer::new(disk, lower, &opts);
     let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
     for i in 1..=comps.len() {
         w.ensure_dir_exact(&comps[..i].join("/"))?;
     }
     w.restore_mtimes()
-}
-
-/// The kinds of archive ADD extracts, told by their first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
-    Tar,
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-}
-
-/// Tells whether `file` (read from its start) is an archive ADD extracts; `name` names it in
-/// errors.
-pub fn archive_kind(file: &mut fs::File, name: &Path) -> Result<Option<ArchiveKind>, Error> {
-    let mut head = [0u8; 512];
-    let filled = read_up_to(file, &mut head).map_err(io_err(name))?;
-    let head = &head[..filled];
-    let kind = if head.starts_with(&[0x1f, 0x8b]) {
-        Some(ArchiveKind::Gzip)
-    } else if head.starts_with(b"BZh") {
-        Some(ArchiveKind::Bzip2)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Some(ArchiveKind::Xz)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(ArchiveKind::Zstd)
-    } else if is_tar_header(head) {
-        Some(ArchiveKind::Tar)
-    } else {
-        None
-    };
-    // A compressed file that is not a tar inside is copied as it is, as Docker does.
-    if let Some(k) = kind {
-        if k != ArchiveKind::Tar {
-            file.rewind().map_err(io_err(name))?;
-            let mut inner =
-                decoder(k, file.try_clone().map_err(io_err(name))?).map_err(io_err(name))?;
-            let mut buf = [0u8; 512];
-            let got = read_up_to(&mut inner, &mut buf).unwrap_or(0);
-            if !is_tar_header(&buf[..got]) {
-                return Ok(None);
-            }
-        }
-    }
-    file.rewind().map_err(io_err(name))?;
-    Ok(kind)
-}
-
-/// A tar header block: the `ustar` magic, or an old (v7) header whose checksum is right.
-fn is_tar_header(block: &[u8]) -> bool {
-    if block.len() < 512 {
-        return false;
-    }
-    if &block[257..262] == b"ustar" {
-        return true;
-    }
-    let field = String::from_utf8_lossy(&block[148..156]);
-    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-    else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    block[0] != 0 && sum == stored
-}
-
-fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
-/// The tar stream inside an archive of `kind`.
-pub fn decoder(kind: ArchiveKind, file: fs::File) -> std::io::Result<Box<dyn Read>> {
-    let file = std::io::BufReader::new(file);
-    Ok(match kind {
-        ArchiveKind::Tar => Box::new(file),
-        ArchiveKind::Gzip => tare_layer::decompress_as(tare_layer::Compression::Gzip, file)?,
-        ArchiveKind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(file)),
-        ArchiveKind::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(file)),
-        ArchiveKind::Zstd => tare_layer::decompress_as(tare_layer::Compression::Zstd, file)?,
-    })
 }
 
 fn mtime_of(meta: &fs::Metadata) -> Timespec {
@@ -870,259 +592,6 @@ fn join(dir: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{dir}/{name}")
-    }
-}
-
-impl<T: Target> Writer<'_, T> {
-    /// Creates the parent directories of `rel`.
-    fn ensure_parents(&mut self, rel: &str) -> Result<(), Error> {
-        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
-        for i in 1..comps.len() {
-            self.ensure_dir_exact(&comps[..i].join("/"))?;
-        }
-        Ok(())
-    }
-
-    /// Creates directory `rel` (parents must exist): a copy of the image's directory when
-    /// there is one, else a new 0755 directory owned by `--chown` or root. Something else at
-    /// `rel` that this step made (a file, a symlink) is replaced, never followed.
-    fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
-        if rel.is_empty() {
-            return Ok(());
-        }
-        if self.out.kind(rel)? == Some(FileType::Directory) {
-            return Ok(());
-        }
-        let (mode, owner, mtime) = match self.lower.lstat(rel)? {
-            Some(node) if node.meta.is_dir() => (
-                node.meta.mode(),
-                (node.meta.uid(), node.meta.gid()),
-                Some(mtime_of(&node.meta)),
-            ),
-            _ => {
-                let mode = match self.opts.chmod.as_ref().and_then(Chmod::created_dest_mode) {
-                    Some(m) if self.dest.as_deref() == Some(rel) => m,
-                    _ => 0o755,
-                };
-                (mode, self.opts.chown.unwrap_or((0, 0)), None)
-            }
-        };
-        self.out.ensure_dir(rel, mode, owner)?;
-        if let Some(mtime) = mtime {
-            self.mirrored.push((rel.to_string(), mtime));
-        }
-        Ok(())
-    }
-
-    fn owner(&self, meta: &fs::Metadata) -> (u32, u32) {
-        match self.opts.chown {
-            Some(o) => o,
-            None if self.opts.keep_owner => (meta.uid(), meta.gid()),
-            None => (0, 0),
-        }
-    }
-
-    fn mode(&self, meta: &fs::Metadata) -> u32 {
-        match &self.opts.chmod {
-            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
-            None => meta.mode() & 0o7777,
-        }
-    }
-
-    /// Copies directory `src` of `tree` as `dest` (its contents into `dest`).
-    fn copy_dir_root(
-        &mut self,
-        tree: &dyn SourceTree,
-        src: &str,
-        node: &Node,
-        dest: &str,
-    ) -> Result<(), Error> {
-        if !dest.is_empty() {
-            let existing = self.out.kind(dest)?;
-            let in_image = self.lower.lstat(dest)?.is_some_and(|n| n.meta.is_dir());
-            if existing != Some(FileType::Directory) {
-                if in_image {
-                    self.ensure_dir_exact(dest)?;
-                } else {
-                    if existing.is_some() {
-                        return Err(Error::DirOntoFile {
-                            src: src.to_string(),
-                            dest: dest.to_string(),
-                        });
-                    }
-                    // A destination this step creates takes an octal --chmod too; with a
-                    // symbolic one it is a plain 0755 directory (BuildKit 0.25).
-                    let owner = self.owner(&node.meta);
-                    let mode = match &self.opts.chmod {
-                        Some(Chmod::Symbolic(_)) => 0o755,
-                        _ => self.mode(&node.meta),
-                    };
-                    self.out.mkdir(dest, mode, owner)?;
-                    self.mirrored.push((dest.to_string(), mtime_of(&node.meta)));
-                }
-            }
-        }
-        self.copy_children(tree, src, dest)
-    }
-
-    /// Copies what directory `src` of `tree` holds into directory `dest`.
-    fn copy_children(&mut self, tree: &dyn SourceTree, src: &str, dest: &str) -> Result<(), Error> {
-        for name in tree.read_dir(src)? {
-            let child_src = join(src, &name);
-            let child_dest = join(dest, &name);
-            let Some(node) = tree.lstat(&child_src)? else {
-                continue;
-            };
-            if node.meta.is_dir() {
-                self.out.ensure_dir(&child_dest, 0o700, (0, 0))?;
-                self.out.set_owner_mode(
-                    &child_dest,
-                    self.owner(&node.meta),
-                    self.mode(&node.meta),
-                )?;
-                self.copy_children(tree, &child_src, &child_dest)?;
-                self.mirrored.push((child_dest, mtime_of(&node.meta)));
-            } else {
-                self.copy_node(&node, &child_dest)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies one non-directory entry to `dest` (parents exist).
-    fn copy_node(&mut self, node: &Node, rel: &str) -> Result<(), Error> {
-        self.out.remove(rel)?;
-        let meta = &node.meta;
-        let ft = meta.file_type();
-        if meta.nlink() > 1 && !ft.is_dir() {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key) {
-                return self.out.link(first, rel);
-            }
-            self.links.insert(key, rel.to_string());
-        }
-        let owner = self.owner(meta);
-        let mtime = mtime_of(meta);
-        if ft.is_symlink() {
-            let target = node.read_link()?;
-            self.out.symlink(rel, &target, owner, mtime)?;
-        } else if ft.is_file() {
-            let attrs = FileAttrs {
-                owner,
-                mode: self.mode(meta),
-                mtime,
-            };
-            self.out.file(rel, Content::Node(node), attrs)?;
-            self.stats.files += 1;
-            self.stats.bytes += meta.len();
-        } else {
-            // Devices and fifos: made again with the same kind, mode and rdev.
-            let kind = FileType::from_raw_mode(meta.mode());
-            if matches!(kind, FileType::Socket | FileType::Unknown) {
-                return Err(Error::Invalid(format!(
-                    "{}: sockets cannot be copied",
-                    node.host.display()
-                )));
-            }
-            self.out
-                .mknod(rel, kind, self.mode(meta), meta.rdev(), owner)?;
-        }
-        Ok(())
-    }
-
-    /// Writes a file of `content` (a heredoc, a download) to `dest`.
-    fn write_file(
-        &mut self,
-        dest: &str,
-        content: Content<'_>,
-        mode: u32,
-        mtime: i64,
-    ) -> Result<(), Error> {
-        self.out.remove(dest)?;
-        let attrs = FileAttrs {
-            owner: self.opts.chown.unwrap_or((0, 0)),
-            mode: match &self.opts.chmod {
-                Some(chmod) => chmod.apply(mode, false),
-                None => mode,
-            },
-            mtime: Timespec {
-                tv_sec: mtime,
-                tv_nsec: 0,
-            },
-        };
-        let bytes = self.out.file(dest, content, attrs)?;
-        self.stats.files += 1;
-        self.stats.bytes += bytes;
-        Ok(())
-    }
-
-    /// Extracts an archive into directory `dest` with the layer applier, keeping its owners
-    /// and modes (setuid included) unless `--chown`. Directories the archive needs but does
-    /// not hold are copied from the image when it has them.
-    fn extract(
-        &mut self,
-        file: fs::File,
-        kind: ArchiveKind,
-        dest: &str,
-        name: &str,
-    ) -> Result<(), Error> {
-        let reader = decoder(kind, file).map_err(io_err(Path::new(name)))?;
-        let lower = self.lower;
-        let fresh_owner = self.opts.chown.unwrap_or((0, 0));
-        let mut mirrored = Vec::new();
-        let mut make_dir = |parent: &OwnedFd, dir_name: &OsStr, rel: &Path| {
-            let rel = rel.to_string_lossy();
-            let found = lower
-                .lstat(&rel)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let dir_name = dir_name.to_string_lossy();
-            match found {
-                Some(node) if node.meta.is_dir() => {
-                    let owner = (node.meta.uid(), node.meta.gid());
-                    fsops::ensure_dir_at(parent, &dir_name, node.meta.mode(), owner)?;
-                    mirrored.push((rel.into_owned(), mtime_of(&node.meta)));
-                }
-                _ => {
-                    fsops::ensure_dir_at(parent, &dir_name, 0o755, fresh_owner)?;
-                }
-            }
-            Ok(())
-        };
-        let opts = tare_layer::apply::ExtractOptions {
-            dest: Path::new(dest),
-            chown: self.opts.chown,
-            make_dir: &mut make_dir,
-        };
-        // What the image holds where the step wrote nothing: its symlinks below `dest` are
-        // followed as the archive's own are.
-        let below = |rel: &Path| -> std::io::Result<Below> {
-            let found = lower
-                .lstat(&rel.to_string_lossy())
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok(match found {
-                None => Below::Missing,
-                Some(node) if node.meta.is_dir() => Below::Directory,
-                Some(node) if node.meta.file_type().is_symlink() => Below::Symlink(
-                    node.read_link()
-                        .map_err(|e| std::io::Error::other(e.to_string()))?,
-                ),
-                Some(_) => Below::Other,
-            })
-        };
-        let stats = self.out.extract(reader, opts, &below, name)?;
-        self.mirrored.extend(mirrored);
-        self.stats.files += stats.files;
-        self.stats.bytes += stats.bytes;
-        Ok(())
-    }
-
-    /// Puts back the mtimes of directories that writing into them changed, deepest first.
-    fn restore_mtimes(&mut self) -> Result<(), Error> {
-        self.mirrored.sort_by(|a, b| b.0.cmp(&a.0));
-        for (rel, mtime) in &self.mirrored {
-            self.out.set_dir_mtime(rel, *mtime)?;
-        }
-        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //!   with the scratch directory, as BuildKit discards them. The bound files are part of the
 //!   step's key, by content ([`key_files`]).
 //! - `tmpfs`: a tmpfs of the given size, mode 1777.
-//! - `cache`: a directory of the store that outlives the build (see [`crate::cache_mounts`]).
+//! - `cache`: a directory of the store that outlives the build (see [`super::cache_mounts`]).
 //! - `secret`, `ssh`: [`crate::secrets`].
 //!
 //! The mount points a run creates in the image (a target missing from the image, and its
@@ -132,7 +132,7 @@ pub(crate) fn prepare(
             MountKind::Tmpfs => out.tmpfs.push(tmpfs(m, target)),
             MountKind::Cache => {
                 let (mount, guard) =
-                    crate::cache_mounts::mount(cx, m, target, &scratch.join(format!("mount-{i}")))?;
+                    super::cache_mounts::mount(cx, m, target, &scratch.join(format!("mount-{i}")))?;
                 out.binds.push(mount);
                 out.held.push(guard);
             }
