@@ -31,7 +31,7 @@ pub fn commit(
     kind: Upper,
     lower: &Layers,
     mtime_clamp: Option<u64>,
-) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
+) -> Result<(LayerInfo, PathBuf), Error> {
     // A directory the step only copied up (overlayfs does that for parents of new files)
     // is kept only if something below it changed, or its own metadata did.
     let unchanged = |rel: &Path, meta: &fs::Metadata| -> bool {
@@ -68,7 +68,7 @@ pub fn commit(
     };
     let info = finish(store, sink)?;
     let snapshot = register_snapshot(store, &info, upper)?;
-    Ok(Some((info, snapshot)))
+    Ok((info, snapshot))
 }
 
 /// Writes a COPY held in memory as a layer into the store, streaming its sources into the
@@ -84,7 +84,7 @@ pub fn commit_plan(
     mtime_clamp: Option<u64>,
     streamed: Option<&mut crate::plan::Streamed>,
     progress: &dyn Fn(u64),
-) -> Result<Option<(LayerInfo, PathBuf)>, Error> {
+) -> Result<(LayerInfo, PathBuf), Error> {
     let mut sink = LayerSink::new(store, Compression::None)?;
     let mut counting = Counting {
         inner: &mut sink,
@@ -96,7 +96,7 @@ pub fn commit_plan(
     progress(counting.done);
     let info = finish(store, sink)?;
     let snapshot = store.snapshot_path(&info.diff_id);
-    Ok(Some((info, snapshot)))
+    Ok((info, snapshot))
 }
 
 /// A writer that tells `progress` how many bytes went through it, at most ten times a second.

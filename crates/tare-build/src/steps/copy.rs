@@ -117,7 +117,7 @@ fn cold_copy(
     cx: &StepCtx<'_>,
     setup: &Setup<'_>,
     streamed: &mut Streamed,
-) -> Result<Option<Option<(tare_store::LayerInfo, std::path::PathBuf)>>, Error> {
+) -> Result<Option<(tare_store::LayerInfo, std::path::PathBuf)>, Error> {
     let build = cx.build;
     let (lower, opts) = setup.lower_and_options(cx, setup.st)?;
     let Some(plan) = copy::plan(&lower, setup.sources, &opts)? else {
@@ -386,7 +386,7 @@ pub(crate) fn copy(
                 cx.report(Event::Cached {
                     step: cx.step.clone(),
                 });
-                return Ok(Some((info, snapshot)));
+                return Ok((info, snapshot));
             }
         }
         let made = match made_early {
@@ -425,7 +425,7 @@ pub(crate) fn copy(
                 key: digest,
                 parent: "link".into(),
                 inputs,
-                layer: made.as_ref().map(|(l, _)| l.clone()),
+                layer: Some(made.0.clone()),
                 created: now_rfc3339(),
                 used: 0,
             })?;

@@ -40,10 +40,12 @@ pub(crate) fn dispatch(
     }
 }
 
-/// A layer step's result: the layer (if any) and when it was made, and whether it was cached.
+/// A layer step's result: the layer and when it was made, and whether it was cached.
 pub(crate) struct Outcome {
     /// The step's cache key: the state key after it.
     key: String,
+    /// The layer and its snapshot. A step that runs always makes one (`layer::commit`, even
+    /// when it changed nothing); `None` only when a cached record names no layer.
     layer: Option<(LayerInfo, PathBuf)>,
     created: String,
     cached: bool,
@@ -77,7 +79,7 @@ pub(crate) fn with_cache(
     cx: &StepCtx<'_>,
     st: &StageOut,
     key: &StepKey,
-    make: impl FnOnce(&StageOut) -> Result<Option<(LayerInfo, PathBuf)>, Error>,
+    make: impl FnOnce(&StageOut) -> Result<(LayerInfo, PathBuf), Error>,
 ) -> Result<Outcome, Error> {
     let build = cx.build;
     let inputs = build.layer_inputs(key)?;
@@ -126,7 +128,7 @@ pub(crate) fn with_cache(
         key: key.clone(),
         parent: st.key.clone(),
         inputs,
-        layer: layer.as_ref().map(|(l, _)| l.clone()),
+        layer: Some(layer.0.clone()),
         created: created.clone(),
         used: 0,
     };
@@ -134,7 +136,7 @@ pub(crate) fn with_cache(
     build.remote.note(cx.stage.index, &record);
     Ok(Outcome {
         key,
-        layer,
+        layer: Some(layer),
         created,
         cached: false,
     })
