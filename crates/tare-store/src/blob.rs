@@ -32,6 +32,7 @@ impl BlobWriter {
         self.hasher.len()
     }
 
+    /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
         self.hasher.is_empty()
     }
@@ -127,6 +128,7 @@ impl BlobReader {
         Ok(self.file.metadata()?.len())
     }
 
+    /// The digest the content must have; reading fails at the end if it does not.
     pub fn digest(&self) -> &Digest {
         &self.expected
     }

@@ -10,7 +10,8 @@ use crate::digest::Digest;
 /// The builder's record of an image.
 ///
 /// Stored as JSON; every field may be missing (records written by older versions), and a
-/// record that does not have this shape reads as no record at all (see [`lenient`]).
+/// record that does not have this shape reads as no record at all (the image record reads it
+/// leniently).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildInfo {
     /// The Dockerfile's name as given to the build (`-f`, default `Dockerfile`).

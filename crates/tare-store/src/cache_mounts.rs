@@ -45,7 +45,9 @@ pub enum Sharing {
 pub struct NewCache {
     /// Mode, owner and group of `data/` itself (BuildKit: 0755, 0, 0).
     pub mode: u32,
+    /// Owner of `data/` (BuildKit: 0).
     pub uid: u32,
+    /// Group of `data/` (BuildKit: 0).
     pub gid: u32,
     /// A directory (in the store's temporary area) whose contents a new cache starts with
     /// (`from=`/`source=`): renamed into place. Its root keeps its own mode and owner.
@@ -71,6 +73,7 @@ impl CacheMountGuard {
 /// One cache, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheMountInfo {
+    /// The cache's `id=` (the target path when the mount gave none).
     pub id: String,
     /// Bytes of the regular files and symlinks in it.
     pub size: u64,

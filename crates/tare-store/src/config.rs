@@ -14,20 +14,27 @@ use crate::digest::Digest;
 /// The top level of an image config blob.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
+    /// The CPU architecture the image's binaries are built for, in Go's names (`amd64`, `arm64`).
     #[serde(default)]
     pub architecture: String,
+    /// The operating system the image runs on (`linux`).
     #[serde(default)]
     pub os: String,
+    /// The CPU variant (`v7` for `arm`, `v8` for `arm64`); `None` when the architecture has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// RFC 3339 creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The image's author (`MAINTAINER`); `None` when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// How containers of the image run (user, environment, entrypoint, ...).
     #[serde(default)]
     pub config: RunConfig,
+    /// The image's diffIDs, bottom layer first.
     pub rootfs: RootFs,
+    /// One entry per build step, bottom first, including steps that made no layer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
     /// Fields tare does not interpret (`container`, `docker_version`, ...), kept verbatim.
@@ -39,32 +46,47 @@ pub struct ImageConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RunConfig {
+    /// `USER`: the user (and group) the process runs as, a name or number; `None` is root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// `EXPOSE`: ports as `port/proto` keys with empty-object values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<BTreeMap<String, Value>>,
+    /// `ENV`: the environment as `NAME=value` strings, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
+    /// `ENTRYPOINT`: the argv prefix of every container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    /// `CMD`: the default arguments (after the entrypoint, or the command itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    /// `VOLUME`: mount points as keys with empty-object values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, Value>>,
+    /// `WORKDIR`: the process's working directory; `None` is `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// `LABEL`: key-value metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `STOPSIGNAL`: the signal that asks the container to stop (`SIGTERM` when `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `HEALTHCHECK` (Docker only): how to probe the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// `SHELL` (Docker only): the shell that runs the shell form of `RUN`, `CMD` and `ENTRYPOINT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
+    /// `ONBUILD` (Docker only): instructions run when another build uses this image as its base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
+    /// Docker's Windows-only flag that `CMD`/`ENTRYPOINT` are one pre-escaped command line; kept as
+    /// read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
+    /// Fields tare does not interpret (`Hostname`, `Image`, ...), kept verbatim.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -73,18 +95,25 @@ pub struct RunConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Healthcheck {
+    /// The probe: `["NONE"]` disables it, `["CMD", args...]` or `["CMD-SHELL", line]` runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<Vec<String>>,
+    /// Time between probes, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<i64>,
+    /// Time a probe may take before it counts as failed, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
+    /// Time after start during which failures do not count, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<i64>,
+    /// Time between probes during the start period, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<i64>,
+    /// Consecutive failures that make the container unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i64>,
+    /// Fields tare does not interpret, kept verbatim.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -92,9 +121,12 @@ pub struct Healthcheck {
 /// The layer list of the image, as diffIDs (uncompressed digests), bottom first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RootFs {
+    /// The spec's `type`; always `layers`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The sha256 of each uncompressed layer tar, bottom first.
     pub diff_ids: Vec<Digest>,
+    /// Fields tare does not interpret, kept verbatim.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -112,16 +144,22 @@ impl Default for RootFs {
 /// One history entry; `empty_layer` entries made no layer (ENV, CMD, ...).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
+    /// RFC 3339 time the step ran; `None` when the builder did not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The command that made the step (the Dockerfile instruction, as docker prints it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The author of the step; `None` when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Free text the builder adds (tare puts `buildkit.dockerfile.v0` here as BuildKit does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// True when the step made no layer, so it has no entry in `rootfs.diff_ids`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty_layer: bool,
+    /// Fields tare does not interpret, kept verbatim.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }

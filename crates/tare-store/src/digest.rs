@@ -47,6 +47,7 @@ impl Digest {
         Ok(Digest(out))
     }
 
+    /// The 32 bytes of the sha256.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -95,10 +96,12 @@ pub struct Hasher {
 }
 
 impl Hasher {
+    /// A hasher over no bytes yet.
     pub fn new() -> Hasher {
         Hasher::default()
     }
 
+    /// Hashes `bytes` and adds their length to the count.
     pub fn update(&mut self, bytes: &[u8]) {
         self.inner.update(bytes);
         self.len += bytes.len() as u64;
@@ -109,10 +112,12 @@ impl Hasher {
         self.len
     }
 
+    /// Whether no byte has been hashed yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The sha256 of everything hashed, as a digest.
     pub fn finish(self) -> Digest {
         Digest(self.inner.finalize().into())
     }
@@ -125,6 +130,7 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`; every byte it accepts is hashed.
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
@@ -138,6 +144,7 @@ impl<W: Write> HashingWriter<W> {
         (self.inner, self.hasher.finish(), len)
     }
 
+    /// The inner writer, to write through it without hashing (or to flush it).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
@@ -161,6 +168,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`; every byte read from it is hashed.
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
@@ -173,15 +181,18 @@ impl<R: Read> HashingReader<R> {
         self.hasher.len()
     }
 
+    /// Whether no byte has been read yet.
     pub fn is_empty(&self) -> bool {
         self.hasher.is_empty()
     }
 
+    /// The inner reader, the digest of what was read and its length in bytes.
     pub fn finish(self) -> (R, Digest, u64) {
         let len = self.hasher.len();
         (self.inner, self.hasher.finish(), len)
     }
 
+    /// The inner reader, to ask it about its state without reading through it.
     pub fn get_ref(&self) -> &R {
         &self.inner
     }

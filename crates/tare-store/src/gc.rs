@@ -23,8 +23,12 @@ pub struct PruneReport {
 /// Problems `check` found; empty when the store is consistent.
 #[derive(Debug, Default)]
 pub struct CheckReport {
+    /// One sentence per problem (a blob whose content does not match its name, a missing blob, a
+    /// broken record).
     pub problems: Vec<String>,
+    /// How many blobs were read and verified.
     pub blobs_checked: usize,
+    /// How many image records were read.
     pub images_checked: usize,
 }
 

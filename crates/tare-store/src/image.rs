@@ -45,7 +45,9 @@ pub struct LayerInfo {
 pub struct Image {
     /// The image ID: digest of the config blob.
     pub id: Digest,
+    /// Digest of the image's manifest blob, the digest a registry knows it by.
     pub manifest_digest: Digest,
+    /// The image config, parsed from the blob named by `id`.
     pub config: ImageConfig,
     /// Layers bottom first, matching `config.rootfs.diff_ids`.
     pub layers: Vec<LayerInfo>,
@@ -546,7 +548,7 @@ pub fn manifest_json(config: &Digest, config_size: u64, layers: &[LayerInfo]) ->
 }
 
 /// Converts to oci-spec's digest type.
-pub fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest> {
+pub(crate) fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest> {
     d.to_string().parse().map_err(|source| Error::Spec {
         what: "digest",
         source,

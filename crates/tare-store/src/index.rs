@@ -19,21 +19,26 @@ use crate::{Digest, Error, Image, Reference, Result, Store};
 /// OCI media type of an image index.
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// OCI media type of an image manifest (what tare writes for the images it makes).
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Annotations of an index (`index`) and of its descriptors of the manifests (`descriptors`,
 /// in entry order; missing ones are empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexAnnotations {
+    /// The index's own annotations.
     pub index: BTreeMap<String, String>,
+    /// The annotations of each manifest descriptor, in entry order.
     pub descriptors: Vec<BTreeMap<String, String>>,
 }
 
 /// A stored index: its blob and the stored image of each entry, in index order.
 #[derive(Clone, Debug)]
 pub struct StoredIndex {
+    /// Digest of the index blob.
     pub digest: Digest,
+    /// The index blob as stored (and pushed), byte for byte.
     pub bytes: Vec<u8>,
+    /// The stored image of each entry, in index order.
     pub images: Vec<Image>,
 }
 

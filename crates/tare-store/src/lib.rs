@@ -45,6 +45,8 @@
 //! - Types: [`Digest`], [`Reference`], [`config::ImageConfig`], [`LayerInfo`], [`Image`],
 //!   [`BuildInfo`] (what the builder records about an image).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod atomic;
 mod blob;
@@ -75,12 +77,12 @@ pub use digest::{Digest, Hasher, HashingReader, HashingWriter};
 pub use error::{chain as error_chain, Error, Result};
 pub use gc::{CheckReport, PruneReport};
 pub use image::{
-    manifest_json, oci_digest, Image, LayerInfo, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
+    manifest_json, Image, LayerInfo, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use index::{
     index_document, manifest_media_type, platform_name, IndexAnnotations, StoredIndex,
-    MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+    MEDIA_TYPE_INDEX,
 };
 pub use reference::Reference;
 pub use temp::TempDir;
@@ -181,6 +183,8 @@ impl Store {
         self.inner.root.join("blobs/sha256").join(digest.hex())
     }
 
+    /// Whether a blob with this digest is stored (its file exists; the content is verified only
+    /// when read).
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }

@@ -134,18 +134,22 @@ impl Reference {
         s
     }
 
+    /// The registry host, with its port if any (`docker.io`, `localhost:5000`).
     pub fn domain(&self) -> &str {
         &self.domain
     }
 
+    /// The repository path in the registry (`library/busybox`).
     pub fn path(&self) -> &str {
         &self.path
     }
 
+    /// The tag; `None` for a reference pinned by digest only.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The manifest digest after `@`; `None` when not pinned.
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }

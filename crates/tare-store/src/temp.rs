@@ -82,6 +82,7 @@ pub struct TempDir {
 }
 
 impl TempDir {
+    /// The directory's path (under `ROOT/tmp/own-XXXXXX/`).
     pub fn path(&self) -> &Path {
         self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new(""))
     }
