@@ -15,8 +15,12 @@ pub const OVERLAY_MAX_LAYERS: usize = 125;
 /// The limits a build must stay within; `None` means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Budgets {
+    /// `--max-size`: the largest uncompressed image size allowed, in bytes.
     pub max_size: Option<u64>,
+    /// `--max-waste`: the most dead bytes (file versions the final filesystem does not show)
+    /// allowed.
     pub max_waste: Option<u64>,
+    /// `--max-layers`: the most layers the image may have.
     pub max_layers: Option<usize>,
 }
 
@@ -25,11 +29,14 @@ pub struct Budgets {
 pub struct Violation {
     /// The flag: `max-size`, `max-waste` or `max-layers`.
     pub budget: &'static str,
+    /// The limit given (bytes, or layers for `max-layers`).
     pub limit: u64,
+    /// What the image has, in the same unit.
     pub actual: u64,
 }
 
 impl Violation {
+    /// How far the image is over the limit, in the limit's unit.
     pub fn over_by(&self) -> u64 {
         self.actual.saturating_sub(self.limit)
     }
@@ -74,6 +81,7 @@ pub struct BudgetReport {
 }
 
 impl BudgetReport {
+    /// Whether no budget was exceeded (warnings do not count).
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }

@@ -13,7 +13,7 @@ use std::io::{BufReader, Read};
 
 use serde::Serialize;
 use serde_json::Value;
-use tare_layer::compression::decompress_as;
+use tare_layer::decompress_as;
 use tare_layer::Compression;
 use tare_store::{Image, LayerInfo, Store};
 
@@ -25,15 +25,20 @@ use crate::steps::layer_steps;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
+    /// Only B has the path.
     Added,
+    /// Only A has the path.
     Removed,
+    /// Both have it, with different attributes (see [`FileChange::what`]).
     Changed,
 }
 
 /// One path that differs.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileChange {
+    /// Clean relative path (`usr/bin/env`).
     pub path: String,
+    /// Whether the path was added, removed or changed.
     pub change: Change,
     /// For `Changed`: which attributes differ (`content`, `mode`, `owner`, `type`, `link`).
     pub what: Vec<&'static str>,
@@ -50,43 +55,58 @@ pub struct FileChange {
 /// How the layers at one position compare.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerChange {
+    /// Position of the layer, 0 = the bottom one.
     pub index: usize,
     /// `same`, `recompressed` (same tar, different blob), `same-files` (same file list and
     /// contents, different tar bytes), `different`, `only-in-a`, `only-in-b`.
     pub verdict: &'static str,
+    /// A's layer digest at this position; `None` when A has fewer layers.
     pub a: Option<String>,
+    /// B's layer digest at this position; `None` when B has fewer layers.
     pub b: Option<String>,
 }
 
 /// One config field that differs, as a JSON path (`config.Env[1]`).
 #[derive(Clone, Debug, Serialize)]
 pub struct ConfigChange {
+    /// The field as a JSON path (`config.Env[1]`).
     pub field: String,
+    /// A's value (`null` when A does not have the field).
     pub a: Value,
+    /// B's value (`null` when B does not have the field).
     pub b: Value,
 }
 
 /// The whole comparison.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageDiff {
+    /// Image ID of A.
     pub a: String,
+    /// Image ID of B.
     pub b: String,
+    /// Every path that differs, the largest change first.
     pub files: Vec<FileChange>,
+    /// Every config field that differs.
     pub config: Vec<ConfigChange>,
+    /// Every layer position, compared.
     pub layers: Vec<LayerChange>,
     /// Content bytes of all files, A and B.
     pub size_a: u64,
+    /// Content bytes of all files of B.
     pub size_b: u64,
     /// Stored (compressed) bytes of all layers, A and B.
     pub wire_a: u64,
+    /// Stored bytes of all layers of B.
     pub wire_b: u64,
 }
 
 impl ImageDiff {
+    /// Content bytes of B minus those of A.
     pub fn size_delta(&self) -> i64 {
         self.size_b as i64 - self.size_a as i64
     }
 
+    /// Stored layer bytes of B minus those of A.
     pub fn wire_delta(&self) -> i64 {
         self.wire_b as i64 - self.wire_a as i64
     }
@@ -193,7 +213,9 @@ fn attributes(a: &IndexEntry, b: &IndexEntry) -> Vec<&'static str> {
 /// temporary store of its own).
 #[derive(Clone, Copy)]
 pub struct Side<'a> {
+    /// The store that holds the image.
     pub store: &'a Store,
+    /// The image.
     pub image: &'a Image,
 }
 
@@ -342,7 +364,9 @@ fn compare_json(path: &str, a: &Value, b: &Value, out: &mut Vec<ConfigChange>) {
 pub struct Reason {
     /// Where: `layer 2: usr/bin/app`, `layer 0 blob`, `config`.
     pub place: String,
+    /// What differs, with both values.
     pub what: String,
+    /// How to make the two builds agree there.
     pub remedy: &'static str,
 }
 

@@ -11,7 +11,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tare_layer::compression::decompress_as;
+use tare_layer::decompress_as;
 use tare_layer::whiteout::Marker;
 use tare_layer::Compression;
 use tare_store::{Digest, LayerInfo, Store, StoreDir};
@@ -26,8 +26,11 @@ const INDEX_VERSION: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link to `link`.
     Symlink,
     /// A tar hard link to `link`: no content of its own.
     Hardlink,
@@ -45,15 +48,19 @@ pub struct IndexEntry {
     /// Clean relative path (`usr/bin/env`), no leading `/` or `./`.
     #[serde(rename = "p")]
     pub path: String,
+    /// What the entry is.
     #[serde(rename = "k")]
     pub kind: EntryKind,
     /// Content bytes (0 for everything but regular files).
     #[serde(rename = "s", default)]
     pub size: u64,
+    /// Permission bits (with setuid, setgid and sticky) from the tar header.
     #[serde(rename = "m", default)]
     pub mode: u32,
+    /// Owner's user ID from the tar header.
     #[serde(rename = "u", default)]
     pub uid: u64,
+    /// Owner's group ID from the tar header.
     #[serde(rename = "g", default)]
     pub gid: u64,
     /// xxh3-64 of the content of regular files.
@@ -67,7 +74,9 @@ pub struct IndexEntry {
 /// The entries of one diff, in tar order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerIndex {
+    /// The index format's version; an index of another version is rebuilt.
     pub version: u32,
+    /// The entries, in tar order.
     pub entries: Vec<IndexEntry>,
 }
 

@@ -10,14 +10,15 @@
 //!   efficiency, the largest files and a directory tree for the treemap.
 //! - [`budget`]: `--max-size`/`--max-waste`/`--max-layers`, size parsing (`1.5GB`, `10MiB`),
 //!   and the overlay limit of 125 layers.
-//! - [`mod@squash`]: many layers become one (above the base, from layer N, or all), dead files
+//! - [`squash()`]: many layers become one (above the base, from layer N, or all), dead files
 //!   gone, whiteouts kept only where they hide something below; committed as a new image with
 //!   the config kept and the squashed history entries marked `empty_layer`.
 //! - [`lint`]: size rules over the typed Dockerfile (no build needed).
 //! - [`slim`]: `tare slim`'s plan (the traced files plus what they need: loader, libraries,
 //!   links, parents, users, CA certificates, includes) and its one-layer image and report.
 //! - [`html`]: the self-contained HTML report (inline SVG, no script, no network).
-//! - [`summary`]: what the builder prints after a build (waste, worst lines, budgets).
+//! - [`build_summary`] and [`finish_build`]: what the builder prints after a build (waste,
+//!   worst lines, budgets).
 //! - [`steps`]: which step and Dockerfile line made each layer (history + `build_info`).
 //!
 //! It does not print (the binary renders [`waste::Analysis`] and [`lint::Finding`]s), parse
@@ -40,6 +41,8 @@
 //! 0.85 s uncompressed, 5.6 s gzip (the time to decompress it, 5.3 s, is the floor there;
 //! loaders can hand over an index built from the stream they already read, [`index::save_index`]).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod budget;
 mod error;
@@ -48,9 +51,9 @@ pub mod imagediff;
 pub mod index;
 pub mod lint;
 pub mod slim;
-pub mod squash;
+mod squash;
 pub mod steps;
-pub mod summary;
+mod summary;
 pub mod waste;
 
 pub use budget::{check, parse_size, BudgetReport, Budgets, Violation, OVERLAY_MAX_LAYERS};

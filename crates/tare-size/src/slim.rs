@@ -27,7 +27,7 @@
 //! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` and size limits.
 //!
 //! The new layer is written by the squash writer restricted to the kept paths
-//! ([`crate::squash::squash_filtered`]), so entries keep their exact metadata.
+//! (`squash_filtered`), so entries keep their exact metadata.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -70,10 +70,13 @@ pub struct Extras {
 /// A removed path, for the report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Removed {
+    /// The removed path, absolute in the image (`/usr/share/doc/x`).
     pub path: String,
+    /// Its content bytes.
     pub size: u64,
     /// The layer (bottom = 0) that provides it.
     pub layer: usize,
+    /// The distribution package that owns it, when the package database says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
 }
@@ -85,20 +88,30 @@ pub struct Plan {
     pub keep: BTreeSet<String>,
     /// Content bytes of the image's files, and of the kept ones.
     pub bytes_before: u64,
+    /// Content bytes of the kept files.
     pub bytes_kept: u64,
+    /// Every path left out, in path order.
     pub removed: Vec<Removed>,
 }
 
 /// The report `--report` writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The image slimmed, as the user named it.
     pub image: String,
+    /// The tags of the slim image, joined with `, `.
     pub slim: String,
+    /// Uncompressed layer bytes of the image.
     pub size_before: u64,
+    /// Uncompressed layer bytes of the slim image.
     pub size_after: u64,
+    /// Content bytes of the image's files.
     pub content_before: u64,
+    /// Content bytes of the kept files.
     pub content_after: u64,
+    /// How many paths were kept.
     pub kept: usize,
+    /// Every path left out, as in [`Plan::removed`].
     pub removed: Vec<Removed>,
 }
 

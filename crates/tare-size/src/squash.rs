@@ -38,6 +38,7 @@ pub enum SquashFrom {
 /// A squashed image.
 #[derive(Clone, Debug)]
 pub struct Squashed {
+    /// The new image, committed and tagged.
     pub image: Image,
     /// Index of the first squashed layer of the original image.
     pub from: usize,
@@ -137,7 +138,7 @@ pub(crate) fn commit_one_layer(
 
 /// Squashes `layers[from..]` into one stored layer that applies on top of `layers[..from]`.
 /// Returns the layer and whether an identical earlier squash provided it.
-pub fn squash_layers(
+pub(crate) fn squash_layers(
     store: &Store,
     layers: &[LayerInfo],
     from: usize,
@@ -179,7 +180,7 @@ pub fn squash_layers(
 /// All of `layers` as one layer holding only the paths `keep` accepts (clean relative paths,
 /// as in the indexes): `tare slim`'s writer. The caller keeps the parents and link targets
 /// of what it keeps.
-pub fn squash_filtered(
+pub(crate) fn squash_filtered(
     store: &Store,
     layers: &[LayerInfo],
     keep: &dyn Fn(&str) -> bool,

@@ -13,7 +13,9 @@ use crate::waste::{analyze, Analysis};
 /// The analysis of a freshly built image and its budget verdict.
 #[derive(Clone, Debug)]
 pub struct BuildSummary {
+    /// Where the image's bytes go, waste included.
     pub analysis: Analysis,
+    /// The budgets' verdict.
     pub budgets: BudgetReport,
 }
 
@@ -83,7 +85,9 @@ impl BuildSummary {
 /// `tare build --squash` (the layers this build added) or `--squash=all` (the whole image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildSquash {
+    /// `--squash`: the layers this build added become one; the base's layers stay shared.
     New,
+    /// `--squash=all`: the whole image becomes one layer.
     All,
 }
 
@@ -92,7 +96,9 @@ pub enum BuildSquash {
 pub struct Finished {
     /// The final image (the squashed one when squashing).
     pub image: Image,
+    /// The squash result when the build squashed; `None` otherwise.
     pub squashed: Option<crate::squash::Squashed>,
+    /// The analysis and budget verdict of `image`.
     pub summary: BuildSummary,
 }
 

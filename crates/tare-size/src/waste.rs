@@ -53,6 +53,7 @@ impl WasteKind {
         }
     }
 
+    /// What happened to the file, as a past participle for messages (`deleted`).
     pub fn verb(self) -> &'static str {
         match self {
             WasteKind::Deleted => "deleted",
@@ -65,26 +66,38 @@ impl WasteKind {
 /// One dead file version.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Waste {
+    /// Clean relative path of the dead file version.
     pub path: String,
+    /// Its content bytes.
     pub size: u64,
     /// Index of the layer that added it (0 = bottom).
     pub added_layer: usize,
+    /// Index of the layer that killed it.
     pub removed_layer: usize,
+    /// Dockerfile line of the step that added it, when the build info records it.
     pub added_line: Option<usize>,
+    /// Dockerfile line of the step that killed it, when recorded.
     pub removed_line: Option<usize>,
+    /// The history command of the step that added it.
     pub added_by: Option<String>,
+    /// The history command of the step that killed it.
     pub removed_by: Option<String>,
+    /// How it died.
     pub kind: WasteKind,
 }
 
 /// One layer of the analysed image.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerReport {
+    /// Position in the image, 0 = the bottom layer.
     pub index: usize,
+    /// The layer (blob) digest.
     pub digest: String,
+    /// The diffID (digest of the uncompressed tar).
     pub diff_id: String,
     /// Uncompressed size of the diff (what the layer costs on disk once extracted).
     pub size: u64,
+    /// Stored bytes of the blob.
     pub compressed_size: u64,
     /// Image size up to and including this layer.
     pub running_size: u64,
@@ -96,23 +109,32 @@ pub struct LayerReport {
     pub wasted_bytes: u64,
     /// Bytes of lower layers this layer kills (deletes or rewrites).
     pub kills_bytes: u64,
+    /// The history command that made the layer.
     pub created_by: Option<String>,
+    /// The Dockerfile line that made it, when the build info records it.
     pub line: Option<usize>,
 }
 
 /// A file of the final filesystem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LargestPath {
+    /// Clean relative path.
     pub path: String,
+    /// Content bytes.
     pub size: u64,
+    /// Index of the layer that holds the visible version.
     pub layer: usize,
 }
 
 /// A directory of the final filesystem with its total size, for the treemap.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirNode {
+    /// The directory's own name (`/` for the root, `(other)` for the smaller siblings summed into
+    /// one).
     pub name: String,
+    /// Content bytes under it, all levels.
     pub size: u64,
+    /// The 12 largest subdirectories, largest first, then `(other)` for the rest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<DirNode>,
 }
@@ -120,17 +142,27 @@ pub struct DirNode {
 /// Dead bytes grouped by the steps that made and killed them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
+    /// How the files died.
     pub kind: WasteKind,
+    /// Index of the layer that added them.
     pub added_layer: usize,
+    /// Index of the layer that killed them.
     pub removed_layer: usize,
+    /// Dockerfile line of the adding step, when recorded.
     pub added_line: Option<usize>,
+    /// Dockerfile line of the killing step, when recorded.
     pub removed_line: Option<usize>,
+    /// History command of the adding step.
     pub added_by: Option<String>,
+    /// History command of the killing step.
     pub removed_by: Option<String>,
+    /// Dead content bytes of the group.
     pub bytes: u64,
+    /// How many file versions the group holds.
     pub files: usize,
     /// The largest paths of the group (at most 5).
     pub examples: Vec<String>,
+    /// The fix to suggest (see [`WasteKind::remedy`]).
     pub remedy: &'static str,
 }
 
@@ -151,6 +183,7 @@ pub struct Analysis {
     pub metadata_only_bytes: u64,
     /// dive's efficiency score, 0 to 1.
     pub efficiency: f64,
+    /// One report per layer, bottom first.
     pub layers: Vec<LayerReport>,
     /// Every dead file version with content, largest first.
     pub wasted: Vec<Waste>,

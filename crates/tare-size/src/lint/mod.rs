@@ -24,10 +24,13 @@ use shell::{
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// The rule's id, as listed in [`RULES`].
     pub rule: &'static str,
     /// 1-based line of the instruction.
     pub line: usize,
+    /// What the rule found on that line.
     pub message: String,
+    /// How to fix it, as one sentence.
     pub remedy: &'static str,
 }
 

@@ -11,9 +11,14 @@ const MAX_ELF_TABLE: u64 = 16 << 20;
 /// What the loader needs from an ELF file.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ElfNeeds {
+    /// `PT_INTERP`: the program interpreter (dynamic loader); `None` for static files and
+    /// libraries.
     pub interp: Option<String>,
+    /// `DT_NEEDED`: the libraries to load, as named.
     pub needed: Vec<String>,
+    /// `DT_RPATH` directories, split at `:`.
     pub rpath: Vec<String>,
+    /// `DT_RUNPATH` directories, split at `:`.
     pub runpath: Vec<String>,
 }
 
