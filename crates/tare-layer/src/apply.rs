@@ -35,9 +35,11 @@ pub enum ApplyMode {
 /// What an apply did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ApplyStats {
+    /// Tar entries applied, whiteouts and directories included.
     pub entries: u64,
     /// Regular files written, and their bytes.
     pub files: u64,
+    /// Content bytes of the regular files written.
     pub bytes: u64,
     /// Device nodes left out because the caller is not root.
     pub skipped_devices: u64,
@@ -64,8 +66,11 @@ pub struct ExtractOptions<'a> {
 /// resolving an archive's parent directories with [`extract_over`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Below {
+    /// Nothing is there.
     Missing,
+    /// A directory.
     Directory,
+    /// A symbolic link with this target.
     Symlink(PathBuf),
     /// A file or any other non-directory.
     Other,

@@ -538,7 +538,10 @@ pub enum Format {
 
 /// One image to save, with the references to record for it.
 pub struct SaveImage {
+    /// The image to save (for a multi-platform one, this machine's).
     pub image: Image,
+    /// The references the archive names it by (`repositories`, `RepoTags`,
+    /// `org.opencontainers.image.ref.name`); empty saves it unnamed.
     pub tags: Vec<Reference>,
     /// The index of a multi-platform image (`image`, this machine's, among its images): the
     /// OCI format saves every image under a new index of the saved manifests, with the

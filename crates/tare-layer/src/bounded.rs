@@ -17,7 +17,7 @@ use std::io::{self, Read};
 
 /// The largest GNU long name/link or pax extension record accepted. Real ones are a few
 /// hundred bytes (PATH_MAX is 4096); xattr-heavy pax records a few KiB.
-pub const MAX_HEADER_RECORD: u64 = 1 << 20;
+pub(crate) const MAX_HEADER_RECORD: u64 = 1 << 20;
 
 const BLOCK: u64 = 512;
 
@@ -53,6 +53,7 @@ enum State {
 }
 
 impl<R: Read> BoundedTar<R> {
+    /// Wraps a raw (uncompressed) tar stream.
     pub fn new(inner: R) -> BoundedTar<R> {
         BoundedTar {
             inner,
@@ -63,6 +64,7 @@ impl<R: Read> BoundedTar<R> {
         }
     }
 
+    /// The wrapped stream, positioned after the bytes passed on so far.
     pub fn into_inner(self) -> R {
         self.inner
     }

@@ -15,16 +15,19 @@ use crate::error::{Error, Result};
 use crate::pargzip::ParGzip;
 
 /// gzip level: Docker's and pigz's default.
-pub const GZIP_LEVEL: u32 = 6;
+pub(crate) const GZIP_LEVEL: u32 = 6;
 /// zstd level: the zstd CLI's default.
-pub const ZSTD_LEVEL: i32 = 3;
+pub(crate) const ZSTD_LEVEL: i32 = 3;
 
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Compression {
+    /// No compression: the blob is the tar itself (`application/vnd.oci.image.layer.v1.tar`).
     None,
+    /// gzip, the default: what every registry and runtime reads.
     #[default]
     Gzip,
+    /// zstd: smaller and faster to decompress, but older runtimes cannot read it.
     Zstd,
 }
 
@@ -115,8 +118,11 @@ impl FromStr for Compression {
 
 /// A writer that compresses into an inner writer.
 pub enum Compressor<W: Write + Send + 'static> {
+    /// No compression: bytes go straight through.
     None(W),
+    /// Parallel deterministic gzip ([`ParGzip`]).
     Gzip(Box<ParGzip<W>>),
+    /// zstd at tare's level.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 

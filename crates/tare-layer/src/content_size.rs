@@ -71,6 +71,7 @@ struct Overrides {
 }
 
 impl ContentSize {
+    /// A counter that has seen no byte yet.
     pub fn new() -> ContentSize {
         ContentSize::default()
     }
@@ -302,6 +303,7 @@ pub struct ContentSizeWriter<W> {
 }
 
 impl<W> ContentSizeWriter<W> {
+    /// Wraps `inner`; the tar written through it is counted.
     pub fn new(inner: W) -> Self {
         ContentSizeWriter {
             inner,
@@ -334,6 +336,7 @@ pub struct ContentSizeReader<R> {
 }
 
 impl<R> ContentSizeReader<R> {
+    /// Wraps `inner`; the tar read through it is counted.
     pub fn new(inner: R) -> Self {
         ContentSizeReader {
             inner,

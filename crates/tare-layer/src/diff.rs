@@ -29,20 +29,32 @@ const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overla
 /// Errors from turning a tree into a tar.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
+    /// Reading a file, directory, link or xattr of the tree failed.
     #[error("reading {path}")]
     Read {
+        /// The path in the tree.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// Writing the tar entry failed (usually the output stream).
     #[error("writing the tar entry for {path}")]
     Write {
+        /// The path in the tree whose entry was being written.
         path: PathBuf,
+        /// The output's error.
         #[source]
         source: io::Error,
     },
+    /// The tree holds something a layer tar cannot carry (a socket, an overlay redirect).
     #[error("{path}: {what} cannot be stored in a layer")]
-    Unsupported { path: PathBuf, what: &'static str },
+    Unsupported {
+        /// The path in the tree.
+        path: PathBuf,
+        /// What it is, for the message ("a socket", "a redirected directory").
+        what: &'static str,
+    },
 }
 
 /// What was written.
@@ -395,8 +407,11 @@ impl Clamp {
 /// The owner, mode bits (with setuid, setgid and sticky) and mtime a tar entry carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attrs {
+    /// Permission bits with setuid, setgid and sticky (`0o7777` at most).
     pub mode: u32,
+    /// Owner's user ID.
     pub uid: u32,
+    /// Owner's group ID.
     pub gid: u32,
     /// Seconds; the tar keeps whole seconds, as Docker writes them.
     pub mtime: i64,
@@ -416,22 +431,31 @@ impl Attrs {
 
 /// What one entry of a [`LayerTar`] is.
 pub enum Listed<'a> {
+    /// A directory (its children are separate entries).
     Dir,
     /// A regular file: `content` must hold exactly `size` bytes (anything else is an error,
     /// never a padded or cut entry).
     File {
+        /// Length in bytes.
         size: u64,
+        /// Where the bytes come from.
         content: &'a mut dyn io::Read,
     },
     /// A hard link to a regular file written earlier in the same tar.
     HardLink(&'a Path),
+    /// A symbolic link with this target, written as given.
     Symlink(&'a Path),
+    /// A character device.
     Char {
+        /// Its device number (major and minor, as `st_rdev`).
         rdev: u64,
     },
+    /// A block device.
     Block {
+        /// Its device number (major and minor, as `st_rdev`).
         rdev: u64,
     },
+    /// A named pipe.
     Fifo,
 }
 
@@ -445,6 +469,8 @@ pub struct LayerTar<W: Write> {
 }
 
 impl<W: Write> LayerTar<W> {
+    /// Starts a tar on `out`, with headers written in full (GNU format, owners, modes and mtimes as
+    /// given).
     pub fn new(out: W) -> LayerTar<W> {
         let mut builder = tar::Builder::new(out);
         builder.mode(tar::HeaderMode::Complete);

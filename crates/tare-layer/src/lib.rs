@@ -24,12 +24,14 @@
 //!   not tar bytes); recorded by [`LayerSink`] and [`ingest_layer`], computed once for layers
 //!   stored otherwise. [`image_content_size`] and [`layers_content_size`] add them up.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod apply;
 pub mod archive;
-pub mod bounded;
-pub mod compression;
-pub mod content_size;
+mod bounded;
+mod compression;
+mod content_size;
 pub mod copy_snapshot;
 pub mod diff;
 mod error;
@@ -39,14 +41,17 @@ pub mod layout;
 pub mod pargzip;
 pub mod path;
 pub mod replay;
-pub mod sink;
-pub mod snapshot;
+mod sink;
+mod snapshot;
 pub mod whiteout;
 
 pub use apply::{apply, ApplyMode, ApplyStats};
 pub use bounded::{tar_archive, BoundedTar};
-pub use compression::{decompress, decompress_as, Compression, Decoder};
-pub use content_size::{content_size, image_content_size, layers_content_size, ContentSize};
+pub use compression::{decompress, decompress_as, Compression, Compressor, Decoder};
+pub use content_size::{
+    content_size, image_content_size, layers_content_size, ContentSize, ContentSizeReader,
+    ContentSizeWriter,
+};
 pub use error::{Error, Result};
 pub use export::export;
 pub use ingest::{ingest_layer, ingest_layer_as};
@@ -72,7 +77,7 @@ pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<LayerReader> {
     Ok(LayerReader { decoded, what })
 }
 
-/// Reads a stored layer's tar (header records bounded, see [`bounded`]), then drains and
+/// Reads a stored layer's tar (header records bounded, see [`tar_archive`]), then drains and
 /// verifies the rest of the blob: `f`'s result is only returned from a blob that matches its
 /// digest. On a mismatch the error names the digest, even when `f` failed first (a tampered
 /// blob often breaks the tar or the compression before its end).

@@ -29,6 +29,8 @@ pub struct ParGzip<W: Write> {
 }
 
 impl<W: Write> ParGzip<W> {
+    /// Writes the gzip header to `out` and compresses at `level` (0 to 9) on up to `threads`
+    /// threads.
     pub fn new(mut out: W, level: u32, threads: usize) -> io::Result<Self> {
         out.write_all(&HEADER)?;
         let threads = threads.max(1);

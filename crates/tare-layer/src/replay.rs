@@ -11,7 +11,7 @@
 //!    runtime applies them: they hide what lies below their own layer only. What is left are
 //!    the surviving entries, the deletions of paths the base holds, and the directories that
 //!    must hide the base's content (deleted, then recreated).
-//! 2. [`write`], content: the layers are streamed again and only the surviving entries are
+//! 2. [`write()`], content: the layers are streamed again and only the surviving entries are
 //!    copied (headers, PAX records such as xattrs, and content unchanged), after the whiteouts
 //!    and opaque markers.
 //!
@@ -51,7 +51,7 @@ enum Slot {
 /// made (`None`: the base).
 type LinkSource = (String, String, Option<EntryId>);
 
-/// What [`write`] writes: the result of [`plan`].
+/// What [`write()`] writes: the result of [`plan`].
 #[derive(Default, Debug)]
 pub struct Plan {
     /// Whiteouts of base paths (clean relative paths of the hidden files).

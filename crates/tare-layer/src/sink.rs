@@ -25,6 +25,7 @@ pub struct LayerSink {
 }
 
 impl LayerSink {
+    /// Starts a layer blob in `store`, compressed as `compression`.
     pub fn new(store: &Store, compression: Compression) -> Result<LayerSink> {
         let blob = store.blob_writer()?;
         Ok(LayerSink {
