@@ -21,7 +21,9 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// A user name and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name (`<token>` for an identity token).
     pub username: String,
+    /// The password, or the token.
     pub password: String,
 }
 

@@ -274,7 +274,7 @@ fn read_cert(path: &Path) -> Result<reqwest::Certificate> {
 impl Registry {
     /// Connects to the registry of `domain`, learns its auth scheme, and gets a token for
     /// `scopes` (like `repository:library/busybox:pull`) when it uses bearer tokens.
-    pub fn connect(
+    pub(crate) fn connect(
         domain: &str,
         options: &Options,
         creds: Option<Credentials>,
@@ -343,7 +343,7 @@ impl Registry {
     }
 
     /// Checks that the credentials are accepted (for `tare login`).
-    pub fn verify_login(&self) -> Result<()> {
+    pub(crate) fn verify_login(&self) -> Result<()> {
         match self.challenge {
             Challenge::None => Ok(()),
             // A token was granted to these credentials in `connect`.
@@ -464,7 +464,7 @@ impl Registry {
         Ok(())
     }
 
-    pub fn unauthorized(&self) -> Error {
+    pub(crate) fn unauthorized(&self) -> Error {
         let what = self
             .scopes
             .first()
@@ -478,7 +478,7 @@ impl Registry {
     }
 
     /// `base` joined with a path like `v2/library/busybox/manifests/latest`.
-    pub fn url(&self, path: &str) -> Result<Url> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
         self.base.join(path).map_err(|e| Error::Invalid {
             what: format!("path {path:?}"),
             registry: self.name.clone(),
@@ -487,7 +487,7 @@ impl Registry {
     }
 
     /// Resolves a `Location` header (absolute or relative) against the registry.
-    pub fn location(&self, resp: &Response) -> Result<Url> {
+    pub(crate) fn location(&self, resp: &Response) -> Result<Url> {
         let loc = resp
             .headers()
             .get(reqwest::header::LOCATION)
@@ -526,7 +526,7 @@ impl Registry {
     /// Sends a request, retrying dropped connections, 5xx and 429 answers with backoff
     /// (at most `retries` more times), and renewing an expired token once on 401.
     /// `build` is called once per attempt, so request bodies can be reopened.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         method: &'static str,
         url: &Url,
@@ -569,7 +569,7 @@ impl Registry {
     }
 
     /// Sends a request once (its body cannot be replayed); the caller retries.
-    pub fn send_once(
+    pub(crate) fn send_once(
         &self,
         method: &'static str,
         url: &Url,
@@ -587,11 +587,11 @@ impl Registry {
     }
 
     /// The HTTP client, for requests sent with [`Registry::send_once`].
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.transport.http
     }
 
-    pub fn retries(&self) -> u32 {
+    pub(crate) fn retries(&self) -> u32 {
         self.retries
     }
 }

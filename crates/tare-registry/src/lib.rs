@@ -23,6 +23,8 @@
 //! - [`manifest`]: parsing manifests and indexes as registries serve them (public for the fuzz
 //!   targets in fuzz/).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod auth;
 mod client;

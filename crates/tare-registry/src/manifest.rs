@@ -8,11 +8,17 @@ use tare_store::Digest;
 use crate::error::{printable, Error, Result};
 use crate::platform::Platform;
 
+/// Media type of a Docker v2 schema 2 image manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list (one manifest per platform).
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of a Docker image config blob.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Media type of an OCI image config blob.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// What `Accept` asks for: every manifest kind tare understands.
@@ -20,26 +26,35 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 
 /// The largest manifest or config tare accepts (registries cap manifests at 4 MiB).
 pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest image config tare accepts, in bytes (configs with long histories run to a few MiB).
 pub const MAX_CONFIG: u64 = 16 << 20;
 
 /// A content descriptor.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The media type of the content it points to; empty when the registry left it out.
     #[serde(default)]
     pub media_type: String,
+    /// The content's digest as sent, not yet parsed (the `digest` method parses it).
     pub digest: String,
+    /// The content's length in bytes.
     pub size: u64,
+    /// For an index entry, the platform of the manifest it points to; `None` otherwise.
     #[serde(default)]
     pub platform: Option<PlatformField>,
 }
 
+/// The platform of an index entry, as the registry sent it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PlatformField {
+    /// The operating system (`linux`).
     #[serde(default)]
     pub os: String,
+    /// The CPU architecture in Go's names (`amd64`).
     #[serde(default)]
     pub architecture: String,
+    /// The CPU variant (`v8`); `None` when not given.
     #[serde(default)]
     pub variant: Option<String>,
 }
@@ -62,15 +77,20 @@ struct Raw {
 /// A parsed manifest body.
 #[derive(Debug)]
 pub enum Parsed {
+    /// A single-image manifest.
     Image(ImageManifest),
+    /// A manifest list or OCI index: its entries.
     Index(Vec<Descriptor>),
 }
 
 /// A single-image manifest.
 #[derive(Debug)]
 pub struct ImageManifest {
+    /// The manifest's media type (Docker or OCI).
     pub media_type: String,
+    /// The config blob.
     pub config: Descriptor,
+    /// The layer blobs, bottom first.
     pub layers: Vec<Descriptor>,
 }
 

@@ -8,8 +8,12 @@ use crate::error::{Error, Result};
 /// An OS, architecture and optional variant, in Go's names (`linux`, `amd64`, `arm64`, `v8`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
+    /// The operating system (`linux`).
     pub os: String,
+    /// The CPU architecture (`amd64`, `arm64`).
     pub architecture: String,
+    /// The CPU variant (`v7`, `v8`); `None` stands for the architecture's default (`v8` on `arm64`,
+    /// `v7` on `arm`) or none.
     pub variant: Option<String>,
 }
 

@@ -18,44 +18,65 @@ use crate::error::Result;
 pub enum Event {
     /// The manifest of `reference` resolved to `digest` (for `platform`, from an index).
     Resolved {
+        /// The reference as pulled or pushed (familiar form).
         reference: String,
+        /// The manifest digest it resolved to.
         digest: Digest,
+        /// The platform picked from an index (`linux/arm64`); `None` for a single-image manifest.
         platform: Option<String>,
     },
     /// A blob transfer began (`size` bytes, `kind` "layer" or "config").
     BlobStarted {
+        /// The blob.
         digest: Digest,
+        /// Its size in bytes, from its descriptor.
         size: u64,
+        /// `layer` or `config`.
         kind: &'static str,
     },
     /// Bytes moved so far for a blob; sent a few times a second while it moves.
     BlobProgress {
+        /// The blob.
         digest: Digest,
+        /// Bytes moved so far.
         done: u64,
+        /// The blob's size in bytes.
         total: u64,
     },
     /// A blob needed no transfer.
     BlobSkipped {
+        /// The blob.
         digest: Digest,
+        /// Its size in bytes.
         size: u64,
+        /// Why it needed no transfer.
         reason: Skip,
     },
     /// A blob transfer finished.
     BlobDone {
+        /// The blob.
         digest: Digest,
+        /// Its size in bytes.
         size: u64,
+        /// Time from start to finish of the transfer.
         elapsed: Duration,
     },
     /// A transfer failed and is tried again.
     Retrying {
+        /// What is retried (a blob, a manifest).
         what: String,
+        /// Which retry this is (1 for the first).
         attempt: u32,
+        /// Why the last attempt failed.
         error: String,
     },
     /// A manifest was uploaded.
     Pushed {
+        /// The reference the manifest was pushed to.
         reference: String,
+        /// The manifest's digest.
         digest: Digest,
+        /// The manifest's size in bytes.
         size: u64,
     },
 }
@@ -68,11 +89,15 @@ pub enum Skip {
     /// The registry already has it in the target repository (push).
     Exists,
     /// The registry linked it from another repository of its own (push).
-    Mounted { from: String },
+    Mounted {
+        /// The repository it was mounted from.
+        from: String,
+    },
 }
 
 /// Receives progress. Implemented by the binary's printers.
 pub trait Reporter {
+    /// Takes one event; called on the thread that called pull or push, in order.
     fn report(&self, event: Event);
 }
 
@@ -95,19 +120,19 @@ enum Msg {
 }
 
 impl Progress {
-    pub fn event(&self, e: Event) {
+    pub(crate) fn event(&self, e: Event) {
         let _ = self.tx.send(Msg::Event(e));
     }
 
     /// Starts a transfer: returns the counter the worker adds bytes to.
-    pub fn start(&self, digest: Digest, size: u64, kind: &'static str) -> Arc<AtomicU64> {
+    pub(crate) fn start(&self, digest: Digest, size: u64, kind: &'static str) -> Arc<AtomicU64> {
         let counter = Arc::new(AtomicU64::new(0));
         self.event(Event::BlobStarted { digest, size, kind });
         let _ = self.tx.send(Msg::Track(digest, size, counter.clone()));
         counter
     }
 
-    pub fn done(&self, digest: Digest, size: u64, started: Instant) {
+    pub(crate) fn done(&self, digest: Digest, size: u64, started: Instant) {
         let _ = self.tx.send(Msg::Untrack(digest));
         self.event(Event::BlobDone {
             digest,

@@ -22,7 +22,9 @@ use crate::{sources, Options};
 /// What a session may do in the repository (the token's scope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Read manifests and blobs.
     Pull,
+    /// Read, and write manifests and blobs.
     Push,
     /// Push and delete manifests (`tare cache prune`).
     Delete,
