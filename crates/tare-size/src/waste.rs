@@ -66,7 +66,7 @@ impl WasteKind {
 /// One dead file version.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Waste {
-    /// Clean relative path of the dead file version.
+    /// The dead file version's path, absolute in the image (`/tmp/build.tar`).
     pub path: String,
     /// Its content bytes.
     pub size: u64,
@@ -118,7 +118,7 @@ pub struct LayerReport {
 /// A file of the final filesystem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LargestPath {
-    /// Clean relative path.
+    /// The file's path, absolute in the image.
     pub path: String,
     /// Content bytes.
     pub size: u64,
