@@ -41,6 +41,10 @@ pub enum Error {
     },
     #[error("cannot copy directory {src:?} onto file {dest:?}")]
     DirOntoFile { src: String, dest: String },
+    /// A directory the step needs is a file (or another non-directory) in the image, as
+    /// BuildKit reports it ("mkdir /file: not a directory"); it is never replaced.
+    #[error("mkdir /{path}: not a directory (the image has a file there)")]
+    NotADirectory { path: String },
     #[error("{path:?}: {reason}")]
     Archive { path: String, reason: String },
     #[error("fetching {url}: {reason}")]

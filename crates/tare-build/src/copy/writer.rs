@@ -18,7 +18,8 @@ impl<T: Target> Writer<'_, T> {
 
     /// Creates directory `rel` (parents must exist): a copy of the image's directory when
     /// there is one, else a new 0755 directory owned by `--chown` or root. Something else at
-    /// `rel` that this step made (a file, a symlink) is replaced, never followed.
+    /// `rel` that this step made (a file, a symlink) is replaced, never followed; a file the
+    /// image has there fails the step, as in BuildKit.
     pub(super) fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
         if rel.is_empty() {
             return Ok(());
@@ -26,6 +27,7 @@ impl<T: Target> Writer<'_, T> {
         if self.out.kind(rel)? == Some(FileType::Directory) {
             return Ok(());
         }
+        self.refuse_image_file(rel)?;
         let (mode, owner, mtime) = match self.lower.lstat(rel)? {
             Some(node) if node.meta.is_dir() => (
                 node.meta.mode(),
@@ -45,6 +47,24 @@ impl<T: Target> Writer<'_, T> {
             self.mirrored.push((rel.to_string(), mtime));
         }
         Ok(())
+    }
+
+    /// Fails when the image holds a non-directory at `rel` and this step has not replaced
+    /// it: BuildKit never turns a file into a directory (WORKDIR, a COPY destination or a
+    /// copied directory over a file all fail with "not a directory"). A symlink is left to the
+    /// callers, which resolve destinations through the image's links.
+    fn refuse_image_file(&mut self, rel: &str) -> Result<(), Error> {
+        if self.out.kind(rel)?.is_some() {
+            return Ok(());
+        }
+        match self.lower.lstat(rel)? {
+            Some(node) if !node.meta.is_dir() && !node.meta.file_type().is_symlink() => {
+                Err(Error::NotADirectory {
+                    path: rel.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn owner(&self, meta: &fs::Metadata) -> (u32, u32) {
@@ -83,6 +103,7 @@ impl<T: Target> Writer<'_, T> {
                             dest: dest.to_string(),
                         });
                     }
+                    self.refuse_image_file(dest)?;
                     // A destination this step creates takes an octal --chmod too; with a
                     // symbolic one it is a plain 0755 directory (BuildKit 0.25).
                     let owner = self.owner(&node.meta);
@@ -112,6 +133,7 @@ impl<T: Target> Writer<'_, T> {
                 continue;
             };
             if node.meta.is_dir() {
+                self.refuse_image_file(&child_dest)?;
                 self.out.ensure_dir(&child_dest, 0o700, (0, 0))?;
                 self.out.set_owner_mode(
                     &child_dest,
