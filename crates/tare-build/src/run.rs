@@ -6,7 +6,9 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::SystemTime;
 
-use tare_sandbox::{BindMount, Network, OnSignal, Rootfs, RunSpec, Security, Stdio, TmpfsMount};
+use tare_sandbox::{
+    BindMount, EtcFiles, Network, OnSignal, Rootfs, RunSpec, Security, Stdio, TmpfsMount,
+};
 
 use tare_layer::copy_snapshot::CopySnapshot;
 
@@ -91,6 +93,7 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.shm_size = input.shm_size;
     spec.ulimits = input.ulimits;
     spec.hostname = "buildkitsandbox".to_string();
+    spec.etc_files = EtcFiles::BuildStep;
     spec.on_signal = OnSignal::Kill;
     let (out_r, out_w) = std::io::pipe().map_err(io_err(input.scratch))?;
     let (err_r, err_w) = std::io::pipe().map_err(io_err(input.scratch))?;

@@ -1,29 +1,65 @@
 //! The /etc files a run gets: /etc/hostname, /etc/hosts and /etc/resolv.conf.
 
-use crate::Network;
+use crate::{EtcFiles, Network};
 
-/// The contents of /etc/hostname, /etc/hosts and /etc/resolv.conf for a run.
+/// One file bind-mounted on `/etc/{name}` for a run.
+pub(crate) struct EtcFile {
+    pub name: &'static str,
+    pub content: Vec<u8>,
+    pub readonly: bool,
+}
+
+/// The files mounted on `/etc/{name}` with `mode`, and whether they are read-only: a build
+/// step ([`EtcFiles::BuildStep`]) gets resolv.conf and hosts read-only and no hostname, as
+/// BuildKit gives them; a container all three, writable.
+pub(crate) fn mounted(mode: EtcFiles) -> (&'static [&'static str], bool) {
+    match mode {
+        EtcFiles::Container => (&["resolv.conf", "hosts", "hostname"], false),
+        EtcFiles::BuildStep => (&["resolv.conf", "hosts"], true),
+    }
+}
+
+/// The /etc files of a run ([`mounted`]) with their contents.
 pub(crate) fn etc_files(
     hostname: &str,
     network: Network,
     extra_hosts: &[crate::ExtraHost],
-) -> Vec<(&'static str, Vec<u8>)> {
+    mode: EtcFiles,
+) -> Vec<EtcFile> {
+    let (names, readonly) = mounted(mode);
+    names
+        .iter()
+        .map(|&name| {
+            let content = match name {
+                "resolv.conf" => resolv_conf(network),
+                "hosts" => hosts(hostname, extra_hosts),
+                _ => format!("{hostname}\n").into_bytes(),
+            };
+            EtcFile {
+                name,
+                content,
+                readonly,
+            }
+        })
+        .collect()
+}
+
+fn hosts(hostname: &str, extra_hosts: &[crate::ExtraHost]) -> Vec<u8> {
     let mut hosts =
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     // `--add-host` entries after the defaults, as BuildKit writes them.
     for h in extra_hosts {
         hosts.push_str(&h.line());
     }
+    hosts.into_bytes()
+}
+
+fn resolv_conf(network: Network) -> Vec<u8> {
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-    let resolv = match network {
+    match network {
         Network::Host | Network::None => host,
         Network::Private => private_resolv_conf(&host),
-    };
-    vec![
-        ("resolv.conf", resolv),
-        ("hosts", hosts.into_bytes()),
-        ("hostname", format!("{hostname}\n").into_bytes()),
-    ]
+    }
 }
 
 /// The host's resolv.conf for the private network: every nameserver line becomes one line

@@ -8,7 +8,8 @@
 //!   directory, or on a plain directory ([`Rootfs`]). `/proc` and `/sys` are mounted read-only,
 //!   `/dev` is a fresh tmpfs with the usual devices, a private devpts and `/dev/shm`;
 //!   `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` are bind-mounted for the run and never
-//!   left in the writable directory. Docker's default capability set, nothing more; the user is
+//!   left in the writable directory (a build step gets the first two read-only and no
+//!   `/etc/hostname`: [`EtcFiles`]). Docker's default capability set, nothing more; the user is
 //!   resolved through the rootfs's `/etc/passwd` and `/etc/group` ([`resolve_user`]), read with
 //!   bounded, non-blocking, link-free opens.
 //! - Confinement ([`Security`]): Docker's default seccomp profile (the `seccomp` module), a
@@ -213,6 +214,20 @@ pub struct TmpfsMount {
     pub size: Option<u64>,
 }
 
+/// How a run gets `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`: files tare writes for
+/// the run and bind-mounts over the image's (which stay as they are in the layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EtcFiles {
+    /// As `docker run` gives them: all three mounted writable; what the process writes to them
+    /// is lost with the run (`tare run`).
+    #[default]
+    Container,
+    /// As BuildKit 0.25 gives them to a `RUN` step: `/etc/hosts` and `/etc/resolv.conf`
+    /// mounted read-only, and no `/etc/hostname` mount, so the image's own file (or the one
+    /// the step writes) is what the step sees and what its layer keeps.
+    BuildStep,
+}
+
 /// Where a standard stream of the process goes.
 #[derive(Debug, Default)]
 pub enum Stdio {
@@ -252,8 +267,11 @@ pub struct RunSpec {
     pub user: Option<String>,
     pub network: Network,
     pub security: Security,
-    /// The container's host name (also in its /etc/hostname and /etc/hosts).
+    /// The container's host name (also in its /etc/hosts, and its /etc/hostname with
+    /// [`EtcFiles::Container`]).
     pub hostname: String,
+    /// How `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` are mounted.
+    pub etc_files: EtcFiles,
     pub mounts: Vec<BindMount>,
     /// Tmpfs mounts. With `mounts`, they are mounted parents first (sorted by the depth of
     /// their target), so a bind inside a tmpfs or a tmpfs inside a bind both work.
@@ -298,6 +316,7 @@ impl RunSpec {
             network: Network::Private,
             security: Security::default(),
             hostname: "tare".to_string(),
+            etc_files: EtcFiles::Container,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
             readonly_rootfs: false,

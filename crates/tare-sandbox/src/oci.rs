@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::plan::Mode;
 use crate::spawn::{execute, prepare};
-use crate::{Error, Network, RunSpec};
+use crate::{Error, EtcFiles, Network, RunSpec};
 
 /// Finds a runtime: `runc`, `crun` (or any name) in PATH, or a path to an executable.
 pub fn find_runtime(name: &str) -> Result<PathBuf, Error> {
@@ -51,6 +51,7 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
             spec.cwd.clone()
         },
         hostname: spec.hostname.clone(),
+        etc_files: spec.etc_files,
         network: spec.network,
         security: spec.security,
         readonly: spec.readonly_rootfs,
@@ -141,6 +142,7 @@ struct ConfigInput {
     env: Vec<String>,
     cwd: String,
     hostname: String,
+    etc_files: EtcFiles,
     network: Network,
     security: crate::Security,
     readonly: bool,
@@ -177,12 +179,19 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
-    for name in ["resolv.conf", "hosts", "hostname"] {
+    // The files `prepare` wrote into the bundle (see the `etc` module).
+    let (etc_names, readonly) = crate::etc::mounted(c.etc_files);
+    let etc_options: &[&str] = if readonly {
+        &["rbind", "rprivate", "ro"]
+    } else {
+        &["rbind", "rprivate"]
+    };
+    for name in etc_names {
         mounts.push(json!({
             "destination": format!("/etc/{name}"),
             "type": "bind",
             "source": bundle.join(name),
-            "options": ["rbind", "rprivate"],
+            "options": etc_options,
         }));
     }
     for (source, target, readonly) in &c.mounts {

@@ -121,7 +121,18 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     };
 
     let mut binds = Vec::new();
-    for (name, content) in etc::etc_files(&spec.hostname, spec.network, &spec.extra_hosts) {
+    let etc_files = etc::etc_files(
+        &spec.hostname,
+        spec.network,
+        &spec.extra_hosts,
+        spec.etc_files,
+    );
+    for etc::EtcFile {
+        name,
+        content,
+        readonly,
+    } in etc_files
+    {
         let file = scratch.path.join(name);
         std::fs::write(&file, content).map_err(|e| Error::io(&file, e))?;
         if !container {
@@ -131,7 +142,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
             source: cstring(file.as_os_str().as_bytes(), "path")?,
             target: cstring(format!("/etc/{name}").as_bytes(), "path")?,
             dir: false,
-            readonly: false,
+            readonly,
             optional: true,
             create: true,
             tmpfs: None,
@@ -250,7 +261,8 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     if container {
         flags |= libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     }
-    let in_writable = stubs::present_in(spec.rootfs.writable());
+    let in_writable =
+        stubs::present_in(spec.rootfs.writable()) | stubs::not_mount_points(spec.etc_files);
     let mount_stubs_in_writable = stubs::present(spec.rootfs.writable(), &plan.mount_stubs);
     let mount_stubs = plan.mount_stubs.clone();
     Ok(Prepared {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
-use crate::layers;
+use crate::{layers, EtcFiles};
 
 pub(crate) struct Stub {
     /// Relative to the container's root.
@@ -50,6 +50,19 @@ pub(crate) const STUBS: [Stub; 7] = [
         dir: false,
     },
 ];
+
+/// The bits of [`STUBS`] that are no mount point in a run with `etc`: whatever the run leaves
+/// there is its own, never a stub to remove. A build step has no /etc/hostname mount
+/// ([`EtcFiles::BuildStep`]), so an /etc/hostname it creates, even empty, stays in its layer.
+pub(crate) fn not_mount_points(etc: EtcFiles) -> u32 {
+    match etc {
+        EtcFiles::Container => 0,
+        EtcFiles::BuildStep => STUBS
+            .iter()
+            .position(|s| s.path == c"etc/hostname")
+            .map_or(0, |i| 1 << i),
+    }
+}
 
 /// A volume's mount point or one of its parents, relative to the container's root.
 #[derive(Debug, Clone)]

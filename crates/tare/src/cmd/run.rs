@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use tare_sandbox::containers::{Container, Containers, ExecDefaults};
-use tare_sandbox::{BindMount, Network, Rootfs, RunSpec, Security, Stdio};
+use tare_sandbox::{BindMount, EtcFiles, Network, Rootfs, RunSpec, Security, Stdio};
 
 use super::detach;
 use crate::Context;
@@ -235,6 +235,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .hostname
             .clone()
             .unwrap_or_else(|| record.short_id().to_string()),
+        etc_files: EtcFiles::Container,
         mounts,
         tmpfs: Vec::new(),
         readonly_rootfs: args.read_only,

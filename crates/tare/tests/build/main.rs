@@ -14,6 +14,7 @@ mod config_keys;
 mod contexts;
 mod copy_flags;
 mod copy_hashing;
+mod etc_files;
 mod git;
 mod index_commands;
 mod load_multiplatform;

@@ -6,6 +6,7 @@ mod util;
 
 mod copy_snapshots;
 mod detached;
+mod etc_files;
 mod exec;
 mod rootless;
 mod rootless_demo;
