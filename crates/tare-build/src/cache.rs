@@ -401,7 +401,7 @@ pub fn prune(store: &Store, keep_bytes: Option<u64>) -> Result<PruneReport, Erro
 
 /// What changed between a previous step's inputs and this one's, in words: build args
 /// first, then source files, then the other fields of the key.
-fn explain_difference(old: &Value, new: &Value) -> String {
+pub(crate) fn explain_difference(old: &Value, new: &Value) -> String {
     let (Some((old_kind, old)), Some((new_kind, new))) = (variant(old), variant(new)) else {
         return "the cached result is gone (its layer was pruned)".to_string();
     };

@@ -17,25 +17,32 @@
 //! registry" in docs/ARCHITECTURE.md for what a writer of the cache ref can and cannot do.
 
 mod entry;
+mod explain;
 mod export;
 mod import;
 mod listing;
 mod local;
 mod options;
 
-pub use entry::{tag_of, Entry};
+pub use entry::{child_tag, tag_of, Entry};
 pub(crate) use export::{export, Prepared};
 pub use import::RemoteLayer;
 pub(crate) use import::{Env, Remote};
 pub use listing::{list, prune, Listed};
 pub use options::{CacheFrom, CacheTo, Location, Mode};
 
-/// The version of the entry format ([`Entry::format`]); entries of another are ignored.
-pub const ENTRY_FORMAT: u32 = 1;
+/// The version of the entry format ([`Entry::format`]) this tare writes. It reads entries of
+/// format 1 (not tagged by their parent, so `--explain-cache` cannot find them) and 2;
+/// entries of another format are ignored.
+pub const ENTRY_FORMAT: u32 = 2;
 /// The media type of an entry's config blob.
 pub const ENTRY_MEDIA_TYPE: &str = "application/vnd.tare.cache.entry.v1+json";
 /// Each entry's tag: this prefix and the step's key (64 hex digits).
 pub const TAG_PREFIX: &str = "tare-cache-";
+/// The second tag of an entry of format 2: this prefix, the first 32 hex digits of the
+/// SHA-256 of the parent key, `-` and the key ([`child_tag`]), so `--explain-cache` finds
+/// the entries made after a given state in one tag listing.
+pub const CHILD_PREFIX: &str = "tare-child-";
 /// The largest entry config read (a COPY of many files has a long input list).
 pub const MAX_ENTRY: u64 = 8 << 20;
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

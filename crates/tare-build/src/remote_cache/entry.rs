@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use tare_store::{Digest, LayerInfo};
 
 use super::{
-    ANNOTATION_CREATED, ANNOTATION_KEY, ANNOTATION_PARENT, ENTRY_FORMAT, ENTRY_MEDIA_TYPE,
-    OCI_MANIFEST, TAG_PREFIX,
+    ANNOTATION_CREATED, ANNOTATION_KEY, ANNOTATION_PARENT, CHILD_PREFIX, ENTRY_FORMAT,
+    ENTRY_MEDIA_TYPE, OCI_MANIFEST, TAG_PREFIX,
 };
 use crate::cache::Record;
 use crate::error::Error;
@@ -17,6 +17,18 @@ use crate::key::{digest_of, CACHE_FORMAT};
 /// The tag of a key's entry.
 pub fn tag_of(key: &str) -> String {
     format!("{TAG_PREFIX}{key}")
+}
+
+/// The prefix of the second tags ([`child_tag`]) of the entries made on the state `parent`.
+pub(super) fn children_prefix(parent: &str) -> String {
+    let hex = Digest::of(parent.as_bytes()).hex();
+    format!("{CHILD_PREFIX}{}-", &hex[..32])
+}
+
+/// The second tag of the entry of `key` on the state `parent` (format 2): what
+/// `--explain-cache` lists to find the entries made after the same previous step.
+pub fn child_tag(parent: &str, key: &str) -> String {
+    format!("{}{key}", children_prefix(parent))
 }
 
 /// One cache entry: the config blob of the entry's manifest.
@@ -56,9 +68,9 @@ impl Entry {
 
     /// Why this entry may not answer the step with `key` on the state `parent`, if it may not.
     pub(super) fn refuse(&self, key: &str, parent: &str) -> Option<String> {
-        if self.format != ENTRY_FORMAT {
+        if self.format == 0 || self.format > ENTRY_FORMAT {
             return Some(format!(
-                "entry format {} (this tare reads {ENTRY_FORMAT})",
+                "entry format {} (this tare reads 1 to {ENTRY_FORMAT})",
                 self.format
             ));
         }
@@ -191,6 +203,13 @@ mod tests {
         let mut future = entry();
         future.format = ENTRY_FORMAT + 1;
         assert!(future.refuse(&key, "p").is_some());
+        let mut old = entry();
+        old.format = 1;
+        assert_eq!(
+            old.refuse(&key, "p"),
+            None,
+            "format 1 entries are still read"
+        );
         let mut layer = entry();
         if let Some(l) = layer.layer.as_mut() {
             l.diff_id = Digest::of(b"other");

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use tare_registry::{Access, NoReporter, Repository};
 use tare_store::{error_chain, Digest, Reference};
 
-use super::entry::{manifest_of, tag_of, Entry};
+use super::entry::{child_tag, manifest_of, tag_of, Entry};
 use super::import::{Env, Remote};
 use super::options::{CacheTo, Location, Mode};
 use super::{local, OCI_MANIFEST};
@@ -68,6 +68,8 @@ pub(crate) fn export(
 /// An entry ready to be written.
 pub(crate) struct Prepared {
     pub tag: String,
+    /// Its second tag, by parent ([`child_tag`]).
+    pub child: String,
     pub manifest: Vec<u8>,
     /// The store blobs it names: its layer (if any) and its config.
     pub blobs: Vec<Digest>,
@@ -91,6 +93,7 @@ fn entries_of(env: &Env<'_>, remote: &Remote, records: &[&Record]) -> Result<Vec
         blobs.push(config_digest);
         entries.push(Prepared {
             tag: tag_of(&record.key),
+            child: child_tag(&record.parent, &record.key),
             manifest,
             blobs,
         });
@@ -146,7 +149,9 @@ fn export_to(
         .flat_map(|e| e.blobs.iter().copied())
         .collect();
     repo.push_blobs(store, &blobs, &options, &NoReporter)?;
+    // The key's tag last: an entry found by its key has its second tag too.
     for entry in &missing {
+        repo.put_manifest(&entry.child, OCI_MANIFEST, &entry.manifest)?;
         repo.put_manifest(&entry.tag, OCI_MANIFEST, &entry.manifest)?;
     }
     Ok(())

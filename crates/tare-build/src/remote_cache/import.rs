@@ -39,13 +39,15 @@ impl Env<'_> {
 
 /// A `--cache-from` source during one build: connected on first use; after a failure to
 /// connect, not asked again.
-struct Source {
-    location: Location,
-    session: OnceLock<Option<Session>>,
+pub(super) struct Source {
+    pub location: Location,
+    pub session: OnceLock<Option<Session>>,
+    /// Its tags, listed once by the first `--explain-cache` that asks.
+    pub tags: OnceLock<Vec<String>>,
 }
 
 /// A connected `--cache-from` source.
-enum Session {
+pub(super) enum Session {
     Registry(Box<Repository>),
     Local(local::Layout),
 }
@@ -67,6 +69,14 @@ impl Session {
         match self {
             Session::Registry(repo) => repo.manifest(tag).map_err(|e| error_chain(&e)),
             Session::Local(layout) => layout.manifest(tag),
+        }
+    }
+
+    /// The repository's tags (a registry's tag listing, a directory's index).
+    pub(super) fn tags(&self) -> Result<Vec<String>, String> {
+        match self {
+            Session::Registry(repo) => repo.tags().map_err(|e| error_chain(&e)),
+            Session::Local(layout) => Ok(layout.tags()),
         }
     }
 
@@ -116,7 +126,7 @@ pub struct RemoteLayer {
 /// The remote side of one build's cache: where steps are looked up, the layers of lazy hits,
 /// and the records of the steps this build ran or found, for the export.
 pub(crate) struct Remote {
-    sources: Vec<Source>,
+    pub(super) sources: Vec<Source>,
     /// Each layer step's record with its stage's index, in the order they finished.
     used: Mutex<Vec<(usize, Record)>>,
     /// Lazy hits' layers by diffID.
@@ -133,6 +143,7 @@ impl Remote {
                 .map(|f| Source {
                     location: f.location.clone(),
                     session: OnceLock::new(),
+                    tags: OnceLock::new(),
                 })
                 .collect(),
             used: Mutex::new(Vec::new()),
@@ -315,11 +326,14 @@ enum Found {
     Lazy(Record, u64),
 }
 
-/// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
-/// the reason when it cannot be used. The layer is not fetched when the store lacks it and
-/// the entry gives its size (every entry tare writes does): the hit is lazy.
-fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option<Found>, String> {
-    let Some(bytes) = repo.manifest(&tag_of(key))? else {
+/// Reads the entry tagged `tag` in `repo`, its manifest and its config (verified by
+/// digest, with size limits); `Ok(None)` when there is none, `Err` with the reason when it
+/// is not a tare cache entry. The caller checks it ([`Entry::refuse`]).
+pub(super) fn read_entry(
+    repo: &Session,
+    tag: &str,
+) -> Result<Option<(EntryManifest, Entry)>, String> {
+    let Some(bytes) = repo.manifest(tag)? else {
         return Ok(None);
     };
     let manifest: EntryManifest =
@@ -339,6 +353,16 @@ fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option
     let config = repo.blob(&manifest.config.digest, manifest.config.size, MAX_ENTRY)?;
     let entry: Entry =
         serde_json::from_slice(&config).map_err(|e| format!("its config is not an entry: {e}"))?;
+    Ok(Some((manifest, entry)))
+}
+
+/// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
+/// the reason when it cannot be used. The layer is not fetched when the store lacks it and
+/// the entry gives its size (every entry tare writes does): the hit is lazy.
+fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option<Found>, String> {
+    let Some((manifest, entry)) = read_entry(repo, &tag_of(key))? else {
+        return Ok(None);
+    };
     if let Some(reason) = entry.refuse(key, parent) {
         return Err(reason);
     }

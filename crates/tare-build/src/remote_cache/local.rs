@@ -30,7 +30,7 @@ use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags, ResolveFla
 use serde_json::{json, Value};
 use tare_store::{error_chain, Digest, LayerInfo, Store};
 
-use super::{Prepared, TAG_PREFIX};
+use super::{Prepared, CHILD_PREFIX, TAG_PREFIX};
 use crate::error::Error;
 
 /// The largest `index.json` read from a `src` directory (about 100 000 entries).
@@ -76,7 +76,7 @@ impl Layout {
             let Some(tag) = d["annotations"][REF_NAME].as_str() else {
                 continue;
             };
-            if !tag.starts_with(TAG_PREFIX) {
+            if !tag.starts_with(TAG_PREFIX) && !tag.starts_with(CHILD_PREFIX) {
                 continue;
             }
             let (Some(digest), Some(size)) = (
@@ -91,6 +91,11 @@ impl Layout {
             dir: dir.to_path_buf(),
             entries,
         })
+    }
+
+    /// The tags of the entries (and of their second tags, by parent).
+    pub fn tags(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
     }
 
     /// The manifest of the entry tagged `tag`, checked against its digest.
@@ -293,14 +298,16 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
         )));
     };
     for entry in entries {
-        // The newest entry for a key replaces the older one, as a tag push does.
-        manifests.retain(|d| d["annotations"][REF_NAME].as_str() != Some(entry.tag.as_str()));
-        manifests.push(json!({
-            "mediaType": super::OCI_MANIFEST,
-            "digest": Digest::of(&entry.manifest).to_string(),
-            "size": entry.manifest.len(),
-            "annotations": {REF_NAME: entry.tag},
-        }));
+        for tag in [&entry.child, &entry.tag] {
+            // The newest entry for a key replaces the older one, as a tag push does.
+            manifests.retain(|d| d["annotations"][REF_NAME].as_str() != Some(tag.as_str()));
+            manifests.push(json!({
+                "mediaType": super::OCI_MANIFEST,
+                "digest": Digest::of(&entry.manifest).to_string(),
+                "size": entry.manifest.len(),
+                "annotations": {REF_NAME: tag},
+            }));
+        }
     }
     let text = serde_json::to_vec(&index)
         .map_err(|e| Error::Invalid(format!("{}: {e}", index_path.display())))?;

@@ -109,7 +109,10 @@ pub(crate) fn with_cache(
             });
         }
         if build.opts.explain_cache {
-            let reason = build.cache.explain(&st.key, &inputs);
+            let reason = build
+                .remote
+                .explain(&build.remote_env(), &st.key, &inputs)
+                .unwrap_or_else(|| build.cache.explain(&st.key, &inputs));
             cx.report(Event::CacheMiss {
                 step: cx.step.clone(),
                 reason,
