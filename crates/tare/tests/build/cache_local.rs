@@ -68,7 +68,7 @@ fn cached_steps(progress: &str) -> usize {
     progress.lines().filter(|l| l.ends_with(" CACHED")).count()
 }
 
-/// The tags of the entries in the layout's index.
+/// The tags of the entries in the layout's index (not their second tags, by parent).
 fn entries(dir: &Path) -> Vec<String> {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index"))
@@ -83,6 +83,7 @@ fn entries(dir: &Path) -> Vec<String> {
                 .expect("ref name")
                 .to_string()
         })
+        .filter(|t| t.starts_with("tare-cache-"))
         .collect()
 }
 
