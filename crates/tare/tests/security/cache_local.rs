@@ -59,9 +59,23 @@ fn setup() -> Setup {
         &format!("type=local,dest={}", dir.display()),
         ctx.to_str().expect("utf-8"),
     ]);
-    let index = read_json(&dir.join("index.json"));
-    let manifests = index["manifests"].as_array().expect("manifests");
+    let mut index = read_json(&dir.join("index.json"));
+    // Only the entry's tag is kept (format 2 entries also have a second, tare-child- tag),
+    // so the attacks below forge the descriptor a lookup reads.
+    let manifests: Vec<serde_json::Value> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|d| {
+            d["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("tare-cache-"))
+        })
+        .cloned()
+        .collect();
     assert_eq!(manifests.len(), 1, "{index}");
+    index["manifests"] = serde_json::Value::Array(manifests.clone());
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
     let manifest_digest = manifests[0]["digest"].as_str().expect("digest").to_string();
     let manifest = read_json(&blob(&dir, &manifest_digest));
     let config_digest = manifest["config"]["digest"]
