@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::dockerignore::{DockerIgnore, Filter};
@@ -296,10 +295,6 @@ impl Layers {
     }
 }
 
-fn is_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
 fn is_opaque(path: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
@@ -332,7 +327,7 @@ impl SourceTree for Layers {
                     Ok(m) => m,
                     Err(_) => break,
                 };
-                if is_whiteout(&meta) {
+                if tare_layer::whiteout::is_overlay_whiteout(&host, &meta) {
                     return Ok(None);
                 }
                 if i + 1 == comps.len() {
@@ -377,7 +372,10 @@ impl SourceTree for Layers {
                     continue;
                 }
                 let meta = entry.metadata().map_err(io_err(&entry.path()))?;
-                names.insert(name, !is_whiteout(&meta));
+                names.insert(
+                    name,
+                    !tare_layer::whiteout::is_overlay_whiteout(&entry.path(), &meta),
+                );
             }
             if is_opaque(&host) {
                 break;

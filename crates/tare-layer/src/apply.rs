@@ -289,14 +289,8 @@ impl Applier<'_> {
             }
             remove_all(&parent, hidden).map_err(|e| self.bad(&raw, e))?;
             if self.mode == ApplyMode::Overlay {
-                rfs::mknodat(
-                    &parent,
-                    hidden,
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    rfs::makedev(0, 0),
-                )
-                .map_err(|e| self.bad(&raw, format!("making the overlay whiteout: {e}")))?;
+                crate::whiteout::make_overlay_whiteout(&parent, hidden)
+                    .map_err(|e| self.bad(&raw, format!("making the overlay whiteout: {e}")))?;
             }
             return Ok(());
         }

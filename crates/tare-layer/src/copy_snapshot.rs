@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 
 use crate::apply::{apply, ApplyMode};
 use crate::diff::{write_overlay_diff, DiffOptions};
@@ -305,7 +305,7 @@ impl Mover<'_> {
         self.upper_dir(chain)?;
         let level = chain.last().expect("a level");
         let upper = level.upper.as_ref().expect("made");
-        rfs::mknodat(upper, name, FileType::CharacterDevice, Mode::empty(), 0)
+        crate::whiteout::make_overlay_whiteout(upper, name)
             .map_err(|e| self.err("making the whiteout", &level.rel.join(name), e))
     }
 

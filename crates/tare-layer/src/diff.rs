@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 
+use crate::whiteout::OVERLAY_WHITEOUT_XATTRS;
+
 const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// Errors from turning a tree into a tar.
@@ -177,7 +179,19 @@ fn walk_dir(
                 });
             Kind::Dir { opaque }
         } else if ft.is_file() {
-            Kind::File
+            // The xattr form of a whiteout (see `crate::whiteout`).
+            let whiteout = mode == Mode::Overlay
+                && meta.len() == 0
+                && xattrs.iter().any(|(k, _)| {
+                    OVERLAY_WHITEOUT_XATTRS
+                        .iter()
+                        .any(|w| k.as_bytes() == w.as_bytes())
+                });
+            if whiteout {
+                Kind::Whiteout
+            } else {
+                Kind::File
+            }
         } else if ft.is_symlink() {
             Kind::Symlink(fs::read_link(&path).map_err(read_err(&path))?)
         } else if ft.is_char_device() {
@@ -675,6 +689,11 @@ mod tests {
         let up = dir.path();
         fs::create_dir(up.join("etc")).expect("mkdir");
         mknod(&up.join("etc/removed"), "0,0");
+        // The xattr form, as made where the device node is refused; an empty file without
+        // the xattr stays a file.
+        fs::write(up.join("etc/gone"), "").expect("write");
+        xattr::set(up.join("etc/gone"), "user.overlay.whiteout", b"").expect("xattr");
+        fs::write(up.join("etc/empty"), "").expect("write");
         fs::create_dir(up.join("opaque")).expect("mkdir");
         xattr::set(up.join("opaque"), "trusted.overlay.opaque", b"y").expect("xattr");
         fs::write(up.join("opaque/new"), "x").expect("write");
@@ -685,13 +704,15 @@ mod tests {
             names,
             [
                 "etc/",
+                "etc/empty",
+                "etc/.wh.gone",
                 "etc/.wh.removed",
                 "opaque/",
                 "opaque/.wh..wh..opq",
                 "opaque/new"
             ]
         );
-        assert_eq!(stats.entries, 5);
+        assert_eq!(stats.entries, 7);
     }
 
     #[test]

@@ -4,9 +4,64 @@
 //! lower layers' content of `DIR`. [`Marker::of`] is the one reading of an entry's name that
 //! every reader of layers uses (apply, export, the size indexes, squash), so they agree on
 //! which names are markers and which are malformed.
+//!
+//! Overlay-format directories (snapshots, upper directories) say it the kernel's way: a
+//! character device 0/0 named like the path, or, where the filesystem refuses that node (an
+//! overlayfs mount refuses it with `EPERM`, as tare's store is when tare itself runs in a
+//! container), the xattr form of Linux 6.7: an empty regular file carrying
+//! `trusted.overlay.whiteout` (`user.overlay.whiteout` in a user namespace). Overlayfs stores
+//! those xattrs escaped in its own upper layer and gives them back unchanged, so every reader
+//! of the directory ([`is_overlay_whiteout`]) sees the same whiteout.
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, FileType, Mode, OFlags, XattrFlags};
+
+/// The xattrs that make an empty regular file an overlay whiteout.
+pub const OVERLAY_WHITEOUT_XATTRS: [&str; 2] =
+    ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+
+/// Makes an overlay whiteout `name` in `dir`: a character device 0/0, or where that node is
+/// refused with `EPERM`, an empty file with the whiteout xattr.
+pub fn make_overlay_whiteout(dir: impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
+    let dir = dir.as_fd();
+    match rfs::mknodat(dir, name, FileType::CharacterDevice, Mode::empty(), 0) {
+        Err(rustix::io::Errno::PERM) => {}
+        other => return other,
+    }
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let key = if crate::in_user_namespace() {
+        OVERLAY_WHITEOUT_XATTRS[1]
+    } else {
+        OVERLAY_WHITEOUT_XATTRS[0]
+    };
+    let set = rfs::fsetxattr(&fd, key, b"", XattrFlags::empty());
+    if set.is_err() {
+        let _ = rfs::unlinkat(dir, name, rfs::AtFlags::empty());
+    }
+    set
+}
+
+/// True when `path`, with metadata `meta` (not following a symlink), is an overlay whiteout
+/// in either form.
+pub fn is_overlay_whiteout(path: &Path, meta: &std::fs::Metadata) -> bool {
+    let ft = meta.file_type();
+    (ft.is_char_device() && meta.rdev() == 0)
+        || (ft.is_file()
+            && meta.len() == 0
+            && OVERLAY_WHITEOUT_XATTRS
+                .iter()
+                .any(|k| matches!(xattr::get(path, k), Ok(Some(_)))))
+}
 
 /// Prefix of OCI whiteout files.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

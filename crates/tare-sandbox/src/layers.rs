@@ -1,7 +1,7 @@
 //! Reading a file of a layered root filesystem without mounting it.
 //!
 //! The layers are directories in overlayfs format, top first: a whiteout is a character device
-//! 0/0, an opaque directory carries the `trusted.overlay.opaque` (or `user.overlay.opaque`)
+//! 0/0 (or an empty file with the whiteout xattr), an opaque directory carries the `trusted.overlay.opaque` (or `user.overlay.opaque`)
 //! extended attribute set to `y`. This is how the parent finds `/etc/passwd` before the child
 //! mounts anything.
 
@@ -140,7 +140,7 @@ pub(crate) fn lookup(layers: &[PathBuf], path: &str) -> Result<Found, Error> {
                 Err(e) => return Err(Error::io(host, e)),
             };
             let kind = meta.file_type();
-            if kind.is_char_device() && meta.rdev() == 0 {
+            if (kind.is_char_device() && meta.rdev() == 0) || is_xattr_whiteout(&host, &meta) {
                 return Ok(Found::Missing);
             }
             let last = i + 1 == parts.len();
@@ -171,6 +171,17 @@ pub(crate) fn lookup(layers: &[PathBuf], path: &str) -> Result<Found, Error> {
 }
 
 /// Whether an overlay directory hides the same directory in the layers below it.
+/// The xattr form of a whiteout (`tare_layer::whiteout`): an empty file with
+/// `trusted.overlay.whiteout` or `user.overlay.whiteout`, where the store's filesystem refuses
+/// the device node.
+fn is_xattr_whiteout(path: &Path, meta: &std::fs::Metadata) -> bool {
+    meta.is_file()
+        && meta.len() == 0
+        && ["trusted.overlay.whiteout", "user.overlay.whiteout"]
+            .iter()
+            .any(|name| rustix::fs::lgetxattr(path, *name, &mut [0u8; 0][..]).is_ok())
+}
+
 pub(crate) fn is_opaque(dir: &Path) -> bool {
     opaque_by(|name, value| rustix::fs::lgetxattr(dir, name, value))
 }

@@ -15,7 +15,7 @@ const SCRIPT: &str = "echo new > /etc/new && rm /bin/true && rm -rf /var && \
     chown 1000:1000 /etc/new && ls /home /bin | wc -l && cat /etc/passwd";
 
 /// The files of a container, through `tare export` (a command bound to its store).
-fn exported(mut tare: Command, container: &str) -> String {
+pub(super) fn exported(mut tare: Command, container: &str) -> String {
     let mut child = tare
         .args(["export", container, "-o", "-"])
         .stdin(Stdio::null())
@@ -33,25 +33,34 @@ fn exported(mut tare: Command, container: &str) -> String {
     listing
 }
 
-/// Runs SCRIPT in a container named `name`, with TARE_SNAPSHOTTER=`snapshotter` and `-v`;
-/// returns stdout and stderr.
-fn run_script(mut tare: Command, snapshotter: &str, name: &str) -> (String, String) {
+/// Runs `tare ARGS` (stdin empty), fails the test unless it succeeds; returns stdout and
+/// stderr.
+pub(super) fn succeeds(mut tare: Command, args: &[&str]) -> (String, String) {
     let out = tare
-        .env("TARE_SNAPSHOTTER", snapshotter)
-        .args(["-v", "run", "--name", name, "busybox", "sh", "-c", SCRIPT])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("spawn tare run");
+        .expect("spawn tare");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert!(out.status.success(), "{snapshotter}: {stdout}\n{stderr}");
+    assert!(out.status.success(), "tare {args:?}: {stdout}\n{stderr}");
     (stdout, stderr)
 }
 
+/// Runs SCRIPT in a container named `name`, with TARE_SNAPSHOTTER=`snapshotter` and `-v`;
+/// returns stdout and stderr.
+fn run_script(mut tare: Command, snapshotter: &str, name: &str) -> (String, String) {
+    tare.env("TARE_SNAPSHOTTER", snapshotter);
+    succeeds(
+        tare,
+        &["-v", "run", "--name", name, "busybox", "sh", "-c", SCRIPT],
+    )
+}
+
 /// No container directory holds a merged copy any more.
-fn no_copies_left(store: &std::path::Path) {
+pub(super) fn no_copies_left(store: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(store.join("containers")) else {
         return;
     };

@@ -8,6 +8,7 @@ mod copy_snapshots;
 mod detached;
 mod etc_files;
 mod exec;
+mod overlay_refused;
 mod rootless;
 mod rootless_demo;
 mod rootless_exec;
