@@ -78,6 +78,8 @@ pub struct BuildOptions {
     pub shm_size: Option<u64>,
     /// `--ulimit`: resource limits of RUN steps.
     pub ulimits: Vec<tare_sandbox::Ulimit>,
+    /// `--cgroup-parent`: each RUN step runs in a new cgroup under this one (helper H2).
+    pub cgroup_parent: Option<tare_sandbox::CgroupParent>,
     /// `--pull`: FROM asks the registry for the current image even when the store has one
     /// of that name.
     pub pull: bool,

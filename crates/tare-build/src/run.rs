@@ -38,6 +38,8 @@ pub struct RunInput<'a> {
     pub extra_hosts: Vec<tare_sandbox::ExtraHost>,
     pub shm_size: Option<u64>,
     pub ulimits: Vec<tare_sandbox::Ulimit>,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<tare_sandbox::CgroupParent>,
 }
 
 /// Runs the command; returns its exit code. The step's changes are left in
@@ -92,6 +94,7 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.extra_hosts = input.extra_hosts;
     spec.shm_size = input.shm_size;
     spec.ulimits = input.ulimits;
+    spec.cgroup_parent = input.cgroup_parent;
     spec.hostname = "buildkitsandbox".to_string();
     spec.etc_files = EtcFiles::BuildStep;
     spec.on_signal = OnSignal::Kill;

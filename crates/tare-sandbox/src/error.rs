@@ -76,6 +76,10 @@ pub enum Error {
     #[error("tracing: {reason}")]
     Trace { reason: String },
 
+    /// `--cgroup-parent` (the `cgroup` module).
+    #[error("cgroup parent {parent:?}: {reason}")]
+    CgroupParent { parent: String, reason: String },
+
     // Rootless tare (the `userns` module).
     #[error("rootless: {reason}")]
     Rootless { reason: String },

@@ -114,6 +114,7 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         // Unused by an exec: /dev/shm is the container's, and `tare run` sets no limits.
         shm_data: cstring(b"", "shm size")?,
         rlimits: Vec::new(),
+        cgroup_procs: Vec::new(),
         report: report_write,
         rootless: rootless.is_some(),
         device_fds: [-1; 6],
@@ -124,6 +125,7 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
     };
     plan.seal();
     execute(Prepared {
+        cgroups: None,
         plan,
         scratch: Scratch::new()?,
         rootfs: None,

@@ -77,6 +77,7 @@
 
 pub mod binfmt;
 mod caps;
+mod cgroup;
 mod child;
 pub mod containers;
 mod error;
@@ -104,6 +105,7 @@ pub mod userns;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+pub use cgroup::CgroupParent;
 pub use error::Error;
 pub use exec::{exec, join_user_namespace, ExecSpec};
 pub use layers::read_file as read_rootfs_file;
@@ -301,6 +303,8 @@ pub struct RunSpec {
     pub shm_size: Option<u64>,
     /// Resource limits set before the command starts (the others are inherited from tare).
     pub ulimits: Vec<Ulimit>,
+    /// `--cgroup-parent`: the run goes into a new cgroup under this one (the `cgroup` module).
+    pub cgroup_parent: Option<CgroupParent>,
 }
 
 impl RunSpec {
@@ -330,6 +334,7 @@ impl RunSpec {
             extra_hosts: Vec::new(),
             shm_size: None,
             ulimits: Vec::new(),
+            cgroup_parent: None,
         }
     }
 }

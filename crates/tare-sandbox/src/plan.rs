@@ -89,10 +89,11 @@ pub(crate) enum Step {
     Exec,
     JoinContainer,
     Trace,
+    Cgroup,
 }
 
 impl Step {
-    pub const ALL: [Step; 31] = [
+    pub const ALL: [Step; 32] = [
         Step::Session,
         Step::DeathSignal,
         Step::Network,
@@ -124,6 +125,7 @@ impl Step {
         Step::Exec,
         Step::JoinContainer,
         Step::Trace,
+        Step::Cgroup,
     ];
 
     pub fn from_u32(n: u32) -> Option<Step> {
@@ -163,6 +165,7 @@ impl Step {
             Step::Exec => "executing the command",
             Step::JoinContainer => "joining the container's namespaces",
             Step::Trace => "marking the root filesystem for the tracer (fanotify)",
+            Step::Cgroup => "joining the --cgroup-parent cgroups",
         }
     }
 }
@@ -261,6 +264,8 @@ pub(crate) struct Plan {
     pub shm_data: CString,
     /// `--ulimit`: set in the child while it is still root, before the command starts.
     pub rlimits: Vec<(rustix::process::Resource, rustix::process::Rlimit)>,
+    /// `--cgroup-parent`: the new cgroups' `cgroup.procs`, which the child joins first.
+    pub cgroup_procs: Vec<OwnedFd>,
     pub report: OwnedFd,
     // Rootless (tare runs in a user namespace of its own: see the `userns` module).
     /// Device nodes cannot be made: bind the host's instead (detached copies, one per

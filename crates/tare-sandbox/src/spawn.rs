@@ -54,6 +54,8 @@ pub(crate) struct Prepared {
     pub join_pid_ns: Option<OwnedFd>,
     /// [`RunSpec::pid_file`].
     pub pid_file: Option<PathBuf>,
+    /// `--cgroup-parent`: the run's cgroups, removed when this drops (after the wait).
+    pub cgroups: Option<crate::cgroup::Joined>,
 }
 
 /// Checks and converts a spec. In [`Mode::Runtime`] the child only mounts the root
@@ -197,6 +199,11 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     )?;
     let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::sys("creating a pipe", e))?;
+    let mut cgroups = spec
+        .cgroup_parent
+        .as_ref()
+        .map(crate::cgroup::create)
+        .transpose()?;
     let mut plan = Plan {
         mode,
         merged: cstring(merged.as_os_str().as_bytes(), "rootfs path")?,
@@ -248,6 +255,10 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
                 )
             })
             .collect(),
+        cgroup_procs: cgroups
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.procs))
+            .unwrap_or_default(),
         report: report_write,
         rootless: rootless.is_some(),
         device_fds: [-1; 6],
@@ -280,6 +291,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         join_pid_ns: None,
         // With a runtime, the child is the runtime, not the container.
         pid_file: if container { spec.pid_file } else { None },
+        cgroups,
     })
 }
 
@@ -342,6 +354,7 @@ pub(crate) fn execute_with(mut p: Prepared, started: impl FnOnce(i32)) -> Result
         clean_up_rootfs(rootfs, stubs, mask, &mount_mask);
     }
     drop(p.scratch);
+    drop(p.cgroups);
     if let Some(sig) = interrupted {
         return Err(Error::Interrupted(sig));
     }

@@ -195,6 +195,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
                 extra_hosts: build.opts.extra_hosts.clone(),
                 shm_size: build.opts.shm_size,
                 ulimits: build.opts.ulimits.clone(),
+                cgroup_parent: build.opts.cgroup_parent.clone(),
             },
             build.reporter,
             cx.step,

@@ -91,6 +91,10 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     rustix::process::setsid().at(Step::Session)?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .at(Step::DeathSignal)?;
+    // `--cgroup-parent`: `0` is this process; its children will inherit the cgroups.
+    for procs in &plan.cgroup_procs {
+        rustix::io::write(procs, b"0").at(Step::Cgroup)?;
+    }
     if let Mode::Exec { pidfd } = plan.mode {
         return join_container(plan, pidfd);
     }

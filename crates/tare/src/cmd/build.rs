@@ -159,9 +159,10 @@ pub struct Args {
     /// repeatable).
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     ulimits: Vec<String>,
-    /// Refused with an explanation: RUN steps are not put in cgroups of their own.
-    #[arg(long, value_name = "CGROUP")]
-    cgroup_parent: Option<String>,
+    /// Run each RUN step in a new cgroup PARENT/tare-ID, PARENT taken from the root of every
+    /// mounted cgroup hierarchy (v1 and v2), as docker build --cgroup-parent does.
+    #[arg(long, value_name = "PARENT", value_parser = parse_cgroup_parent)]
+    cgroup_parent: Option<tare_sandbox::CgroupParent>,
     /// buildx's `--load`: the image goes into the engine, which for tare is the store (what a
     /// build without -o does); the same as `-o type=docker`.
     #[arg(long)]
@@ -232,6 +233,10 @@ fn parse_ram_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift)
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{text:?}: must be above 0 and fit in 64 bits"))
+}
+
+fn parse_cgroup_parent(text: &str) -> Result<tare_sandbox::CgroupParent, String> {
+    tare_sandbox::CgroupParent::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
@@ -379,13 +384,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(parent) = &args.cgroup_parent {
-        bail!(
-            "--cgroup-parent {parent}: tare puts RUN steps in no cgroup of their own (its \
-             sandbox sets no resource limits through cgroups), so there is no parent to choose; \
-             drop the flag, or run tare itself inside the cgroup"
-        );
-    }
     refuse_attestations(&args)?;
     let output = match (args.output.as_deref(), args.load) {
         (Some(o), _) => Some(Output::parse(o)?),
@@ -493,6 +491,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map(|u| tare_sandbox::Ulimit::parse(u).with_context(|| format!("--ulimit {u}")))
             .collect::<Result<_, _>>()?,
         pull: args.pull,
+        cgroup_parent: args.cgroup_parent.clone(),
         // git sources (helper H3).
         git_timeout: git_timeout(&args),
         // Reproducible images (helper H6).

@@ -255,6 +255,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         extra_hosts: Vec::new(),
         shm_size: None,
         ulimits: Vec::new(),
+        cgroup_parent: None,
     };
     let result = match &args.runtime {
         Some(name) => tare_sandbox::oci::find_runtime(name)

@@ -1,5 +1,5 @@
-//! buildx's `--add-host`, `--ulimit`, `--shm-size`, `--metadata-file`, `--pull`, and the
-//! refused `--cgroup-parent` (`--annotation`: annotations.rs).
+//! buildx's `--add-host`, `--ulimit`, `--shm-size`, `--metadata-file` and `--pull`
+//! (`--annotation`: annotations.rs, `--cgroup-parent`: cgroup_parent.rs).
 
 use super::{ctx_dir, file_in, setup};
 
@@ -144,13 +144,4 @@ fn pull_asks_the_registry_even_for_a_stored_base() {
     assert!(stderr.contains("Dockerfile:1"), "{stderr}");
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-#[test]
-fn cgroup_parent_is_refused_with_the_reason() {
-    let t = setup();
-    t.write("ctx/Dockerfile", "FROM busybox\n");
-    let stderr = t.fails(&["build", "--cgroup-parent", "ci.slice", &ctx_dir(&t)]);
-    assert!(stderr.contains("--cgroup-parent ci.slice"), "{stderr}");
-    assert!(stderr.contains("no cgroup"), "{stderr}");
 }

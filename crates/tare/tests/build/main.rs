@@ -10,6 +10,7 @@ mod annotations_layout;
 mod build_info;
 mod buildx_flags;
 mod cache_local;
+mod cgroup_parent;
 mod config_keys;
 mod contexts;
 mod copy_flags;

@@ -28,6 +28,8 @@
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
 //! - `diff_archives`: `tare diff` of hostile archives (paths and links leaving them, blobs
 //!   that are not their digest, huge configs, layers that climb out or whiteout host paths).
+//! - `cgroup_parent`: `--cgroup-parent` values that climb out of the cgroup hierarchy, a RUN
+//!   step moving itself out of its cgroup, rootless tare and hierarchies it cannot write.
 //! - `slim`: `tare slim` on images linking to host files, probes opening thousands of files
 //!   or leaving processes behind.
 
@@ -36,6 +38,7 @@ mod util;
 
 mod add_url;
 mod cache_local;
+mod cgroup_parent;
 mod crash;
 mod diff_archives;
 mod fs_writes;
