@@ -555,19 +555,22 @@ pub struct SaveImage {
 
 /// Writes the images as one archive to `out`. Layers not stored with `compression` are
 /// compressed first (the result is kept in the store, so the next save is a plain copy).
+/// Returns `out` and, for each item, the descriptor its `index.json` entry has without the
+/// names: the manifest or index as saved, which buildx's `--metadata-file` reports.
 pub fn save<W: Write>(
     store: &Store,
     images: &[SaveImage],
     format: Format,
     compression: Option<Compression>,
     out: W,
-) -> Result<W> {
+) -> Result<(W, Vec<serde_json::Value>)> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut written = std::collections::BTreeSet::new();
     let mut docker_manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut index_entries = Vec::new();
+    let mut saved = Vec::new();
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Directory);
@@ -628,10 +631,11 @@ pub fn save<W: Write>(
                 "size": manifest.len(),
             })
         };
+        if !item.descriptor.is_empty() {
+            desc["annotations"] = serde_json::json!(item.descriptor);
+        }
+        saved.push(desc.clone());
         if item.tags.is_empty() {
-            if !item.descriptor.is_empty() {
-                desc["annotations"] = serde_json::json!(item.descriptor);
-            }
             index_entries.push(desc.clone());
         }
         for t in &item.tags {
@@ -667,10 +671,11 @@ pub fn save<W: Write>(
             &json(&serde_json::to_value(&repositories).unwrap_or_default())?,
         )?;
     }
-    tar.into_inner().map_err(|e| Error::Stream {
+    let out = tar.into_inner().map_err(|e| Error::Stream {
         what: "writing the archive".into(),
         source: e,
-    })
+    })?;
+    Ok((out, saved))
 }
 
 /// Writes one image's blobs (config, manifest, layers; each once per archive), its layers

@@ -571,13 +571,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
+    // An archive output's `index.json` entry, for --metadata-file.
+    let mut saved = None;
     if let Some(output) = output.as_ref().filter(|o| !o.stores_image()) {
         let platform = opts
             .platform
             .clone()
             .unwrap_or_else(tare_build::Platform::host);
         let descriptor = annotations.layout_descriptor(1, &platform);
-        write_output(&store, image, output, &archive_names, &descriptor)?;
+        saved = write_output(&store, image, output, &archive_names, &descriptor)?;
         // The image was only the means: the store keeps its layers (the cache) but no new
         // image record.
         for made in [&result.image.id, &image.id] {
@@ -632,7 +634,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             &archive_names
         };
-        let metadata = metadata_json(&store, image, output.as_ref(), names)?;
+        let metadata = metadata_json(&store, image, output.as_ref(), names, saved.as_ref())?;
         let text = serde_json::to_vec_pretty(&metadata)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -5,47 +5,8 @@
 //! the index; with one platform, on `index.json`'s entry), `index-descriptor` on `index.json`'s
 //! entry of the index. Nothing else gets them.
 
-use std::path::Path;
-use std::process::Command;
-
+use super::oci_layout::Layout;
 use super::{ctx_dir, setup};
-use crate::util::TestContext;
-
-/// The layout an `-o type=oci` archive holds: a reader of its JSON blobs by digest, and its
-/// `index.json`.
-struct Layout {
-    dir: std::path::PathBuf,
-}
-
-impl Layout {
-    fn open(t: &TestContext, archive: &Path) -> Layout {
-        let dir = t.path().join("layout");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("tar")
-            .arg("-xf")
-            .arg(archive)
-            .arg("-C")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Layout { dir }
-    }
-
-    fn json(&self, rel: &str) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.dir.join(rel)).unwrap()).unwrap()
-    }
-
-    fn blob(&self, digest: &serde_json::Value) -> serde_json::Value {
-        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
-        self.json(&format!("blobs/sha256/{hex}"))
-    }
-}
 
 /// The annotations of a JSON object other than the names `save` writes, as `{k: v}`.
 fn own(value: &serde_json::Value) -> serde_json::Value {
@@ -76,7 +37,7 @@ fn one_platform_puts_manifest_descriptor_annotations_on_the_index_json_entry() {
         &format!("type=oci,dest={},name=example.org/one:1", archive.display()),
         &ctx_dir(&t),
     ]);
-    let layout = Layout::open(&t, &archive);
+    let layout = Layout::open(&archive, &t.path().join("layout"));
     let top = layout.json("index.json");
     let entry = &top["manifests"][0];
     assert_eq!(
@@ -131,7 +92,7 @@ fn several_platforms_put_each_kind_where_buildkit_does() {
         &format!("type=oci,dest={}", archive.display()),
         &ctx_dir(&t),
     ]);
-    let layout = Layout::open(&t, &archive);
+    let layout = Layout::open(&archive, &t.path().join("layout"));
     let top = layout.json("index.json");
     let entry = &top["manifests"][0];
     assert_eq!(

@@ -1,5 +1,7 @@
 //! `tare build` end to end on a busybox image imported into a fresh store.
 
+#[path = "../util/oci_layout.rs"]
+mod oci_layout;
 #[path = "../util/tmux.rs"]
 mod tmux;
 #[path = "../util/mod.rs"]
@@ -19,6 +21,7 @@ mod etc_files;
 mod git;
 mod index_commands;
 mod load_multiplatform;
+mod metadata_archives;
 mod multiplatform;
 mod outputs;
 mod outputs_platform_archives;

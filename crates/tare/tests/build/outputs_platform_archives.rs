@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::index_commands::skopeo;
+use super::oci_layout::{untar, Layout};
 use super::{ctx_dir, setup};
 use crate::util::TestContext;
 
@@ -38,22 +39,11 @@ pub(super) fn build_to(t: &TestContext, output: &str) {
     ]);
 }
 
-/// `tar -x` of `archive` into a new directory `dir` (GNU tar fails on a hard link whose
-/// target is not in the archive).
-fn untar(archive: &Path, dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Nothing the build made is kept as an image (`before`: `images -a -q` before it), and the
+/// store is consistent.
+fn assert_no_image_kept(t: &TestContext, before: &str) {
+    assert_eq!(t.ok(&["images", "-a", "-q"]), before, "no image kept");
+    t.ok(&["check"]);
 }
 
 #[test]
@@ -108,12 +98,7 @@ fn tar_output_of_two_platforms_puts_each_under_its_directory() {
     assert_eq!(read("linux_arm64/arch"), "arm64\n");
     assert_eq!(read("linux_arm64/hard"), "arm64\n");
     assert_eq!(read("linux_arm64/platform"), "linux/arm64\n");
-    assert_eq!(
-        t.ok(&["images", "-a", "-q"]),
-        images_before,
-        "no image kept"
-    );
-    t.ok(&["check"]);
+    assert_no_image_kept(&t, &images_before);
 }
 
 #[test]
@@ -129,17 +114,9 @@ fn oci_output_of_two_platforms_is_one_layout_with_an_index_of_both() {
             archive.display()
         ),
     );
-    let dir = t.path().join("layout");
-    untar(&archive, &dir);
-    let json = |p: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let blob = |digest: &serde_json::Value| {
-        dir.join("blobs/sha256")
-            .join(digest.as_str().unwrap().trim_start_matches("sha256:"))
-    };
+    let layout = Layout::open(&archive, &t.path().join("layout"));
     // index.json names one index, by the name given, which lists both platforms.
-    let top = json(&dir.join("index.json"));
+    let top = layout.json("index.json");
     let entries = top["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{top}");
     assert_eq!(
@@ -150,7 +127,7 @@ fn oci_output_of_two_platforms_is_one_layout_with_an_index_of_both() {
         entries[0]["annotations"]["org.opencontainers.image.ref.name"],
         "example.org/multi:1"
     );
-    let index = json(&blob(&entries[0]["digest"]));
+    let index = layout.blob(&entries[0]["digest"]);
     let manifests = index["manifests"].as_array().unwrap();
     let platforms: Vec<_> = manifests
         .iter()
@@ -158,15 +135,15 @@ fn oci_output_of_two_platforms_is_one_layout_with_an_index_of_both() {
         .collect();
     assert_eq!(platforms, ["\"linux\"/\"amd64\"", "\"linux\"/\"arm64\""]);
     for (m, arch) in manifests.iter().zip(["amd64", "arm64"]) {
-        let manifest = json(&blob(&m["digest"]));
-        let config = json(&blob(&manifest["config"]["digest"]));
+        let manifest = layout.blob(&m["digest"]);
+        let config = layout.blob(&manifest["config"]["digest"]);
         assert_eq!(config["architecture"], arch);
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1, "{manifest}");
         assert!(layers[0]["mediaType"].as_str().unwrap().ends_with("gzip"));
         let out = Command::new("tar")
             .arg("-xzOf")
-            .arg(blob(&layers[0]["digest"]))
+            .arg(layout.blob_path(&layers[0]["digest"]))
             .arg("arch")
             .output()
             .unwrap();
@@ -180,12 +157,7 @@ fn oci_output_of_two_platforms_is_one_layout_with_an_index_of_both() {
     ]);
     let raw: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(raw["manifests"].as_array().unwrap().len(), 2, "{raw}");
-    assert_eq!(
-        t.ok(&["images", "-a", "-q"]),
-        images_before,
-        "no image kept"
-    );
-    t.ok(&["check"]);
+    assert_no_image_kept(&t, &images_before);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use tare_layer::archive::{Format, SaveImage};
 use tare_layer::Compression;
 use tare_store::Reference;
 
-use super::outputs::{annotate, path, DOCKER_MANIFEST_LIST};
+use super::outputs::{annotate, archive_keys, path, save_archive, DOCKER_MANIFEST_LIST};
 use super::summary::finish;
 use super::Args;
 use crate::progress::Printer;
@@ -57,7 +57,7 @@ pub(super) fn build_index(
             return Ok(ExitCode::from(1));
         }
         let index_annotations = index_annotations(&annotations, platforms);
-        write_platforms(
+        let saved = write_platforms(
             store,
             platforms,
             &images,
@@ -74,11 +74,15 @@ pub(super) fn build_index(
             }
         }
         if let Some(path) = &args.metadata_file {
-            // As buildx: no image keys for files; the names for an archive.
+            // As buildx: no image keys for files; the names and the index as the layout
+            // holds it for an archive (no config: there is one per platform).
             let mut m = serde_json::Map::new();
             if !archive_names.is_empty() {
                 let names: Vec<String> = archive_names.iter().map(Reference::to_string).collect();
                 m.insert("image.name".into(), names.join(",").into());
+            }
+            if let Some(saved) = &saved {
+                archive_keys(&mut m, saved);
             }
             std::fs::write(path, serde_json::to_vec_pretty(&m)?)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -154,7 +158,8 @@ pub(super) fn build_index(
 /// `-o` other than `type=image` for a multi-platform build, as BuildKit 0.25 writes them:
 /// `type=local` and `type=tar` put each platform's files under `OS_ARCH[_VARIANT]/`, and
 /// `type=oci` writes one OCI layout whose index lists every platform's manifest (named by
-/// the `name=` and `-t` names). `type=docker` is refused before the build.
+/// the `name=` and `-t` names; returned is its `index.json` entry). `type=docker` is refused
+/// before the build.
 pub(super) fn write_platforms(
     store: &tare_store::Store,
     platforms: &[tare_build::Platform],
@@ -163,9 +168,9 @@ pub(super) fn write_platforms(
     names: &[Reference],
     index_annotations: &tare_store::IndexAnnotations,
     descriptor: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<serde_json::Value>> {
     match output {
-        Output::Image { .. } => Ok(()),
+        Output::Image { .. } => Ok(None),
         Output::Local { dest } => {
             for (platform, image) in platforms.iter().zip(images) {
                 let dir = dest.join(tare_build::output::platform_dir(platform));
@@ -173,14 +178,15 @@ pub(super) fn write_platforms(
                     format!("writing the files of {platform} to {}", dir.display())
                 })?;
             }
-            Ok(())
+            Ok(None)
         }
         Output::Tar { dest } => {
             let pairs: Vec<_> = platforms.iter().zip(images).collect();
             crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
                 tare_build::output::write_tar_platforms(store, &pairs, w)?;
                 Ok(())
-            })
+            })?;
+            Ok(None)
         }
         Output::Oci { dest, .. } => {
             // The index the archive's `index.json` names: stored untagged (gc drops it), its
@@ -188,16 +194,13 @@ pub(super) fn write_platforms(
             let index = store
                 .commit_index(images, 0, &[], index_annotations)
                 .context("making the image index")?;
-            let items = [SaveImage {
+            let item = SaveImage {
                 image: images[0].clone(),
                 tags: names.to_vec(),
                 index: Some(index),
                 descriptor: descriptor.clone(),
-            }];
-            crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
-                tare_layer::archive::save(store, &items, Format::Oci, Some(Compression::Gzip), w)?;
-                Ok(())
-            })
+            };
+            save_archive(store, item, Format::Oci, Some(Compression::Gzip), dest).map(Some)
         }
         Output::Docker { .. } => bail!("{}", DOCKER_MANIFEST_LIST),
     }

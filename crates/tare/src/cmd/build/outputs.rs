@@ -13,13 +13,15 @@ use tare_store::Reference;
 
 /// `--metadata-file`: the keys buildx writes for an image result. The manifest (the
 /// `containerimage.digest` and its descriptor) is the stored one, which `--push` sends as
-/// is; an archive output (`oci`, `docker`) re-encodes the layers, so only the config digest
-/// is given for it, and a file output (`local`, `tar`) has no image keys, as with buildx.
+/// is; for an archive output (`oci`, `docker`) it is the manifest as the archive holds it
+/// (`saved`: its `index.json` entry, layers re-encoded), as BuildKit's oci exporter reports
+/// it; a file output (`local`, `tar`) has no image keys, as with buildx.
 pub(super) fn metadata_json(
     store: &tare_store::Store,
     image: &tare_store::Image,
     output: Option<&Output>,
     names: &[Reference],
+    saved: Option<&serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     if matches!(output, Some(Output::Local { .. } | Output::Tar { .. })) {
@@ -33,7 +35,9 @@ pub(super) fn metadata_json(
         let names: Vec<String> = names.iter().map(Reference::to_string).collect();
         out.insert("image.name".into(), names.join(",").into());
     }
-    if output.is_none_or(Output::stores_image) {
+    if let Some(saved) = saved.filter(|_| output.is_some_and(|o| !o.stores_image())) {
+        archive_keys(&mut out, saved);
+    } else if output.is_none_or(Output::stores_image) {
         let manifest = store
             .read_blob(&image.manifest_digest)
             .with_context(|| format!("reading the manifest {}", image.manifest_digest))?;
@@ -102,38 +106,67 @@ pub(super) fn writes_stdout(output: &Output) -> bool {
     )
 }
 
-/// `-o` other than `type=image`: the final stage's files, or the image as an archive.
+/// buildx's keys for an archive's image: `saved` is its `index.json` entry (without the
+/// names), the manifest or, with several platforms, the index.
+pub(super) fn archive_keys(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    saved: &serde_json::Value,
+) {
+    out.insert("containerimage.digest".into(), saved["digest"].clone());
+    out.insert("containerimage.descriptor".into(), saved.clone());
+}
+
+/// Writes one archive item to `dest`; returns its `index.json` entry without the names.
+pub(super) fn save_archive(
+    store: &tare_store::Store,
+    item: SaveImage,
+    format: Format,
+    compression: Option<Compression>,
+    dest: &Dest,
+) -> anyhow::Result<serde_json::Value> {
+    let mut saved = None;
+    crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
+        let (_, entries) = tare_layer::archive::save(store, &[item], format, compression, w)?;
+        saved = entries.into_iter().next();
+        Ok(())
+    })?;
+    saved.context("the archive has no index.json entry")
+}
+
+/// `-o` other than `type=image`: the final stage's files, or the image as an archive (then
+/// its `index.json` entry, for `--metadata-file`).
 pub(super) fn write_output(
     store: &tare_store::Store,
     image: &tare_store::Image,
     output: &Output,
     names: &[Reference],
     descriptor: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    let archive = |dest: &Dest, format: Format, compression: Option<Compression>| {
-        let items = [SaveImage {
-            image: image.clone(),
-            tags: names.to_vec(),
-            index: None,
-            descriptor: descriptor.clone(),
-        }];
-        crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
-            tare_layer::archive::save(store, &items, format, compression, w)?;
-            Ok(())
-        })
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let item = || SaveImage {
+        image: image.clone(),
+        tags: names.to_vec(),
+        index: None,
+        descriptor: descriptor.clone(),
     };
     match output {
-        Output::Image { .. } => Ok(()),
+        Output::Image { .. } => Ok(None),
         Output::Local { dest } => {
             tare_build::output::write_local(store, image, dest)
                 .with_context(|| format!("writing the files to {}", dest.display()))?;
-            Ok(())
+            Ok(None)
         }
-        Output::Tar { dest } => crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
-            tare_build::output::write_tar(store, image, w)?;
-            Ok(())
-        }),
-        Output::Oci { dest, .. } => archive(dest, Format::Oci, Some(Compression::Gzip)),
-        Output::Docker { dest, .. } => archive(dest, Format::Docker, None),
+        Output::Tar { dest } => {
+            crate::cmd::save::write_file_or_stdout(&path(dest), |w| {
+                tare_build::output::write_tar(store, image, w)?;
+                Ok(())
+            })?;
+            Ok(None)
+        }
+        Output::Oci { dest, .. } => {
+            save_archive(store, item(), Format::Oci, Some(Compression::Gzip), dest).map(Some)
+        }
+        Output::Docker { dest, .. } => {
+            save_archive(store, item(), Format::Docker, None, dest).map(Some)
+        }
     }
 }

@@ -70,7 +70,7 @@ pub(super) fn push_remote(
         );
     }
     if let Some(path) = &args.metadata_file {
-        let metadata = metadata_json(store, image, None, tags)?;
+        let metadata = metadata_json(store, image, None, tags, None)?;
         let text = serde_json::to_vec_pretty(&metadata)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
