@@ -14,7 +14,7 @@
 //! Known difference from docker: a path written twice in one tar counts twice here; docker
 //! counts the file once (the second write replaces the first). Tar writers do not do that.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use tare_store::{LayerInfo, Store};
 
@@ -26,7 +26,7 @@ const BLOCK: usize = 512;
 const MAX_EXTENSION: u64 = 16 << 20;
 
 /// A streaming counter of a tar's content size; feed it with [`ContentSize::update`] or wrap a
-/// writer or reader in [`ContentSizeWriter`] / [`ContentSizeReader`].
+/// reader in [`ContentSizeReader`].
 #[derive(Debug, Default)]
 pub struct ContentSize {
     total: u64,
@@ -294,39 +294,6 @@ fn numeric(field: &[u8]) -> u64 {
         .fold(0u64, |n, &b| {
             n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
         })
-}
-
-/// A writer that counts the content size of the tar written through it.
-pub struct ContentSizeWriter<W> {
-    inner: W,
-    counter: ContentSize,
-}
-
-impl<W> ContentSizeWriter<W> {
-    /// Wraps `inner`; the tar written through it is counted.
-    pub fn new(inner: W) -> Self {
-        ContentSizeWriter {
-            inner,
-            counter: ContentSize::new(),
-        }
-    }
-
-    /// The inner writer and the content size.
-    pub fn finish(self) -> (W, u64) {
-        (self.inner, self.counter.total())
-    }
-}
-
-impl<W: Write> Write for ContentSizeWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.counter.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A reader that counts the content size of the tar read through it.

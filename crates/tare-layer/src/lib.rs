@@ -50,7 +50,6 @@ pub use bounded::{tar_archive, BoundedTar};
 pub use compression::{decompress, decompress_as, Compression, Compressor, Decoder};
 pub use content_size::{
     content_size, image_content_size, layers_content_size, ContentSize, ContentSizeReader,
-    ContentSizeWriter,
 };
 pub use error::{Error, Result};
 pub use export::export;

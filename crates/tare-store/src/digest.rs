@@ -4,7 +4,7 @@
 //! picked it. Everything else in tare hashes through [`Hasher`], so swapping it is one file.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::str::FromStr;
 
 use sha2::Digest as _;
@@ -120,44 +120,6 @@ impl Hasher {
     /// The sha256 of everything hashed, as a digest.
     pub fn finish(self) -> Digest {
         Digest(self.inner.finalize().into())
-    }
-}
-
-/// A writer that hashes and counts everything written through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`; every byte it accepts is hashed.
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-
-    /// The inner writer, the digest and the byte count.
-    pub fn finish(self) -> (W, Digest, u64) {
-        let len = self.hasher.len();
-        (self.inner, self.hasher.finish(), len)
-    }
-
-    /// The inner writer, to write through it without hashing (or to flush it).
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -40,16 +40,6 @@ pub enum Error {
         /// The digest of the bytes actually read.
         actual: Digest,
     },
-    /// A blob's length differs from the size its descriptor announced.
-    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        /// The blob.
-        digest: Digest,
-        /// The announced size in bytes.
-        expected: u64,
-        /// The bytes actually found.
-        actual: u64,
-    },
     /// A blob read whole (a manifest, index or config) is larger than the caller allows.
     #[error("blob {digest} is too large: {size} bytes, the limit is {limit}")]
     TooLarge {

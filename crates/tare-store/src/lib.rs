@@ -73,7 +73,7 @@ pub use atomic::{write_atomic, AtomicFile};
 pub use blob::{BlobReader, BlobWriter};
 pub use build_info::{BuildInfo, SquashOrigin, StepOrigin};
 pub use config::ImageConfig;
-pub use digest::{Digest, Hasher, HashingReader, HashingWriter};
+pub use digest::{Digest, Hasher, HashingReader};
 pub use error::{chain as error_chain, Error, Result};
 pub use gc::{CheckReport, PruneReport};
 pub use image::{

@@ -62,15 +62,7 @@ pub(super) fn install_stdio(plan: &Plan) -> StepResult {
 pub(super) fn exec_direct(plan: &Plan) -> StepResult<std::convert::Infallible> {
     install_stdio(plan)?;
     unblock_signals();
-    // SAFETY: both arrays are NULL-terminated and point into CStrings the plan keeps alive.
-    unsafe {
-        libc::execve(
-            plan.argv_ptrs[0],
-            plan.argv_ptrs.as_ptr(),
-            plan.envp_ptrs.as_ptr(),
-        )
-    };
-    Err((Step::Exec, Errno::from_raw_os_error(errno())))
+    exec_direct_after_setup(plan)
 }
 
 pub(super) const PATH_BUF: usize = 4096;
@@ -114,6 +106,7 @@ pub(super) fn exec_search(plan: &Plan) -> StepResult<std::convert::Infallible> {
     Err((Step::Exec, err))
 }
 
+/// Execs argv[0] as it is (a path), stdio and the signal mask already set up.
 fn exec_direct_after_setup(plan: &Plan) -> StepResult<std::convert::Infallible> {
     // SAFETY: NULL-terminated arrays of pointers into CStrings the plan keeps alive.
     unsafe {
