@@ -37,7 +37,7 @@ pub fn qemu_name(architecture: &str) -> &str {
 }
 
 /// The OCI architecture of a QEMU emulator name: the inverse of [`qemu_name`].
-pub fn oci_architecture(qemu: &str) -> &str {
+pub(crate) fn oci_architecture(qemu: &str) -> &str {
     match qemu {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -59,9 +59,15 @@ pub enum Handler {
     Disabled,
     /// Registered and enabled, without the `F` flag: it only works where the interpreter's
     /// host path exists, not in a container's root filesystem.
-    NoFixBinary { interpreter: String },
+    NoFixBinary {
+        /// The emulator's host path.
+        interpreter: String,
+    },
     /// Enabled with `F`: RUN steps of that architecture can execute.
-    Ready { interpreter: String },
+    Ready {
+        /// The emulator's host path (opened at registration, so it need not be in the rootfs).
+        interpreter: String,
+    },
 }
 
 /// The handler of `architecture` (an OCI name, `arm64`) in the binfmt_misc directory `dir`.
@@ -120,7 +126,7 @@ pub fn available() -> Vec<String> {
 
 /// The registration line for `architecture` from the first definition file found in
 /// `conf_dirs`, with the `F` flag added when missing.
-pub fn registration(conf_dirs: &[&Path], architecture: &str) -> Result<String, Error> {
+pub(crate) fn registration(conf_dirs: &[&Path], architecture: &str) -> Result<String, Error> {
     let qemu = qemu_name(architecture);
     let file_name = format!("qemu-{qemu}.conf");
     let Some(path) = conf_dirs

@@ -25,6 +25,7 @@ use crate::Error;
 pub struct Container {
     /// 64 hexadecimal digits; `ps` shows the first 12.
     pub id: String,
+    /// `--name`, or a generated `adjective_name` as Docker makes them.
     pub name: String,
     /// The image as the user named it.
     pub image: String,
@@ -51,11 +52,15 @@ pub struct Container {
 /// environment, user and working directory of the container's process, and its confinement.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExecDefaults {
+    /// The container process's environment (`KEY=VALUE`).
     pub env: Vec<String>,
+    /// The container's `--user` (or the image's USER); `None` is root.
     pub user: Option<String>,
+    /// The container's working directory; `None` is `/`.
     pub workdir: Option<String>,
     /// Started with `--security-opt seccomp=unconfined`.
     pub seccomp_unconfined: bool,
+    /// Started with `--security-opt no-new-privileges`.
     pub no_new_privileges: bool,
     /// Started through an OCI runtime (`--runtime`): tare cannot join it.
     pub runtime: Option<String>,
@@ -64,12 +69,21 @@ pub struct ExecDefaults {
 /// A container's state as `ps` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Recorded, never started (or its owner has not started it yet).
     Created,
+    /// Its owning tare process is alive.
     Running,
-    Exited { code: i32, finished: u64 },
+    /// Ended (137 when its owner died without recording the code).
+    Exited {
+        /// The exit code (128 + signal number when killed).
+        code: i32,
+        /// Seconds since the epoch.
+        finished: u64,
+    },
 }
 
 impl Container {
+    /// Whether it runs, from the record and whether its owner process is alive.
     pub fn status(&self) -> Status {
         match (self.exit_code, self.owner_pid) {
             (Some(code), _) => Status::Exited {

@@ -6,40 +6,55 @@ use std::path::PathBuf;
 /// which [`crate::run`] returns as `Ok`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The spec's argument vector is empty.
     #[error("no command given")]
     NoCommand,
 
+    /// A value of the spec that cannot be used (a relative container path, a NUL byte).
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {
+        /// Which field of the spec, in words ("working directory").
         what: &'static str,
+        /// The value as given.
         value: String,
+        /// Why it is refused.
         reason: &'static str,
     },
 
+    /// A file operation of the host side failed on `path`.
     #[error("{path}: {source}")]
     Io {
+        /// The host path the operation was on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A system call of the host side failed (creating a pipe, cloning the child...).
     #[error("{action}: {source}")]
     Sys {
+        /// What tare was doing, in words.
         action: &'static str,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A user name that the rootfs's `/etc/passwd` does not list (Docker's wording).
     #[error("unable to find user {0}: no matching entries in passwd file")]
     UnknownUser(String),
 
+    /// A group name that the rootfs's `/etc/group` does not list (Docker's wording).
     #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
 
     /// A step of the container's set-up failed (mounting, pivot_root, setuid...).
     #[error("setting up the container: {step}: {source}")]
     Setup {
+        /// The failed step, in words ("mounting /proc").
         step: &'static str,
+        /// The child's errno.
         #[source]
         source: std::io::Error,
     },
@@ -47,7 +62,9 @@ pub enum Error {
     /// The command could not be executed; [`Error::exit_code`] gives Docker's 127 or 126.
     #[error("exec: {command:?}: {}", exec_reason(source, command))]
     Exec {
+        /// `args[0]` as given.
         command: String,
+        /// `execve`'s errno.
         #[source]
         source: std::io::Error,
     },
@@ -56,40 +73,70 @@ pub enum Error {
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
 
+    /// No container record has that id, id prefix or name (the `containers` module).
     #[error("container {0}: no such container")]
     NoSuchContainer(String),
 
+    /// `--name` of a container that another record already has.
     #[error("container name {0:?} is already in use")]
     NameInUse(String),
 
+    /// The shared private network could not be set up (pasta missing or failing).
     #[error("private network: {reason}")]
-    Network { reason: String },
+    Network {
+        /// What failed.
+        reason: String,
+    },
 
+    /// An OCI runtime (`--runtime`) that cannot be found or used (the `oci` module).
     #[error("runtime {runtime}: {reason}")]
-    Runtime { runtime: String, reason: String },
+    Runtime {
+        /// The runtime's name or path.
+        runtime: String,
+        /// What failed.
+        reason: String,
+    },
 
     /// Registering or reading a binfmt_misc handler (the `binfmt` module).
     #[error("binfmt_misc: {reason}")]
-    Binfmt { reason: String },
+    Binfmt {
+        /// What failed.
+        reason: String,
+    },
 
     /// `tare slim`'s tracer (the `trace` module).
     #[error("tracing: {reason}")]
-    Trace { reason: String },
+    Trace {
+        /// What failed.
+        reason: String,
+    },
 
     /// `--cgroup-parent` (the `cgroup` module).
     #[error("cgroup parent {parent:?}: {reason}")]
-    CgroupParent { parent: String, reason: String },
+    CgroupParent {
+        /// The `--cgroup-parent` value as given.
+        parent: String,
+        /// Why it is refused or failed.
+        reason: String,
+    },
 
-    // Rootless tare (the `userns` module).
+    /// Rootless tare (the `userns` module) cannot enter or use its user namespace.
     #[error("rootless: {reason}")]
-    Rootless { reason: String },
+    Rootless {
+        /// What failed, with the fix when there is one.
+        reason: String,
+    },
 
     /// A container ID that the rootless user namespace does not map.
     #[error("rootless: {kind} {id} is not mapped in tare's user namespace (only {mapped}): {fix}")]
     Unmapped {
+        /// `uid` or `gid`.
         kind: &'static str,
+        /// The ID the run asked for.
         id: u32,
+        /// The IDs the namespace maps, for the message.
         mapped: String,
+        /// How to get a larger range (`usermod --add-subuids ...`).
         fix: String,
     },
 }

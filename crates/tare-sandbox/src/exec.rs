@@ -44,9 +44,13 @@ pub struct ExecSpec {
     /// The container's confinement (`privileged` gives the process every capability, like
     /// `docker exec --privileged`).
     pub security: Security,
+    /// Give the process a pseudo-terminal (`-t`), as [`crate::RunSpec::tty`].
     pub tty: bool,
+    /// The process's standard input.
     pub stdin: Stdio,
+    /// The process's standard output.
     pub stdout: Stdio,
+    /// The process's standard error.
     pub stderr: Stdio,
 }
 

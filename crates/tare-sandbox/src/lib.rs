@@ -75,6 +75,8 @@
 //! ([`OnSignal::Kill`], build steps: Ctrl-C stops the build). Like Docker without `--init`,
 //! a pid 1 that does not handle a signal ignores it.
 
+#![deny(missing_docs)]
+
 pub mod binfmt;
 mod caps;
 mod cgroup;
@@ -97,6 +99,7 @@ mod signals;
 mod spawn;
 mod streams;
 mod stubs;
+#[allow(missing_docs)] // H4 owns trace.rs this session: its field docs come last
 pub mod trace;
 mod tty;
 mod user;
@@ -108,7 +111,6 @@ use std::path::PathBuf;
 pub use cgroup::CgroupParent;
 pub use error::Error;
 pub use exec::{exec, join_user_namespace, ExecSpec};
-pub use layers::read_file as read_rootfs_file;
 pub use limits::{ExtraHost, Ulimit};
 pub use spawn::run;
 pub use user::{resolve_user, User};
@@ -123,8 +125,11 @@ pub enum Rootfs {
     /// receives the changes, `work` is overlayfs's scratch directory on the same filesystem as
     /// `upper`. Both must exist; `upper` is normally empty.
     Overlay {
+        /// The read-only layers, top first.
         lower: Vec<PathBuf>,
+        /// The directory that receives the run's changes.
         upper: PathBuf,
+        /// overlayfs's work directory, beside `upper`.
         work: PathBuf,
     },
     /// A plain directory used as the root, written in place.
@@ -133,7 +138,7 @@ pub enum Rootfs {
 
 impl Rootfs {
     /// The directories that make up the filesystem, top first: for reading files such as
-    /// `/etc/passwd` without mounting ([`resolve_user`], [`read_rootfs_file`]).
+    /// `/etc/passwd` without mounting ([`resolve_user`]).
     pub fn layers(&self) -> Vec<PathBuf> {
         match self {
             Rootfs::Overlay { lower, upper, .. } => {
@@ -203,6 +208,7 @@ pub struct BindMount {
     /// An absolute path inside the container; created (as a directory, or an empty file when
     /// `source` is a file) when missing.
     pub target: String,
+    /// Mount it read-only (and read-only all the way down, for a directory's sub-mounts).
     pub readonly: bool,
 }
 
@@ -255,6 +261,7 @@ pub enum OnSignal {
 /// Everything a run needs. See [`run`].
 #[derive(Debug)]
 pub struct RunSpec {
+    /// The root filesystem the command runs on.
     pub rootfs: Rootfs,
     /// The command: `args[0]` is looked up in the environment's PATH inside the rootfs unless
     /// it contains a `/`. Must not be empty.
@@ -267,13 +274,17 @@ pub struct RunSpec {
     /// `user`, `uid`, `user:group`, `uid:gid`, resolved inside the rootfs ([`resolve_user`]).
     /// `None` is root.
     pub user: Option<String>,
+    /// Which network namespace the run gets.
     pub network: Network,
+    /// Seccomp, `no_new_privs` and `--security=insecure`.
     pub security: Security,
     /// The container's host name (also in its /etc/hosts, and its /etc/hostname with
     /// [`EtcFiles::Container`]).
     pub hostname: String,
     /// How `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` are mounted.
     pub etc_files: EtcFiles,
+    /// Host files and directories bind-mounted in (volumes, RUN's bind, cache and secret
+    /// mounts); see `tmpfs` for the order.
     pub mounts: Vec<BindMount>,
     /// Tmpfs mounts. With `mounts`, they are mounted parents first (sorted by the depth of
     /// their target), so a bind inside a tmpfs or a tmpfs inside a bind both work.
@@ -284,9 +295,13 @@ pub struct RunSpec {
     /// terminal, which tare relays to `stdin` and `stdout` (the host terminal is put in raw
     /// mode and its window size is copied).
     pub tty: bool,
+    /// The process's standard input ([`Stdio::Null`] by default).
     pub stdin: Stdio,
+    /// The process's standard output.
     pub stdout: Stdio,
+    /// The process's standard error.
     pub stderr: Stdio,
+    /// What a signal that tare receives does to the container.
     pub on_signal: OnSignal,
     /// Remove after the run the mount points of `mounts` it created in the writable directory
     /// (the target and its missing parents, when still empty), as BuildKit does for a RUN's

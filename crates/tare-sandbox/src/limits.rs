@@ -9,7 +9,9 @@ use crate::Error;
 /// An extra `/etc/hosts` entry (`--add-host HOST:IP`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraHost {
+    /// The name (no whitespace).
     pub host: String,
+    /// The address it resolves to.
     pub ip: IpAddr,
 }
 
@@ -57,11 +59,13 @@ impl ExtraHost {
 /// A resource limit (`--ulimit nofile=1024:2048`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ulimit {
+    /// The kernel's resource number (`RLIMIT_NOFILE`).
     pub resource: rustix::process::Resource,
     /// The name as docker spells it (`nofile`).
     pub name: &'static str,
     /// `None` is unlimited (`-1`).
     pub soft: Option<u64>,
+    /// The ceiling the process may raise `soft` to; `None` is unlimited.
     pub hard: Option<u64>,
 }
 

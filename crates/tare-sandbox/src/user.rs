@@ -10,7 +10,9 @@ use crate::{layers, Error};
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The user ID the process runs as.
     pub uid: u32,
+    /// The primary group ID.
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,

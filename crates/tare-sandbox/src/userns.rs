@@ -33,13 +33,16 @@ use crate::Error;
 
 /// IDs mapped from a subordinate range: the container's 0..=65535 plus one (65536 IDs after
 /// root, like rootless Docker's and Podman's default ranges).
-pub const SUBORDINATE_IDS: u32 = 65536;
+pub(crate) const SUBORDINATE_IDS: u32 = 65536;
 
 /// One line of a `uid_map` or `gid_map`: `count` IDs from `inside` are `outside` on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct IdRange {
+    /// The first ID inside the namespace.
     pub inside: u32,
+    /// The host ID that `inside` is.
     pub outside: u32,
+    /// How many consecutive IDs the line maps.
     pub count: u32,
 }
 
@@ -48,9 +51,13 @@ pub struct IdRange {
 pub struct Rootless {
     /// The host user's name (from /etc/passwd), or its uid as text.
     pub user: String,
+    /// The host uid tare runs as (root inside the namespace).
     pub uid: u32,
+    /// The host gid tare runs as.
     pub gid: u32,
+    /// The namespace's `uid_map` lines.
     pub uid_map: Vec<IdRange>,
+    /// The namespace's `gid_map` lines.
     pub gid_map: Vec<IdRange>,
     /// True when a subordinate range is mapped (through newuidmap and newgidmap).
     pub subordinate: bool,
@@ -58,12 +65,12 @@ pub struct Rootless {
 
 impl Rootless {
     /// True when the container uid `id` exists in the namespace.
-    pub fn maps_uid(&self, id: u32) -> bool {
+    pub(crate) fn maps_uid(&self, id: u32) -> bool {
         maps(&self.uid_map, id)
     }
 
     /// True when the container gid `id` exists in the namespace.
-    pub fn maps_gid(&self, id: u32) -> bool {
+    pub(crate) fn maps_gid(&self, id: u32) -> bool {
         maps(&self.gid_map, id)
     }
 
@@ -79,7 +86,7 @@ fn maps(map: &[IdRange], id: u32) -> bool {
 }
 
 /// How to give `user` a subordinate range.
-pub fn range_fix(user: &str) -> String {
+pub(crate) fn range_fix(user: &str) -> String {
     format!(
         "add a subordinate ID range for {user} to /etc/subuid and /etc/subgid \
          (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}) \
@@ -97,6 +104,7 @@ pub fn rootless() -> Option<&'static Rootless> {
 /// What [`enter`] would do for the current user: the plan of the mapping, without entering.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The mapping [`enter`] would set up.
     pub rootless: Rootless,
     /// newuidmap and newgidmap, when found.
     pub helpers: Option<(PathBuf, PathBuf)>,
@@ -196,7 +204,7 @@ fn single_threaded() -> Result<(), Error> {
 /// kind the kernel lets it join (it has every capability there); another user's is EPERM
 /// and the host's own EINVAL, both refused here with the reason. Must be called while the
 /// process has one thread, instead of [`enter`].
-pub fn join(container: std::os::fd::BorrowedFd<'_>) -> Result<&'static Rootless, Error> {
+pub(crate) fn join(container: std::os::fd::BorrowedFd<'_>) -> Result<&'static Rootless, Error> {
     if let Some(done) = ROOTLESS.get() {
         return Ok(done);
     }
@@ -391,7 +399,7 @@ fn helper(go: OwnedFd, err: OwnedFd, commands: &[(PathBuf, Vec<OsString>); 2]) -
 }
 
 /// `(start, count)` of the first range for `user` (by name or uid) in a subuid/subgid file.
-pub fn subordinate_range(file: &Path, user: &str, uid: u32) -> Option<(u32, u32)> {
+pub(crate) fn subordinate_range(file: &Path, user: &str, uid: u32) -> Option<(u32, u32)> {
     let text = std::fs::read_to_string(file).ok()?;
     parse_subordinate(&text, user, uid)
 }
