@@ -8,7 +8,9 @@ use crate::error::Source;
 /// A parsed Dockerfile: parser directives and one node per instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ast {
+    /// The parser directives at the top (`# syntax=`, `# escape=`, `# check=`).
     pub directives: Directives,
+    /// One node per instruction, in file order.
     pub children: Vec<Node>,
     /// Non-fatal findings of the parser (empty continuation lines).
     pub warnings: Vec<crate::Warning>,
@@ -55,6 +57,7 @@ pub struct Node {
     pub original: String,
     /// 1-based first and last line, heredoc bodies included.
     pub start_line: usize,
+    /// The last line (1-based) of the instruction, heredoc bodies included.
     pub end_line: usize,
     /// Byte offsets of the instruction in the source (for error labels).
     pub(crate) span: (usize, usize),

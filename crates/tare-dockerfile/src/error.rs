@@ -13,10 +13,16 @@ pub enum Error {
     /// A word could not be expanded (`${v:?msg}`, a missing `}`, ...). Raised by
     /// [`crate::expand_word`]; [`crate::Stage::expand`] turns it into a located error.
     #[error("{message}")]
-    Expand { message: String },
+    Expand {
+        /// What is wrong with the word, in BuildKit's words.
+        message: String,
+    },
     /// `--target` names no stage.
     #[error("target stage {name:?} could not be found")]
-    UnknownTarget { name: String },
+    UnknownTarget {
+        /// The `--target` value as given.
+        name: String,
+    },
 }
 
 /// The details of [`Error::Located`].

@@ -12,7 +12,7 @@ use crate::shell::{expand_word, expand_words, Lexer};
 use crate::Error;
 
 /// Build args Docker accepts without an ARG declaration and passes to RUN.
-pub const PROXY_ARGS: [&str; 10] = [
+pub(crate) const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -26,7 +26,7 @@ pub const PROXY_ARGS: [&str; 10] = [
 ];
 
 /// The platform tare runs on, in BuildKit's notation (`linux/amd64`, `linux/arm/v7`).
-pub fn host_platform() -> String {
+pub(crate) fn host_platform() -> String {
     match std::env::consts::ARCH {
         "x86_64" => "linux/amd64".to_string(),
         "aarch64" => "linux/arm64".to_string(),
@@ -52,14 +52,9 @@ fn split_platform(platform: &str) -> (String, String, String) {
     (os, arch, variant)
 }
 
-/// The automatic platform ARGs (`BUILDPLATFORM`, `TARGETARCH`, ...) for the machine tare
-/// runs on. A `--build-arg` of the same name overrides each.
-pub fn platform_args() -> Vec<(String, String)> {
-    platform_args_for(&host_platform())
-}
-
-/// The automatic platform ARGs when building for `target` (`linux/arm64`) on this machine.
-pub fn platform_args_for(target: &str) -> Vec<(String, String)> {
+/// The automatic platform ARGs (`BUILDPLATFORM`, `TARGETARCH`, ...) when building for
+/// `target` (`linux/arm64`) on this machine. A `--build-arg` of the same name overrides each.
+pub(crate) fn platform_args_for(target: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (prefix, platform) in [("BUILD", host_platform()), ("TARGET", target.to_string())] {
         let (os, arch, variant) = split_platform(&platform);
@@ -107,6 +102,9 @@ fn labs_syntax(syntax: Option<&str>) -> bool {
     syntax.is_some_and(|s| s.ends_with("-labs") || s.contains("-labs@"))
 }
 
+/// [`evaluate`] for a build whose target platform is `target_platform` (an OCI platform such
+/// as `linux/arm64`): the automatic platform ARGs (`TARGETPLATFORM`, `TARGETARCH`, ...) take
+/// their values from it instead of the host.
 pub fn evaluate_for_platform(
     ast: &Ast,
     build_args: &BTreeMap<String, String>,

@@ -206,12 +206,12 @@ fn target_keeps_the_stages_up_to_it() {
 fn platform_args_are_automatic_for_from_and_declared_in_stages() {
     let d =
         eval("FROM --platform=$BUILDPLATFORM a\nARG TARGETARCH\nENV T=$TARGETARCH O=[$TARGETOS]\n");
-    let platform = platform_args()
+    let platform = super::platform_args_for(&super::host_platform())
         .into_iter()
         .find(|(k, _)| k == "BUILDPLATFORM")
         .map(|(_, v)| v);
     assert_eq!(d.stages[0].platform, platform);
-    let arch = platform_args()
+    let arch = super::platform_args_for(&super::host_platform())
         .into_iter()
         .find(|(k, _)| k == "TARGETARCH")
         .map(|(_, v)| v)
@@ -241,7 +241,7 @@ fn a_target_platform_sets_the_target_args_and_leaves_the_build_args_to_the_host(
         ("linux/s390x", "linux/s390x", "linux/s390x/linux/s390x/[]"),
     ] {
         let d = evaluate_for_platform(&ast, &none, None, Some(wanted)).unwrap();
-        let host = host_platform();
+        let host = super::host_platform();
         assert_eq!(d.stages[0].platform.as_deref(), Some(host.as_str()));
         let arch = platform.split('/').nth(1).unwrap();
         assert_eq!(d.stages[1].base, format!("b-{arch}"));

@@ -21,6 +21,7 @@
 //! Errors are one [`Error`] type; located errors render as `FILE:LINE:COL: message` and as a
 //! miette diagnostic showing the offending line.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod ast;
 mod error;
@@ -36,16 +37,14 @@ mod suggest;
 
 pub use ast::{go_quote, Ast, Directives, Heredoc, Node};
 pub use error::{Error, LocatedError};
-pub use evaluate::{
-    evaluate, evaluate_for_platform, host_platform, platform_args, platform_args_for, PROXY_ARGS,
-};
+pub use evaluate::{evaluate, evaluate_for_platform};
 pub use instructions::healthcheck::parse_go_duration;
 pub use instructions::mount::{Mount, MountKind, Sharing};
 pub use model::{
     Command, Copy, CopySource, Dockerfile, Healthcheck, Instruction, Location, Run, ShellOrExec,
     Stage, Warning,
 };
-pub use parser::{parse, INSTRUCTIONS};
+pub use parser::parse;
 pub use shell::{expand_word, expand_words};
 
 /// Parses ONBUILD triggers taken from a base image's config (`["RUN make", ...]`) into

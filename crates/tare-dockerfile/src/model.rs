@@ -10,6 +10,7 @@ use crate::error::Source;
 /// instruction checked and typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dockerfile {
+    /// The parser directives, as [`crate::Ast::directives`].
     pub directives: crate::Directives,
     /// ARGs declared before the first FROM, with their values after `--build-arg` overrides
     /// (`None`: declared without a value).
@@ -18,6 +19,7 @@ pub struct Dockerfile {
     pub stages: Vec<Stage>,
     /// Index of the stage to build (`--target`, or the last stage).
     pub target: usize,
+    /// The parser's and the evaluation's findings (unused build args, ...), in file order.
     pub warnings: Vec<Warning>,
 }
 
@@ -37,12 +39,14 @@ impl Dockerfile {
 pub struct Warning {
     /// 1-based line, when the warning belongs to one.
     pub line: Option<usize>,
+    /// What was found, as BuildKit words it.
     pub message: String,
 }
 
 /// One `FROM` and the instructions after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
+    /// The stage's position in the file (0 is the first FROM), as `--from=0` names it.
     pub index: usize,
     /// `AS name`, lower-cased.
     pub name: Option<String>,
@@ -80,16 +84,20 @@ pub(crate) struct ArgScope {
 /// Line range of an instruction (1-based, inclusive, heredoc bodies included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
+    /// The instruction's first line.
     pub start_line: usize,
+    /// Its last line.
     pub end_line: usize,
 }
 
 /// One instruction of a stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instruction {
+    /// Where it is in the Dockerfile.
     pub location: Location,
     /// The instruction as written, continuation lines joined (used for history `created_by`).
     pub original: String,
+    /// The instruction's typed arguments.
     pub command: Command,
     /// Byte range in the source, for error labels.
     pub(crate) span: (usize, usize),
@@ -98,40 +106,56 @@ pub struct Instruction {
 /// Shell form (`RUN echo hi`, run with the stage's SHELL) or exec form (`RUN ["echo", "hi"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShellOrExec {
+    /// The command line, given to the stage's SHELL.
     Shell(String),
+    /// The argument vector, executed as it is.
     Exec(Vec<String>),
 }
 
 /// The typed instructions. Words are as written until [`Stage::expand`] substitutes variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// RUN.
     Run(Run),
+    /// COPY.
     Copy(Copy),
+    /// ADD: COPY's fields, plus URLs, git sources and archive unpacking.
     Add(Copy),
+    /// ENV's `KEY=VALUE` pairs, in order.
     Env(Vec<(String, String)>),
     /// Names and defaults. After [`Stage::expand`]: the value in effect (build arg, default or
     /// global), `None` when the ARG has no value.
     Arg(Vec<(String, Option<String>)>),
+    /// LABEL's pairs, in order.
     Label(Vec<(String, String)>),
     /// Ports after expansion and word splitting (`80`, `53/udp`).
     Expose(Vec<String>),
+    /// VOLUME's container paths.
     Volume(Vec<String>),
+    /// USER's `user[:group]`.
     User(String),
+    /// WORKDIR's path (relative ones are joined to the current one by the builder).
     Workdir(String),
+    /// CMD.
     Cmd(ShellOrExec),
+    /// ENTRYPOINT.
     Entrypoint(ShellOrExec),
+    /// STOPSIGNAL's signal, as written (`SIGTERM`, `15`).
     StopSignal(String),
+    /// HEALTHCHECK.
     Healthcheck(Healthcheck),
     /// The new shell, always exec form.
     Shell(Vec<String>),
     /// The trigger instruction as text (`RUN make`), stored in the image config.
     Onbuild(String),
+    /// MAINTAINER's text (stored as the image's author).
     Maintainer(String),
 }
 
 /// RUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
+    /// The command.
     pub cmd: ShellOrExec,
     /// `--mount` options, parsed.
     pub mounts: Vec<crate::Mount>,
@@ -156,13 +180,19 @@ pub struct Run {
 pub struct Copy {
     /// Sources in order: paths (or URLs/git refs for ADD) and inline heredoc files.
     pub sources: Vec<CopySource>,
+    /// The destination, as written (a trailing `/` means a directory).
     pub dest: String,
     /// `--from=stage|index|image` (COPY only).
     pub from: Option<String>,
+    /// `--chown=user[:group]`.
     pub chown: Option<String>,
+    /// `--chmod=` (octal or symbolic).
     pub chmod: Option<String>,
+    /// `--link`: the files become a layer of their own, independent of the layers below.
     pub link: bool,
+    /// `--parents`: keep the sources' parent directories under `dest` (labs syntax).
     pub parents: bool,
+    /// `--exclude=` patterns, left out of the copy.
     pub exclude: Vec<String>,
     /// `--checksum` (ADD only).
     pub checksum: Option<String>,
@@ -177,6 +207,7 @@ pub struct Copy {
 /// One COPY/ADD source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopySource {
+    /// A path in the context or `--from` source (a URL or git reference for ADD).
     Path(String),
     /// A heredoc: `name` is the file name, `content` the file (expanded by [`Stage::expand`]
     /// unless the delimiter was quoted).
@@ -188,13 +219,19 @@ pub enum CopySource {
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable the base image's check.
     None,
+    /// `HEALTHCHECK [OPTIONS] CMD ...`; `None` options are left to the runtime's defaults.
     Cmd {
         /// In image config form: `["CMD", args...]` or `["CMD-SHELL", "command"]`.
         test: Vec<String>,
+        /// `--interval`: time between checks.
         interval: Option<Duration>,
+        /// `--timeout`: how long one check may take.
         timeout: Option<Duration>,
+        /// `--start-period`: failures during it do not count.
         start_period: Option<Duration>,
+        /// `--start-interval`: time between checks during the start period.
         start_interval: Option<Duration>,
+        /// `--retries`: consecutive failures that make the container unhealthy.
         retries: Option<u32>,
     },
 }

@@ -9,7 +9,7 @@ use crate::suggest::did_you_mean;
 use crate::{Error, Warning};
 
 /// Every instruction keyword, in lower case.
-pub const INSTRUCTIONS: [&str; 18] = [
+pub(crate) const INSTRUCTIONS: [&str; 18] = [
     "add",
     "arg",
     "cmd",

@@ -3,6 +3,7 @@
 /// One `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// `type=` (bind by default).
     pub kind: MountKind,
     /// Where the mount appears in the container (defaulted for secret and ssh).
     pub target: String,
@@ -10,12 +11,17 @@ pub struct Mount {
     pub source: Option<String>,
     /// Stage name, index or image to take `source` from.
     pub from: Option<String>,
+    /// `ro`, `readonly` or `rw=false`; bind, secret and ssh mounts are read-only by default.
     pub read_only: bool,
     /// Cache, secret or ssh id.
     pub id: Option<String>,
+    /// `sharing=` of a cache mount.
     pub sharing: Sharing,
+    /// `mode=` (octal) of a cache, secret or ssh mount's file or directory.
     pub mode: Option<u32>,
+    /// `uid=` owning the cache directory, secret file or ssh socket.
     pub uid: Option<u32>,
+    /// `gid=` owning the cache directory, secret file or ssh socket.
     pub gid: Option<u32>,
     /// Secret/ssh: fail when missing.
     pub required: bool,
@@ -25,20 +31,29 @@ pub struct Mount {
     pub env: Option<String>,
 }
 
+/// `--mount=type=...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
+    /// Files of the context, a stage or an image, read-only by default.
     Bind,
+    /// A directory kept by the builder across builds, keyed by `id`.
     Cache,
+    /// An empty tmpfs.
     Tmpfs,
+    /// A `--secret` as a file (or environment variable), never in the image.
     Secret,
+    /// An `--ssh` agent socket.
     Ssh,
 }
 
 /// Cache mount sharing mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sharing {
+    /// Concurrent steps use the same directory (the default).
     Shared,
+    /// A step that finds it in use gets a fresh directory of its own.
     Private,
+    /// A step waits until the other one has finished with it.
     Locked,
 }
 
