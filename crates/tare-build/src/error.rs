@@ -139,6 +139,24 @@ pub enum Error {
         repository: String,
         reason: String,
     },
+    // `tare commit` (commit.rs).
+    /// The image a container was started from is gone, or no longer has its layers.
+    #[error("container {container}: its image {image} {reason}")]
+    ContainerImage {
+        container: String,
+        /// The image's name and ID as the container recorded them.
+        image: String,
+        reason: &'static str,
+    },
+    /// Reading or storing a container's changes failed.
+    #[error("container {container}: {what}")]
+    ContainerChanges {
+        container: String,
+        /// What failed (`reading its changes`).
+        what: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("the build was interrupted")]
     Interrupted,
     #[error("base image {name:?} is neither in the store nor pullable")]

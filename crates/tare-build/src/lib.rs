@@ -19,6 +19,7 @@
 //! - [`remote_cache`]: the cache in a registry (`--cache-to`, `--cache-from`): one entry per
 //!   step key, looked up when the local cache misses, exported after the build.
 //! - [`report`]: what the build tells while it runs; it never prints.
+//! - [`commit`]: `tare commit`, a container's changes as one more layer on its image.
 //!
 //! It does not parse Dockerfiles, store blobs, write tar streams or run processes: those are
 //! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
@@ -27,6 +28,7 @@
 pub mod annotations;
 pub mod cache;
 pub mod chmod;
+pub mod commit;
 pub mod config;
 mod context;
 pub mod context_source;

@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         Ok(record) => {
             let mut layers = image_layers(&store, &record)?;
             let upper = containers.upper_dir(&record.id);
-            let diff = crate::cmd::commit::store_diff(&store, &record, &upper)?;
+            let diff = tare_build::commit::store_diff(&store, &record, &upper)?;
             let scratch = Scratch {
                 store: store.clone(),
                 blob: diff.digest,
