@@ -29,6 +29,9 @@ pub struct BuildOptions {
     /// The Dockerfile's text and the name it is reported under (its path, or `-`).
     pub dockerfile: String,
     pub dockerfile_name: String,
+    /// The Dockerfile's own ignore file (`<Dockerfile>.dockerignore` beside it), read instead
+    /// of the context's `.dockerignore` when present, as docker and buildx do.
+    pub dockerignore: Option<PathBuf>,
     pub tags: Vec<Reference>,
     pub build_args: BTreeMap<String, String>,
     /// `--label`: added to the final image's config.

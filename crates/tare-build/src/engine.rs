@@ -109,7 +109,7 @@ pub fn build(
             store,
             opts,
             reporter,
-            context: ContextTree::open(&opts.context)?,
+            context: ContextTree::open(&opts.context, opts.dockerignore.as_deref())?,
             cache: Cache::open(store)?,
             slots: Slots::new(dockerfile.stages.len()),
             dockerfile: dockerfile.clone(),

@@ -27,8 +27,6 @@ pub enum Error {
         #[source]
         source: PatternError,
     },
-    #[error("source {path:?} leaves the build context")]
-    LeavesContext { path: String },
     #[error("too many levels of symbolic links resolving {path:?}")]
     SymlinkLoop { path: String },
     #[error("{path:?} not found in {tree}")]

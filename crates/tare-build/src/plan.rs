@@ -682,7 +682,7 @@ mod tests {
         symlink("usr/bin", image.join("bin")).expect("symlink");
         fix_mtimes(&image, 1_500_000_000);
         (
-            ContextTree::open(&ctx).expect("ctx"),
+            ContextTree::open(&ctx, None).expect("ctx"),
             Layers::new(vec![image], "image"),
         )
     }

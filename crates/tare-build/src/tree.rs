@@ -62,22 +62,17 @@ pub trait SourceTree: Send + Sync {
     fn read_dir(&self, rel: &str) -> Result<Vec<String>, Error>;
     /// A name for messages (`context`, `stage builder`, ...).
     fn describe(&self) -> String;
-    /// Whether a symlink that leaves the tree is an error (the context) or is clamped at the
-    /// root (an image, as the kernel does inside a chroot).
-    fn strict_links(&self) -> bool;
-
-    /// Follows symlinks in `rel` (the final one too when `follow_last`), never above the root.
+    /// Follows symlinks in `rel` (the final one too when `follow_last`), never above the root:
+    /// `..` at the root stays there and an absolute target starts again from the root, as the
+    /// kernel resolves inside a chroot and as BuildKit 0.25 resolves sources in the context
+    /// and in images alike.
     fn resolve(&self, rel: &str, follow_last: bool) -> Result<String, Error> {
         let mut pending: Vec<String> = split(rel).into_iter().rev().collect();
         let mut done: Vec<String> = Vec::new();
         let mut hops = 0;
         while let Some(comp) = pending.pop() {
             if comp == ".." {
-                if done.pop().is_none() && self.strict_links() {
-                    return Err(Error::LeavesContext {
-                        path: rel.to_string(),
-                    });
-                }
+                done.pop();
                 continue;
             }
             let candidate = join(&done, &comp);
@@ -95,11 +90,6 @@ pub trait SourceTree: Send + Sync {
                     let target = target.as_os_str().as_bytes();
                     let target = String::from_utf8_lossy(target).into_owned();
                     if target.starts_with('/') {
-                        if self.strict_links() {
-                            return Err(Error::LeavesContext {
-                                path: rel.to_string(),
-                            });
-                        }
                         done.clear();
                     }
                     for part in split(&target).into_iter().rev() {
@@ -138,10 +128,11 @@ pub struct ContextTree {
 }
 
 impl ContextTree {
-    /// Opens `root`, reading its `.dockerignore` when present.
-    pub fn open(root: &Path) -> Result<ContextTree, Error> {
+    /// Opens `root`, filtered by `ignore_file` when given (a Dockerfile's own
+    /// `<Dockerfile>.dockerignore`), else by its `.dockerignore` when present.
+    pub fn open(root: &Path, ignore_file: Option<&Path>) -> Result<ContextTree, Error> {
         let root = fs::canonicalize(root).map_err(io_err(root))?;
-        let ignore_path = root.join(".dockerignore");
+        let ignore_path = ignore_file.map_or_else(|| root.join(".dockerignore"), Path::to_path_buf);
         let ignore = match fs::read_to_string(&ignore_path) {
             Ok(text) => DockerIgnore::parse(&text).map_err(|source| Error::DockerIgnore {
                 path: ignore_path.clone(),
@@ -234,10 +225,6 @@ impl SourceTree for ContextTree {
         self.name
             .clone()
             .unwrap_or_else(|| "the build context".to_string())
-    }
-
-    fn strict_links(&self) -> bool {
-        true
     }
 }
 
@@ -391,10 +378,6 @@ impl SourceTree for Layers {
     fn describe(&self) -> String {
         self.name.clone()
     }
-
-    fn strict_links(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]
@@ -429,19 +412,23 @@ mod tests {
     }
 
     #[test]
-    fn context_symlinks_leaving_the_context_are_errors() {
+    fn context_symlinks_are_clamped_at_the_context_root() {
         let tmp = tempfile::tempdir().expect("tmp");
-        fs::create_dir(tmp.path().join("ctx")).expect("mkdir");
+        fs::create_dir_all(tmp.path().join("ctx/sub")).expect("mkdir");
         fs::write(tmp.path().join("secret"), "s").expect("write");
         symlink("../secret", tmp.path().join("ctx/out")).expect("symlink");
+        symlink("../../../secret", tmp.path().join("ctx/sub/deep")).expect("symlink");
+        symlink("/etc/passwd", tmp.path().join("ctx/abs")).expect("symlink");
         fs::write(tmp.path().join("ctx/file"), "f").expect("write");
         symlink("file", tmp.path().join("ctx/in")).expect("symlink");
-        let ctx = ContextTree::open(&tmp.path().join("ctx")).expect("open");
+        let ctx = ContextTree::open(&tmp.path().join("ctx"), None).expect("open");
         assert_eq!(ctx.resolve("in", true).expect("in"), "file");
-        assert!(matches!(
-            ctx.resolve("out", true),
-            Err(Error::LeavesContext { .. })
-        ));
+        // Every way out ends at the root's own names: never the host's files.
+        assert_eq!(ctx.resolve("out", true).expect("out"), "secret");
+        assert_eq!(ctx.resolve("sub/deep", true).expect("deep"), "secret");
+        assert_eq!(ctx.resolve("abs", true).expect("abs"), "etc/passwd");
+        assert!(ctx.lstat("secret").expect("lstat").is_none());
+        assert!(ctx.lstat("etc/passwd").expect("lstat").is_none());
     }
 
     fn context_with(ignore: &str, files: &[&str]) -> (tempfile::TempDir, ContextTree) {
@@ -452,7 +439,7 @@ mod tests {
             fs::write(&p, f).expect("write");
         }
         fs::write(tmp.path().join(".dockerignore"), ignore).expect("write");
-        let ctx = ContextTree::open(tmp.path()).expect("open");
+        let ctx = ContextTree::open(tmp.path(), None).expect("open");
         (tmp, ctx)
     }
 

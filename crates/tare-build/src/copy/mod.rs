@@ -8,7 +8,7 @@
 //! Rules, as BuildKit applies them: a directory source copies its contents; a file source goes
 //! to `DEST/NAME` when DEST ends with `/` or is a directory in the image, else to DEST (so
 //! several sources to such a DEST are written there in turn, the last one winning); a
-//! symlink named as a source is followed (inside the context), symlinks inside a copied
+//! symlink named as a source is followed (inside its tree, never above its root), symlinks inside a copied
 //! directory are kept; hard links inside a copied directory stay linked. Files from the context
 //! are owned by 0:0 unless `--chown`; from a stage or an image they keep their owner.
 
@@ -199,10 +199,6 @@ impl SourceTree for Excluding<'_> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-
-    fn strict_links(&self) -> bool {
-        self.inner.strict_links()
-    }
 }
 
 /// Expands wildcards and follows named symlinks: what each source names, in order, each
@@ -235,10 +231,7 @@ fn expand<'a>(sources: &'a [Source<'a>], select: &Select) -> Result<Vec<Expanded
                         });
                     }
                 } else {
-                    let resolved = tree.resolve(&rel, true).map_err(|e| match e {
-                        Error::LeavesContext { .. } => Error::LeavesContext { path: path.clone() },
-                        e => e,
-                    })?;
+                    let resolved = tree.resolve(&rel, true)?;
                     let node = tree
                         .lstat(&resolved)?
                         .ok_or_else(|| Error::SourceNotFound {
@@ -403,6 +396,9 @@ fn write_sources<'a, T: Target>(
         w.dest = Some(dest_rel.clone());
     }
     for item in expanded {
+        // Hard links stay linked within one source (a directory's tree), never across two
+        // sources or two matches of a wildcard: BuildKit 0.25 copies each on its own.
+        w.links.clear();
         match item {
             Expanded::Node { tree, name, node } if node.meta.is_dir() => {
                 let resolved = tree.resolve(name, true)?;
@@ -469,8 +465,8 @@ fn file_target(dest_rel: &str, into_dir: bool, name: &str) -> String {
 }
 
 /// The cleaned, root-relative form of a source path. `..` above the root stays at the root,
-/// as BuildKit 0.25 cleans sources (`COPY ../f /f` copies the context's `f`); symlinks that
-/// leave the context are still refused when they are resolved.
+/// as BuildKit 0.25 cleans sources (`COPY ../f /f` copies the context's `f`); symlinks are
+/// clamped the same way when they are resolved.
 fn source_rel(path: &str) -> String {
     clean(&format!("/{path}"))
         .trim_start_matches('/')
@@ -630,7 +626,7 @@ mod tests {
         let upper = tmp.path().join("upper");
         fs::create_dir(&upper).expect("upper");
         Fixture {
-            ctx: ContextTree::open(&ctx_dir).expect("ctx"),
+            ctx: ContextTree::open(&ctx_dir, None).expect("ctx"),
             image: Layers::new(vec![image_dir], "image"),
             upper,
             _tmp: tmp,
@@ -776,7 +772,7 @@ mod tests {
             ("keep.log", "k"),
             ("x", "x"),
         ]);
-        let ctx = ContextTree::open(f.ctx.root()).expect("reopen");
+        let ctx = ContextTree::open(f.ctx.root(), None).expect("reopen");
         let opts = CopyOptions {
             dest: "/c".into(),
             workdir: "/".into(),

@@ -180,7 +180,7 @@ pub(crate) fn copy(
             }
             None => match build.named_dir(f) {
                 Some(dir) => {
-                    dir_context = Some(crate::tree::ContextTree::open(&dir)?);
+                    dir_context = Some(crate::tree::ContextTree::open(&dir, None)?);
                     let name = f.to_ascii_lowercase();
                     (None, Some(FromKey::Context { name }))
                 }

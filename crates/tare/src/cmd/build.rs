@@ -318,6 +318,36 @@ fn git_timeout(args: &Args) -> std::time::Duration {
     ))
 }
 
+/// The Dockerfile's own ignore file, `<Dockerfile>.dockerignore`, when it exists: docker
+/// and buildx read it instead of the context's `.dockerignore`. None for a Dockerfile from
+/// standard input. In a context tare made (git or stdin) the name is relative to it and may
+/// not lead outside it.
+fn dockerfile_ignore(
+    context_dir: &std::path::Path,
+    dockerfile_name: &str,
+    in_context: bool,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if dockerfile_name == "-" {
+        return Ok(None);
+    }
+    let name = format!("{dockerfile_name}.dockerignore");
+    if !in_context {
+        let path = std::path::PathBuf::from(name);
+        return Ok(path.is_file().then_some(path));
+    }
+    let path = context_dir.join(&name);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let root = std::fs::canonicalize(context_dir)
+        .with_context(|| format!("opening {}", context_dir.display()))?;
+    let file = std::fs::canonicalize(&path).with_context(|| format!("opening {name:?}"))?;
+    if !file.starts_with(&root) {
+        bail!("the ignore file {name:?} leads outside the build context");
+    }
+    Ok(file.is_file().then_some(file))
+}
+
 /// Reads the Dockerfile `path` of a context that tare made (git or stdin): relative to it,
 /// and never outside it.
 fn read_in_context(dir: &std::path::Path, path: &str) -> anyhow::Result<String> {
@@ -373,6 +403,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    let dockerignore = dockerfile_ignore(&context_dir, &dockerfile_name, remote.is_some())?;
     let network = match args.network.as_str() {
         "default" | "private" => Network::Private,
         "host" => Network::Host,
@@ -442,6 +473,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         context: context_dir.clone(),
         dockerfile,
         dockerfile_name,
+        dockerignore,
         tags,
         build_args,
         labels,

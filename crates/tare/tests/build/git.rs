@@ -213,7 +213,11 @@ fn the_context_can_come_from_a_git_url() {
 }
 
 /// Runs `tare build ARGS` with `input` on its standard input.
-fn build_with_stdin(t: &TestContext, args: &[&str], input: &[u8]) -> std::process::Output {
+pub(crate) fn build_with_stdin(
+    t: &TestContext,
+    args: &[&str],
+    input: &[u8],
+) -> std::process::Output {
     let mut child = t
         .tare()
         .args(args)

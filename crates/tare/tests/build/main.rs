@@ -371,12 +371,52 @@ fn dockerignore_and_sources_leaving_the_context() {
     assert_eq!(file_in(&t, "ign:1", "c/keep.log").as_deref(), Some("k"));
     assert_eq!(file_in(&t, "ign:1", "c/a.log"), None);
 
-    t.write("secret", "s");
+    // A symlink out of the context resolves inside it, as in a chroot (BuildKit 0.25): the
+    // host's file beside the context is never read.
+    t.write("secret", "host");
     std::os::unix::fs::symlink("../secret", t.path().join("ctx/out")).expect("symlink");
+    std::os::unix::fs::symlink("/secret", t.path().join("ctx/abs")).expect("symlink");
     t.write("ctx/Dockerfile", "FROM busybox\nCOPY out /out\n");
     let err = t.fails(&["build", "-q", &ctx_dir(&t)]);
-    assert!(err.contains("\"out\" leaves the build context"), "{err}");
+    assert!(err.contains("\"out\""), "{err}");
+    assert!(err.contains("not found"), "{err}");
     assert!(err.contains("Dockerfile:2"), "{err}");
+    t.write("ctx/secret", "context");
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox\nCOPY out /out\nCOPY abs /abs\n",
+    );
+    t.ok(&["build", "-q", "-t", "ign:2", &ctx_dir(&t)]);
+    assert_eq!(file_in(&t, "ign:2", "out").as_deref(), Some("context"));
+    assert_eq!(file_in(&t, "ign:2", "abs").as_deref(), Some("context"));
+}
+
+#[test]
+fn a_dockerfiles_own_ignore_file_replaces_the_contexts() {
+    let t = setup();
+    t.write("ctx/.dockerignore", "a.txt\n");
+    t.write("ctx/a.txt", "a");
+    t.write("ctx/b.txt", "b");
+    t.write("ctx/sub/app.Dockerfile", "FROM busybox\nCOPY . /c/\n");
+    t.write("ctx/sub/app.Dockerfile.dockerignore", "b.txt\n");
+    let file = t.path().join("ctx/sub/app.Dockerfile");
+    let file = file.to_str().expect("utf-8");
+    t.ok(&["build", "-q", "-t", "own:1", "-f", file, &ctx_dir(&t)]);
+    assert_eq!(file_in(&t, "own:1", "c/a.txt").as_deref(), Some("a"));
+    assert_eq!(file_in(&t, "own:1", "c/b.txt"), None);
+    // From standard input there is no Dockerfile beside which to look: the context's file.
+    let out = git::build_with_stdin(
+        &t,
+        &["build", "-q", "-t", "own:2", "-f", "-", &ctx_dir(&t)],
+        b"FROM busybox\nCOPY . /c/\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(file_in(&t, "own:2", "c/a.txt"), None);
+    assert_eq!(file_in(&t, "own:2", "c/b.txt").as_deref(), Some("b"));
 }
 
 #[test]
