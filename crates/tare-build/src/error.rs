@@ -91,6 +91,10 @@ pub enum Error {
         value: String,
         reason: String,
     },
+    /// A `--cache-to type=local` directory whose `index.json` is not an OCI index tare can add
+    /// entries to.
+    #[error("{}: not an OCI index ({reason}); remove the directory to start a new cache", path.display())]
+    NotAnIndex { path: PathBuf, reason: String },
     /// A file of the context or of a stage changed between two reads of one build (a race
     /// with another process, or an attack swapping files): the build stops.
     #[error("{path}: the file changed while the build read it")]
@@ -190,5 +194,22 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_cache_index_names_its_file() {
+        let err = Error::NotAnIndex {
+            path: "/tmp/cache/index.json".into(),
+            reason: "no manifests list".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "/tmp/cache/index.json: not an OCI index (no manifests list); remove the directory to start a new cache"
+        );
     }
 }

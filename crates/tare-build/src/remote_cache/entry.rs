@@ -162,7 +162,10 @@ pub(super) fn manifest_of(entry: &Entry, config: &Digest, size: usize) -> Result
             ANNOTATION_CREATED: entry.created,
         },
     });
-    serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(format!("cache entry manifest: {e}")))
+    serde_json::to_vec(&manifest).map_err(|error| Error::Encode {
+        what: "a cache entry's manifest",
+        error,
+    })
 }
 
 #[cfg(test)]

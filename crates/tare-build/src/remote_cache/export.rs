@@ -85,8 +85,10 @@ fn entries_of(env: &Env<'_>, remote: &Remote, records: &[&Record]) -> Result<Vec
             None => None,
         };
         let entry = Entry::of(record, content_size);
-        let config = serde_json::to_vec(&entry)
-            .map_err(|e| Error::Invalid(format!("cache entry {}: {e}", record.key)))?;
+        let config = serde_json::to_vec(&entry).map_err(|error| Error::Encode {
+            what: "a cache entry",
+            error,
+        })?;
         let config_digest = store.put_bytes(&config)?;
         let manifest = manifest_of(&entry, &config_digest, config.len())?;
         let mut blobs: Vec<Digest> = entry.layer.iter().map(|l| l.digest).collect();

@@ -279,11 +279,9 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
             file.take(MAX_INDEX + 1)
                 .read_to_end(&mut text)
                 .map_err(io_err(&index_path))?;
-            serde_json::from_slice::<Value>(&text).map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: not an OCI index ({e}); remove the directory to start a new cache",
-                    index_path.display()
-                ))
+            serde_json::from_slice::<Value>(&text).map_err(|e| Error::NotAnIndex {
+                path: index_path.clone(),
+                reason: e.to_string(),
             })?
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -292,10 +290,10 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
         Err(e) => return Err(io_err(&index_path)(e)),
     };
     let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
-        return Err(Error::Invalid(format!(
-            "{}: not an OCI index (no manifests list)",
-            index_path.display()
-        )));
+        return Err(Error::NotAnIndex {
+            path: index_path,
+            reason: "no manifests list".into(),
+        });
     };
     for entry in entries {
         for tag in [&entry.child, &entry.tag] {
@@ -309,8 +307,10 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
             }));
         }
     }
-    let text = serde_json::to_vec(&index)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", index_path.display())))?;
+    let text = serde_json::to_vec(&index).map_err(|error| Error::Encode {
+        what: "the cache index",
+        error,
+    })?;
     put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
     drop(lock);
     Ok(())

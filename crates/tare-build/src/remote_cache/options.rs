@@ -47,22 +47,27 @@ pub struct CacheFrom {
     pub location: Location,
 }
 
+/// The error for a cache option `text` of `flag` that does not parse.
+fn bad(flag: &'static str, text: &str, reason: String) -> Error {
+    Error::BadOption {
+        flag,
+        value: format!("{text:?}"),
+        reason,
+    }
+}
+
 /// `key=value,...` as buildx writes cache options; a bare value is `ref=` (buildx's short
 /// form `--cache-from user/app:cache`).
-fn fields(flag: &str, text: &str) -> Result<BTreeMap<String, String>, Error> {
+fn fields(flag: &'static str, text: &str) -> Result<BTreeMap<String, String>, Error> {
     let mut map = BTreeMap::new();
     for part in text.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = match part.split_once('=') {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
             None if !text.contains('=') => ("ref".to_string(), part.trim().to_string()),
-            None => {
-                return Err(Error::Invalid(format!(
-                    "{flag} {text:?}: {part:?} is not key=value"
-                )))
-            }
+            None => return Err(bad(flag, text, format!("{part:?} is not key=value"))),
         };
         if map.insert(k.clone(), v).is_some() {
-            return Err(Error::Invalid(format!("{flag} {text:?}: {k} given twice")));
+            return Err(bad(flag, text, format!("{k} given twice")));
         }
     }
     if !map.contains_key("type") && map.contains_key("ref") {
@@ -74,7 +79,7 @@ fn fields(flag: &str, text: &str) -> Result<BTreeMap<String, String>, Error> {
 /// The location `map` names; `dir_key` is the option that names a `type=local` directory
 /// (`dest` for `--cache-to`, `src` for `--cache-from`, as buildx spells them).
 fn location(
-    flag: &str,
+    flag: &'static str,
     text: &str,
     map: &mut BTreeMap<String, String>,
     dir_key: &str,
@@ -82,38 +87,37 @@ fn location(
     let kind = map.remove("type").unwrap_or_default();
     match kind.as_str() {
         "registry" => {
-            let r = map.remove("ref").ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{flag} {text:?}: type=registry needs ref=REPOSITORY"
-                ))
-            })?;
-            let reference = Reference::parse(&r)
-                .map_err(|e| Error::Invalid(format!("{flag} {text:?}: ref {r:?}: {e}")))?;
+            let r = map
+                .remove("ref")
+                .ok_or_else(|| bad(flag, text, "type=registry needs ref=REPOSITORY".into()))?;
+            let reference =
+                Reference::parse(&r).map_err(|e| bad(flag, text, format!("ref {r:?}: {e}")))?;
             Ok(Location::Registry(reference))
         }
         "local" => {
-            let dir = map.remove(dir_key).filter(|d| !d.is_empty()).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{flag} {text:?}: type=local needs {dir_key}=DIRECTORY"
-                ))
-            })?;
+            let dir = map
+                .remove(dir_key)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| bad(flag, text, format!("type=local needs {dir_key}=DIRECTORY")))?;
             Ok(Location::Local(dir.into()))
         }
-        "inline" | "gha" | "s3" | "azblob" => Err(Error::Invalid(format!(
-            "{flag} {text:?}: type={kind} is not supported by tare (type=registry and type=local are)"
-        ))),
-        other => Err(Error::Invalid(format!(
-            "{flag} {text:?}: unknown cache type {other:?} (type=registry or type=local)"
-        ))),
+        "inline" | "gha" | "s3" | "azblob" => Err(bad(
+            flag,
+            text,
+            format!("type={kind} is not supported by tare (type=registry and type=local are)"),
+        )),
+        other => Err(bad(
+            flag,
+            text,
+            format!("unknown cache type {other:?} (type=registry or type=local)"),
+        )),
     }
 }
 
-fn no_more(flag: &str, text: &str, map: BTreeMap<String, String>) -> Result<(), Error> {
+fn no_more(flag: &'static str, text: &str, map: BTreeMap<String, String>) -> Result<(), Error> {
     match map.keys().next() {
         None => Ok(()),
-        Some(k) => Err(Error::Invalid(format!(
-            "{flag} {text:?}: unknown option {k:?}"
-        ))),
+        Some(k) => Err(bad(flag, text, format!("unknown option {k:?}"))),
     }
 }
 
@@ -127,9 +131,11 @@ impl CacheTo {
             None | Some("min") => Mode::Min,
             Some("max") => Mode::Max,
             Some(other) => {
-                return Err(Error::Invalid(format!(
-                    "{flag} {text:?}: mode must be min or max, not {other:?}"
-                )))
+                return Err(bad(
+                    flag,
+                    text,
+                    format!("mode must be min or max, not {other:?}"),
+                ))
             }
         };
         // buildx's exporter options that mean nothing for tare's format.
@@ -175,5 +181,24 @@ mod tests {
         ] {
             assert!(CacheTo::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bad_cache_option_names_the_flag_and_its_value() {
+        let err = CacheFrom::parse("type=local").expect_err("no src");
+        assert!(
+            matches!(
+                err,
+                Error::BadOption {
+                    flag: "--cache-from",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            r#"--cache-from "type=local": type=local needs src=DIRECTORY"#
+        );
     }
 }
