@@ -115,9 +115,10 @@ struct Writer<'a, T: Target> {
     links: HashMap<(u64, u64), String>,
     /// Directories whose mtimes are set at the end, once nothing writes into them any more.
     mirrored: Vec<(String, Timespec)>,
-    /// The destination directory: when this step creates it, `--chmod` applies to it too,
-    /// as in BuildKit 0.25.
-    dest: Option<String>,
+    /// The mode of each directory the step creates on the way to a destination: an octal
+    /// `--chmod` sets it for COPY, as in BuildKit 0.25 (`COPY --chmod=600 f /p/q/r` makes `/p`
+    /// and `/p/q` 0600); else, and while an ADD archive is unpacked, 0755.
+    new_dir_mode: u32,
 }
 
 impl<'a, T: Target> Writer<'a, T> {
@@ -129,7 +130,11 @@ impl<'a, T: Target> Writer<'a, T> {
             stats: CopyStats::default(),
             links: HashMap::new(),
             mirrored: Vec::new(),
-            dest: None,
+            new_dir_mode: opts
+                .chmod
+                .as_ref()
+                .and_then(Chmod::created_dest_mode)
+                .unwrap_or(0o755),
         }
     }
 }
@@ -392,9 +397,6 @@ fn write_sources<'a, T: Target>(
     }
     // Several sources to a destination that is not a directory are written in turn to that
     // one path, the last one winning, as BuildKit 0.25 does (0.8 refused them).
-    if into_dir {
-        w.dest = Some(dest_rel.clone());
-    }
     for item in expanded {
         // Hard links stay linked within one source (a directory's tree), never across two
         // sources or two matches of a wildcard: BuildKit 0.25 copies each on its own.
@@ -413,9 +415,13 @@ fn write_sources<'a, T: Target>(
                     None
                 };
                 if let Some((file, kind)) = archive {
+                    // BuildKit 0.25 ignores --chmod for an unpacked archive, the
+                    // directories it makes included.
+                    let new_dir_mode = std::mem::replace(&mut w.new_dir_mode, 0o755);
                     w.ensure_parents(&dest_rel)?;
                     w.ensure_dir_exact(&dest_rel)?;
                     w.extract(file, kind, &dest_rel, name)?;
+                    w.new_dir_mode = new_dir_mode;
                 } else {
                     let target = file_target(&dest_rel, into_dir, name);
                     w.ensure_parents(&target)?;

@@ -17,7 +17,8 @@ impl<T: Target> Writer<'_, T> {
     }
 
     /// Creates directory `rel` (parents must exist): a copy of the image's directory when
-    /// there is one, else a new 0755 directory owned by `--chown` or root. Something else at
+    /// there is one, else a new directory (0755, or an octal `--chmod`'s mode) owned by
+    /// `--chown` or root. Something else at
     /// `rel` that this step made (a file, a symlink) is replaced, never followed; a file the
     /// image has there fails the step, as in BuildKit.
     pub(super) fn ensure_dir_exact(&mut self, rel: &str) -> Result<(), Error> {
@@ -34,13 +35,7 @@ impl<T: Target> Writer<'_, T> {
                 (node.meta.uid(), node.meta.gid()),
                 Some(mtime_of(&node.meta)),
             ),
-            _ => {
-                let mode = match self.opts.chmod.as_ref().and_then(Chmod::created_dest_mode) {
-                    Some(m) if self.dest.as_deref() == Some(rel) => m,
-                    _ => 0o755,
-                };
-                (mode, self.opts.chown.unwrap_or((0, 0)), None)
-            }
+            _ => (self.new_dir_mode, self.opts.chown.unwrap_or((0, 0)), None),
         };
         self.out.ensure_dir(rel, mode, owner)?;
         if let Some(mtime) = mtime {
