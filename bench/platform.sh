@@ -2,6 +2,7 @@
 # Multi-platform and -o benchmarks (issue 14), tare only, in one run, with medians and ratios.
 #
 #   bash bench/platform.sh [RUNS]     # default 5 runs each
+#   TARE_BIN=/path/to/release/tare bash bench/platform.sh   # measure that binary, no build
 #
 # cross   a cross-compiling Dockerfile (FROM --platform=$BUILDPLATFORM, the work depends on
 #         TARGETARCH, no emulation), built --no-cache for linux/amd64 alone and for
@@ -16,8 +17,12 @@ OUT="$WORK/results"
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 trap 'rm -rf "$WORK/store" "$WORK/out" "$WORK/cp" "$WORK/local/ctx"' EXIT
 
-cargo build --release --quiet -p tare
-TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+if [ -n "${TARE_BIN:-}" ]; then
+  TARE="$TARE_BIN"   # an existing release binary: no build here
+else
+  cargo build --release --quiet -p tare
+  TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+fi
 export TARE_ROOT="$WORK/store"
 
 base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
