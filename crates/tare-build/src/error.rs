@@ -43,6 +43,10 @@ pub enum Error {
     /// BuildKit reports it ("mkdir /file: not a directory"); it is never replaced.
     #[error("mkdir /{path}: not a directory (the image has a file there)")]
     NotADirectory { path: String },
+    /// A `--chown` name in a stage that is still an empty `FROM scratch`: there is no
+    /// /etc/passwd or /etc/group to read (BuildKit 0.25: "invalid user index: -1").
+    #[error("--chown={spec}: a FROM scratch stage has no files yet, so no /etc/passwd or /etc/group to look a name up in (give numeric IDs)")]
+    ChownNameOnScratch { spec: String },
     #[error("{path:?}: {reason}")]
     Archive { path: String, reason: String },
     #[error("fetching {url}: {reason}")]

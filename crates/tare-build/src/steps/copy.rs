@@ -21,7 +21,8 @@ use crate::tree::{Layers, SourceTree};
 /// `--chown=USER[:GROUP]` to numbers, as BuildKit's file operation reads them: a number is
 /// used for both ids unless a group follows; a name missing from the image's /etc/passwd
 /// gives 0:0, and a group name missing from /etc/group keeps the user's group (BuildKit
-/// 0.25 builds these, where a RUN as that user fails).
+/// 0.25 builds these, where a RUN as that user fails); a name in a stage that is still an
+/// empty `FROM scratch` is an error.
 fn chown_ids(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
     let unknown = |e: &Error| {
         matches!(
@@ -35,6 +36,14 @@ fn chown_ids(lower: &Layers, spec: &str) -> Result<(u32, u32), Error> {
         Some((user, group)) => (user, Some(group)),
         None => (spec, None),
     };
+    // A stage still empty from `FROM scratch` has no tree to read names from: BuildKit 0.25
+    // fails the step ("invalid user index: -1"), where an image without the files gives 0.
+    let named = |part: &str| !part.is_empty() && part.parse::<u32>().is_err();
+    if lower.dirs().is_empty() && (named(user) || group.is_some_and(named)) {
+        return Err(Error::ChownNameOnScratch {
+            spec: spec.to_string(),
+        });
+    }
     let mut ids = match resolve_owner(lower, user) {
         Err(e) if unknown(&e) => (0, 0),
         other => other?,
