@@ -269,6 +269,7 @@ impl Build<'_> {
             cache: &self.cache,
             reporter: self.reporter,
             registry: self.opts.registry.as_ref(),
+            platform: self.opts.platform.as_ref(),
         }
     }
 

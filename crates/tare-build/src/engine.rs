@@ -207,7 +207,17 @@ fn build_once(build: &Build<'_>, warnings: Vec<String>) -> Result<BuildResult, E
         return Err(e);
     }
     let out = out.ok_or(Error::NoResult)?;
-    let result = commit(build, &out, warnings)?;
+    let mut result = commit(build, &out, warnings)?;
+    // `--cache-to type=inline`: the steps go into the image's manifest (its ID stays).
+    result.image = crate::remote_cache::annotate_inline(
+        &build.remote_env(),
+        build.remote,
+        &build.opts.cache_to,
+        &build.dockerfile,
+        target,
+        result.image,
+        result.remote_layers.is_empty(),
+    )?;
     crate::remote_cache::export(
         &build.remote_env(),
         build.remote,

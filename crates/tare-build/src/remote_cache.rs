@@ -20,6 +20,7 @@ mod entry;
 mod explain;
 mod export;
 mod import;
+mod inline;
 mod listing;
 mod local;
 mod options;
@@ -28,6 +29,8 @@ pub use entry::{child_tag, tag_of, Entry};
 pub(crate) use export::{export, Prepared};
 pub use import::RemoteLayer;
 pub(crate) use import::{Env, Remote};
+pub(crate) use inline::annotate as annotate_inline;
+pub use inline::{ANNOTATION as INLINE_ANNOTATION, FORMAT as INLINE_FORMAT};
 pub use listing::{list, prune, Listed};
 pub use options::{CacheFrom, CacheTo, Location, Mode};
 

@@ -15,7 +15,11 @@ use tare_dockerfile::Dockerfile;
 
 /// The stages an export of `mode` writes: all that were built, or the target and the stages
 /// it is built FROM.
-fn exported_stages(dockerfile: &Dockerfile, mode: Mode, target: usize) -> Option<BTreeSet<usize>> {
+pub(super) fn exported_stages(
+    dockerfile: &Dockerfile,
+    mode: Mode,
+    target: usize,
+) -> Option<BTreeSet<usize>> {
     if mode == Mode::Max {
         return None;
     }
@@ -54,6 +58,8 @@ pub(crate) fn export(
         let exported = match &to.location {
             Location::Registry(reference) => export_to(env, remote, reference, &chosen),
             Location::Local(dir) => export_local(env, remote, dir, &chosen),
+            // Written into the image's manifest when the image is made (`inline::annotate`).
+            Location::Inline => Ok(()),
         };
         if let Err(e) = exported {
             env.warn(format!(

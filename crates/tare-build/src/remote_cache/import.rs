@@ -7,6 +7,7 @@ use tare_registry::{Access, NoReporter, Repository};
 use tare_store::{error_chain, Digest, LayerInfo, Reference};
 
 use super::entry::{tag_of, Entry, EntryManifest};
+use super::inline::{self, InlineEntries};
 use super::options::{CacheFrom, Location};
 use super::{local, ENTRY_MEDIA_TYPE, MAX_ENTRY};
 use crate::cache::{Cache, Record};
@@ -22,6 +23,9 @@ pub(crate) struct Env<'a> {
     pub reporter: &'a dyn Reporter,
     /// Registry settings; `None`: from the environment, as `tare push` without flags.
     pub registry: Option<&'a tare_registry::Options>,
+    /// The platform built (`None`: this machine's): which manifest of an index holds the
+    /// inline cache a `--cache-from type=registry,ref=IMAGE` reads.
+    pub platform: Option<&'a crate::Platform>,
 }
 
 impl Env<'_> {
@@ -48,7 +52,8 @@ pub(super) struct Source {
 
 /// A connected `--cache-from` source.
 pub(super) enum Session {
-    Registry(Box<Repository>),
+    /// A repository, with the inline cache of the image its reference names, if any.
+    Registry(Box<Repository>, Option<Box<InlineEntries>>),
     Local(local::Layout),
 }
 
@@ -56,18 +61,32 @@ impl Session {
     fn connect(env: &Env<'_>, location: &Location) -> Result<Session, String> {
         match location {
             Location::Registry(reference) => {
-                Repository::connect(reference, &env.registry_options(), Access::Pull, &[])
-                    .map(|r| Session::Registry(Box::new(r)))
-                    .map_err(|e| error_chain(&e))
+                let repo =
+                    Repository::connect(reference, &env.registry_options(), Access::Pull, &[])
+                        .map_err(|e| error_chain(&e))?;
+                let platform = env.platform.cloned().unwrap_or_else(crate::Platform::host);
+                let inline = match inline::read(&repo, reference, &platform) {
+                    Ok(found) => found.map(Box::new),
+                    Err(reason) => {
+                        env.warn(format!(
+                            "--cache-from {}: the inline cache of {} is not used: {reason}",
+                            location,
+                            reference.name()
+                        ));
+                        None
+                    }
+                };
+                Ok(Session::Registry(Box::new(repo), inline))
             }
             Location::Local(dir) => local::Layout::open(dir).map(Session::Local),
+            Location::Inline => Err("type=inline is written by --cache-to, not read".into()),
         }
     }
 
     /// The manifest tagged `tag`, `None` when there is none.
     fn manifest(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
         match self {
-            Session::Registry(repo) => repo.manifest(tag).map_err(|e| error_chain(&e)),
+            Session::Registry(repo, _) => repo.manifest(tag).map_err(|e| error_chain(&e)),
             Session::Local(layout) => layout.manifest(tag),
         }
     }
@@ -75,7 +94,7 @@ impl Session {
     /// The repository's tags (a registry's tag listing, a directory's index).
     pub(super) fn tags(&self) -> Result<Vec<String>, String> {
         match self {
-            Session::Registry(repo) => repo.tags().map_err(|e| error_chain(&e)),
+            Session::Registry(repo, _) => repo.tags().map_err(|e| error_chain(&e)),
             Session::Local(layout) => Ok(layout.tags()),
         }
     }
@@ -83,7 +102,9 @@ impl Session {
     /// A small blob of `size` bytes (at most `limit`), verified.
     fn blob(&self, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, String> {
         match self {
-            Session::Registry(repo) => repo.blob(digest, size, limit).map_err(|e| error_chain(&e)),
+            Session::Registry(repo, _) => {
+                repo.blob(digest, size, limit).map_err(|e| error_chain(&e))
+            }
             Session::Local(layout) => layout.blob(digest, size, limit),
         }
     }
@@ -95,7 +116,7 @@ impl Session {
         layer: &LayerInfo,
     ) -> Result<LayerInfo, String> {
         match self {
-            Session::Registry(repo) => repo
+            Session::Registry(repo, _) => repo
                 .fetch_layer(store, layer, &NoReporter)
                 .map_err(|e| error_chain(&e)),
             Session::Local(layout) => layout.fetch_layer(store, layer),
@@ -213,7 +234,7 @@ impl Remote {
         let lazy = self.lazy_of(layer)?;
         match &self.sources.get(lazy.source)?.location {
             Location::Registry(r) => Some(r.clone()),
-            Location::Local(_) => None,
+            Location::Local(_) | Location::Inline => None,
         }
     }
 
@@ -356,10 +377,21 @@ pub(super) fn read_entry(
     Ok(Some((manifest, entry)))
 }
 
-/// Reads and checks the entry of `key` in `repo`; `Ok(None)` when there is none, `Err` with
-/// the reason when it cannot be used. The layer is not fetched when the store lacks it and
-/// the entry gives its size (every entry tare writes does): the hit is lazy.
+/// Reads and checks the entry of `key` in `repo` (the inline cache of its image first, then
+/// the key's tag); `Ok(None)` when there is none, `Err` with the reason when it cannot be
+/// used.
 fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option<Found>, String> {
+    if let Session::Registry(_, Some(inline)) = repo {
+        if let Some(entry) = inline.get(key) {
+            let refused = entry
+                .refuse(key, parent)
+                .or_else(|| inline.refuse_layer(entry));
+            if let Some(reason) = refused {
+                return Err(format!("the inline cache of {}: {reason}", inline.image));
+            }
+            return use_entry(env, repo, entry).map(Some);
+        }
+    }
     let Some((manifest, entry)) = read_entry(repo, &tag_of(key))? else {
         return Ok(None);
     };
@@ -375,6 +407,12 @@ fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option
     if listed != claimed {
         return Err("its manifest's layers are not the entry's layer".into());
     }
+    use_entry(env, repo, &entry).map(Some)
+}
+
+/// A checked entry of `repo` as a hit. The layer is not fetched when the store lacks it and
+/// the entry gives its size (every entry tare writes does): the hit is lazy.
+fn use_entry(env: &Env<'_>, repo: &Session, entry: &Entry) -> Result<Found, String> {
     let mut record = entry.record();
     if let Some(layer) = &entry.layer {
         let store = env.store;
@@ -388,11 +426,11 @@ fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option
             (None, Some(n)) => {
                 // The registry holds the blob (it accepted a manifest naming it): a push of
                 // the result may mount it from here.
-                if let Session::Registry(repo) = repo {
+                if let Session::Registry(repo, _) = repo {
                     repo.note_holds(store, &[layer.digest])
                         .map_err(|e| error_chain(&e))?;
                 }
-                return Ok(Some(Found::Lazy(record, n)));
+                return Ok(Found::Lazy(record, n));
             }
             (None, None) => repo.fetch_layer(store, layer)?,
         };
@@ -404,5 +442,5 @@ fn find(env: &Env<'_>, repo: &Session, key: &str, parent: &str) -> Result<Option
         record.layer = Some(info);
     }
     env.cache.put(&record).map_err(|e| error_chain(&e))?;
-    Ok(Some(Found::Here(record)))
+    Ok(Found::Here(record))
 }

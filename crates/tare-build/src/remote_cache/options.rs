@@ -23,6 +23,9 @@ pub enum Location {
     Registry(Reference),
     /// An OCI image layout directory (`type=local,dest=DIR` / `src=DIR`).
     Local(std::path::PathBuf),
+    /// `--cache-to type=inline`: the final image's steps ride in the manifest of the image
+    /// the build makes (read back with `--cache-from type=registry,ref=IMAGE`).
+    Inline,
 }
 
 impl std::fmt::Display for Location {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Registry(r) => write!(f, "{}", r.name()),
             Location::Local(dir) => write!(f, "{}", dir.display()),
+            Location::Inline => write!(f, "type=inline"),
         }
     }
 }
@@ -101,15 +105,28 @@ fn location(
                 .ok_or_else(|| bad(flag, text, format!("type=local needs {dir_key}=DIRECTORY")))?;
             Ok(Location::Local(dir.into()))
         }
-        "inline" | "gha" | "s3" | "azblob" => Err(bad(
+        // Only an export: an image's inline cache is read with type=registry,ref=IMAGE (as
+        // BuildKit's registry importer reads an image's inline cache).
+        "inline" if dir_key == "dest" => Ok(Location::Inline),
+        "inline" => Err(bad(
             flag,
             text,
-            format!("type={kind} is not supported by tare (type=registry and type=local are)"),
+            "type=inline is only for --cache-to; read an image's inline cache with \
+             type=registry,ref=IMAGE"
+                .into(),
+        )),
+        "gha" | "s3" | "azblob" => Err(bad(
+            flag,
+            text,
+            format!(
+                "type={kind} is not supported by tare (type=registry, type=local and \
+                 type=inline are)"
+            ),
         )),
         other => Err(bad(
             flag,
             text,
-            format!("unknown cache type {other:?} (type=registry or type=local)"),
+            format!("unknown cache type {other:?} (type=registry, type=local or type=inline)"),
         )),
     }
 }
@@ -143,6 +160,17 @@ impl CacheTo {
             map.remove(ignored);
         }
         no_more(flag, text, map)?;
+        if location == Location::Inline && mode == Mode::Max {
+            // BuildKit's inline exporter keeps only the image's own layers whatever the mode
+            // says; tare says so instead of writing less than asked.
+            return Err(bad(
+                flag,
+                text,
+                "type=inline holds only the final image's steps (mode=min); export mode=max \
+                 with type=registry,ref=REPOSITORY or type=local,dest=DIR"
+                    .into(),
+            ));
+        }
         Ok(CacheTo { location, mode })
     }
 }
@@ -178,9 +206,18 @@ mod tests {
             "type=registry,ref=r,colour=red",
             "type=nope,ref=r",
             "type=registry,ref=r,ref=s",
+            "type=inline,mode=max",
         ] {
             assert!(CacheTo::parse(bad).is_err(), "{bad}");
         }
+        let inline = CacheTo::parse("type=inline").expect("inline");
+        assert_eq!(inline.location, Location::Inline);
+        assert!(CacheTo::parse("type=inline,mode=min").is_ok());
+        let from = CacheFrom::parse("type=inline").expect_err("inline is not a source");
+        assert!(
+            from.to_string().contains("type=registry,ref=IMAGE"),
+            "{from}"
+        );
     }
 
     #[test]

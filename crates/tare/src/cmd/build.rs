@@ -131,11 +131,13 @@ pub struct Args {
     // --- The build cache in a registry (helper H2, issue 15) ---
     /// Export this build's cache: type=registry,ref=REPOSITORY[:TAG][,mode=min|max]
     /// (one entry per step, tagged tare-cache-KEY; min: the final image's steps, max: every
-    /// stage's) (repeatable).
+    /// stage's), type=local,dest=DIR (the same, as an OCI layout), or type=inline (the final
+    /// image's steps in the image's manifest) (repeatable).
     #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=min|max]")]
     cache_to: Vec<String>,
     /// Look steps the local cache misses up in this cache: type=registry,ref=REPOSITORY
-    /// (or just REPOSITORY) (repeatable).
+    /// (or just REPOSITORY; an image's inline cache too), or type=local,src=DIR
+    /// (repeatable).
     #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
     cache_from: Vec<String>,
     #[command(flatten)]
@@ -542,6 +544,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         registry: Some(args.registry.options()),
         push_only: push_only(&args, output.as_ref(), push, &platforms, &tags_for_push),
     };
+    // The inline cache rides in the image's manifest (helper H1): an output of files has
+    // none (BuildKit's local and tar exporters drop it too), and --squash replaces the
+    // layers its entries name.
+    if opts
+        .cache_to
+        .iter()
+        .any(|c| c.location == tare_build::remote_cache::Location::Inline)
+    {
+        let why = match &output {
+            Some(Output::Local { .. } | Output::Tar { .. }) => {
+                Some("-o type=local|tar writes files, not an image")
+            }
+            _ if args.squash.is_some() => Some("--squash replaces the layers of the steps"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            eprintln!("WARNING: --cache-to type=inline: {why}, so no inline cache is written");
+        }
+    }
     // Ctrl-C stops the build between steps (a running RUN is ended by the sandbox), so its
     // temporary directories are removed; a second Ctrl-C exits at once.
     let interrupt = Arc::new(AtomicBool::new(false));

@@ -17,6 +17,7 @@ mod progress_tty;
 mod buildx_pipeline;
 mod cache;
 mod cache_explain;
+mod cache_inline;
 mod cache_lazy;
 mod cache_nomount;
 

@@ -11,6 +11,9 @@
 //! - `store`: store permissions, tampered blobs, huge tar headers, layer xattrs, whiteout escapes.
 //! - `crash`: SIGKILL at random points of build, import, load and pull; leftovers reclaimed.
 //! - `registry`: a registry that tries to steal credentials, oversized answers.
+//! - `cache_inline`: forged inline caches in a pushed image (`--cache-to type=inline`): layers
+//!   of another repository, layers that are not their diffID, inputs that do not hash to
+//!   the key, malformed, future-format and huge records.
 //! - `cache_local`: hostile cache directories (`--cache-from type=local`): symlinks, fifos,
 //!   huge indexes, blobs that are not their digest or diffID, exports through symlinks.
 //! - `remote_cache`: forged entries in a build cache in a registry (another parent, inputs
@@ -37,6 +40,7 @@
 mod util;
 
 mod add_url;
+mod cache_inline;
 mod cache_local;
 mod cgroup_parent;
 mod crash;

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use crate::registry::harness::{Proxy, RegistryServer};
 use crate::util::TestContext;
 
-const DOCKERFILE: &str = "FROM BASE\nRUN echo \"MARK$((40+2))\" > /out && cat /out\n";
+pub(crate) const DOCKERFILE: &str = "FROM BASE\nRUN echo \"MARK$((40+2))\" > /out && cat /out\n";
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
@@ -26,7 +26,12 @@ fn curl(args: &[&str]) -> Vec<u8> {
 }
 
 /// Uploads a blob to `repo` (POST, then PUT with the digest); returns its digest.
-fn put_blob(reg: &RegistryServer, repo: &str, bytes: &[u8], dir: &std::path::Path) -> String {
+pub(crate) fn put_blob(
+    reg: &RegistryServer,
+    repo: &str,
+    bytes: &[u8],
+    dir: &std::path::Path,
+) -> String {
     let digest = sha256(bytes);
     let file = dir.join("blob");
     std::fs::write(&file, bytes).expect("blob file");
@@ -64,19 +69,41 @@ fn put_blob(reg: &RegistryServer, repo: &str, bytes: &[u8], dir: &std::path::Pat
     digest
 }
 
-fn put_manifest(reg: &RegistryServer, repo: &str, tag: &str, manifest: &serde_json::Value) {
-    curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/vnd.oci.image.manifest.v1+json",
-        "--data-binary",
-        &manifest.to_string(),
-        &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()),
-    ]);
+/// PUTs `manifest` as `repo:tag` (the body on curl's standard input: a manifest may be
+/// larger than an argument can be).
+pub(crate) fn put_manifest(
+    reg: &RegistryServer,
+    repo: &str,
+    tag: &str,
+    manifest: &serde_json::Value,
+) {
+    use std::io::Write as _;
+    let url = format!("http://{}/v2/{repo}/manifests/{tag}", reg.host());
+    let mut child = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            "@-",
+            &url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("curl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifest.to_string().as_bytes())
+        .expect("manifest to curl");
+    assert!(child.wait().expect("curl").success(), "PUT {url} failed");
 }
 
-fn get_json(url: &str) -> serde_json::Value {
+pub(crate) fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_slice(&curl(&[
         "-H",
         "Accept: application/vnd.oci.image.manifest.v1+json",
@@ -140,17 +167,24 @@ fn forge(s: &Setup, config: &[u8], dir: &std::path::Path) {
     put_manifest(&s.reg, "cache", &s.tag, &manifest);
 }
 
-/// A fresh builder reads the cache (through `via`, a host:port, when given): the build
-/// succeeds, the RUN runs, a warning says why the entry was not used, the image is right,
-/// the store is consistent and the canary outside it untouched. Returns the progress.
+/// A fresh builder reads the cache (through `via`, a host:port, when given); see
+/// [`victim_of`].
 fn victim(s: &Setup, via: Option<&str>) -> String {
-    let b = TestContext::new();
-    let canary = b.write("canary", "canary\n");
-    b.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", &s.base));
     let cache = match via {
         Some(host) => s.cache.replace(&s.reg.host(), host),
         None => s.cache.clone(),
     };
+    victim_of(&s.base, &cache)
+}
+
+/// A fresh builder builds DOCKERFILE on `base` with `--cache-from type=registry,ref=FROM`:
+/// the build succeeds, the RUN runs, a warning says why the entry was not used, the image
+/// is right (no forged /etc/evil in it), the store is consistent and the canary outside it
+/// untouched. Returns the progress.
+pub(crate) fn victim_of(base: &str, from: &str) -> String {
+    let b = TestContext::new();
+    let canary = b.write("canary", "canary\n");
+    b.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", base));
     let ctx = b.path().join("ctx");
     let iid = b.path().join("iid");
     let out = b.run(&[
@@ -160,7 +194,7 @@ fn victim(s: &Setup, via: Option<&str>) -> String {
         "--iidfile",
         iid.to_str().expect("utf-8"),
         "--cache-from",
-        &format!("type=registry,ref={cache}"),
+        &format!("type=registry,ref={from}"),
         ctx.to_str().expect("utf-8"),
     ]);
     let progress = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -172,6 +206,12 @@ fn victim(s: &Setup, via: Option<&str>) -> String {
     assert!(progress.contains("WARNING: --cache-from"), "{progress}");
     let id = std::fs::read_to_string(&iid).expect("iid");
     assert_eq!(b.ok(&["run", "--rm", id.trim(), "cat", "/out"]), "MARK42\n");
+    let evil = "test -e /etc/evil && echo evil || echo clean";
+    assert_eq!(
+        b.ok(&["run", "--rm", id.trim(), "sh", "-c", evil]),
+        "clean\n",
+        "a forged layer reached the image"
+    );
     b.ok(&["check"]);
     assert_eq!(std::fs::read_to_string(canary).expect("canary"), "canary\n");
     progress
