@@ -265,7 +265,9 @@ fn compile(pattern: &str) -> Result<Vec<Token>, &'static str> {
 /// Parses a class after its `[`; returns it and the characters used (with the `]`).
 fn compile_class(chars: &[char]) -> Result<(Class, usize), &'static str> {
     let mut i = 0;
-    let negated = matches!(chars.first(), Some('^') | Some('!'));
+    // Only `^` negates, as in Go's filepath.Match and regexp (BuildKit's matchers): `[!b]`
+    // is the class of `!` and `b`, unlike a shell's.
+    let negated = chars.first() == Some(&'^');
     if negated {
         i += 1;
     }
@@ -441,6 +443,11 @@ mod tests {
         assert!(ignored("file[0-9].txt", "file7.txt"));
         assert!(!ignored("file[0-9].txt", "filex.txt"));
         assert!(ignored("file[^0-9].txt", "filex.txt"));
+        assert!(ignored("a[!b]c", "abc"));
+        assert!(ignored("a[!b]c", "a!c"));
+        assert!(!ignored("a[!b]c", "axc"));
+        assert!(match_component("a[!b]c", "abc").expect("ok"));
+        assert!(!match_component("a[!b]c", "axc").expect("ok"));
         assert!(ignored("a\\*b", "a*b"));
         assert!(!ignored("a\\*b", "axb"));
         assert!(DockerIgnore::parse("a[b").is_err());
