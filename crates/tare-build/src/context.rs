@@ -132,9 +132,11 @@ impl std::str::FromStr for Entitlement {
         match s {
             "security.insecure" => Ok(Entitlement::SecurityInsecure),
             "network.host" => Ok(Entitlement::NetworkHost),
-            other => Err(Error::Invalid(format!(
-                "unknown entitlement {other:?} (security.insecure or network.host)"
-            ))),
+            other => Err(Error::BadOption {
+                flag: "--allow",
+                value: format!("{other:?}"),
+                reason: "unknown entitlement (security.insecure or network.host)".into(),
+            }),
         }
     }
 }

@@ -83,15 +83,12 @@ pub fn from_stdin(
             let mut text = String::new();
             file.take(MAX_DOCKERFILE + 1)
                 .read_to_string(&mut text)
-                .map_err(|e| {
-                    Error::Invalid(format!(
-                        "standard input is neither a context archive nor a Dockerfile: {e}"
-                    ))
-                })?;
+                .map_err(|source| Error::Stdin { source })?;
             if text.len() as u64 > MAX_DOCKERFILE {
-                return Err(Error::Invalid(format!(
-                    "the Dockerfile on standard input is larger than {MAX_DOCKERFILE} bytes"
-                )));
+                return Err(Error::TooLarge {
+                    what: "the Dockerfile on standard input".into(),
+                    limit: MAX_DOCKERFILE,
+                });
             }
             Some(text)
         }

@@ -26,17 +26,18 @@ pub struct Epoch(i64);
 impl Epoch {
     /// Parses the value as BuildKit does (decimal seconds); an empty value means no epoch.
     /// `from` names where the value came from, for the error.
-    pub fn parse(value: &str, from: &str) -> Result<Option<Epoch>, Error> {
+    pub fn parse(value: &str, from: &'static str) -> Result<Option<Epoch>, Error> {
         let value = value.trim();
         if value.is_empty() {
             return Ok(None);
         }
         match value.parse::<i64>() {
             Ok(n) if (0..=MAX_EPOCH).contains(&n) => Ok(Some(Epoch(n))),
-            _ => Err(Error::Invalid(format!(
-                "invalid {from} {value:?}: expected whole seconds since 1970-01-01 \
-                 (0 to {MAX_EPOCH})"
-            ))),
+            _ => Err(Error::BadOption {
+                flag: from,
+                value: format!("{value:?}"),
+                reason: format!("not whole seconds since 1970-01-01 (0 to {MAX_EPOCH})"),
+            }),
         }
     }
 
@@ -97,7 +98,10 @@ mod tests {
             let err = Epoch::parse(bad, "SOURCE_DATE_EPOCH")
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("invalid SOURCE_DATE_EPOCH"), "{bad}: {err}");
+            assert!(
+                err.starts_with(&format!("SOURCE_DATE_EPOCH \"{bad}\": not whole seconds")),
+                "{bad}: {err}"
+            );
             assert!(err.contains(bad), "{bad}: {err}");
         }
     }

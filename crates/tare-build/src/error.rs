@@ -59,8 +59,84 @@ pub enum Error {
         expected: String,
         actual: String,
     },
-    #[error("{0}")]
-    Invalid(String),
+    /// A `--mount` target that would hide the root or the kernel's /proc.
+    #[error("--mount target {target:?} is not allowed: a mount cannot cover / or /proc")]
+    MountTarget { target: String },
+    /// A secret (`--secret`, `RUN --mount=type=secret`) that cannot be given to the step.
+    #[error("secret {id:?}: {reason}")]
+    Secret { id: String, reason: String },
+    /// A `RUN --mount=type=ssh,required` whose agent the build was not given.
+    #[error("no ssh agent {id:?} was given (tare build --ssh {id}[=SOCKET|KEY])")]
+    NoSshAgent { id: String },
+    /// Content read with a bound that holds more: `what` is a path of the image or context,
+    /// `secret "ID"` or `the Dockerfile on standard input`.
+    #[error("{what}: larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    /// A socket among a COPY's sources (the host path): a socket cannot be copied.
+    #[error("{}: sockets cannot be copied", path.display())]
+    Socket { path: PathBuf },
+    /// A bad COPY/ADD `--exclude` pattern.
+    #[error("--exclude")]
+    Exclude {
+        #[source]
+        source: PatternError,
+    },
+    /// A COPY/ADD `--chmod` value that is neither an octal nor a symbolic mode.
+    #[error("invalid --chmod={value}: {reason}")]
+    Chmod { value: String, reason: String },
+    /// ADD `--checksum` with a source that is not downloaded (a context file, a heredoc).
+    #[error(
+        "--checksum={checksum}: {name} is not an HTTP(S) or git source, the only ones a \
+         checksum can verify"
+    )]
+    ChecksumSource { checksum: String, name: String },
+    /// `FROM --platform=VALUE` that is not a platform.
+    #[error("{file}:{line}: FROM --platform={value}: {reason}")]
+    FromPlatform {
+        file: String,
+        /// 1-based line of the FROM.
+        line: usize,
+        value: String,
+        reason: String,
+    },
+    /// `FROM name` where `name` is a directory given with `--build-context`.
+    #[error(
+        "build context {name:?} is a directory ({}): FROM needs an image \
+         (docker-image:// or oci-layout://); use the directory with COPY --from",
+        path.display()
+    )]
+    FromDirectory { name: String, path: PathBuf },
+    /// A RUN of a foreign platform (`linux/arm64` on amd64) without a usable emulator.
+    #[error("RUN for {platform} needs emulation on this {host} machine: {missing}")]
+    NeedsEmulation {
+        platform: String,
+        host: String,
+        /// What is missing, and the command that fixes it.
+        missing: String,
+    },
+    /// An environment variable tare reads with a value it does not know.
+    #[error("{name}={value}: {reason}")]
+    BadVariable {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// Standard input (`tare build -`) holds neither a tar nor a UTF-8 Dockerfile.
+    #[error("standard input is neither a context archive nor a Dockerfile")]
+    Stdin {
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread the build needs could not be started (`what`: `the ssh relay`).
+    #[error("starting {what}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step that is not config-only reached the config step (a bug of the dispatcher).
+    #[error("{keyword} is not a config instruction")]
+    NotConfig { keyword: &'static str },
     /// A stage this one reads (`FROM`, `COPY --from`, `RUN --mount from=`) failed; its own
     /// error is reported where it happened, so a build reports this one only when no stage
     /// has a first-hand error.
@@ -214,6 +290,80 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "/tmp/cache/index.json: not an OCI index (no manifests list); remove the directory to start a new cache"
+        );
+    }
+
+    #[test]
+    fn a_bad_from_platform_names_the_dockerfile_line() {
+        let err = Error::FromPlatform {
+            file: "Dockerfile".into(),
+            line: 3,
+            value: "linux/".into(),
+            reason: "missing architecture".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "Dockerfile:3: FROM --platform=linux/: missing architecture"
+        );
+    }
+
+    #[test]
+    fn path_errors_name_the_path() {
+        let socket = Error::Socket {
+            path: "/ctx/run/app.sock".into(),
+        };
+        assert_eq!(
+            socket.to_string(),
+            "/ctx/run/app.sock: sockets cannot be copied"
+        );
+        let big = Error::TooLarge {
+            what: "/etc/passwd".into(),
+            limit: 4096,
+        };
+        assert_eq!(big.to_string(), "/etc/passwd: larger than 4096 bytes");
+        let dir = Error::FromDirectory {
+            name: "src".into(),
+            path: "/home/u/src".into(),
+        };
+        assert!(
+            dir.to_string().starts_with(
+                "build context \"src\" is a directory (/home/u/src): FROM needs an image"
+            ),
+            "{dir}"
+        );
+        let target = Error::MountTarget {
+            target: "../..".into(),
+        };
+        assert_eq!(
+            target.to_string(),
+            "--mount target \"../..\" is not allowed: a mount cannot cover / or /proc"
+        );
+    }
+
+    #[test]
+    fn option_and_variable_errors_name_the_flag_and_value() {
+        let bad = Error::BadVariable {
+            name: "TARE_SNAPSHOTTER",
+            value: "fuse".into(),
+            reason: "use overlay, copy or auto",
+        };
+        assert_eq!(
+            bad.to_string(),
+            "TARE_SNAPSHOTTER=fuse: use overlay, copy or auto"
+        );
+        let chmod = Error::Chmod {
+            value: "u+q".into(),
+            reason: "bad symbol".into(),
+        };
+        assert_eq!(chmod.to_string(), "invalid --chmod=u+q: bad symbol");
+        let sum = Error::ChecksumSource {
+            checksum: "sha256:00".into(),
+            name: "a.txt".into(),
+        };
+        assert!(
+            sum.to_string()
+                .starts_with("--checksum=sha256:00: a.txt is not"),
+            "{sum}"
         );
     }
 }

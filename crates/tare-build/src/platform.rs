@@ -16,12 +16,15 @@ use crate::error::Error;
 /// is given: the store's image of that name, whatever its platform, as before `--platform`.
 pub(crate) fn stage_platform(build: &Build<'_>, stage: &Stage) -> Result<Option<Platform>, Error> {
     match &stage.platform {
-        Some(text) => text.parse::<Platform>().map(Some).map_err(|e| {
-            Error::Invalid(format!(
-                "{}:{}: FROM --platform={text}: {e}",
-                build.opts.dockerfile_name, stage.line
-            ))
-        }),
+        Some(text) => text
+            .parse::<Platform>()
+            .map(Some)
+            .map_err(|e| Error::FromPlatform {
+                file: build.opts.dockerfile_name.clone(),
+                line: stage.line,
+                value: text.clone(),
+                reason: e.to_string(),
+            }),
         None => Ok(build.opts.platform.clone()),
     }
 }
@@ -76,10 +79,11 @@ fn check_runnable_with(config: &ImageConfig, dir: &Path) -> Result<(), Error> {
             handler.display()
         ),
     };
-    Err(Error::Invalid(format!(
-        "RUN for {}/{arch} needs emulation on this {host} machine: {missing}",
-        config.os
-    )))
+    Err(Error::NeedsEmulation {
+        platform: format!("{}/{arch}", config.os),
+        host: host.to_string(),
+        missing,
+    })
 }
 
 #[cfg(test)]

@@ -196,9 +196,11 @@ pub fn snapshotter(scratch: &Path) -> Result<Snapshotter, Error> {
             Err(e) => return Err(e.into()),
         },
         other => {
-            return Err(Error::Invalid(format!(
-                "TARE_SNAPSHOTTER={other}: use overlay, copy or auto"
-            )))
+            return Err(Error::BadVariable {
+                name: "TARE_SNAPSHOTTER",
+                value: other.to_string(),
+                reason: "use overlay, copy or auto",
+            })
         }
     };
     Ok(*CHOSEN.get_or_init(|| chosen))

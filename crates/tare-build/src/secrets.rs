@@ -115,10 +115,9 @@ impl SecretSpec {
         match &self.source {
             SecretSource::Env(var) => {
                 use std::os::unix::ffi::OsStringExt;
-                let value = std::env::var_os(var).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "secret {id:?}: the environment variable {var} is not set"
-                    ))
+                let value = std::env::var_os(var).ok_or_else(|| Error::Secret {
+                    id: id.clone(),
+                    reason: format!("the environment variable {var} is not set"),
                 })?;
                 let value = value.into_vec();
                 if value.len() as u64 > MAX_SECRET_SIZE {
@@ -133,18 +132,16 @@ impl SecretSpec {
                     .read(true)
                     .custom_flags(libc_nonblock())
                     .open(path)
-                    .map_err(|e| {
-                        Error::Invalid(format!(
-                            "secret {id:?}: cannot open {}: {e}",
-                            path.display()
-                        ))
+                    .map_err(|e| Error::Secret {
+                        id: id.clone(),
+                        reason: format!("cannot open {}: {e}", path.display()),
                     })?;
                 let meta = file.metadata().map_err(io_err(path))?;
                 if !meta.file_type().is_file() {
-                    return Err(Error::Invalid(format!(
-                        "secret {id:?}: {} is not a regular file",
-                        path.display()
-                    )));
+                    return Err(Error::Secret {
+                        id: id.clone(),
+                        reason: format!("{} is not a regular file", path.display()),
+                    });
                 }
                 let mut value = Vec::new();
                 file.take(MAX_SECRET_SIZE + 1)
@@ -160,9 +157,10 @@ impl SecretSpec {
 }
 
 fn too_big(id: &str) -> Error {
-    Error::Invalid(format!(
-        "secret {id:?} is larger than {MAX_SECRET_SIZE} bytes"
-    ))
+    Error::TooLarge {
+        what: format!("secret {id:?}"),
+        limit: MAX_SECRET_SIZE,
+    }
 }
 
 fn libc_nonblock() -> i32 {
@@ -445,28 +443,30 @@ fn secret(
     let id = m.id.clone().unwrap_or_default();
     let Some(spec) = sources.secrets.iter().rev().find(|s| s.id == id) else {
         if m.required {
-            return Err(Error::Invalid(format!(
-                "secret {id:?} is required but was not given (tare build --secret id={id},src=PATH)"
-            )));
+            return Err(Error::Secret {
+                reason: format!("required but not given (tare build --secret id={id},src=PATH)"),
+                id,
+            });
         }
         return Ok(());
     };
     let value = spec.read()?;
     if let Some(var) = &m.env {
         if var.is_empty() || var.contains('=') || var.contains('\0') {
-            return Err(Error::Invalid(format!(
-                "secret {id:?}: invalid variable name {var:?}"
-            )));
+            return Err(Error::Secret {
+                id,
+                reason: format!("invalid variable name {var:?}"),
+            });
         }
         if value.contains(&0) {
-            return Err(Error::Invalid(format!(
-                "secret {id:?} contains a NUL byte and cannot be an environment variable"
-            )));
+            return Err(Error::Secret {
+                id,
+                reason: "contains a NUL byte and cannot be an environment variable".into(),
+            });
         }
-        let value = String::from_utf8(value.clone()).map_err(|_| {
-            Error::Invalid(format!(
-                "secret {id:?} is not UTF-8 and cannot be an environment variable"
-            ))
+        let value = String::from_utf8(value.clone()).map_err(|_| Error::Secret {
+            id: id.clone(),
+            reason: "not UTF-8, so it cannot be an environment variable".into(),
         })?;
         out.env.push(format!("{var}={value}"));
     }
@@ -523,9 +523,7 @@ fn ssh(
             .unwrap_or_else(|| "default".into());
     let Some(agent) = sources.agents.sockets.get(&id) else {
         if m.required {
-            return Err(Error::Invalid(format!(
-                "no ssh agent {id:?} was given (tare build --ssh {id}[=SOCKET|KEY])"
-            )));
+            return Err(Error::NoSshAgent { id });
         }
         return Ok(());
     };
@@ -585,7 +583,10 @@ impl Relay {
                     }
                 }
             })
-            .map_err(|e| Error::Invalid(format!("starting the ssh relay: {e}")))?;
+            .map_err(|source| Error::Thread {
+                what: "the ssh relay",
+                source,
+            })?;
         Ok(Relay {
             stop,
             thread: Some(thread),

@@ -273,7 +273,10 @@ impl Layers {
                     .read_to_end(&mut content)
                     .map_err(io_err(&node.host))?;
                 if content.len() as u64 > limit {
-                    return Err(Error::Invalid(format!("/{rel}: larger than {limit} bytes")));
+                    return Err(Error::TooLarge {
+                        what: format!("/{rel}"),
+                        limit,
+                    });
                 }
                 Ok(Some(content))
             }

@@ -174,10 +174,9 @@ impl<T: Target> Writer<'_, T> {
             // Devices and fifos: made again with the same kind, mode and rdev.
             let kind = FileType::from_raw_mode(meta.mode());
             if matches!(kind, FileType::Socket | FileType::Unknown) {
-                return Err(Error::Invalid(format!(
-                    "{}: sockets cannot be copied",
-                    node.host.display()
-                )));
+                return Err(Error::Socket {
+                    path: node.host.clone(),
+                });
             }
             self.out
                 .mknod(rel, kind, self.mode(meta), meta.rdev(), owner)?;

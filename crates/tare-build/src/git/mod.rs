@@ -390,25 +390,29 @@ pub(crate) fn add_sources(
         };
         let git = parsed?;
         if !add {
-            return Err(Error::Invalid(format!(
-                "source can't be a git ref for COPY: {}",
-                redact(text)
-            )));
+            return Err(Error::Git {
+                url: redact(text),
+                reason: "source can't be a git ref for COPY (ADD takes one)".into(),
+            });
         }
         let keep = match (c.keep_git_dir, git.keep_git_dir) {
             (true, Some(false)) => {
-                return Err(Error::Invalid(
-                    "inconsistent keep-git-dir configuration".into(),
-                ))
+                return Err(Error::Git {
+                    url: redact(text),
+                    reason: "inconsistent keep-git-dir configuration (--keep-git-dir and \
+                             keep-git-dir=false)"
+                        .into(),
+                })
             }
             (flag, query) => flag || query == Some(true),
         };
         let mut git = git;
         match (&c.checksum, &git.checksum) {
             (Some(flag), Some(query)) if flag != query => {
-                return Err(Error::Invalid(format!(
-                    "checksum mismatch {flag:?} != {query:?}"
-                )))
+                return Err(Error::Git {
+                    url: redact(text),
+                    reason: format!("checksum mismatch {flag:?} != {query:?}"),
+                })
             }
             (Some(flag), _) => {
                 check_checksum(flag).map_err(|reason| Error::Git {

@@ -16,8 +16,8 @@ pub(crate) fn config(
     flags: &mut StageFlags,
     command: &Command,
 ) -> Result<bool, Error> {
-    let text = config::apply(command, &mut st.config, flags).ok_or_else(|| {
-        Error::Invalid(format!("{} is not a config instruction", cx.ins.original))
+    let text = config::apply(command, &mut st.config, flags).ok_or(Error::NotConfig {
+        keyword: command.keyword(),
     })?;
     st.push_history(text, false, cx.origin());
     Ok(false)

@@ -171,7 +171,7 @@ pub(crate) fn copy(
 ) -> Result<bool, Error> {
     let select = Select {
         exclude: DockerIgnore::from_patterns(c.exclude.iter().map(String::as_str))
-            .map_err(|e| Error::Invalid(format!("--exclude: {e}")))?,
+            .map_err(|source| Error::Exclude { source })?,
         parents: c.parents,
     };
     let build = cx.build;
@@ -225,10 +225,10 @@ pub(crate) fn copy(
                     CopySource::Path(p) => p.clone(),
                     CopySource::Heredoc(h) => format!("<<{}", h.name),
                 };
-                return Err(Error::Invalid(format!(
-                    "--checksum={sum}: {name} is not an HTTP(S) or git source, the only \
-                     ones a checksum can verify"
-                )));
+                return Err(Error::ChecksumSource {
+                    checksum: sum.clone(),
+                    name,
+                });
             }
         }
     }
@@ -295,9 +295,10 @@ pub(crate) fn copy(
         }
     }
     let chmod = match &c.chmod {
-        Some(m) => {
-            Some(Chmod::parse(m).map_err(|e| Error::Invalid(format!("invalid --chmod={m}: {e}")))?)
-        }
+        Some(m) => Some(Chmod::parse(m).map_err(|e| Error::Chmod {
+            value: m.clone(),
+            reason: e.to_string(),
+        })?),
         None => None,
     };
     let created_by = config::copy_created_by(add, &names, &c.dest);

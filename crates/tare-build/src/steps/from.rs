@@ -22,11 +22,10 @@ pub(crate) fn image(
 ) -> Result<StageOut, Error> {
     match lookup(build, name, platform)? {
         Some(Resolved::State(state)) => Ok(*state),
-        Some(Resolved::Dir(path)) => Err(Error::Invalid(format!(
-            "build context {name:?} is a directory ({}): FROM needs an image \
-             (docker-image:// or oci-layout://); use the directory with COPY --from",
-            path.display()
-        ))),
+        Some(Resolved::Dir(path)) => Err(Error::FromDirectory {
+            name: name.to_string(),
+            path,
+        }),
         None => store_image(build, name, platform),
     }
 }

@@ -43,10 +43,9 @@ pub(crate) struct Prepared {
 pub(crate) fn target(m: &Mount, workdir: &str) -> Result<String, Error> {
     let cleaned = tare_layer::path::clean_in(workdir, &m.target);
     if cleaned == "/" || cleaned == "/proc" || cleaned.starts_with("/proc/") {
-        return Err(Error::Invalid(format!(
-            "--mount target {:?} is not allowed: a mount cannot cover / or /proc",
-            m.target
-        )));
+        return Err(Error::MountTarget {
+            target: m.target.clone(),
+        });
     }
     Ok(cleaned)
 }
