@@ -9,6 +9,8 @@ use serde_json::Value;
 use tare_dockerfile::{Command, Healthcheck, ShellOrExec};
 use tare_store::config::{self as cfg, ImageConfig};
 
+use crate::error::Error;
+
 /// Docker's default PATH, added to a stage's environment when the base image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -56,6 +58,28 @@ pub fn set_env(config: &mut ImageConfig, key: &str, value: &str) {
 pub fn ensure_path(config: &mut ImageConfig) {
     if !env_pairs(config).iter().any(|(k, _)| k == "PATH") {
         set_env(config, "PATH", DEFAULT_PATH);
+    }
+}
+
+/// The config's working directory, `/` when unset.
+pub fn current_dir(config: &ImageConfig) -> String {
+    config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The new working directory of a WORKDIR `path` in `current`, as BuildKit's
+/// `NormalizeWorkdir` (and docker's `normalizeWorkdir`) gives it: an absolute path as written
+/// (a trailing slash kept: `WORKDIR /go/src/app/` sets `/go/src/app/`), a relative one joined
+/// to the current directory and cleaned.
+pub fn working_dir(current: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        tare_layer::path::clean_in(current, path)
     }
 }
 
@@ -213,6 +237,30 @@ pub fn apply(
         Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_) => return None,
     };
     Some(text)
+}
+
+/// Applies `--change` instructions (`tare import`, `tare commit`) to `config` as docker's
+/// `BuildFromConfig` does: tare-dockerfile parses and expands them
+/// ([`tare_dockerfile::parse_changes`]: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL,
+/// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR), and each changes the config through
+/// [`apply`], the code a Dockerfile's instruction runs. No history is written, and WORKDIR
+/// only sets the directory (nothing is created).
+pub fn apply_changes(config: &mut ImageConfig, changes: &[String]) -> Result<(), Error> {
+    let env = env_pairs(config);
+    let mut flags = StageFlags::default();
+    for ins in tare_dockerfile::parse_changes(changes, &env)? {
+        match &ins.command {
+            Command::Workdir(path) => {
+                config.config.working_dir = Some(working_dir(&current_dir(config), path));
+            }
+            command => {
+                apply(command, config, &mut flags).ok_or(Error::NotConfig {
+                    keyword: command.keyword(),
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The history text of a RUN, as BuildKit writes it: the build args in effect as `|N K=V...`,

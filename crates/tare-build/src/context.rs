@@ -339,12 +339,7 @@ impl StageOut {
 
     /// The working directory, `/` when unset.
     pub fn workdir(&self) -> String {
-        self.config
-            .config
-            .working_dir
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into())
+        crate::config::current_dir(&self.config)
     }
 
     pub fn push_history(&mut self, created_by: String, layer: bool, origin: StepOrigin) {

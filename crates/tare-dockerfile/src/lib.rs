@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod ast;
+mod changes;
 mod error;
 mod evaluate;
 mod flags;
@@ -36,6 +37,7 @@ mod shell;
 mod suggest;
 
 pub use ast::{go_quote, Ast, Directives, Heredoc, Node};
+pub use changes::{parse_changes, CHANGE_INSTRUCTIONS};
 pub use error::{Error, LocatedError};
 pub use evaluate::{evaluate, evaluate_for_platform};
 pub use instructions::healthcheck::parse_go_duration;

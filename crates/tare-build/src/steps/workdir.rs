@@ -1,22 +1,12 @@
 //! WORKDIR: sets the working directory and creates it, owned by the stage's USER.
 
+use crate::config;
 use crate::context::{StageOut, StepCtx};
 use crate::error::{io_err, Error};
 use crate::key::{StepKey, WorkdirKey};
 use crate::layer::{self, Upper};
 use crate::steps::{apply_outcome, resolve_owner, with_cache};
 use crate::tree::{Layers, SourceTree};
-
-/// The new working directory, as BuildKit's `NormalizeWorkdir` gives it: an absolute path
-/// as written (a trailing slash kept: `WORKDIR /go/src/app/` sets `/go/src/app/`), a
-/// relative one joined to the current directory and cleaned.
-pub(crate) fn normalize(current: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_string()
-    } else {
-        crate::dockerignore::clean(&format!("{current}/{path}"))
-    }
-}
 
 /// The owner of the created directory: the stage's USER. A user the image does not know
 /// gives 0:0, as BuildKit does (the RUN steps that run as that user fail instead).
@@ -30,7 +20,7 @@ fn owner(lower: &Layers, user: &str) -> Result<(u32, u32), Error> {
 }
 
 pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result<bool, Error> {
-    let wd = normalize(&st.workdir(), path);
+    let wd = config::working_dir(&st.workdir(), path);
     st.config.config.working_dir = Some(wd.clone());
     let created_by = format!("WORKDIR {wd}");
     let user = st.config.config.user.clone().unwrap_or_default();

@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args as ClapArgs;
 use tare_build::commit::{self, CommitOptions};
 use tare_sandbox::containers::Containers;
@@ -26,8 +25,9 @@ pub struct Args {
     /// Author, stored in the config and the history entry.
     #[arg(short, long)]
     author: Option<String>,
-    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
-    /// EXPOSE, LABEL, STOPSIGNAL, VOLUME, ONBUILD), as `tare import --change`.
+    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR), as `tare import
+    /// --change`.
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
     changes: Vec<String>,
     /// `created` of the image and its new history entry, as seconds since 1970 (default
@@ -47,10 +47,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let record = containers.find(&args.container)?;
     let image = commit::container_image(&store, &record)?;
     let mut config = image.config.clone();
-    for change in &args.changes {
-        crate::cmd::import::apply_change(&mut config, change)
-            .with_context(|| format!("--change {change:?}"))?;
-    }
+    tare_build::config::apply_changes(&mut config, &args.changes)?;
     let options = CommitOptions {
         author: args.author,
         message: args.message,

@@ -19,8 +19,8 @@ pub struct Args {
     file: PathBuf,
     /// Name for the image.
     reference: Option<String>,
-    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
-    /// EXPOSE, LABEL, STOPSIGNAL, VOLUME, ONBUILD).
+    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR), as docker does.
     #[arg(short, long = "change", value_name = "INSTRUCTION")]
     changes: Vec<String>,
     /// Commit message, stored as the history comment.
@@ -51,9 +51,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         config.architecture = p.architecture.clone();
         config.variant = p.variant.clone();
     }
-    for change in &args.changes {
-        apply_change(&mut config, change).with_context(|| format!("--change {change:?}"))?;
-    }
+    tare_build::config::apply_changes(&mut config, &args.changes)?;
     let store = ctx.store()?;
     let name = args.file.display().to_string();
     let input: Box<dyn Read> = if name == "-" {
@@ -87,114 +85,4 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .context("storing the image")?;
     crate::outln!("{}", img.id);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Applies one `--change` instruction, with Dockerfile syntax (also `tare commit --change`).
-pub(crate) fn apply_change(config: &mut ImageConfig, change: &str) -> anyhow::Result<()> {
-    let (word, rest) = change
-        .trim()
-        .split_once(char::is_whitespace)
-        .unwrap_or((change.trim(), ""));
-    let rest = rest.trim();
-    let c = &mut config.config;
-    match word.to_ascii_uppercase().as_str() {
-        "CMD" => c.cmd = Some(command(rest)?),
-        "ENTRYPOINT" => c.entrypoint = Some(command(rest)?),
-        "SHELL" => c.shell = Some(serde_json::from_str(rest).context("SHELL needs a JSON array")?),
-        "WORKDIR" => c.working_dir = Some(rest.to_string()),
-        "USER" => c.user = Some(rest.to_string()),
-        "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
-        "ONBUILD" => c
-            .on_build
-            .get_or_insert_with(Vec::new)
-            .push(rest.to_string()),
-        "ENV" => {
-            for (k, v) in pairs(rest)? {
-                let env = c.env.get_or_insert_with(Vec::new);
-                env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                env.push(format!("{k}={v}"));
-            }
-        }
-        "LABEL" => {
-            for (k, v) in pairs(rest)? {
-                c.labels.get_or_insert_with(Default::default).insert(k, v);
-            }
-        }
-        "EXPOSE" => {
-            for p in rest.split_whitespace() {
-                let p = if p.contains('/') {
-                    p.to_string()
-                } else {
-                    format!("{p}/tcp")
-                };
-                c.exposed_ports
-                    .get_or_insert_with(Default::default)
-                    .insert(p, serde_json::json!({}));
-            }
-        }
-        "VOLUME" => {
-            let vols: Vec<String> = if rest.starts_with('[') {
-                serde_json::from_str(rest).context("VOLUME JSON array")?
-            } else {
-                rest.split_whitespace().map(String::from).collect()
-            };
-            for v in vols {
-                c.volumes
-                    .get_or_insert_with(Default::default)
-                    .insert(v, serde_json::json!({}));
-            }
-        }
-        other => anyhow::bail!("{other} cannot be used with --change"),
-    }
-    Ok(())
-}
-
-/// Exec form (`["a","b"]`) or shell form (`a b`, run by `/bin/sh -c`).
-fn command(text: &str) -> anyhow::Result<Vec<String>> {
-    if text.starts_with('[') {
-        if let Ok(v) = serde_json::from_str::<Vec<String>>(text) {
-            return Ok(v);
-        }
-    }
-    anyhow::ensure!(!text.is_empty(), "a command is needed");
-    Ok(vec!["/bin/sh".into(), "-c".into(), text.to_string()])
-}
-
-/// `k=v k2="v 2"` or the legacy `k v`.
-fn pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    if !text.contains('=') {
-        let (k, v) = text
-            .split_once(char::is_whitespace)
-            .context("expected KEY VALUE or KEY=VALUE")?;
-        return Ok(vec![(k.to_string(), v.trim().to_string())]);
-    }
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut word = String::new();
-        let mut quote = None;
-        while let Some(&ch) = chars.peek() {
-            chars.next();
-            match (quote, ch) {
-                (None, '"' | '\'') => quote = Some(ch),
-                (Some(q), c) if c == q => quote = None,
-                (None, c) if c.is_whitespace() => break,
-                (_, '\\') => {
-                    if let Some(n) = chars.next() {
-                        word.push(n);
-                    }
-                }
-                (_, c) => word.push(c),
-            }
-        }
-        let (k, v) = word.split_once('=').context("expected KEY=VALUE")?;
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
 }

@@ -5,6 +5,7 @@
 mod util;
 
 mod cli_habits;
+mod import_change;
 
 use std::collections::BTreeMap;
 use std::io::Read;
