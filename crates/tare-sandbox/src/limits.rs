@@ -70,7 +70,7 @@ pub struct Ulimit {
 }
 
 /// docker's ulimit names (go-units), with the resource each sets.
-const RESOURCES: [(&str, rustix::process::Resource); 15] = {
+pub(crate) const RESOURCES: [(&str, rustix::process::Resource); 15] = {
     use rustix::process::Resource as R;
     [
         ("core", R::Core),

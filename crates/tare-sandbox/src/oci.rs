@@ -9,7 +9,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
+};
 
 use crate::plan::Mode;
 use crate::spawn::{execute, prepare};
@@ -42,7 +47,7 @@ pub fn find_runtime(name: &str) -> Result<PathBuf, Error> {
 pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     let layers = spec.rootfs.layers();
     let user = crate::resolve_user(&layers, spec.user.as_deref().unwrap_or(""))?;
-    let config_spec = ConfigInput {
+    let input = ConfigInput {
         args: spec.args.clone(),
         env: spec.env.clone(),
         cwd: if spec.cwd.is_empty() {
@@ -87,24 +92,14 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
     let is_crun = runtime
         .file_name()
         .is_some_and(|n| n.as_bytes().starts_with(b"crun"));
-    let mut config = config_json(&config_spec, &rootfs, &bundle, !is_crun);
-    // Rootless on the host's network: that namespace belongs to the host's user namespace, so
-    // sysfs cannot be mounted (runc and crun both fail); the host's /sys is bound read-only, as
-    // the built-in sandbox does.
-    if prepared.plan.bind_sys {
-        if let Some(sys) = config["mounts"]
-            .as_array_mut()
-            .and_then(|m| m.iter_mut().find(|m| m["destination"] == "/sys"))
-        {
-            *sys = json!({"destination": "/sys", "type": "bind", "source": "/sys",
-                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        }
-    }
-    let config_path = bundle.join("config.json");
-    let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime {
+    let config_error = |e: String| Error::Runtime {
         runtime: runtime.display().to_string(),
         reason: format!("writing config.json: {e}"),
-    })?;
+    };
+    let bind_sys = prepared.plan.bind_sys;
+    let config = config_spec(&input, &rootfs, &bundle, !is_crun, bind_sys).map_err(config_error)?;
+    let config_path = bundle.join("config.json");
+    let text = serde_json::to_vec_pretty(&config).map_err(|e| config_error(e.to_string()))?;
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
     let state = bundle.join("state");
     std::fs::create_dir(&state).map_err(|e| Error::io(&state, e))?;
@@ -156,28 +151,72 @@ struct ConfigInput {
     ulimits: Vec<crate::Ulimit>,
 }
 
-fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: bool) -> Value {
-    let mut env = c.env.clone();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={}", crate::DEFAULT_PATH));
-    }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", c.user.home));
-    }
+/// The runtime's `config.json` for a run: the same mounts, namespaces, devices, capabilities,
+/// confinement and limits as the built-in sandbox. `bind_sys`: rootless on the host's network,
+/// that namespace belongs to the host's user namespace, so sysfs cannot be mounted (runc and
+/// crun both fail); the host's /sys is bound read-only instead, as the built-in sandbox does.
+fn config_spec(
+    c: &ConfigInput,
+    rootfs: &Path,
+    bundle: &Path,
+    device_cgroup: bool,
+    bind_sys: bool,
+) -> Result<Spec, String> {
+    let env = crate::plan::complete_env(c.env.clone(), &c.user.home);
+    let mount = |destination: &str, typ: &str, source: &Path, options: &[&str]| {
+        MountBuilder::default()
+            .destination(destination)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+    };
     let nosuid = ["nosuid", "noexec", "nodev"];
+    let shm_size = format!("size={}", c.shm_size);
+    let sys = if bind_sys {
+        mount(
+            "/sys",
+            "bind",
+            Path::new("/sys"),
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )
+    } else {
+        mount(
+            "/sys",
+            "sysfs",
+            Path::new("sysfs"),
+            &["nosuid", "noexec", "nodev", "ro"],
+        )
+    };
     let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": nosuid}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                           format!("size={}", c.shm_size)]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-               "options": nosuid}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        mount("/proc", "proc", Path::new("proc"), &nosuid),
+        mount(
+            "/dev",
+            "tmpfs",
+            Path::new("tmpfs"),
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            Path::new("devpts"),
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            Path::new("shm"),
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        ),
+        mount("/dev/mqueue", "mqueue", Path::new("mqueue"), &nosuid),
+        sys,
     ];
     // The files `prepare` wrote into the bundle (see the `etc` module).
     let (etc_names, readonly) = crate::etc::mounted(c.etc_files);
@@ -187,47 +226,61 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         &["rbind", "rprivate"]
     };
     for name in etc_names {
-        mounts.push(json!({
-            "destination": format!("/etc/{name}"),
-            "type": "bind",
-            "source": bundle.join(name),
-            "options": etc_options,
-        }));
+        let target = format!("/etc/{name}");
+        mounts.push(mount(&target, "bind", &bundle.join(name), etc_options));
     }
     for (source, target, readonly) in &c.mounts {
         let mut options = vec!["rbind", "rprivate", "nodev"];
         if *readonly {
             options.push("ro");
         }
-        mounts.push(
-            json!({"destination": target, "type": "bind", "source": source,
-                           "options": options}),
-        );
+        mounts.push(mount(target, "bind", source, &options));
     }
     for (target, size) in &c.tmpfs {
-        let mut options = vec!["nosuid".to_string(), "nodev".into(), "mode=1777".into()];
-        if let Some(size) = size {
-            options.push(format!("size={size}"));
-        }
-        mounts.push(
-            json!({"destination": target, "type": "tmpfs", "source": "tmpfs",
-                           "options": options}),
-        );
+        let size = size.map(|size| format!("size={size}"));
+        let mut options = vec!["nosuid", "nodev", "mode=1777"];
+        options.extend(size.as_deref());
+        mounts.push(mount(target, "tmpfs", Path::new("tmpfs"), &options));
     }
+    let mounts = mounts
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+
     let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
     ];
     // Network::Private: the runtime is started inside the shared private namespace and
     // inherits it (no "network" entry means "the runtime's own").
     if c.network == Network::None {
-        namespaces.push(json!({"type": "network"}));
+        namespaces.push(LinuxNamespaceType::Network);
     }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+
     // The device rules of the built-in sandbox: deny all, allow the default nodes (Docker's
     // list: null, zero, full, random, urandom, tty, console, ptmx and the ptys).
-    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+    let mut devices = vec![LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()];
+    let char_device = |major: i64, minor: Option<i64>| {
+        let rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(major)
+            .access("rwm");
+        match minor {
+            Some(minor) => rule.minor(minor).build(),
+            None => rule.build(),
+        }
+    };
     for (major, minor) in [
         (1, 3),
         (1, 5),
@@ -238,27 +291,55 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
         (5, 1),
         (5, 2),
     ] {
-        devices.push(
-            json!({"allow": true, "type": "c", "major": major, "minor": minor,
-                            "access": "rwm"}),
-        );
+        devices.push(char_device(major, Some(minor)));
     }
-    devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "resources": {"devices": devices},
-        "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                        "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
-        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                          "/proc/sysrq-trigger"],
-    });
-    if c.security.privileged {
-        linux["maskedPaths"] = json!([]);
-        linux["readonlyPaths"] = json!([]);
-    } else if c.security.seccomp {
-        linux["seccomp"] = crate::seccomp::oci_profile();
+    devices.push(char_device(136, None));
+    let devices = devices
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let resources = LinuxResourcesBuilder::default()
+        .devices(devices)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (masked, readonly_paths) = if c.security.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            strings(&[
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+                "/sys/devices/virtual/powercap",
+            ]),
+            strings(&[
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]),
+        )
+    };
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources)
+        .masked_paths(masked)
+        .readonly_paths(readonly_paths)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if c.security.seccomp && !c.security.privileged {
+        linux.set_seccomp(Some(crate::seccomp::oci_profile()?));
     }
+
     // Privileged: every capability the kernel headers name (up to CAP_CHECKPOINT_RESTORE).
     let mut caps = if c.security.privileged {
         rustix::thread::CapabilitySet::all()
@@ -268,36 +349,242 @@ fn config_json(c: &ConfigInput, rootfs: &Path, bundle: &Path, device_cgroup: boo
     if !device_cgroup {
         caps.remove(rustix::thread::CapabilitySet::MKNOD);
     }
-    let bounding = crate::caps::capability_names(caps);
-    let caps: Vec<String> = if c.user.uid == 0 {
+    let bounding: Capabilities = crate::caps::capability_names(caps)
+        .into_iter()
+        .map(|name| from_name::<Capability>(&name))
+        .collect::<Result<_, _>>()?;
+    let caps = if c.user.uid == 0 {
         bounding.clone()
     } else {
-        Vec::new()
+        Capabilities::new()
     };
-    json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": c.tty,
-            "user": {"uid": c.user.uid, "gid": c.user.gid, "additionalGids": c.user.groups},
-            "args": c.args,
-            "env": env,
-            "cwd": c.cwd,
-            "capabilities": {
-                "bounding": bounding,
-                "effective": caps,
-                "permitted": caps,
+    let mut capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(bounding)
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(|e| e.to_string())?;
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+
+    // RLIM_INFINITY for -1, as runc reads it.
+    let rlimits = c
+        .ulimits
+        .iter()
+        .map(|u| {
+            let typ: PosixRlimitType =
+                from_name(&format!("RLIMIT_{}", u.name.to_ascii_uppercase()))?;
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft.unwrap_or(u64::MAX))
+                .hard(u.hard.unwrap_or(u64::MAX))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let user = UserBuilder::default()
+        .uid(c.user.uid)
+        .gid(c.user.gid)
+        .additional_gids(c.user.groups.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let process = ProcessBuilder::default()
+        .terminal(c.tty)
+        .user(user)
+        .args(c.args.clone())
+        .env(env)
+        .cwd(&c.cwd)
+        .capabilities(capabilities)
+        .no_new_privileges(c.security.no_new_privileges)
+        .rlimits(rlimits)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let root = RootBuilder::default()
+        .path(rootfs)
+        .readonly(c.readonly)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .root(root)
+        .hostname(c.hostname.clone())
+        .mounts(mounts)
+        .process(process)
+        .linux(linux)
+        .build()
+        .map_err(|e| e.to_string())?;
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+/// An oci-spec enum from its name in `config.json` (`CAP_CHOWN`, `RLIMIT_NOFILE`).
+pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| format!("{name} has no OCI name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Three runs: a root build step with bind, cache, secret and tmpfs mounts, two ulimits
+    /// and no network; a non-root container with a terminal, a read-only root and
+    /// no-new-privileges, rootless on the host's network (`bind_sys`) through crun (no device
+    /// cgroup); a privileged step. With the device cgroup and `bind_sys` flags.
+    fn inputs() -> Vec<(ConfigInput, bool, bool)> {
+        let user = |uid, groups: Vec<u32>| crate::User {
+            uid,
+            gid: uid,
+            groups,
+            home: if uid == 0 {
+                "/root".into()
+            } else {
+                "/home/app".into()
             },
-            "noNewPrivileges": c.security.no_new_privileges,
-            // RLIM_INFINITY for -1, as runc reads it.
-            "rlimits": c.ulimits.iter().map(|u| json!({
-                "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
-                "soft": u.soft.unwrap_or(u64::MAX),
-                "hard": u.hard.unwrap_or(u64::MAX),
-            })).collect::<Vec<_>>(),
-        },
-        "root": {"path": rootfs, "readonly": c.readonly},
-        "hostname": c.hostname,
-        "mounts": mounts,
-        "linux": linux,
-    })
+        };
+        vec![
+            (
+                ConfigInput {
+                    args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+                    env: vec!["A=1".into(), "PATH=/usr/bin".into()],
+                    cwd: "/src".into(),
+                    hostname: "buildkitsandbox".into(),
+                    etc_files: EtcFiles::BuildStep,
+                    network: Network::None,
+                    security: crate::Security::default(),
+                    readonly: false,
+                    tty: false,
+                    mounts: vec![
+                        ("/ctx".into(), "/src".into(), true),
+                        ("/cache/go".into(), "/root/.cache".into(), false),
+                        ("/run/tare/secret".into(), "/run/secrets/token".into(), true),
+                    ],
+                    tmpfs: vec![("/tmp/x".into(), Some(1 << 20)), ("/tmp/y".into(), None)],
+                    user: user(0, vec![0, 10]),
+                    shm_size: 64 << 20,
+                    ulimits: vec![
+                        crate::Ulimit::parse("nofile=1024:2048").unwrap(),
+                        crate::Ulimit::parse("core=-1").unwrap(),
+                    ],
+                },
+                true,
+                false,
+            ),
+            (
+                ConfigInput {
+                    args: vec!["top".into()],
+                    env: vec![],
+                    cwd: "/".into(),
+                    hostname: "c0ffee".into(),
+                    etc_files: EtcFiles::Container,
+                    network: Network::Private,
+                    security: crate::Security {
+                        seccomp: true,
+                        no_new_privileges: true,
+                        privileged: false,
+                    },
+                    readonly: true,
+                    tty: true,
+                    mounts: vec![],
+                    tmpfs: vec![],
+                    user: user(1000, vec![1000]),
+                    shm_size: 1 << 30,
+                    ulimits: vec![],
+                },
+                false,
+                true,
+            ),
+            (
+                ConfigInput {
+                    args: vec!["id".into()],
+                    env: vec!["HOME=/x".into()],
+                    cwd: "/".into(),
+                    hostname: "p".into(),
+                    etc_files: EtcFiles::BuildStep,
+                    network: Network::Host,
+                    security: crate::Security {
+                        seccomp: true,
+                        no_new_privileges: false,
+                        privileged: true,
+                    },
+                    readonly: false,
+                    tty: false,
+                    mounts: vec![],
+                    tmpfs: vec![],
+                    user: user(0, vec![]),
+                    shm_size: 64 << 20,
+                    ulimits: vec![],
+                },
+                true,
+                false,
+            ),
+        ]
+    }
+
+    /// The capability lists in a fixed order: oci-spec keeps them in a set.
+    fn sort_capabilities(config: &mut Value) {
+        let Some(caps) = config["process"]["capabilities"].as_object_mut() else {
+            return;
+        };
+        for list in caps.values_mut() {
+            if let Some(names) = list.as_array_mut() {
+                names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+
+    /// The document is what the `json!` version wrote for the same runs (kept in
+    /// testdata/oci_config_before.json): process args, env, cwd, user, terminal,
+    /// capabilities, rlimits and no_new_privileges, the root, the hostname, every mount with
+    /// its options, the namespaces, the device rules, the seccomp profile, the masked and
+    /// read-only paths, and no field more (no cgroupsPath, no annotations).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn config_json_is_the_same_document_as_before() {
+        let before: Vec<Value> =
+            serde_json::from_str(include_str!("testdata/oci_config_before.json")).unwrap();
+        let inputs = inputs();
+        assert_eq!(before.len(), inputs.len());
+        for (i, ((input, device_cgroup, bind_sys), mut old)) in
+            inputs.into_iter().zip(before).enumerate()
+        {
+            let spec = config_spec(
+                &input,
+                Path::new("/b/rootfs"),
+                Path::new("/b"),
+                device_cgroup,
+                bind_sys,
+            )
+            .unwrap();
+            let mut new = serde_json::to_value(&spec).unwrap();
+            sort_capabilities(&mut old);
+            sort_capabilities(&mut new);
+            for key in [
+                "process",
+                "root",
+                "hostname",
+                "mounts",
+                "linux",
+                "ociVersion",
+            ] {
+                assert_eq!(new[key], old[key], "run {i}: {key}");
+            }
+            assert_eq!(new, old, "run {i}");
+            assert!(new["linux"].get("cgroupsPath").is_none());
+        }
+    }
+
+    #[test]
+    fn every_docker_ulimit_and_default_capability_has_an_oci_name() {
+        for name in crate::caps::capability_names(rustix::thread::CapabilitySet::all()) {
+            from_name::<Capability>(&name).unwrap();
+        }
+        for (name, _) in crate::limits::RESOURCES {
+            let rlimit = format!("RLIMIT_{}", name.to_ascii_uppercase());
+            from_name::<oci_spec::runtime::PosixRlimitType>(&rlimit).unwrap();
+        }
+        assert!(from_name::<Capability>("CAP_NOT_ONE").is_err());
+    }
 }

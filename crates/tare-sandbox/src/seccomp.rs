@@ -10,7 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscallBuilder,
+};
 
 use crate::Error;
 
@@ -261,50 +264,69 @@ fn x32_guard() -> Vec<libc::sock_filter> {
 }
 
 /// The same profile as an OCI `linux.seccomp` object, for `--runtime`.
-pub(crate) fn oci_profile() -> Value {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "SCMP_ARCH_X86_64",
-        "aarch64" => "SCMP_ARCH_AARCH64",
-        other => other,
+pub(crate) fn oci_profile() -> Result<LinuxSeccomp, String> {
+    let built = |e: oci_spec::OciSpecError| e.to_string();
+    // No list (the runtime's native architecture) where oci-spec has no name for it.
+    let architectures = match std::env::consts::ARCH {
+        "x86_64" => vec![Arch::ScmpArchX86_64],
+        "aarch64" => vec![Arch::ScmpArchAarch64],
+        _ => Vec::new(),
     };
-    let mut syscalls = Vec::new();
-    let always: Vec<&str> = denied()
+    let errno = |names: Vec<String>, errno: i32| {
+        LinuxSyscallBuilder::default()
+            .names(names)
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(errno as u32)
+    };
+    let arg = |value: u64, value_two: Option<u64>, op: LinuxSeccompOperator| {
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(value)
+            .op(op);
+        match value_two {
+            Some(two) => arg.value_two(two).build(),
+            None => arg.build(),
+        }
+        .map_err(built)
+    };
+    let always: Vec<String> = denied()
         .filter(|(_, _, d)| matches!(d, Deny::Always))
-        .map(|(name, _, _)| oci_name(name))
+        .map(|(name, _, _)| oci_name(name).to_string())
         .collect();
-    syscalls.push(json!({"names": always, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}));
+    let mut syscalls = vec![errno(always, libc::EPERM).build().map_err(built)?];
     for (name, _, deny) in denied() {
-        let name = oci_name(name);
+        let names = vec![oci_name(name).to_string()];
         match deny {
             Deny::Always => {}
-            Deny::NoSys => syscalls.push(
-                json!({"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
-            ),
+            Deny::NoSys => syscalls.push(errno(names, libc::ENOSYS).build().map_err(built)?),
             Deny::AnyBit(bits) => {
                 for bit in *bits {
-                    syscalls.push(json!({
-                        "names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-                        "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}],
-                    }));
+                    let args = vec![arg(
+                        *bit,
+                        Some(*bit),
+                        LinuxSeccompOperator::ScmpCmpMaskedEq,
+                    )?];
+                    let rule = errno(names.clone(), libc::EPERM).args(args);
+                    syscalls.push(rule.build().map_err(built)?);
                 }
             }
             Deny::Except(values) => {
-                let args: Vec<Value> = values
+                let args = values
                     .iter()
-                    .map(|v| json!({"index": 0, "value": v, "op": "SCMP_CMP_NE"}))
-                    .collect();
-                syscalls.push(json!({
-                    "names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-                    "args": args,
-                }));
+                    .map(|v| arg(*v, None, LinuxSeccompOperator::ScmpCmpNe))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rule = errno(names, libc::EPERM).args(args);
+                syscalls.push(rule.build().map_err(built)?);
             }
         }
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": [arch],
-        "syscalls": syscalls,
-    })
+    let mut profile = LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .syscalls(syscalls);
+    if !architectures.is_empty() {
+        profile = profile.architectures(architectures);
+    }
+    profile.build().map_err(built)
 }
 
 fn oci_name(name: &str) -> &str {
@@ -338,7 +360,7 @@ mod tests {
 
     #[test]
     fn the_oci_profile_denies_the_same_calls() {
-        let profile = oci_profile().to_string();
+        let profile = serde_json::to_string(&oci_profile().unwrap()).unwrap();
         for (name, _, _) in denied() {
             assert!(
                 profile.contains(&format!("\"{}\"", oci_name(name))),
