@@ -6,8 +6,10 @@
 
 use std::ffi::{c_char, CString};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
-use crate::Error;
+use crate::{BindMount, Error, TmpfsMount};
 
 /// How the child reports progress and failure to the parent: fixed-size records on a
 /// close-on-exec pipe. End of file without an error record means `execve` succeeded.
@@ -309,6 +311,67 @@ impl Plan {
         self.envp_ptrs.push(std::ptr::null());
         self.bind_fds = vec![-1; self.binds.len()];
     }
+}
+
+/// The bind and tmpfs mounts of a container, in the order the child attaches them: the
+/// `/etc` files tare wrote (`(file, name, readonly)`: optional, since the image may have a
+/// dangling link there), then the volumes and tmpfs mounts parents first (sorted by the depth
+/// of their target, stable), so that a mount inside another one's target goes on top of it.
+/// A volume source must exist: whether it is a directory decides how it is attached.
+pub(crate) fn binds(
+    etc: &[(PathBuf, &str, bool)],
+    mounts: &[BindMount],
+    tmpfs: &[TmpfsMount],
+) -> Result<Vec<Bind>, Error> {
+    let mut binds = Vec::new();
+    for (file, name, readonly) in etc {
+        binds.push(Bind {
+            source: cstring(file.as_os_str().as_bytes(), "path")?,
+            target: cstring(format!("/etc/{name}").as_bytes(), "path")?,
+            dir: false,
+            readonly: *readonly,
+            optional: true,
+            create: true,
+            tmpfs: None,
+        });
+    }
+    let mut user_mounts = Vec::new();
+    for m in mounts {
+        let meta = std::fs::metadata(&m.source).map_err(|e| Error::io(&m.source, e))?;
+        user_mounts.push(Bind {
+            source: cstring(m.source.as_os_str().as_bytes(), "volume source")?,
+            target: cstring(m.target.as_bytes(), "volume target")?,
+            dir: meta.is_dir(),
+            readonly: m.readonly,
+            optional: false,
+            create: true,
+            tmpfs: None,
+        });
+    }
+    for t in tmpfs {
+        let mut data = "mode=1777".to_string();
+        if let Some(size) = t.size {
+            data.push_str(&format!(",size={size}"));
+        }
+        user_mounts.push(Bind {
+            source: cstring(b"tmpfs", "tmpfs source")?,
+            target: cstring(t.target.as_bytes(), "tmpfs target")?,
+            dir: true,
+            readonly: false,
+            optional: false,
+            create: true,
+            tmpfs: Some(cstring(data.as_bytes(), "tmpfs options")?),
+        });
+    }
+    user_mounts.sort_by_key(|b| {
+        b.target
+            .to_bytes()
+            .split(|c| *c == b'/')
+            .filter(|c| !c.is_empty())
+            .count()
+    });
+    binds.extend(user_mounts);
+    Ok(binds)
 }
 
 /// The environment with PATH and HOME added when missing (runc adds HOME; Docker adds PATH).

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rustix::io::Errno;
 
 use crate::plan::{
-    check_container_path, complete_env, cstring, cstrings, gids, last_cap, search_path, Bind,
+    self, check_container_path, complete_env, cstring, cstrings, gids, last_cap, search_path,
     Message, Mode, Plan, RootMount, Step, MSG_EXEC_ERROR, MSG_MOUNT_STUBS, MSG_SETUP_ERROR,
     MSG_STUBS,
 };
@@ -122,7 +122,7 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         None
     };
 
-    let mut binds = Vec::new();
+    let mut etc_binds = Vec::new();
     let etc_files = etc::etc_files(
         &spec.hostname,
         spec.network,
@@ -137,58 +137,12 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
     {
         let file = scratch.path.join(name);
         std::fs::write(&file, content).map_err(|e| Error::io(&file, e))?;
-        if !container {
-            continue;
-        }
-        binds.push(Bind {
-            source: cstring(file.as_os_str().as_bytes(), "path")?,
-            target: cstring(format!("/etc/{name}").as_bytes(), "path")?,
-            dir: false,
-            readonly,
-            optional: true,
-            create: true,
-            tmpfs: None,
-        });
+        etc_binds.push((file, name, readonly));
     }
-    let mut user_mounts = Vec::new();
-    for m in &spec.mounts {
-        let meta = std::fs::metadata(&m.source).map_err(|e| Error::io(&m.source, e))?;
-        user_mounts.push(Bind {
-            source: cstring(m.source.as_os_str().as_bytes(), "volume source")?,
-            target: cstring(m.target.as_bytes(), "volume target")?,
-            dir: meta.is_dir(),
-            readonly: m.readonly,
-            optional: false,
-            create: true,
-            tmpfs: None,
-        });
-    }
-    for t in &spec.tmpfs {
-        let mut data = "mode=1777".to_string();
-        if let Some(size) = t.size {
-            data.push_str(&format!(",size={size}"));
-        }
-        user_mounts.push(Bind {
-            source: cstring(b"tmpfs", "tmpfs source")?,
-            target: cstring(t.target.as_bytes(), "tmpfs target")?,
-            dir: true,
-            readonly: false,
-            optional: false,
-            create: true,
-            tmpfs: Some(cstring(data.as_bytes(), "tmpfs options")?),
-        });
-    }
-    // Parents first: a mount inside another one's target goes on top of it.
-    user_mounts.sort_by_key(|b| {
-        b.target
-            .to_bytes()
-            .split(|c| *c == b'/')
-            .filter(|c| !c.is_empty())
-            .count()
-    });
-    if container {
-        binds.extend(user_mounts);
-    }
+    // Checked in every mode (a missing volume source is an error here); a runtime gets them
+    // through config.json instead.
+    let binds = plan::binds(&etc_binds, &spec.mounts, &spec.tmpfs)?;
+    let binds = if container { binds } else { Vec::new() };
 
     let (argv, envp) = (spec.args.clone(), env);
     let on_signal = spec.on_signal;

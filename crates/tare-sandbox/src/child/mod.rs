@@ -8,18 +8,19 @@
 mod confine;
 mod mounts;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::fs::{self as rfs, AtFlags, Mode as FsMode, CWD};
 use rustix::io::Errno;
-use rustix::mount::{self, MountFlags, MountPropagationFlags, OpenTreeFlags, UnmountFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, OpenTreeFlags, UnmountFlags};
 
 use confine::{drop_capabilities, install_seccomp, join_session_keyring};
 use mounts::{
     attach, mask_paths, mkdir_all, mount_kernel_filesystems, mount_proc_and_sys, open_host_devices,
-    set_tree_attributes,
 };
 use start::{exec_direct, exec_search, install_stdio, open_terminal};
 
@@ -28,6 +29,7 @@ use crate::plan::{
     MSG_STUBS,
 };
 use crate::stubs::STUBS;
+use crate::syscall::{errno, Linux, Syscall};
 
 /// Exit status of a child whose set-up failed (the parent reports the recorded error).
 const EXIT_SETUP: c_int = 125;
@@ -111,154 +113,35 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     if let Mode::Container = plan.mode {
         join_session_keyring().at(Step::Keyring)?;
     }
-    mount::mount_change(
-        c"/",
-        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .at(Step::MakePrivate)?;
-
-    match &plan.root {
-        RootMount::Overlay { data, plain, chdir } => {
-            if let Some(dir) = chdir {
-                rustix::process::chdir(dir.as_c_str()).at(Step::MountRootfs)?;
-            }
-            let mount_with = |options: &CStr| {
-                mount::mount(
-                    c"overlay",
-                    plan.merged.as_c_str(),
-                    c"overlay",
-                    MountFlags::NODEV,
-                    Some(options),
-                )
-            };
-            match mount_with(data.as_c_str()) {
-                Err(Errno::INVAL) => mount_with(plain.as_c_str()),
-                other => other,
-            }
-            .at(Step::MountRootfs)?;
-        }
-        RootMount::Bind => {
-            mount::mount_bind_recursive(plan.merged.as_c_str(), plan.merged.as_c_str())
-                .at(Step::MountRootfs)?;
-            mount::mount_remount(
-                plan.merged.as_c_str(),
-                MountFlags::BIND | MountFlags::NODEV,
-                c"",
-            )
-            .at(Step::MountRootfs)?;
-        }
-    }
-
-    // Detached copies of the bind sources, taken while the host's tree is still visible;
-    // they are attached after pivot_root, so targets resolve inside the new root.
-    for (i, bind) in plan.binds.iter().enumerate() {
-        if bind.tmpfs.is_some() {
-            continue;
-        }
-        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-        if bind.dir {
-            flags |= OpenTreeFlags::AT_RECURSIVE;
-        }
-        match mount::open_tree(CWD, bind.source.as_c_str(), flags) {
-            Ok(fd) => {
-                set_tree_attributes(fd.as_fd(), bind.readonly).at(Step::Volume)?;
-                plan.bind_fds[i] = into_raw(fd);
-            }
-            Err(_) if bind.optional => {}
-            Err(e) => return Err((Step::OpenBind, e)),
-        }
-    }
-
-    if plan.rootless {
-        open_host_devices(plan)?;
-    }
-
-    rustix::process::chdir(plan.merged.as_c_str()).at(Step::PivotRoot)?;
+    let sys = Linux;
+    mount_root(&sys, plan)?;
     if let Mode::Runtime = plan.mode {
-        if plan.unified_cgroup
-            && rfs::statat(CWD, c"/sys/fs/cgroup/unified", AtFlags::empty()).is_ok()
-        {
-            // Rootless: the kernel mounts cgroup2 only for a cgroup namespace that tare's user
-            // namespace owns; the container's cgroup root is then the one tare runs in.
-            if plan.rootless {
-                // SAFETY: CLONE_NEWCGROUP changes only this process's cgroup namespace; no
-                // descriptor table or memory is unshared.
-                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
-                    .at(Step::MountSys)?;
-            }
-            mount::mount(
-                c"cgroup2",
-                c"/sys/fs/cgroup",
-                c"cgroup2",
-                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                None,
-            )
-            .at(Step::MountSys)?;
+        if plan.unified_cgroup {
+            mount_unified_cgroup(&sys, plan)?;
         }
         report_stubs(plan);
         return exec_direct(plan);
     }
-    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
-    // new root, without needing a put_old directory inside the image.
-    if plan.rootless {
-        mount_proc_and_sys(plan)?;
-    }
-    rustix::process::pivot_root(c".", c".").at(Step::PivotRoot)?;
-    mount::unmount(c".", UnmountFlags::DETACH).at(Step::DetachOldRoot)?;
-    rustix::process::chdir(c"/").at(Step::DetachOldRoot)?;
-    if plan.trace_fd >= 0 {
-        crate::fanotify::mark_root(plan.trace_fd).at(Step::Trace)?;
-    }
-    report_stubs(plan);
-
-    let old_umask = rustix::process::umask(FsMode::empty());
-    mount_kernel_filesystems(plan)?;
-    if let Some(tty) = &plan.tty {
-        open_terminal(tty.socket.as_fd(), tty.winsize)?;
-    }
-    for (i, bind) in plan.binds.iter().enumerate() {
-        if let Some(data) = &bind.tmpfs {
-            mkdir_all(bind.target.as_c_str(), 0o755).at(Step::Volume)?;
-            mount::mount(
-                c"tmpfs",
-                bind.target.as_c_str(),
-                c"tmpfs",
-                MountFlags::NOSUID | MountFlags::NODEV,
-                Some(data.as_c_str()),
-            )
-            .at(Step::Volume)?;
-            continue;
+    let mut old_umask = FsMode::empty();
+    let after_pivot = |plan: &Plan| {
+        if plan.trace_fd >= 0 {
+            crate::fanotify::mark_root(plan.trace_fd).at(Step::Trace)?;
         }
-        let fd = plan.bind_fds[i];
-        if fd < 0 {
-            continue;
-        }
-        // SAFETY: `fd` came from open_tree above and is owned by this slot alone.
-        let tree = unsafe { OwnedFd::from_raw_fd(fd) };
-        match attach(bind, tree.as_fd()) {
-            Ok(()) => {}
-            Err(_) if bind.optional => {}
-            Err(e) => return Err((Step::Volume, e)),
-        }
-    }
-    if !plan.privileged {
-        mask_paths();
-    }
-    if plan.readonly_rootfs {
-        // A bind remount sets the mount's flags to exactly these: nodev must be repeated.
-        mount::mount_remount(
-            c"/",
-            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
-            c"",
-        )
-        .at(Step::ReadonlyRoot)?;
-    }
+        report_stubs(plan);
+        old_umask = rustix::process::umask(FsMode::empty());
+        Ok(())
+    };
+    let terminal = |plan: &Plan| match &plan.tty {
+        Some(tty) => open_terminal(tty.socket.as_fd(), tty.winsize),
+        None => Ok(()),
+    };
+    build_container_fs(&sys, plan, after_pivot, terminal)?;
     rustix::system::sethostname(plan.hostname.to_bytes()).at(Step::Hostname)?;
     // While root with CAP_SYS_RESOURCE, so a hard limit may be raised as well as lowered.
     for (resource, limit) in &plan.rlimits {
         rustix::process::setrlimit(*resource, *limit).at(Step::Rlimits)?;
     }
-    mkdir_all(plan.cwd.as_c_str(), 0o755).at(Step::WorkingDir)?;
+    mkdir_all(&sys, plan.cwd.as_c_str(), 0o755).at(Step::WorkingDir)?;
     rustix::process::chdir(plan.cwd.as_c_str()).at(Step::WorkingDir)?;
 
     // While still root with every capability: a filter may be installed without
@@ -276,6 +159,164 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     mark_fds_cloexec();
     unblock_signals();
     exec_search(plan)
+}
+
+/// The root filesystem on [`Plan::merged`], from the host's view: mounts made private, the
+/// overlay (or the directory bound on itself), detached copies of the bind sources (taken
+/// while the host's tree is still visible, attached after pivot_root so that their targets
+/// resolve inside the new root) and, rootless, of the host's devices. Ends with the new root
+/// as the working directory.
+fn mount_root(sys: &impl Syscall, plan: &mut Plan) -> StepResult {
+    sys.mount_change(
+        c"/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .at(Step::MakePrivate)?;
+
+    match &plan.root {
+        RootMount::Overlay { data, plain, chdir } => {
+            if let Some(dir) = chdir {
+                sys.chdir(dir.as_c_str()).at(Step::MountRootfs)?;
+            }
+            let mount_with = |options: &CStr| {
+                sys.mount(
+                    c"overlay",
+                    plan.merged.as_c_str(),
+                    c"overlay",
+                    MountFlags::NODEV,
+                    Some(options),
+                )
+            };
+            match mount_with(data.as_c_str()) {
+                Err(Errno::INVAL) => mount_with(plain.as_c_str()),
+                other => other,
+            }
+            .at(Step::MountRootfs)?;
+        }
+        RootMount::Bind => {
+            sys.mount_bind_recursive(plan.merged.as_c_str(), plan.merged.as_c_str())
+                .at(Step::MountRootfs)?;
+            sys.mount_remount(
+                plan.merged.as_c_str(),
+                MountFlags::BIND | MountFlags::NODEV,
+                c"",
+            )
+            .at(Step::MountRootfs)?;
+        }
+    }
+
+    for (i, bind) in plan.binds.iter().enumerate() {
+        if bind.tmpfs.is_some() {
+            continue;
+        }
+        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        if bind.dir {
+            flags |= OpenTreeFlags::AT_RECURSIVE;
+        }
+        match sys.open_tree(bind.source.as_c_str(), flags) {
+            Ok(fd) => {
+                sys.set_tree_attributes(fd.as_fd(), bind.readonly)
+                    .at(Step::Volume)?;
+                plan.bind_fds[i] = into_raw(fd);
+            }
+            Err(_) if bind.optional => {}
+            Err(e) => return Err((Step::OpenBind, e)),
+        }
+    }
+
+    if plan.rootless {
+        open_host_devices(sys, plan)?;
+    }
+    sys.chdir(plan.merged.as_c_str()).at(Step::PivotRoot)
+}
+
+/// Runtime mode: a cgroup2 hierarchy over /sys/fs/cgroup in the private mount namespace, for
+/// runtimes (crun) that refuse a hybrid v1/v2 layout.
+fn mount_unified_cgroup(sys: &impl Syscall, plan: &Plan) -> StepResult {
+    if !sys.exists(c"/sys/fs/cgroup/unified") {
+        return Ok(());
+    }
+    // Rootless: the kernel mounts cgroup2 only for a cgroup namespace that tare's user
+    // namespace owns; the container's cgroup root is then the one tare runs in.
+    if plan.rootless {
+        // SAFETY: CLONE_NEWCGROUP changes only this process's cgroup namespace; no
+        // descriptor table or memory is unshared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+            .at(Step::MountSys)?;
+    }
+    sys.mount(
+        c"cgroup2",
+        c"/sys/fs/cgroup",
+        c"cgroup2",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .at(Step::MountSys)
+}
+
+/// From the new root as working directory to the container's whole file system, in this
+/// order: (rootless: /proc and /sys, from inside the new root) pivot_root and the old root
+/// detached, `after_pivot`, /proc, /sys, /dev and its devices, devpts, /dev/shm and
+/// /dev/mqueue, `before_volumes` (the terminal, which needs devpts), the binds and tmpfs
+/// mounts in plan order, the masked paths, and the root made read-only when asked.
+fn build_container_fs(
+    sys: &impl Syscall,
+    plan: &mut Plan,
+    after_pivot: impl FnOnce(&Plan) -> StepResult,
+    before_volumes: impl FnOnce(&Plan) -> StepResult,
+) -> StepResult {
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+    // new root, without needing a put_old directory inside the image.
+    if plan.rootless {
+        mount_proc_and_sys(sys, plan)?;
+    }
+    sys.pivot_root(c".", c".").at(Step::PivotRoot)?;
+    sys.unmount(c".", UnmountFlags::DETACH)
+        .at(Step::DetachOldRoot)?;
+    sys.chdir(c"/").at(Step::DetachOldRoot)?;
+    after_pivot(plan)?;
+
+    mount_kernel_filesystems(sys, plan)?;
+    before_volumes(plan)?;
+    for (i, bind) in plan.binds.iter().enumerate() {
+        if let Some(data) = &bind.tmpfs {
+            mkdir_all(sys, bind.target.as_c_str(), 0o755).at(Step::Volume)?;
+            sys.mount(
+                c"tmpfs",
+                bind.target.as_c_str(),
+                c"tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                Some(data.as_c_str()),
+            )
+            .at(Step::Volume)?;
+            continue;
+        }
+        let fd = plan.bind_fds[i];
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: `fd` came from `Syscall::open_tree` in `mount_root` (an owned descriptor
+        // given up with `into_raw`) and is owned by this slot alone.
+        let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+        match attach(sys, bind, tree.as_fd()) {
+            Ok(()) => {}
+            Err(_) if bind.optional => {}
+            Err(e) => return Err((Step::Volume, e)),
+        }
+    }
+    if !plan.privileged {
+        mask_paths(sys);
+    }
+    if plan.readonly_rootfs {
+        // A bind remount sets the mount's flags to exactly these: nodev must be repeated.
+        sys.mount_remount(
+            c"/",
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
+            c"",
+        )
+        .at(Step::ReadonlyRoot)?;
+    }
+    Ok(())
 }
 
 /// `tare exec`: the mount, UTS, IPC and network namespaces of a running container (the pid
@@ -368,11 +409,6 @@ fn dup2(from: c_int, to: c_int) -> rustix::io::Result<()> {
 fn into_raw(fd: OwnedFd) -> i32 {
     use std::os::fd::IntoRawFd;
     fd.into_raw_fd()
-}
-
-fn errno() -> i32 {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid.
-    unsafe { *libc::__errno_location() }
 }
 
 /// Signal handlers of the parent (tare's forwarding handlers among them) must not run in the

@@ -2,15 +2,16 @@
 //! paths, and the volumes' detached trees.
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode as FsMode, OFlags, CWD};
+use rustix::fs::{FileType, OFlags};
 use rustix::io::Errno;
-use rustix::mount::{self, MountFlags, MoveMountFlags, OpenTreeFlags};
+use rustix::mount::{MountFlags, OpenTreeFlags};
 
 use super::start::PATH_BUF;
-use super::{errno, into_raw, At, StepResult};
+use super::{into_raw, At, StepResult};
 use crate::plan::{Plan, Step};
+use crate::syscall::Syscall;
 
 /// The device nodes of /dev: null, zero, full, random, urandom, tty (ptmx and the ptys come
 /// from the private devpts).
@@ -26,59 +27,58 @@ const DEVICES: [(&CStr, u32, u32); 6] = [
 /// Rootless: detached copies of the host's device nodes (a user namespace cannot make device
 /// nodes, but may bind existing ones, as rootless Podman does) and, on the host's network, of
 /// its /sys. Taken while the host's tree is still visible.
-pub(super) fn open_host_devices(plan: &mut Plan) -> StepResult {
+pub(super) fn open_host_devices(sys: &impl Syscall, plan: &mut Plan) -> StepResult {
     let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     for (i, (path, _, _)) in DEVICES.iter().enumerate() {
-        let fd = mount::open_tree(CWD, *path, flags).at(Step::Devices)?;
+        let fd = sys.open_tree(path, flags).at(Step::Devices)?;
         plan.device_fds[i] = into_raw(fd);
     }
     if plan.bind_sys {
-        let fd = mount::open_tree(CWD, c"/sys", flags | OpenTreeFlags::AT_RECURSIVE)
+        let fd = sys
+            .open_tree(c"/sys", flags | OpenTreeFlags::AT_RECURSIVE)
             .at(Step::MountSys)?;
-        set_tree_attributes(fd.as_fd(), true).at(Step::MountSys)?;
+        sys.set_tree_attributes(fd.as_fd(), true)
+            .at(Step::MountSys)?;
         plan.sys_fd = into_raw(fd);
     }
     Ok(())
 }
 
 /// Attaches a detached tree taken by [`open_host_devices`] on `target`.
-fn attach_fd(fd: i32, target: &CStr) -> rustix::io::Result<()> {
-    // SAFETY: `fd` came from open_tree and is owned by its plan slot alone, used once.
+fn attach_fd(sys: &impl Syscall, fd: i32, target: &CStr) -> rustix::io::Result<()> {
+    // SAFETY: `fd` came from `Syscall::open_tree` (an owned descriptor given up with
+    // `into_raw`) and is owned by its plan slot alone, used once.
     let tree = unsafe { OwnedFd::from_raw_fd(fd) };
-    mount::move_mount(
-        tree.as_fd(),
-        c"",
-        CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
+    sys.move_mount(tree.as_fd(), target)
 }
 
 /// /proc and /sys, mounted on `proc` and `sys` relative to the working directory: the new
 /// root before pivot_root (rootless, see [`mount_proc_and_sys`]) or `/` after it.
-fn mount_proc_sys_at(plan: &Plan, proc: &CStr, sys: &CStr) -> StepResult {
+fn mount_proc_sys_at(calls: &impl Syscall, plan: &Plan, proc: &CStr, sys: &CStr) -> StepResult {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    ensure_real_dir(proc).at(Step::MountProc)?;
-    mount::mount(
-        c"proc",
-        proc,
-        c"proc",
-        nosuid_nodev_noexec | MountFlags::RDONLY,
-        None,
-    )
-    .at(Step::MountProc)?;
-    ensure_real_dir(sys).at(Step::MountSys)?;
-    if plan.sys_fd >= 0 {
-        attach_fd(plan.sys_fd, sys).at(Step::MountSys)?;
-    } else {
-        mount::mount(
-            c"sysfs",
-            sys,
-            c"sysfs",
+    ensure_real_dir(calls, proc).at(Step::MountProc)?;
+    calls
+        .mount(
+            c"proc",
+            proc,
+            c"proc",
             nosuid_nodev_noexec | MountFlags::RDONLY,
             None,
         )
-        .at(Step::MountSys)?;
+        .at(Step::MountProc)?;
+    ensure_real_dir(calls, sys).at(Step::MountSys)?;
+    if plan.sys_fd >= 0 {
+        attach_fd(calls, plan.sys_fd, sys).at(Step::MountSys)?;
+    } else {
+        calls
+            .mount(
+                c"sysfs",
+                sys,
+                c"sysfs",
+                nosuid_nodev_noexec | MountFlags::RDONLY,
+                None,
+            )
+            .at(Step::MountSys)?;
     }
     Ok(())
 }
@@ -87,28 +87,27 @@ fn mount_proc_sys_at(plan: &Plan, proc: &CStr, sys: &CStr) -> StepResult {
 /// visible instance is in its mount namespace ("mount_too_revealing"), which the host's are
 /// until pivot_root detaches them. So they are mounted into the new root first, from inside
 /// it (the working directory), on directories that must not be symlinks.
-pub(super) fn mount_proc_and_sys(plan: &Plan) -> StepResult {
-    mount_proc_sys_at(plan, c"proc", c"sys")
+pub(super) fn mount_proc_and_sys(sys: &impl Syscall, plan: &Plan) -> StepResult {
+    mount_proc_sys_at(sys, plan, c"proc", c"sys")
 }
 
 /// `mkdir` when missing; an existing non-directory (a symlink the image put there) is
 /// refused, so that a mount never follows it.
-fn ensure_real_dir(rel: &CStr) -> rustix::io::Result<()> {
-    ensure_dir(rel)?;
-    let st = rfs::statat(CWD, rel, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+fn ensure_real_dir(sys: &impl Syscall, rel: &CStr) -> rustix::io::Result<()> {
+    ensure_dir(sys, rel)?;
+    if sys.file_type(rel)? != FileType::Directory {
         return Err(Errno::NOTDIR);
     }
     Ok(())
 }
 
-pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
+pub(super) fn mount_kernel_filesystems(sys: &impl Syscall, plan: &Plan) -> StepResult {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     if !plan.rootless {
-        mount_proc_sys_at(plan, c"/proc", c"/sys")?;
+        mount_proc_sys_at(sys, plan, c"/proc", c"/sys")?;
     }
-    ensure_dir(c"dev").at(Step::MountDev)?;
-    mount::mount(
+    ensure_dir(sys, c"dev").at(Step::MountDev)?;
+    sys.mount(
         c"tmpfs",
         c"/dev",
         c"tmpfs",
@@ -125,25 +124,18 @@ pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
     // tear down.
     for (i, (path, major, minor)) in DEVICES.into_iter().enumerate() {
         if plan.device_fds[i] >= 0 {
-            rfs::openat(
-                CWD,
+            sys.create_file(
                 path,
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-                FsMode::from_raw_mode(0o666),
+                0o666,
             )
             .at(Step::Devices)?;
-            attach_fd(plan.device_fds[i], path).at(Step::Devices)?;
+            attach_fd(sys, plan.device_fds[i], path).at(Step::Devices)?;
             continue;
         }
-        rfs::mknodat(
-            CWD,
-            path,
-            FileType::CharacterDevice,
-            FsMode::from_raw_mode(0o666),
-            rfs::makedev(major, minor),
-        )
-        .at(Step::Devices)?;
-        mount::mount_bind(path, path).at(Step::Devices)?;
+        sys.mknod_char(path, 0o666, major, minor)
+            .at(Step::Devices)?;
+        sys.mount_bind(path, path).at(Step::Devices)?;
     }
     for (target, link) in [
         (c"/proc/self/fd", c"/dev/fd"),
@@ -152,17 +144,17 @@ pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
         (c"/proc/self/fd/2", c"/dev/stderr"),
         (c"pts/ptmx", c"/dev/ptmx"),
     ] {
-        rfs::symlink(target, link).at(Step::Devices)?;
+        sys.symlink(target, link).at(Step::Devices)?;
     }
-    rfs::mkdir(c"/dev/pts", FsMode::from_raw_mode(0o755)).at(Step::MountDevpts)?;
-    mount::mount_remount(
+    sys.mkdir(c"/dev/pts", 0o755).at(Step::MountDevpts)?;
+    sys.mount_remount(
         c"/dev",
         MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
         c"",
     )
     .at(Step::MountDev)?;
     let devpts = |options: &CStr| {
-        mount::mount(
+        sys.mount(
             c"devpts",
             c"/dev/pts",
             c"devpts",
@@ -176,8 +168,8 @@ pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
         other => other,
     }
     .at(Step::MountDevpts)?;
-    rfs::mkdir(c"/dev/shm", FsMode::from_raw_mode(0o1777)).at(Step::MountShm)?;
-    mount::mount(
+    sys.mkdir(c"/dev/shm", 0o1777).at(Step::MountShm)?;
+    sys.mount(
         c"shm",
         c"/dev/shm",
         c"tmpfs",
@@ -185,8 +177,8 @@ pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
         Some(plan.shm_data.as_c_str()),
     )
     .at(Step::MountShm)?;
-    rfs::mkdir(c"/dev/mqueue", FsMode::from_raw_mode(0o755)).at(Step::MountShm)?;
-    mount::mount(
+    sys.mkdir(c"/dev/mqueue", 0o755).at(Step::MountShm)?;
+    sys.mount(
         c"mqueue",
         c"/dev/mqueue",
         c"mqueue",
@@ -199,7 +191,7 @@ pub(super) fn mount_kernel_filesystems(plan: &Plan) -> StepResult {
 
 /// Hides the kernel files Docker hides: files behind /dev/null, directories behind an
 /// empty read-only tmpfs. Missing ones are skipped.
-pub(super) fn mask_paths() {
+pub(super) fn mask_paths(sys: &impl Syscall) {
     for file in [
         c"/proc/kcore",
         c"/proc/keys",
@@ -208,7 +200,7 @@ pub(super) fn mask_paths() {
         c"/proc/timer_stats",
         c"/proc/sched_debug",
     ] {
-        let _ = mount::mount_bind(c"/dev/null", file);
+        let _ = sys.mount_bind(c"/dev/null", file);
     }
     for dir in [
         c"/proc/acpi",
@@ -216,85 +208,45 @@ pub(super) fn mask_paths() {
         c"/sys/firmware",
         c"/sys/devices/virtual/powercap",
     ] {
-        let _ = mount::mount(c"tmpfs", dir, c"tmpfs", MountFlags::RDONLY, None);
+        let _ = sys.mount(c"tmpfs", dir, c"tmpfs", MountFlags::RDONLY, None);
     }
 }
 
-pub(super) fn attach(bind: &crate::plan::Bind, tree: BorrowedFd<'_>) -> rustix::io::Result<()> {
+pub(super) fn attach(
+    sys: &impl Syscall,
+    bind: &crate::plan::Bind,
+    tree: BorrowedFd<'_>,
+) -> rustix::io::Result<()> {
     if bind.create {
         if bind.dir {
-            mkdir_all(bind.target.as_c_str(), 0o755)?;
+            mkdir_all(sys, bind.target.as_c_str(), 0o755)?;
         } else {
             if let Some(parent) = parent_of(bind.target.as_c_str(), &mut [0u8; PATH_BUF]) {
-                mkdir_all(parent, 0o755)?;
+                mkdir_all(sys, parent, 0o755)?;
             }
-            match rfs::openat(
-                CWD,
+            match sys.create_file(
                 bind.target.as_c_str(),
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                FsMode::from_raw_mode(0o644),
+                0o644,
             ) {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    mount::move_mount(
-        tree,
-        c"",
-        CWD,
-        bind.target.as_c_str(),
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
+    sys.move_mount(tree, bind.target.as_c_str())
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {MOUNT_ATTR_NODEV [| RDONLY]})` on a
-/// detached tree: no device node on a volume can be opened (see the device note at
-/// [`mount_kernel_filesystems`]), and a read-only volume is read-only all the way down.
-pub(super) fn set_tree_attributes(tree: BorrowedFd<'_>, readonly: bool) -> rustix::io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads `size` bytes from a valid, initialised `attr`, and the path
-    // is a NUL-terminated empty string; a raw syscall is async-signal-safe.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::from_raw_os_error(errno()));
-    }
-    Ok(())
-}
-
-fn ensure_dir(rel: &CStr) -> rustix::io::Result<()> {
-    match rfs::mkdir(rel, FsMode::from_raw_mode(0o755)) {
+fn ensure_dir(sys: &impl Syscall, rel: &CStr) -> rustix::io::Result<()> {
+    match sys.mkdir(rel, 0o755) {
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
 /// `mkdir -p`, with the path copied into a stack buffer so components can be cut in place.
-pub(super) fn mkdir_all(path: &CStr, mode: u32) -> rustix::io::Result<()> {
+pub(super) fn mkdir_all(sys: &impl Syscall, path: &CStr, mode: u32) -> rustix::io::Result<()> {
     let bytes = path.to_bytes();
     if bytes.len() + 1 > PATH_BUF {
         return Err(Errno::NAMETOOLONG);
@@ -307,7 +259,7 @@ pub(super) fn mkdir_all(path: &CStr, mode: u32) -> rustix::io::Result<()> {
             buf[end] = 0;
             let prefix = CStr::from_bytes_until_nul(&buf[..=end]).map_err(|_| Errno::INVAL)?;
             if !prefix.to_bytes().is_empty() {
-                match rfs::mkdir(prefix, FsMode::from_raw_mode(mode)) {
+                match sys.mkdir(prefix, mode) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(e),
                 }
