@@ -7,8 +7,9 @@
 //! container records keep only the command, and a commit that silently swaps the image's CMD
 //! is a common surprise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use tare_layer::copy_snapshot::CopySnapshot;
 use tare_layer::diff::{self, DiffOptions};
 use tare_layer::{Compression, LayerSink};
 use tare_sandbox::containers::{Container, Containers};
@@ -28,6 +29,48 @@ pub struct CommitOptions {
     pub created: String,
     /// Tags given to the new image (none: it is known by its ID).
     pub tags: Vec<Reference>,
+}
+
+/// A container's changes as an overlayfs upper directory, for reading: its writable layer, or,
+/// while it runs on a copy-based snapshot, hard links to what changed in its copy
+/// (`CopySnapshot::link_upper`, in `containers/ID/changes-XXXXXX`, removed when dropped).
+pub struct Changes {
+    path: PathBuf,
+    _links: Option<tempfile::TempDir>,
+}
+
+impl Changes {
+    /// The upper directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The changes of the container `record` (see [`Changes`]).
+pub fn container_changes(containers: &Containers, record: &Container) -> Result<Changes, Error> {
+    let fail = |e: tare_layer::Error| Error::ContainerChanges {
+        container: record.name.clone(),
+        what: "reading its changes",
+        source: Box::new(e.into()),
+    };
+    let copy = containers.copy_root_dir(&record.id);
+    let stamps = containers.stamps_path(&record.id);
+    let Some(snap) = CopySnapshot::open(&copy, &stamps).map_err(fail)? else {
+        return Ok(Changes {
+            path: containers.upper_dir(&record.id),
+            _links: None,
+        });
+    };
+    let dir = containers.dir(&record.id);
+    let links = tempfile::Builder::new()
+        .prefix("changes-")
+        .tempdir_in(&dir)
+        .map_err(crate::error::io_err(&dir))?;
+    snap.link_upper(links.path()).map_err(fail)?;
+    Ok(Changes {
+        path: links.path().to_path_buf(),
+        _links: Some(links),
+    })
 }
 
 /// The image `record` was started from, checked to still have the layers it was started from.
@@ -68,8 +111,8 @@ pub fn commit_container(
     mut config: ImageConfig,
     options: CommitOptions,
 ) -> Result<Image, Error> {
-    let upper = containers.upper_dir(&record.id);
-    let upper = upper.as_path();
+    let changes = container_changes(containers, record)?;
+    let upper = changes.path();
     let mut layers = image.layers.clone();
     let empty = diff::overlay_diff_is_empty(upper, DiffOptions::default()).map_err(|e| {
         Error::ContainerChanges {

@@ -21,6 +21,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The saved "before" stamps of a copy-based snapshot are not what tare writes (a
+    /// symlink, a special file, too large, a malformed record).
+    #[error("{path}: {reason}")]
+    BadStamps {
+        /// The stamps file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Reading or writing a tar or archive stream failed (a truncated or corrupt stream, a
     /// decompression error, a failed write to the output).
     #[error("{what}: {source}")]

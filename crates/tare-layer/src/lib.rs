@@ -33,6 +33,7 @@ mod bounded;
 mod compression;
 mod content_size;
 pub mod copy_snapshot;
+mod copy_stamps;
 pub mod diff;
 mod error;
 pub mod export;

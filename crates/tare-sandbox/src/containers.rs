@@ -7,6 +7,10 @@
 //! containers/<id>/container.json   the record (below)
 //! containers/<id>/diff/            the container's writable layer (overlay upper directory)
 //! containers/<id>/work/            overlayfs's work directory
+//! containers/<id>/rootfs/          the merged copy of the image a container on copy-based
+//!                                  snapshots runs on (while it runs)
+//! containers/<id>/rootfs.stamps    what identified each path of the copy when it started
+//! containers/<id>/changes-XXXXXX/  a running copy's changes as hard links, while read
 //! containers/names/<name>          an empty file reserving a name (created with O_EXCL)
 //! ```
 //!
@@ -161,6 +165,12 @@ impl Containers {
     /// image's layers, whose changes move into [`Containers::upper_dir`] when it ends.
     pub fn copy_root_dir(&self, id: &str) -> PathBuf {
         self.dir(id).join("rootfs")
+    }
+
+    /// The "before" stamps of a running container's copy ([`Containers::copy_root_dir`]), for
+    /// `tare ps -s`, `commit` and `export` of it while it runs (`tare_layer::copy_snapshot`).
+    pub fn stamps_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("rootfs.stamps")
     }
 
     /// Creates a record with a fresh id and its directories. `name` is reserved, or a random

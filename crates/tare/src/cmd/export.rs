@@ -42,8 +42,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let (layers, _scratch) = match containers.find(&args.target) {
         Ok(record) => {
             let mut layers = image_layers(&store, &record)?;
-            let upper = containers.upper_dir(&record.id);
-            let diff = tare_build::commit::store_diff(&store, &record, &upper)?;
+            let changes = tare_build::commit::container_changes(&containers, &record)?;
+            let diff = tare_build::commit::store_diff(&store, &record, changes.path())?;
             let scratch = Scratch {
                 store: store.clone(),
                 blob: diff.digest,

@@ -276,8 +276,9 @@ fn container_size(
     containers: &Containers,
     c: &Container,
 ) -> anyhow::Result<String> {
-    let upper = containers.upper_dir(&c.id);
-    let own = dir_size(&upper).with_context(|| format!("sizing {}", upper.display()))?;
+    let changes = tare_build::commit::container_changes(containers, c)?;
+    let upper = changes.path();
+    let own = dir_size(upper).with_context(|| format!("sizing {}", upper.display()))?;
     let image = match store.resolve(&c.image_id) {
         Ok(img) => {
             let mut total = 0u64;

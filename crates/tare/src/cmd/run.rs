@@ -175,10 +175,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         tare_build::Snapshotter::Copy => {
             let dir = containers.copy_root_dir(&record.id);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            Some(
-                tare_layer::copy_snapshot::CopySnapshot::make(&lower, &dir)
-                    .context("copying the image's layers (copy-based snapshots)")?,
-            )
+            let mut snap = tare_layer::copy_snapshot::CopySnapshot::make(&lower, &dir)
+                .context("copying the image's layers (copy-based snapshots)")?;
+            // For `tare ps -s`, `commit` and `export` while the container runs.
+            snap.save_stamps(&containers.stamps_path(&record.id))
+                .context("saving the copy's stamps")?;
+            Some(snap)
         }
     };
     if !args

@@ -4,6 +4,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod copy_commit;
 mod copy_snapshots;
 mod detached;
 mod etc_files;

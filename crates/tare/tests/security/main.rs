@@ -33,6 +33,9 @@
 //!   that are not their digest, huge configs, layers that climb out or whiteout host paths).
 //! - `cgroup_parent`: `--cgroup-parent` values that climb out of the cgroup hierarchy, a RUN
 //!   step moving itself out of its cgroup, rootless tare and hierarchies it cannot write.
+//! - `copy_stamps`: the saved stamps of a running container on copies, forged, replaced by
+//!   symlinks or huge, and a container swapping its directories for links to the host while
+//!   `tare commit` reads it.
 //! - `slim`: `tare slim` on images linking to host files, probes opening thousands of files
 //!   or leaving processes behind.
 
@@ -43,6 +46,7 @@ mod add_url;
 mod cache_inline;
 mod cache_local;
 mod cgroup_parent;
+mod copy_stamps;
 mod crash;
 mod diff_archives;
 mod fs_writes;
