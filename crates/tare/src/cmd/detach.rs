@@ -119,7 +119,12 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    // The log is the container's to fill: stream it, never hold it in memory.
+    // The log is the container's to fill: stream it, never hold it in memory. Without
+    // --follow the output ends where the log ended when `logs` looked, so `--tail N` prints N
+    // lines even while the container keeps writing.
+    let end = file
+        .seek(SeekFrom::End(0))
+        .with_context(|| format!("reading {}", path.display()))?;
     let start = match tail {
         None => 0,
         Some(n) => {
@@ -128,11 +133,13 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
     };
     file.seek(SeekFrom::Start(start))?;
     let mut out = std::io::stdout().lock();
-    let mut offset = start + std::io::copy(&mut file, &mut out)?;
-    out.flush()?;
     if !args.follow {
+        std::io::copy(&mut (&mut file).take(end.saturating_sub(start)), &mut out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
+    let mut offset = start + std::io::copy(&mut file, &mut out)?;
+    out.flush()?;
     loop {
         let running = containers.load(&record.id)?.status() == Status::Running;
         file.seek(SeekFrom::Start(offset))?;
