@@ -126,6 +126,8 @@ pub fn exec(spec: ExecSpec) -> Result<i32, Error> {
         sys_fd: -1,
         setgroups: crate::userns::setgroups_allowed(),
         trace_fd: -1,
+        trace_ready: -1,
+        trace_go: -1,
     };
     plan.seal();
     execute(Prepared {

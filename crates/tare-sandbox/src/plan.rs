@@ -283,6 +283,11 @@ pub(crate) struct Plan {
     /// `tare slim`'s tracer: a fanotify descriptor the child marks its root filesystem with
     /// right after pivot_root (the `trace` module), or -1.
     pub trace_fd: i32,
+    /// File-handle tracing (`fanotify`'s handle mode): after pivot_root the child writes a byte
+    /// to `trace_ready` and waits for one on `trace_go` while the parent marks the tree; -1
+    /// otherwise (then `trace_fd` is marked by the child).
+    pub trace_ready: i32,
+    pub trace_go: i32,
 }
 
 impl Plan {

@@ -220,6 +220,8 @@ pub(crate) fn prepare(spec: RunSpec, mode: Mode) -> Result<Prepared, Error> {
         sys_fd: -1,
         setgroups: setgroups_allowed(),
         trace_fd: -1,
+        trace_ready: -1,
+        trace_go: -1,
     };
     plan.seal();
     let mut flags = libc::CLONE_NEWNS | libc::SIGCHLD;

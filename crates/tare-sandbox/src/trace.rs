@@ -15,26 +15,24 @@
 //! the program and the kernel opens the ELF interpreter, both report `FAN_OPEN_EXEC`; the
 //! dynamic loader opens every library it maps. `FAN_ACCESS` (one event per `read`) is not
 //! asked for: a file is always opened before it is read or mapped, so it would only add load.
-//! Each event carries a descriptor of the opened file; its path is the `/proc/self/fd` link,
-//! which for a mount of another namespace reads as the path inside the container.
+//!
+//! How an event becomes a path depends on the group (the `fanotify` module): as root, each
+//! event carries a descriptor of the opened file, whose `/proc/self/fd` link reads as the path
+//! inside the container. In a user namespace (rootless tare) the kernel gives only groups that
+//! report file handles, and only inode marks on the container's tree: the child then waits
+//! after `pivot_root` while the parent, through `/proc/PID/root`, marks every directory of the
+//! tree and maps its handle to its path; each event names a directory handle and a file name
+//! in it. The two give the same paths for the files of the image. They differ for directories
+//! made during the run (not marked: their files are counted in [`Traced::unresolved`], never
+//! recorded) and for directories renamed during it (recorded under their first name); neither
+//! holds image files at the start of the run.
 //!
 //! Stat-only lookups (`access`, `stat`, a failed `open`) are invisible to fanotify: that is
 //! why `tare slim` verifies the slim image by running the probes again.
 //!
 //! Memory is bounded: the kernel's queue is bounded (an overflow is an error, never a silent
-//! loss), and the set of distinct paths is capped ([`TraceOptions::max_paths`]).
-//!
-//! Root only. Linux 6.8+ lets a process with `CAP_SYS_ADMIN` in a user namespace put a
-//! filesystem mark on a superblock mounted in that namespace (a rootless container's overlay),
-//! but only on a group without descriptors in its events: there `fanotify_init` fails with
-//! `EPERM` unless `FAN_REPORT_FID` is given, and then events carry file handles, which only
-//! `open_by_handle_at` (`CAP_DAC_READ_SEARCH` in the initial namespace) turns back into files.
-//! Checked on Linux 6.18 as an unprivileged user in `unshare -Urm`: `FAN_CLASS_NOTIF` alone is
-//! `EPERM`; with `FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME` the group, a
-//! `FAN_MARK_FILESYSTEM` mark of `FAN_OPEN | FAN_OPEN_EXEC` on a tmpfs mounted there and the
-//! events all work. So a rootless tare refuses with that reason; tracing rootless would need
-//! paths rebuilt from (directory handle, name) pairs, by a map of `name_to_handle_at` handles
-//! of the root filesystem's directories.
+//! loss), and the set of distinct paths is capped ([`TraceOptions::max_paths`]), as is the
+//! number of directories marked in the handle mode.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -44,6 +42,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::fanotify::{self, DirMap, Reporting};
 use crate::plan::Mode;
 use crate::spawn::{execute_with, prepare};
 use crate::{Error, RunSpec};
@@ -100,29 +99,48 @@ pub struct Traced {
     /// Absolute paths inside the container of every file and directory opened or executed
     /// on its root filesystem.
     pub paths: BTreeSet<String>,
+    /// Events of the file-handle mode (a user namespace) whose directory was not in the tree
+    /// when the run started (made during the run): their files are not image files. Always 0
+    /// with descriptors.
+    pub unresolved: u64,
     pub http: Vec<HttpAnswer>,
 }
 
 /// Runs `spec` like [`crate::run`] while recording the files its processes open. See the
 /// module documentation.
 pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error> {
-    if crate::userns::rootless().is_some() || !rustix::process::geteuid().is_root() {
-        return Err(Error::Trace {
-            reason: "a rootless tare cannot trace: in a user namespace fanotify gives only \
-                     groups that report file handles (fanotify_init without FAN_REPORT_FID is \
-                     EPERM), and the tracer reads paths from the opened files' descriptors; \
-                     run tare slim as root"
-                .into(),
-        });
-    }
     if !options.http.is_empty() && spec.network != crate::Network::None {
         return Err(Error::Trace {
             reason: "HTTP probes need the run's own loopback-only network (Network::None)".into(),
         });
     }
-    let group = fanotify_init()?;
+    let (group, reporting) = fanotify::open_group()?;
     let mut prepared = prepare(spec, Mode::Container)?;
     prepared.plan.trace_fd = group.as_raw_fd();
+    // Handle mode: the child waits after pivot_root while the parent marks the tree.
+    let mut handshake = match reporting {
+        Reporting::Descriptors => None,
+        Reporting::Handles => {
+            let pipe = || {
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| Error::sys("creating a pipe", e))
+            };
+            let (ready_read, ready_write) = pipe()?;
+            let (go_read, go_write) = pipe()?;
+            prepared.plan.trace_ready = ready_write.as_raw_fd();
+            prepared.plan.trace_go = go_read.as_raw_fd();
+            let marks = group
+                .try_clone()
+                .map_err(|e| Error::sys("duplicating the fanotify descriptor", e))?;
+            Some(Handshake {
+                ready_read,
+                ready_write,
+                go_read,
+                go_write,
+                group: marks,
+            })
+        }
+    };
     let netns = match &prepared._none_net {
         Some(fd) => Some(
             fd.try_clone()
@@ -132,19 +150,43 @@ pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error
     };
 
     let done = Arc::new(AtomicBool::new(false));
+    let (map_tx, map_rx) = mpsc::channel::<DirMap>();
     let reader = {
         let done = Arc::clone(&done);
         let max = options.max_paths;
+        let names = match reporting {
+            Reporting::Descriptors => Names::Descriptors,
+            Reporting::Handles => Names::Handles(map_rx),
+        };
         std::thread::Builder::new()
             .name("tare-trace".into())
-            .spawn(move || read_events(group, &done, max))
+            .spawn(move || read_events(group, &done, max, names))
             .map_err(|e| Error::sys("starting the tracer thread", e))?
     };
 
     let (finished_tx, finished_rx) = mpsc::channel::<()>();
     let watcher: Arc<Mutex<Option<std::thread::JoinHandle<Watched>>>> = Arc::default();
+    let marker: Arc<Mutex<Option<std::thread::JoinHandle<Result<(), Error>>>>> = Arc::default();
     let deadline = Instant::now() + options.duration;
+    let max_dirs = options.max_paths;
     let result = execute_with(prepared, |pid| {
+        if let Some(h) = handshake.take() {
+            // The child holds its own copies: end of file on `ready` now means it ended.
+            let Handshake {
+                ready_read,
+                ready_write,
+                go_read,
+                go_write,
+                group,
+            } = h;
+            drop((ready_write, go_read));
+            let handle = std::thread::Builder::new()
+                .name("tare-trace-marks".into())
+                .spawn(move || mark_container(pid, ready_read, go_write, group, max_dirs, map_tx));
+            if let Ok(h) = handle {
+                *marker.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            }
+        }
         let http = options.http.clone();
         let handle = std::thread::Builder::new()
             .name("tare-trace-watch".into())
@@ -160,39 +202,118 @@ pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error
         .take()
         .and_then(|h| h.join().ok())
         .unwrap_or_default();
+    let marked = marker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(Error::Trace {
+                    reason: "the tracer's marking thread panicked".into(),
+                })
+            })
+        })
+        .unwrap_or(Ok(()));
     done.store(true, Ordering::SeqCst);
     let events = reader.join().map_err(|_| Error::Trace {
         reason: "the tracer thread panicked".into(),
     })?;
+    // A failed marking made the child fail too ("broken pipe"): the marking's error says why.
+    marked?;
     let code = result?;
-    let paths = events?;
+    let (paths, unresolved) = events?;
     Ok(Traced {
         code,
         stopped: watched.stopped,
         paths,
+        unresolved,
         http: watched.http,
     })
 }
 
-fn fanotify_init() -> Result<OwnedFd, Error> {
-    let flags = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK;
-    let event_flags =
-        (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NONBLOCK) as libc::c_uint;
-    // SAFETY: plain system call with integer arguments.
-    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(Error::Trace {
-            reason: format!("fanotify_init: {err} (needs root and a kernel with fanotify)"),
-        });
-    }
-    // SAFETY: `fd` was just returned by fanotify_init and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// The pipes of handle mode's wait (see [`Plan::trace_ready`]) and the group to mark on.
+struct Handshake {
+    ready_read: OwnedFd,
+    ready_write: OwnedFd,
+    go_read: OwnedFd,
+    go_write: OwnedFd,
+    group: OwnedFd,
 }
 
-/// Reads events until `done` is set and the queue is empty.
-fn read_events(group: OwnedFd, done: &AtomicBool, max: usize) -> Result<BTreeSet<String>, Error> {
+/// Handle mode, in the parent: once the child's root is in place, marks every directory of
+/// it and hands the map to the reader, then lets the child go on. Returning without writing
+/// to `go` (an error) makes the child fail instead of running untraced.
+fn mark_container(
+    pid: i32,
+    ready: OwnedFd,
+    go: OwnedFd,
+    group: OwnedFd,
+    max: usize,
+    names: mpsc::Sender<DirMap>,
+) -> Result<(), Error> {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(&ready, &mut byte) {
+            Ok(1) => break,
+            // The child ended before its root was in place; it reports why.
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::sys("waiting for the container's root", e)),
+        }
+    }
+    let root = rustix::fs::openat(
+        rustix::fs::CWD,
+        format!("/proc/{pid}/root"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("opening the container's root", e))?;
+    let map = fanotify::mark_tree(group.as_fd(), root, max)?;
+    // Nothing of the container has run yet: anything queued is the walk's own opens.
+    let mut buf = vec![0u8; 64 * 1024];
+    while matches!(rustix::io::read(&group, &mut buf), Ok(n) if n > 0) {}
+    names.send(map).map_err(|_| Error::Trace {
+        reason: "the tracer thread ended early".into(),
+    })?;
+    loop {
+        match rustix::io::write(&go, b"g") {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            // The child is gone (killed): it reports why.
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// How the reader turns events into paths.
+enum Names {
+    /// The `/proc/self/fd` link of each event's descriptor.
+    Descriptors,
+    /// The directory map, once the marking thread has built it.
+    Handles(mpsc::Receiver<DirMap>),
+}
+
+/// Reads events until `done` is set and the queue is empty. Returns the paths and the number
+/// of handle-mode events that named no known directory.
+fn read_events(
+    group: OwnedFd,
+    done: &AtomicBool,
+    max: usize,
+    names: Names,
+) -> Result<(BTreeSet<String>, u64), Error> {
     let mut paths = BTreeSet::new();
+    let mut unresolved = 0u64;
+    let dirs = match names {
+        Names::Descriptors => None,
+        Names::Handles(rx) => loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(map) => break Some(map),
+                Err(mpsc::RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => {}
+                // No map: the marking failed or the child never got that far.
+                Err(_) => return Ok((paths, 0)),
+            }
+        },
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut failure = None;
     loop {
@@ -220,9 +341,10 @@ fn read_events(group: OwnedFd, done: &AtomicBool, max: usize) -> Result<BTreeSet
         let mut at = 0;
         while at + EVENT_HEADER <= n {
             let event = Event::parse(&buf[at..n]);
-            if event.len < EVENT_HEADER {
+            if event.len < EVENT_HEADER || at + event.len > n {
                 break;
             }
+            let bytes = &buf[at..at + event.len];
             at += event.len;
             if event.mask & libc::FAN_Q_OVERFLOW != 0 {
                 failure.get_or_insert_with(|| {
@@ -230,13 +352,25 @@ fn read_events(group: OwnedFd, done: &AtomicBool, max: usize) -> Result<BTreeSet
                         .to_string()
                 });
             }
-            if event.fd < 0 {
-                continue;
-            }
-            // SAFETY: the kernel installed this descriptor in our table for this event; no one
-            // else knows it, so we own it and close it here.
-            let file = unsafe { OwnedFd::from_raw_fd(event.fd) };
-            let Some(path) = fd_path(&file) else { continue };
+            let path = match &dirs {
+                Some(dirs) => match dirs.resolve(bytes) {
+                    Some(path) => path,
+                    None => {
+                        unresolved += 1;
+                        continue;
+                    }
+                },
+                None => {
+                    if event.fd < 0 {
+                        continue;
+                    }
+                    // SAFETY: the kernel installed this descriptor in our table for this
+                    // event; no one else knows it, so we own it and close it here.
+                    let file = unsafe { OwnedFd::from_raw_fd(event.fd) };
+                    let Some(path) = fd_path(&file) else { continue };
+                    path
+                }
+            };
             if paths.len() >= max && !paths.contains(&path) {
                 failure.get_or_insert_with(|| {
                     format!("the container opened more than {max} distinct files")
@@ -248,7 +382,7 @@ fn read_events(group: OwnedFd, done: &AtomicBool, max: usize) -> Result<BTreeSet
     }
     match failure {
         Some(reason) => Err(Error::Trace { reason }),
-        None => Ok(paths),
+        None => Ok((paths, unresolved)),
     }
 }
 

@@ -124,7 +124,9 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
     }
     let mut old_umask = FsMode::empty();
     let after_pivot = |plan: &Plan| {
-        if plan.trace_fd >= 0 {
+        if plan.trace_go >= 0 {
+            wait_for_trace_marks(plan).at(Step::Trace)?;
+        } else if plan.trace_fd >= 0 {
             crate::fanotify::mark_root(plan.trace_fd).at(Step::Trace)?;
         }
         report_stubs(plan);
@@ -317,6 +319,35 @@ fn build_container_fs(
         .at(Step::ReadonlyRoot)?;
     }
     Ok(())
+}
+
+/// File-handle tracing: tells the parent the container's root is in place and waits until
+/// it has marked the tree (end of file instead: the parent failed, and the run must not start
+/// untraced).
+fn wait_for_trace_marks(plan: &Plan) -> rustix::io::Result<()> {
+    // SAFETY: both are the pipe ends the parent put in the plan; the child's copy of the
+    // descriptor table holds them until execve (close-on-exec).
+    let (ready, go) = unsafe {
+        (
+            BorrowedFd::borrow_raw(plan.trace_ready),
+            BorrowedFd::borrow_raw(plan.trace_go),
+        )
+    };
+    loop {
+        match rustix::io::write(ready, b"r") {
+            Err(Errno::INTR) => {}
+            other => break other.map(drop)?,
+        }
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(go, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(Errno::PIPE),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `tare exec`: the mount, UTS, IPC and network namespaces of a running container (the pid

@@ -12,6 +12,7 @@ mod reproducible;
 mod rootless;
 mod slim;
 mod slim_debian;
+mod slim_rootless;
 
 use std::collections::BTreeMap;
 use std::path::Path;
