@@ -165,8 +165,8 @@ pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error
     };
 
     let (finished_tx, finished_rx) = mpsc::channel::<()>();
-    let watcher: Arc<Mutex<Option<std::thread::JoinHandle<Watched>>>> = Arc::default();
-    let marker: Arc<Mutex<Option<std::thread::JoinHandle<Result<(), Error>>>>> = Arc::default();
+    let watcher: Slot<Watched> = Arc::default();
+    let marker: Slot<Result<(), Error>> = Arc::default();
     let deadline = Instant::now() + options.duration;
     let max_dirs = options.max_paths;
     let result = execute_with(prepared, |pid| {
@@ -230,6 +230,9 @@ pub fn run_traced(spec: RunSpec, options: &TraceOptions) -> Result<Traced, Error
         http: watched.http,
     })
 }
+
+/// Where the run's callback leaves a thread it started.
+type Slot<T> = Arc<Mutex<Option<std::thread::JoinHandle<T>>>>;
 
 /// The pipes of handle mode's wait (see [`Plan::trace_ready`]) and the group to mark on.
 struct Handshake {

@@ -2,7 +2,7 @@
 //! and `tare squash` of an image the user built report and make what root's do.
 
 #[path = "../util/rootless.rs"]
-mod user;
+pub(crate) mod user;
 
 use serde_json::Value;
 use user::RootlessUser;

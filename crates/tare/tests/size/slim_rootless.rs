@@ -3,14 +3,11 @@
 //! must be root's. Each test slims the same image tar as root and as the user and compares the
 //! reports (every removed path with its size), the slim images' files, and their output.
 
-#[path = "../util/rootless.rs"]
-mod user;
-
 use std::path::Path;
 
 use serde_json::Value;
-use user::RootlessUser;
 
+use crate::rootless::user::RootlessUser;
 use crate::util::{busybox_rootfs, demo, TestContext};
 
 /// Opens files at several depths, runs a dynamically linked program (its loader and
