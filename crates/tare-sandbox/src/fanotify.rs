@@ -291,9 +291,14 @@ pub(crate) fn mark_tree(group: BorrowedFd<'_>, root: OwnedFd, max: usize) -> Res
     let fail = |what: &str, path: &str, e: Errno| Error::Trace {
         reason: format!("{what} of {path} in the container: {e}"),
     };
+    let too_many = || Error::Trace {
+        reason: format!("the container has more than {max} directories"),
+    };
     let mount = mount_id(root.as_fd()).map_err(|e| fail("statx", "/", e))?;
     let mut map = DirMap::default();
-    let pending = subdirectories(root.as_fd()).map_err(|e| fail("reading", "/", e))?;
+    let pending = subdirectories(root.as_fd(), max)
+        .map_err(|e| fail("reading", "/", e))?
+        .ok_or_else(too_many)?;
     let mut stack = vec![Frame {
         fd: root,
         path: "/".into(),
@@ -302,7 +307,7 @@ pub(crate) fn mark_tree(group: BorrowedFd<'_>, root: OwnedFd, max: usize) -> Res
     let mut seen = 1usize;
     while let Some(top) = stack.last_mut() {
         let Some(name) = top.pending.pop() else {
-            let done = stack.pop().expect("the stack has a top");
+            let Some(done) = stack.pop() else { break };
             let handle = handle_of(done.fd.as_fd()).map_err(|e| {
                 fail(
                     "name_to_handle_at(AT_HANDLE_FID) (Linux 6.5 or later)",
@@ -344,24 +349,24 @@ pub(crate) fn mark_tree(group: BorrowedFd<'_>, root: OwnedFd, max: usize) -> Res
         }
         seen += 1;
         if seen > max {
-            return Err(Error::Trace {
-                reason: format!("the container has more than {max} directories"),
-            });
+            return Err(too_many());
         }
         if stack.len() >= MAX_DEPTH {
             return Err(Error::Trace {
                 reason: format!("{path} is nested deeper than {MAX_DEPTH} directories"),
             });
         }
-        let pending = subdirectories(fd.as_fd()).map_err(|e| fail("reading", &path, e))?;
+        let pending = subdirectories(fd.as_fd(), max)
+            .map_err(|e| fail("reading", &path, e))?
+            .ok_or_else(too_many)?;
         stack.push(Frame { fd, path, pending });
     }
     Ok(map)
 }
 
 /// The names of `dir`'s entries that are (or may be) directories, in UTF-8 (a path that is
-/// not is not recorded in the descriptor mode either).
-fn subdirectories(dir: BorrowedFd<'_>) -> Result<Vec<String>, Errno> {
+/// not is not recorded in the descriptor mode either); `None` past `max` of them.
+fn subdirectories(dir: BorrowedFd<'_>, max: usize) -> Result<Option<Vec<String>>, Errno> {
     let mut names = Vec::new();
     for entry in rfs::Dir::read_from(dir)? {
         let entry = entry?;
@@ -374,10 +379,13 @@ fn subdirectories(dir: BorrowedFd<'_>) -> Result<Vec<String>, Errno> {
             continue;
         }
         if let Ok(name) = std::str::from_utf8(bytes) {
+            if names.len() >= max {
+                return Ok(None);
+            }
             names.push(name.to_string());
         }
     }
-    Ok(names)
+    Ok(Some(names))
 }
 
 fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {

@@ -61,4 +61,5 @@ mod rootless_exec;
 mod sandbox;
 mod secrets;
 mod slim;
+mod slim_rootless;
 mod store;
