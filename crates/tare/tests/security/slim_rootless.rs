@@ -50,7 +50,7 @@ fn a_rootless_slim_walks_the_image_never_its_links_to_the_host() {
     std::fs::create_dir_all(root.join(std::ffi::OsStr::from_bytes(b"app/\xff\xfe/x"))).unwrap();
     std::fs::set_permissions(
         root.join("app/closed"),
-        std::os::unix::fs::PermissionsExt::from_mode(0),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
     )
     .unwrap();
     let tar = tar_for(&u, root, "links");
