@@ -64,6 +64,8 @@ fn plan_with(binds: Vec<Bind>) -> Plan {
         sys_fd: -1,
         setgroups: true,
         trace_fd: -1,
+        trace_ready: -1,
+        trace_go: -1,
     };
     plan.seal();
     plan
