@@ -175,6 +175,9 @@ pub enum Error {
     /// entries to.
     #[error("{}: not an OCI index ({reason}); remove the directory to start a new cache", path.display())]
     NotAnIndex { path: PathBuf, reason: String },
+    /// A cache directory (`tare cache ls|prune --dir`) that cannot be read as one.
+    #[error("the cache directory {}: {reason}", dir.display())]
+    CacheDir { dir: PathBuf, reason: String },
     /// A file of the context or of a stage changed between two reads of one build (a race
     /// with another process, or an attack swapping files): the build stops.
     #[error("{path}: the file changed while the build read it")]

@@ -31,7 +31,7 @@ pub use import::RemoteLayer;
 pub(crate) use import::{Env, Remote};
 pub(crate) use inline::annotate as annotate_inline;
 pub use inline::{ANNOTATION as INLINE_ANNOTATION, FORMAT as INLINE_FORMAT};
-pub use listing::{list, prune, Listed};
+pub use listing::{list, list_dir, prune, prune_dir, Listed};
 pub use options::{CacheFrom, CacheTo, Location, Mode};
 
 /// The version of the entry format ([`Entry::format`]) this tare writes. It reads entries of

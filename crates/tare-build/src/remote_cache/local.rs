@@ -20,7 +20,7 @@
 //! against the digest in its name; a layer is also checked against the entry's diffID before
 //! it is recorded in the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
@@ -230,9 +230,9 @@ fn has_file(dir: &OwnedFd, name: &str, size: u64) -> bool {
     })
 }
 
-/// Adds `entries` to the layout at `dir` (made if missing): the blobs first, then, under the
-/// lock, `index.json`, so an entry is listed only once everything it names is there.
-pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<(), Error> {
+/// The layout directory `dir` (made if missing) and its `blobs/sha256`, opened without
+/// following a symlink below `dir`.
+fn open_layout(dir: &Path) -> Result<(OwnedFd, OwnedFd), Error> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let root = rfs::open(
         dir,
@@ -240,10 +240,65 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
         Mode::empty(),
     )
     .map_err(|e| io_err(dir)(e.into()))?;
-    let blobs_path = dir.join("blobs/sha256");
     let sha = subdir(&root, "blobs")
         .and_then(|b| subdir(&b, "sha256"))
-        .map_err(io_err(&blobs_path))?;
+        .map_err(io_err(&dir.join("blobs/sha256")))?;
+    Ok((root, sha))
+}
+
+/// Takes the `flock` `op` of the file `name` in the layout (made if missing); held until the
+/// returned descriptor is dropped.
+fn lock(root: &OwnedFd, dir: &Path, name: &str, op: FlockOperation) -> Result<OwnedFd, Error> {
+    let path = dir.join(name);
+    let fd = rfs::openat(
+        root,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| io_err(&path)(e.into()))?;
+    rfs::flock(&fd, op).map_err(|e| io_err(&path)(e.into()))?;
+    Ok(fd)
+}
+
+/// Held shared by every export from its first blob to its index, exclusive by a prune: a
+/// prune never deletes a blob an export is about to list.
+const PRUNE_LOCK: &str = "prune.lock";
+
+/// Reads `DIR/index.json` (under the index lock), an empty index when there is none.
+fn read_index(dir: &Path) -> Result<Value, Error> {
+    let index_path = dir.join("index.json");
+    let index = match crate::fsops::open_beneath(dir, Path::new("index.json")) {
+        Ok(file) => {
+            let mut text = Vec::new();
+            file.take(MAX_INDEX + 1)
+                .read_to_end(&mut text)
+                .map_err(io_err(&index_path))?;
+            serde_json::from_slice::<Value>(&text).map_err(|e| Error::NotAnIndex {
+                path: index_path.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        }
+        Err(e) => return Err(io_err(&index_path)(e)),
+    };
+    if !index["manifests"].is_array() {
+        return Err(Error::NotAnIndex {
+            path: index_path,
+            reason: "no manifests list".into(),
+        });
+    }
+    Ok(index)
+}
+
+/// Adds `entries` to the layout at `dir` (made if missing): the blobs first, then, under the
+/// lock, `index.json`, so an entry is listed only once everything it names is there.
+pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<(), Error> {
+    let (root, sha) = open_layout(dir)?;
+    let blobs_path = dir.join("blobs/sha256");
+    let _no_prune = lock(&root, dir, PRUNE_LOCK, FlockOperation::LockShared)?;
     for entry in entries {
         for digest in &entry.blobs {
             let size = store.blob_size(digest)?;
@@ -263,32 +318,9 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
     if !has_file(&root, "oci-layout", layout.len() as u64) {
         put_file(&root, "oci-layout", &mut &layout[..]).map_err(io_err(&dir.join("oci-layout")))?;
     }
-    let lock_path = dir.join("index.json.lock");
-    let lock = rfs::openat(
-        &root,
-        "index.json.lock",
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| io_err(&lock_path)(e.into()))?;
-    rfs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| io_err(&lock_path)(e.into()))?;
+    let lock = lock(&root, dir, "index.json.lock", FlockOperation::LockExclusive)?;
     let index_path = dir.join("index.json");
-    let mut index = match crate::fsops::open_beneath(dir, Path::new("index.json")) {
-        Ok(file) => {
-            let mut text = Vec::new();
-            file.take(MAX_INDEX + 1)
-                .read_to_end(&mut text)
-                .map_err(io_err(&index_path))?;
-            serde_json::from_slice::<Value>(&text).map_err(|e| Error::NotAnIndex {
-                path: index_path.clone(),
-                reason: e.to_string(),
-            })?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
-        }
-        Err(e) => return Err(io_err(&index_path)(e)),
-    };
+    let mut index = read_index(dir)?;
     let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
         return Err(Error::NotAnIndex {
             path: index_path,
@@ -314,4 +346,82 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
     put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
     drop(lock);
     Ok(())
+}
+
+/// The blobs the manifest `bytes` names (config, layers, or an index's manifests).
+fn named_blobs(bytes: &[u8]) -> Option<Vec<Digest>> {
+    let m: Value = serde_json::from_slice(bytes).ok()?;
+    let mut named = Vec::new();
+    let descriptors = std::iter::once(&m["config"])
+        .chain(m["layers"].as_array().into_iter().flatten())
+        .chain(m["manifests"].as_array().into_iter().flatten());
+    for d in descriptors {
+        if let Some(digest) = d["digest"].as_str().and_then(|s| s.parse::<Digest>().ok()) {
+            named.push(digest);
+        }
+    }
+    Some(named)
+}
+
+/// Removes the entries whose manifests are `gone` from the layout at `dir` (`tare cache
+/// prune --dir`): every tag naming them leaves `index.json` (the key's and the one by
+/// parent), then their blobs that nothing left in the index names are deleted. Runs under
+/// both locks exclusively, so no export is between its blobs and its index meanwhile.
+/// Returns how many blobs were deleted. When a manifest left in the index cannot be read,
+/// no blob is deleted (it may name any of them).
+pub(crate) fn remove(dir: &Path, gone: &BTreeSet<Digest>) -> Result<usize, Error> {
+    let (root, sha) = open_layout(dir)?;
+    let _exports = lock(&root, dir, PRUNE_LOCK, FlockOperation::LockExclusive)?;
+    let lock = lock(&root, dir, "index.json.lock", FlockOperation::LockExclusive)?;
+    let index_path = dir.join("index.json");
+    let mut index = read_index(dir)?;
+    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
+        return Err(Error::NotAnIndex {
+            path: index_path,
+            reason: "no manifests list".into(),
+        });
+    };
+    let digest_of = |d: &Value| d["digest"].as_str().and_then(|s| s.parse::<Digest>().ok());
+    manifests.retain(|d| !digest_of(d).is_some_and(|g| gone.contains(&g)));
+    let kept: Vec<(Digest, u64)> = manifests
+        .iter()
+        .filter_map(|d| Some((digest_of(d)?, d["size"].as_u64()?)))
+        .collect();
+    let text = serde_json::to_vec(&index).map_err(|error| Error::Encode {
+        what: "cache index",
+        error,
+    })?;
+    put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
+    let layout = Layout {
+        dir: dir.to_path_buf(),
+        entries: BTreeMap::new(),
+    };
+    let mut named = BTreeSet::new();
+    for (digest, size) in kept {
+        named.insert(digest);
+        match layout
+            .blob(&digest, size, MAX_INDEX)
+            .ok()
+            .and_then(|b| named_blobs(&b))
+        {
+            Some(blobs) => named.extend(blobs),
+            None => return Ok(0),
+        }
+    }
+    let mut deleted = 0;
+    for manifest in gone {
+        let mut blobs = vec![*manifest];
+        let bytes = read_beneath(dir, &blob_rel(manifest), MAX_MANIFEST).unwrap_or_default();
+        blobs.extend(named_blobs(&bytes).unwrap_or_default());
+        for blob in blobs {
+            // `named` also holds what was already deleted, so each counts once.
+            if named.insert(blob)
+                && rfs::unlinkat(&sha, blob.hex().as_str(), rfs::AtFlags::empty()).is_ok()
+            {
+                deleted += 1;
+            }
+        }
+    }
+    drop(lock);
+    Ok(deleted)
 }

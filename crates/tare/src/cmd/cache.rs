@@ -1,6 +1,6 @@
-//! `tare cache ls|prune --registry REF`: the entries of a build cache in a registry
-//! (`tare build --cache-to type=registry,ref=REF`), listed and removed through the
-//! registry's API.
+//! `tare cache ls|prune --registry REF|--dir DIR`: the entries of a build cache in a
+//! registry (`tare build --cache-to type=registry,ref=REF`), listed and removed through the
+//! registry's API, or in a directory (`--cache-to type=local,dest=DIR`).
 
 use std::process::ExitCode;
 
@@ -13,17 +13,29 @@ use super::pull::RegistryArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
-    /// List the entries of a cache in a registry: key, age, layer size.
+    /// List the entries of a cache in a registry or a directory: key, age, layer size.
     Ls(LsArgs),
-    /// Delete the entries older than --keep-duration (the registry must allow deletes).
+    /// Delete the entries older than --keep-duration (a registry must allow deletes; in a
+    /// directory, their blobs no other entry names go too).
     Prune(PruneArgs),
+}
+
+/// Where the cache is: a registry repository or a directory.
+#[derive(ClapArgs, Debug)]
+#[group(required = true, multiple = false)]
+struct Cache {
+    /// The cache: the repository given to --cache-to type=registry,ref=...
+    #[arg(long, value_name = "REF")]
+    registry: Option<String>,
+    /// The cache: the directory given to --cache-to type=local,dest=...
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct LsArgs {
-    /// The cache: the repository given to --cache-to type=registry,ref=...
-    #[arg(long, value_name = "REF")]
-    registry: String,
+    #[command(flatten)]
+    cache: Cache,
     /// `table` or `json` (one object per line).
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
@@ -33,9 +45,8 @@ pub struct LsArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct PruneArgs {
-    /// The cache: the repository given to --cache-to type=registry,ref=...
-    #[arg(long, value_name = "REF")]
-    registry: String,
+    #[command(flatten)]
+    cache: Cache,
     /// Keep the entries made within this long (`168h`, `7d`, `90m`, `1h30m`).
     #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = parse_duration)]
     keep_duration: chrono::Duration,
@@ -87,9 +98,16 @@ pub fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let reference = reference(&args.registry)?;
-    let entries = tare_build::remote_cache::list(&reference, &args.options.options())
-        .with_context(|| format!("listing the cache {}", reference.name()))?;
+    let entries = match (&args.cache.registry, &args.cache.dir) {
+        (_, Some(dir)) => tare_build::remote_cache::list_dir(dir)
+            .with_context(|| format!("listing the cache {}", dir.display()))?,
+        (Some(registry), None) => {
+            let reference = reference(registry)?;
+            tare_build::remote_cache::list(&reference, &args.options.options())
+                .with_context(|| format!("listing the cache {}", reference.name()))?
+        }
+        (None, None) => anyhow::bail!("give --registry REF or --dir DIR"),
+    };
     if args.format == "json" {
         for e in &entries {
             crate::outln!("{}", serde_json::to_string(e)?);
@@ -124,10 +142,17 @@ fn short(key: &str) -> &str {
 }
 
 fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let reference = reference(&args.registry)?;
     let before = chrono::Utc::now() - args.keep_duration;
-    let removed = tare_build::remote_cache::prune(&reference, &args.options.options(), before)
-        .with_context(|| format!("pruning the cache {}", reference.name()))?;
+    let removed = match (&args.cache.registry, &args.cache.dir) {
+        (_, Some(dir)) => tare_build::remote_cache::prune_dir(dir, before)
+            .with_context(|| format!("pruning the cache {}", dir.display()))?,
+        (Some(registry), None) => {
+            let reference = reference(registry)?;
+            tare_build::remote_cache::prune(&reference, &args.options.options(), before)
+                .with_context(|| format!("pruning the cache {}", reference.name()))?
+        }
+        (None, None) => anyhow::bail!("give --registry REF or --dir DIR"),
+    };
     for e in &removed {
         crate::outln!("deleted {}", e.tag);
     }

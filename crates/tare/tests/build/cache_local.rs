@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::util::TestContext;
 
 /// A RUN prints `MARK<n>` only when it runs (the instruction says `MARK$((...))`).
-const DOCKERFILE: &str = "FROM busybox\n\
+pub(crate) const DOCKERFILE: &str = "FROM busybox\n\
 WORKDIR /app\n\
 COPY a.txt /app/a.txt\n\
 RUN echo \"MARK$((40+2))\" && cat /app/a.txt > /app/a.copy\n\
@@ -17,12 +17,12 @@ CMD [\"cat\", \"/app/b.copy\"]\n";
 
 /// One busybox image saved to a tar, so every machine has the same base (an import dates
 /// the image, so two imports differ).
-struct Base {
+pub(crate) struct Base {
     seed: TestContext,
 }
 
 impl Base {
-    fn new() -> Base {
+    pub(crate) fn new() -> Base {
         let seed = TestContext::new();
         seed.import_busybox("busybox:latest");
         let tar = seed.path().join("base.tar");
@@ -30,7 +30,7 @@ impl Base {
         Base { seed }
     }
 
-    fn machine(&self, dockerfile: &str, b_txt: &str) -> TestContext {
+    pub(crate) fn machine(&self, dockerfile: &str, b_txt: &str) -> TestContext {
         machine_on(&self.seed.path().join("base.tar"), dockerfile, b_txt)
     }
 }
@@ -45,7 +45,7 @@ fn machine_on(base: &Path, dockerfile: &str, b_txt: &str) -> TestContext {
 }
 
 /// A build with the cache flags; returns the image ID and the plain progress.
-fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
+pub(crate) fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
     let ctx = m.path().join("ctx");
     let iid = m.path().join("iid");
     let mut args = vec![
@@ -64,7 +64,7 @@ fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
     (id.trim().to_string(), stderr)
 }
 
-fn cached_steps(progress: &str) -> usize {
+pub(crate) fn cached_steps(progress: &str) -> usize {
     progress.lines().filter(|l| l.ends_with(" CACHED")).count()
 }
 

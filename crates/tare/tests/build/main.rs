@@ -12,6 +12,7 @@ mod annotations_layout;
 mod build_info;
 mod buildx_flags;
 mod cache_local;
+mod cache_local_prune;
 mod cgroup_parent;
 mod config_keys;
 mod contexts;

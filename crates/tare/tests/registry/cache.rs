@@ -201,6 +201,14 @@ fn cache_ls_and_prune_go_through_the_registry_api() {
         a.ok(&["cache", "ls", "--registry", &cache]).lines().count(),
         1
     );
+    // Both tags of each entry are gone: the key's and the one by parent (format 2).
+    let left = registry_tags(&reg, "cache");
+    assert!(
+        !left
+            .iter()
+            .any(|t| t.starts_with("tare-cache-") || t.starts_with("tare-child-")),
+        "{left:?}"
+    );
     // The entries are gone for a builder too: everything runs.
     let b = machine(&base, "bravo\n");
     let (_, progress) = build(&b, &["--cache-from", &format!("type=registry,ref={cache}")]);
@@ -285,6 +293,22 @@ impl Drop for DropProxy {
             let _ = t.join();
         }
     }
+}
+
+/// The tags of `repo` in the registry (none when it answers 404 or `"tags": null`).
+fn registry_tags(reg: &RegistryServer, repo: &str) -> Vec<String> {
+    let url = format!("http://{}/v2/{repo}/tags/list", reg.host());
+    let out = std::process::Command::new("curl")
+        .args(["-s", &url])
+        .output()
+        .expect("curl");
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    listing["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The OCI manifest `repo:tag` of the registry, read directly (not through a proxy).
