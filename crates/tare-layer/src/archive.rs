@@ -27,10 +27,32 @@ const MAX_PLATFORMS: usize = 256;
 /// Most bytes of unnamed files an archive may make the loader hold in memory at once.
 const MAX_KEPT: u64 = 64 << 20;
 
+/// One item of an archive's `index.json` (or `manifest.json`) as loaded.
+#[derive(Debug)]
+pub struct LoadedImage {
+    /// The image; of a multi-platform one, this machine's platform's (or the first).
+    pub image: Image,
+    /// The stored index of a multi-platform image (its digest is the unnamed one's ID).
+    pub index: Option<tare_store::StoredIndex>,
+    /// Platforms of an unnamed index left out because the archive lacks some of their blobs
+    /// (`linux/arm64: manifest sha256:...`), as docker's containerd store skips them.
+    pub skipped: Vec<String>,
+}
+
+impl LoadedImage {
+    fn single(image: Image) -> LoadedImage {
+        LoadedImage {
+            image,
+            index: None,
+            skipped: Vec::new(),
+        }
+    }
+}
+
 /// Loads every image in an archive read from `reader`. `name` names the source in errors.
 ///
 /// On failure, the blobs this load added are removed again (unless an image uses them).
-pub fn load<R: Read>(store: &Store, reader: R, name: &str) -> Result<Vec<Image>> {
+pub fn load<R: Read>(store: &Store, reader: R, name: &str) -> Result<Vec<LoadedImage>> {
     let mut added = Vec::new();
     let result = load_inner(store, reader, name, &mut added);
     if result.is_err() {
@@ -44,7 +66,7 @@ fn load_inner<R: Read>(
     reader: R,
     name: &str,
     added: &mut Vec<Digest>,
-) -> Result<Vec<Image>> {
+) -> Result<Vec<LoadedImage>> {
     let (_, decoded) = crate::compression::decompress(reader).map_err(|e| stream(name, e))?;
     let mut archive = crate::bounded::tar_archive(decoded);
     let mut kept = 0u64;
@@ -217,7 +239,7 @@ impl Loaded<'_> {
             .commit_image_raw(config, manifest, &layers, tags, None)?)
     }
 
-    fn load_docker(&self) -> Result<Vec<Image>> {
+    fn load_docker(&self) -> Result<Vec<LoadedImage>> {
         let list: Vec<DockerManifest> =
             serde_json::from_slice(&self.files[Path::new("manifest.json")]).map_err(|e| {
                 Error::BadArchive {
@@ -235,12 +257,13 @@ impl Loaded<'_> {
                 layers.push(self.layer(d, &format!("{}: {l}", self.name))?);
             }
             let tags = parse_tags(m.repo_tags.unwrap_or_default().iter().map(String::as_str))?;
-            images.push(self.commit(&config, None, layers, &tags)?);
+            let image = self.commit(&config, None, layers, &tags)?;
+            images.push(LoadedImage::single(image));
         }
         Ok(images)
     }
 
-    fn load_oci(&self) -> Result<Vec<Image>> {
+    fn load_oci(&self) -> Result<Vec<LoadedImage>> {
         let index_json = &self.files[Path::new("index.json")];
         if index_json.len() as u64 > MAX_MANIFEST {
             return Err(Error::BadArchive {
@@ -263,39 +286,20 @@ impl Loaded<'_> {
                 None => Vec::new(),
             };
             if !is_index(desc) {
-                images.push(self.load_manifest(desc, &tags)?);
+                images.push(LoadedImage::single(self.load_manifest(desc, &tags)?));
                 continue;
             }
-            let (digest, sub) = self.read_index(desc)?;
-            if tags.is_empty() {
-                // No name to give a multi-platform image: this machine's platform (or the
-                // first), as one image.
-                let arch = tare_store::config::host_architecture();
-                let Some(pick) = sub
-                    .manifests()
-                    .iter()
-                    .find(|d| {
-                        d.platform()
-                            .as_ref()
-                            .is_some_and(|p| p.architecture().to_string() == arch)
-                    })
-                    .or_else(|| sub.manifests().first())
-                else {
-                    continue;
-                };
-                if is_index(pick) {
-                    return Err(self.nested(&digest, pick));
-                }
-                images.push(self.load_manifest(pick, &[])?);
-            } else {
-                images.extend(self.load_index(&digest, &sub, &tags)?);
-            }
+            let (digest, bytes, sub) = self.read_index(desc)?;
+            images.push(self.load_index(&digest, bytes, &sub, &tags)?);
         }
         Ok(images)
     }
 
     /// The index a descriptor of `index.json` names, read from the archive.
-    fn read_index(&self, desc: &oci_spec::image::Descriptor) -> Result<(Digest, ImageIndex)> {
+    fn read_index(
+        &self,
+        desc: &oci_spec::image::Descriptor,
+    ) -> Result<(Digest, Vec<u8>, ImageIndex)> {
         let digest: Digest = desc.digest().to_string().parse()?;
         if !self.store.has_blob(&digest) {
             return Err(self.missing(&format!("index {digest}")));
@@ -305,7 +309,7 @@ impl Loaded<'_> {
             archive: self.name.to_string(),
             reason: format!("index {digest}: {e}"),
         })?;
-        Ok((digest, sub))
+        Ok((digest, bytes, sub))
     }
 
     fn nested(&self, index: &Digest, entry: &oci_spec::image::Descriptor) -> Error {
@@ -318,16 +322,21 @@ impl Loaded<'_> {
         }
     }
 
-    /// A named multi-platform image: every platform's image (attestation manifests, of
-    /// platform `unknown`, left out), then a stored index of them that `tags` name, its
-    /// annotations kept. Every entry is checked before any image is stored. Returns the
-    /// images, this machine's platform first (the one the tags name).
+    /// A multi-platform image: every platform's image (attestation manifests, of platform
+    /// `unknown`, left out), then a stored index of them that `tags` name, its annotations
+    /// kept. Every entry is checked before any image is stored. A named index whose
+    /// platforms' blobs are not all in the archive is refused; an unnamed one (`tags` empty,
+    /// found by its digest afterwards) keeps the platforms whose blobs are all there, as
+    /// docker's containerd store does (`WithSkipMissing`), and fails only if none is. The
+    /// index is stored as `bytes` when it is an OCI index that keeps every entry (its digest,
+    /// docker's ID for it, stays), else re-encoded with the entries kept.
     fn load_index(
         &self,
         digest: &Digest,
+        bytes: Vec<u8>,
         index: &ImageIndex,
         tags: &[Reference],
-    ) -> Result<Vec<Image>> {
+    ) -> Result<LoadedImage> {
         let entries: Vec<&oci_spec::image::Descriptor> = index
             .manifests()
             .iter()
@@ -351,15 +360,31 @@ impl Loaded<'_> {
             return Err(bad(format!("index {digest} lists no image")));
         }
         let mut parsed = Vec::new();
+        let mut kept = Vec::new();
+        let mut skipped = Vec::new();
         for entry in &entries {
             if is_index(entry) {
                 return Err(self.nested(digest, entry));
             }
-            let d: Digest = entry.digest().to_string().parse()?;
-            if !self.store.has_blob(&d) {
-                return Err(self.missing(&format!("manifest {d} (listed by index {digest})")));
+            match self.read_manifest(entry, Some(digest))? {
+                Ok(manifest) => {
+                    parsed.push(manifest);
+                    kept.push(*entry);
+                }
+                Err(missing) if tags.is_empty() => {
+                    let platform = entry.platform().as_ref().map_or("unknown".into(), |p| {
+                        format!("{}/{}", p.os(), p.architecture())
+                    });
+                    skipped.push(format!("{platform}: {missing}"));
+                }
+                Err(missing) => return Err(self.missing(&missing)),
             }
-            parsed.push(self.read_manifest(entry)?);
+        }
+        if parsed.is_empty() {
+            return Err(bad(format!(
+                "index {digest}: no platform has all its blobs in the archive ({})",
+                skipped.join("; ")
+            )));
         }
         let mut images = Vec::new();
         for manifest in &parsed {
@@ -377,7 +402,7 @@ impl Loaded<'_> {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            descriptors: entries
+            descriptors: kept
                 .iter()
                 .map(|d| {
                     d.annotations()
@@ -388,11 +413,21 @@ impl Loaded<'_> {
                 })
                 .collect(),
         };
-        self.store.commit_index(&images, host, tags, &annotations)?;
-        let first = self.store.image_by_id(&images[host].id)?;
-        images.remove(host);
-        images.insert(0, first);
-        Ok(images)
+        // A docker manifest list is re-encoded as an OCI index (what push and save send).
+        let oci = index
+            .media_type()
+            .as_ref()
+            .is_none_or(|m| m.to_string() == tare_store::MEDIA_TYPE_INDEX);
+        let stored = if oci && kept.len() == index.manifests().len() {
+            self.store.commit_index_bytes(&images, host, tags, bytes)?
+        } else {
+            self.store.commit_index(&images, host, tags, &annotations)?
+        };
+        Ok(LoadedImage {
+            image: self.store.image_by_id(&images[host].id)?,
+            index: Some(stored),
+            skipped,
+        })
     }
 
     /// One image manifest of the archive and what it names, stored with `tags`.
@@ -401,40 +436,62 @@ impl Loaded<'_> {
         desc: &oci_spec::image::Descriptor,
         tags: &[Reference],
     ) -> Result<Image> {
-        let parsed = self.read_manifest(desc)?;
-        self.commit_manifest(&parsed, tags)
+        match self.read_manifest(desc, None)? {
+            Ok(parsed) => self.commit_manifest(&parsed, tags),
+            Err(missing) => Err(self.missing(&missing)),
+        }
     }
 
-    /// An image manifest of the archive, parsed, once its config and layers are known to be
-    /// there.
-    fn read_manifest(&self, desc: &oci_spec::image::Descriptor) -> Result<ParsedManifest> {
+    /// An image manifest of the archive (listed by index `by`, if given), parsed, once its
+    /// config and layers are known to be there; the inner `Err` names the first blob that
+    /// is not in the archive.
+    fn read_manifest(
+        &self,
+        desc: &oci_spec::image::Descriptor,
+        by: Option<&Digest>,
+    ) -> Result<std::result::Result<ParsedManifest, String>> {
         let digest: Digest = desc.digest().to_string().parse()?;
         if !self.store.has_blob(&digest) {
-            return Err(self.missing(&format!("manifest {digest}")));
+            return Ok(Err(match by {
+                Some(index) => format!("manifest {digest} (listed by index {index})"),
+                None => format!("manifest {digest}"),
+            }));
         }
         let bytes = self.store.read_blob_limited(&digest, MAX_MANIFEST)?;
+        let bad = |reason: String| Error::BadArchive {
+            archive: self.name.to_string(),
+            reason: format!("manifest {digest}: {reason}"),
+        };
+        // An index where a manifest should be (its descriptor says otherwise): named as such,
+        // not parsed as a manifest missing its config.
+        let probe: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if probe.get("manifests").is_some() {
+            return Err(bad(format!(
+                "is an image index, but its descriptor ({}) names an image manifest; \
+                 nested indexes are not loaded",
+                desc.media_type()
+            )));
+        }
         let manifest: ImageManifest =
-            serde_json::from_slice(&bytes).map_err(|e| Error::BadArchive {
-                archive: self.name.to_string(),
-                reason: format!("manifest {digest}: {e}"),
-            })?;
+            serde_json::from_value(probe).map_err(|e| bad(e.to_string()))?;
         let config: Digest = manifest.config().digest().to_string().parse()?;
         if !self.store.has_blob(&config) {
-            return Err(self.missing(&format!("config {config} (of manifest {digest})")));
+            return Ok(Err(format!("config {config} (of manifest {digest})")));
         }
         let mut layers = Vec::new();
         for l in manifest.layers() {
             let d: Digest = l.digest().to_string().parse()?;
             if !self.store.has_blob(&d) {
-                return Err(self.missing(&format!("layer {d} (of manifest {digest})")));
+                return Ok(Err(format!("layer {d} (of manifest {digest})")));
             }
             layers.push((d, Compression::from_media_type(l.media_type().as_ref())));
         }
-        Ok(ParsedManifest {
+        Ok(Ok(ParsedManifest {
             bytes,
             config,
             layers,
-        })
+        }))
     }
 
     fn commit_manifest(&self, parsed: &ParsedManifest, tags: &[Reference]) -> Result<Image> {

@@ -8,13 +8,14 @@ use std::path::Path;
 use serde_json::Value;
 use tare_store::{Image, Store};
 
+use crate::archive::LoadedImage;
 use crate::error::{Error, Result};
 
 /// The most bytes of a layout's `index.json` read to pick an image.
 const MAX_INDEX: u64 = 4 << 20;
 
 /// Loads every image of the OCI layout `dir` (as `tare load DIR` does).
-pub fn load_dir(store: &Store, dir: &Path, name: &str) -> Result<Vec<Image>> {
+pub fn load_dir(store: &Store, dir: &Path, name: &str) -> Result<Vec<LoadedImage>> {
     load_with_index(store, dir, None, name)
 }
 
@@ -101,6 +102,7 @@ pub fn load_one(store: &Store, dir: &Path, pick: Option<&str>, name: &str) -> Re
     load_with_index(store, dir, Some(index), name)?
         .into_iter()
         .next()
+        .map(|loaded| loaded.image)
         .ok_or_else(|| bad("the chosen manifest made no image".into()))
 }
 
@@ -110,7 +112,7 @@ fn load_with_index(
     dir: &Path,
     index: Option<Vec<u8>>,
     name: &str,
-) -> Result<Vec<Image>> {
+) -> Result<Vec<LoadedImage>> {
     let (reader, writer) = std::io::pipe().map_err(|e| Error::Stream {
         what: "making a pipe".into(),
         source: e,

@@ -444,15 +444,17 @@ impl Store {
     /// Finds an image by reference (`busybox`, `busybox:1`, `name@sha256:<manifest>`), by full
     /// ID (`sha256:...`) or by a unique ID prefix (`3f2a...`, at least 4 hex digits).
     pub fn resolve(&self, what: &str) -> Result<Image> {
+        if let Some(index) = self.unnamed_index(what)? {
+            // An unnamed multi-platform image's ID: this machine's platform's image.
+            return match index.host_image() {
+                Some(image) => self.image_by_id(&image.id),
+                None => Err(Error::ImageNotFound(what.to_string())),
+            };
+        }
         if let Ok(id) = what.parse::<Digest>() {
             return self.image_by_id(&id);
         }
-        let is_hex = what.len() >= 4
-            && what.len() <= 64
-            && what
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        if is_hex {
+        if is_id_prefix(what) {
             let matches: Vec<Digest> = self
                 .image_ids()?
                 .into_iter()
@@ -494,6 +496,7 @@ impl Store {
     pub(crate) fn referenced_blobs(&self) -> Result<BTreeSet<Digest>> {
         // Indexes a tag names (their images are image records, kept below).
         let mut set: BTreeSet<Digest> = self.index_tags()?.into_values().collect();
+        set.extend(self.unnamed_index_digests()?);
         for id in self.image_ids()? {
             let path = self
                 .root()
@@ -509,6 +512,15 @@ impl Store {
         }
         Ok(set)
     }
+}
+
+/// Whether `what` can be a prefix of an image ID: 4 to 64 lower-case hex digits.
+pub(crate) fn is_id_prefix(what: &str) -> bool {
+    what.len() >= 4
+        && what.len() <= 64
+        && what
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// The OCI manifest for a config and layers.

@@ -7,8 +7,13 @@
 //! history, export) works unchanged and picks the host's platform, while push and
 //! `save --format oci` look the index up and send all of it. Re-pointing or removing the tag
 //! drops its index entry; the index blob is kept by gc while a tag names it.
+//!
+//! An index no tag names (`tare load` of an unnamed multi-platform archive, as buildx's
+//! `-o type=oci` and skopeo write them) is listed in `ROOT/unnamed-indexes.json` and found by
+//! its digest, which is its image ID (as docker's containerd store names it): `run`, `inspect`,
+//! `images`, `save` and `rmi` take it. It is dangling: `image prune` removes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +48,15 @@ pub struct StoredIndex {
 }
 
 impl StoredIndex {
+    /// The image of this machine's platform (linux and this architecture), else the first.
+    pub fn host_image(&self) -> Option<&Image> {
+        let arch = crate::config::host_architecture();
+        self.images
+            .iter()
+            .find(|i| i.config.os == "linux" && i.config.architecture == arch)
+            .or_else(|| self.images.first())
+    }
+
     /// The annotations the index carries, to write them again into a re-encoded one.
     pub fn annotations(&self) -> IndexAnnotations {
         let index: IndexJson = serde_json::from_slice(&self.bytes).unwrap_or_default();
@@ -77,9 +91,6 @@ impl Store {
         tags: &[Reference],
         annotations: &IndexAnnotations,
     ) -> Result<StoredIndex> {
-        let default = images
-            .get(host)
-            .ok_or_else(|| Error::Inconsistent("an index needs at least one image".into()))?;
         let mut manifests = Vec::new();
         for image in images {
             manifests.push(self.read_blob(&image.manifest_digest)?);
@@ -90,6 +101,38 @@ impl Store {
             .map(|(i, m)| (i, m.as_slice()))
             .collect();
         let bytes = index_document(&entries, annotations)?;
+        self.commit_index_bytes(images, host, tags, bytes)
+    }
+
+    /// [`Store::commit_index`] of an index given as is (`tare load` keeps an archive's
+    /// index byte for byte, so its digest stays the one other tools print), which must list
+    /// exactly the manifests of `images`, in order.
+    pub fn commit_index_bytes(
+        &self,
+        images: &[Image],
+        host: usize,
+        tags: &[Reference],
+        bytes: Vec<u8>,
+    ) -> Result<StoredIndex> {
+        let default = images
+            .get(host)
+            .ok_or_else(|| Error::Inconsistent("an index needs at least one image".into()))?;
+        let listed: IndexJson = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: "image index".into(),
+            source,
+        })?;
+        let same = listed.manifests.len() == images.len()
+            && listed
+                .manifests
+                .iter()
+                .zip(images)
+                .all(|(m, i)| m.digest == i.manifest_digest);
+        if !same {
+            return Err(Error::Inconsistent(format!(
+                "image index {} does not list the manifests of the images given",
+                Digest::of(&bytes)
+            )));
+        }
         let digest = self.put_bytes(&bytes)?;
         for tag in tags {
             // `tag` drops an index the name had; the new one is recorded after it.
@@ -98,6 +141,13 @@ impl Store {
             let mut index_tags = self.read_index_tags()?;
             index_tags.insert(tag_key(tag)?, digest);
             self.write_index_tags(&index_tags)?;
+        }
+        if tags.is_empty() {
+            let _guard = self.meta_lock()?;
+            let mut unnamed = self.read_unnamed()?;
+            if unnamed.insert(digest) {
+                self.write_unnamed(&unnamed)?;
+            }
         }
         Ok(StoredIndex {
             digest,
@@ -111,6 +161,11 @@ impl Store {
         let Some(digest) = self.read_index_tags()?.get(&tag_key(reference)?).copied() else {
             return Ok(None);
         };
+        self.stored_index(digest, &reference.familiar()).map(Some)
+    }
+
+    /// A stored index and its images; `what` names it in errors.
+    fn stored_index(&self, digest: Digest, what: &str) -> Result<StoredIndex> {
         let bytes = self.read_blob(&digest)?;
         let index: IndexJson = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
             what: format!("image index {digest}"),
@@ -125,18 +180,71 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| {
                     Error::Inconsistent(format!(
-                        "index {digest} of {} names manifest {}, which no stored image has",
-                        reference.familiar(),
+                        "index {digest} of {what} names manifest {}, which no stored image has",
                         m.digest
                     ))
                 })?;
             images.push(image);
         }
-        Ok(Some(StoredIndex {
+        Ok(StoredIndex {
             digest,
             bytes,
             images,
-        }))
+        })
+    }
+
+    /// Every index no tag names, by digest.
+    pub fn unnamed_indexes(&self) -> Result<Vec<StoredIndex>> {
+        self.read_unnamed()?
+            .into_iter()
+            .map(|d| self.stored_index(d, "no name"))
+            .collect()
+    }
+
+    /// The unnamed index `what` names: its full digest (`sha256:HEX`) or a unique prefix of
+    /// its hex digits (at least 4), as image IDs are given. `None` when none matches.
+    pub fn unnamed_index(&self, what: &str) -> Result<Option<StoredIndex>> {
+        let unnamed = self.read_unnamed()?;
+        let found: Vec<Digest> = match what.parse::<Digest>() {
+            Ok(d) => unnamed.into_iter().filter(|u| *u == d).collect(),
+            Err(_) if crate::image::is_id_prefix(what) => unnamed
+                .into_iter()
+                .filter(|u| u.hex().starts_with(what))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => self.stored_index(*one, "no name").map(Some),
+            _ => Err(Error::AmbiguousImage(what.to_string())),
+        }
+    }
+
+    /// The index `what` names, if any: an unnamed index by ID, or a tag's index.
+    pub fn find_index(&self, what: &str) -> Result<Option<StoredIndex>> {
+        if let Some(index) = self.unnamed_index(what)? {
+            return Ok(Some(index));
+        }
+        match Reference::parse(what) {
+            Ok(r) if r.digest().is_none() && what.parse::<Digest>().is_err() => self.index_of(&r),
+            _ => Ok(None),
+        }
+    }
+
+    /// Forgets an unnamed index (its images stay); `false` if it was not one.
+    pub fn remove_unnamed_index(&self, digest: &Digest) -> Result<bool> {
+        let _guard = self.meta_lock()?;
+        let mut unnamed = self.read_unnamed()?;
+        let removed = unnamed.remove(digest);
+        if removed {
+            self.write_unnamed(&unnamed)?;
+        }
+        Ok(removed)
+    }
+
+    /// The digests of the unnamed indexes (kept by gc with their blobs).
+    pub(crate) fn unnamed_index_digests(&self) -> Result<BTreeSet<Digest>> {
+        self.read_unnamed()
     }
 
     /// Every tag that names an index, with the index's digest.
@@ -156,13 +264,22 @@ impl Store {
         Ok(out)
     }
 
-    /// The tags of the indexes that hold each image, by image ID. An image an index holds is
-    /// in use even without a tag of its own (not dangling, not pruned).
-    pub fn index_holders(&self) -> Result<BTreeMap<Digest, Vec<Reference>>> {
-        let mut out: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
-        for (tag, index) in self.indexes()? {
+    /// The names of the indexes that hold each image, by image ID: a tag's familiar form, or
+    /// the short ID of an unnamed index. An image an index holds is in use even without a
+    /// tag of its own (not dangling; `image prune` removes an unnamed index first).
+    pub fn index_holders(&self) -> Result<BTreeMap<Digest, Vec<String>>> {
+        let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        let tagged = self
+            .indexes()?
+            .into_iter()
+            .map(|(tag, index)| (tag.familiar(), index));
+        let unnamed = self
+            .unnamed_indexes()?
+            .into_iter()
+            .map(|index| (index.digest.short(), index));
+        for (name, index) in tagged.chain(unnamed) {
             for image in &index.images {
-                out.entry(image.id).or_default().push(tag.clone());
+                out.entry(image.id).or_default().push(name.clone());
             }
         }
         Ok(out)
@@ -171,18 +288,23 @@ impl Store {
     /// Drops the index entries whose index names `manifest` (called with the meta lock
     /// held, when the image of that manifest goes): an index never names a missing image.
     pub(crate) fn drop_indexes_naming_locked(&self, manifest: &Digest) -> Result<()> {
-        let mut index_tags = self.read_index_tags()?;
-        let before = index_tags.len();
-        index_tags.retain(|_, digest| {
-            let names = self
-                .read_blob(digest)
+        let names = |digest: &Digest| {
+            self.read_blob(digest)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<IndexJson>(&b).ok())
-                .is_some_and(|i| i.manifests.iter().any(|m| m.digest == *manifest));
-            !names
-        });
+                .is_some_and(|i| i.manifests.iter().any(|m| m.digest == *manifest))
+        };
+        let mut index_tags = self.read_index_tags()?;
+        let before = index_tags.len();
+        index_tags.retain(|_, digest| !names(digest));
         if index_tags.len() != before {
             self.write_index_tags(&index_tags)?;
+        }
+        let mut unnamed = self.read_unnamed()?;
+        let before = unnamed.len();
+        unnamed.retain(|digest| !names(digest));
+        if unnamed.len() != before {
+            self.write_unnamed(&unnamed)?;
         }
         Ok(())
     }
@@ -214,6 +336,13 @@ impl Store {
                 )),
             }
         }
+        for digest in self.read_unnamed()? {
+            if !self.has_blob(&digest) {
+                problems.push(format!("unnamed index {digest}: its blob is missing"));
+            } else if let Err(e) = self.stored_index(digest, "no name") {
+                problems.push(format!("unnamed index {digest}: {e}"));
+            }
+        }
         Ok(())
     }
 
@@ -228,6 +357,18 @@ impl Store {
 
     fn read_index_tags(&self) -> Result<BTreeMap<String, Digest>> {
         Ok(read_json(&self.root().join("index-tags.json"))?.unwrap_or_default())
+    }
+
+    fn read_unnamed(&self) -> Result<BTreeSet<Digest>> {
+        Ok(read_json(&self.root().join("unnamed-indexes.json"))?.unwrap_or_default())
+    }
+
+    fn write_unnamed(&self, unnamed: &BTreeSet<Digest>) -> Result<()> {
+        let json = serde_json::to_vec_pretty(unnamed).map_err(|source| Error::Json {
+            what: "unnamed indexes".into(),
+            source,
+        })?;
+        write_atomic(&self.root().join("unnamed-indexes.json"), &json)
     }
 
     fn write_index_tags(&self, tags: &BTreeMap<String, Digest>) -> Result<()> {

@@ -86,6 +86,7 @@ fn load_archive(
         tare_layer::archive::load(temp, file, &name)
     }
     .with_context(|| format!("reading {name}"))?;
+    let images: Vec<tare_store::Image> = images.into_iter().map(|l| l.image).collect();
     match images.as_slice() {
         [one] => Ok(one.clone()),
         [] => anyhow::bail!("{name} holds no image"),

@@ -85,6 +85,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .map(|(r, i)| (r.to_string(), i))
         .collect();
     let held = store.index_holders().context("reading the image indexes")?;
+    // Unnamed multi-platform images (`tare load` of an archive without names), by the ID of
+    // the image of this machine's platform: listed as `<none>` with their index's ID.
+    let mut unnamed: HashMap<tare_store::Digest, Vec<tare_store::StoredIndex>> = HashMap::new();
+    for index in store
+        .unnamed_indexes()
+        .context("reading the image indexes")?
+    {
+        if let Some(host) = index.host_image() {
+            unnamed.entry(host.id).or_default().push(index);
+        }
+    }
     let sizes = |img: &tare_store::Image| -> anyhow::Result<(u64, u64)> {
         let mut seen = std::collections::HashSet::new();
         let (mut size, mut shared) = (0u64, 0u64);
@@ -105,12 +116,43 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     // Newest first, as docker lists them.
     images.sort_by_key(|img| std::cmp::Reverse(created_of(img)));
+    let platforms_of = |index: &tare_store::StoredIndex| -> anyhow::Result<serde_json::Value> {
+        let mut platforms = Vec::new();
+        for p in &index.images {
+            let (size, _) = sizes(p)?;
+            platforms.push(json!({
+                "platform": tare_store::platform_name(p),
+                "id": p.id.to_string(),
+                "digest": p.manifest_digest.to_string(),
+                "size": size,
+            }));
+        }
+        Ok(platforms.into())
+    };
     let mut rows = Vec::new();
     for img in &images {
-        if !filters.keep_image(img) || (img.repo_tags.is_empty() && held.contains_key(&img.id)) {
+        if !filters.keep_image(img) {
             continue;
         }
         let (size, shared) = sizes(img)?;
+        if filters.reference.is_empty() {
+            for index in unnamed.get(&img.id).into_iter().flatten() {
+                rows.push(json!({
+                    "repository": "<none>",
+                    "tag": "<none>",
+                    "id": index.digest.to_string(),
+                    "digest": index.digest.to_string(),
+                    "created": img.config.created,
+                    "size": size,
+                    "shared_size": shared,
+                    "unique_size": size - shared,
+                    "platforms": platforms_of(index)?,
+                }));
+            }
+        }
+        if img.repo_tags.is_empty() && held.contains_key(&img.id) {
+            continue;
+        }
         let names: Vec<Option<&tare_store::Reference>> = if img.repo_tags.is_empty() {
             vec![None]
         } else {
@@ -133,17 +175,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             });
             if let Some(index) = r.and_then(|r| indexes.get(&r.to_string())) {
                 row["digest"] = index.digest.to_string().into();
-                let mut platforms = Vec::new();
-                for p in &index.images {
-                    let (size, _) = sizes(p)?;
-                    platforms.push(json!({
-                        "platform": tare_store::platform_name(p),
-                        "id": p.id.to_string(),
-                        "digest": p.manifest_digest.to_string(),
-                        "size": size,
-                    }));
-                }
-                row["platforms"] = platforms.into();
+                row["platforms"] = platforms_of(index)?;
             }
             rows.push(row);
         }

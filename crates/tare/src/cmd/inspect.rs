@@ -1,7 +1,8 @@
 //! `tare inspect IMAGE`: the image as one JSON object.
 //!
 //! A multi-platform image (a tag naming an index) shows this machine's platform's image (or
-//! `--platform`'s) with an `index` object: the index's digest and each platform's image.
+//! `--platform`'s) with an `index` object: the index's digest and each platform's image. So
+//! does an unnamed one, named by its index's digest (its ID).
 //!
 //! Sizes: the top-level `size` is what docker's `docker image inspect` calls `Size`, the
 //! content size (file bytes, symlink targets; no tar headers, padding or directories), and
@@ -37,12 +38,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let mut img = store
         .resolve(&args.image)
         .with_context(|| format!("looking up {}", args.image))?;
-    let index = match tare_store::Reference::parse(&args.image) {
-        Ok(r) if r.digest().is_none() => store
-            .index_of(&r)
-            .with_context(|| format!("reading the index of {}", args.image))?,
-        _ => None,
-    };
+    let index = store
+        .find_index(&args.image)
+        .with_context(|| format!("reading the index of {}", args.image))?;
     if let Some(want) = &args.platform {
         let want: tare_build::Platform =
             want.parse().with_context(|| format!("--platform {want}"))?;

@@ -30,11 +30,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         tare_layer::archive::load(&store, file, &name)
     }
     .with_context(|| format!("loading {name}"))?;
-    for img in images {
+    for loaded in images {
+        for skipped in &loaded.skipped {
+            eprintln!("warning: {name}: platform {skipped} is not in the archive: left out");
+        }
+        let img = &loaded.image;
+        // An unnamed multi-platform image's ID is its index's digest (docker's containerd
+        // store prints the same), which `run`, `inspect` and `rmi` take.
+        let index = loaded.index.as_ref().filter(|_| img.repo_tags.is_empty());
+        let id = index.map_or(img.id, |i| i.digest);
         if args.quiet {
-            crate::outln!("{}", img.id);
+            crate::outln!("{id}");
         } else if img.repo_tags.is_empty() {
-            crate::outln!("Loaded image ID: {}", img.id);
+            crate::outln!("Loaded image ID: {id}");
         } else {
             for t in &img.repo_tags {
                 crate::outln!("Loaded image: {}", t.familiar());

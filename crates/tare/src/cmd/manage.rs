@@ -283,9 +283,29 @@ fn prune_images(ctx: &Context, all: bool) -> anyhow::Result<u64> {
         .into_iter()
         .map(|c| c.image_id)
         .collect();
+    let mut first = true;
+    // An unnamed multi-platform image is dangling: its index goes first (unless a container
+    // was made from one of its images), then its images with the other untagged ones.
+    for index in store
+        .unnamed_indexes()
+        .context("reading the image indexes")?
+    {
+        if index
+            .images
+            .iter()
+            .any(|i| used.contains(&i.id.to_string()))
+        {
+            continue;
+        }
+        if first {
+            outln!("Deleted Images:");
+            first = false;
+        }
+        store.remove_unnamed_index(&index.digest)?;
+        outln!("deleted: {}", index.digest);
+    }
     // The platforms of a multi-platform image are not dangling: its index holds them.
     let held = store.index_holders().context("reading the image indexes")?;
-    let mut first = true;
     for img in store.images().context("listing images")? {
         let named = !img.repo_tags.is_empty() || held.contains_key(&img.id);
         if used.contains(&img.id.to_string()) || (!all && named) {

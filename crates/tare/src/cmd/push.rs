@@ -32,11 +32,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading the destination {dest_text:?}"))?;
     let options = args.registry.options();
     let printer = TransferPrinter::new("pushing", args.quiet);
-    // A tag of a multi-platform build names an index: all of it goes.
-    let index = match Reference::parse(&args.image) {
-        Ok(name) => store.index_of(&name)?,
-        Err(_) => None,
-    };
+    // A tag of a multi-platform build (or an unnamed one's ID) names an index: all of it goes.
+    let index = store.find_index(&args.image)?;
     let digest = match &index {
         Some(index) => tare_registry::push_index(&store, index, &dest, &options, &printer),
         None => tare_registry::push(&store, &image, &dest, &options, &printer),

@@ -4,6 +4,8 @@
 //! A multi-platform image's tag takes its index with it, and every platform's image that
 //! nothing else names. An image an index holds is not removed by ID alone (that would leave
 //! the index naming a missing image) without `--force`, which drops the index's tag entry.
+//! An unnamed multi-platform image (`tare load` of an archive without names) is removed by
+//! its ID, the index's digest, with its images.
 
 use std::process::ExitCode;
 
@@ -39,6 +41,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<()> {
+    // An unnamed multi-platform image, by its ID (its index's digest): the index, then its
+    // images nothing else names.
+    if let Some(index) = store
+        .unnamed_index(what)
+        .with_context(|| format!("looking up {what}"))?
+    {
+        store.remove_unnamed_index(&index.digest)?;
+        crate::outln!("Deleted: {}", index.digest);
+        return remove_unheld(store, &index.images, None);
+    }
     let img = store
         .resolve(what)
         .with_context(|| format!("looking up {what}"))?;
@@ -53,14 +65,7 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
         crate::outln!("Untagged: {}", r.familiar());
         // The other platforms' images go with the index, unless still named otherwise.
         if let Some(index) = index {
-            let held = store.index_holders()?;
-            for other in index.images.iter().filter(|i| i.id != img.id) {
-                let now = store.image_by_id(&other.id)?;
-                if now.repo_tags.is_empty() && !held.contains_key(&other.id) {
-                    store.remove_image(&other.id)?;
-                    crate::outln!("Deleted: {}", other.id);
-                }
-            }
+            remove_unheld(store, &index.images, Some(&img.id))?;
         }
         if img.repo_tags.len() > 1 || store.index_holders()?.contains_key(&img.id) {
             return Ok(());
@@ -70,11 +75,7 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
             "image {} ({}) is part of the multi-platform image {}: remove that or use --force",
             img.id.short(),
             tare_store::platform_name(&img),
-            names
-                .iter()
-                .map(|r| r.familiar())
-                .collect::<Vec<_>>()
-                .join(", ")
+            names.join(", ")
         );
     } else if img.repo_tags.len() > 1 && !force {
         anyhow::bail!(
@@ -93,5 +94,22 @@ fn remove(store: &tare_store::Store, what: &str, force: bool) -> anyhow::Result<
     }
     store.remove_image(&img.id)?;
     crate::outln!("Deleted: {}", img.id);
+    Ok(())
+}
+
+/// Removes the images of a removed index (but `except`) that no tag or other index names.
+fn remove_unheld(
+    store: &tare_store::Store,
+    images: &[tare_store::Image],
+    except: Option<&tare_store::Digest>,
+) -> anyhow::Result<()> {
+    let held = store.index_holders()?;
+    for other in images.iter().filter(|i| Some(&i.id) != except) {
+        let now = store.image_by_id(&other.id)?;
+        if now.repo_tags.is_empty() && !held.contains_key(&other.id) {
+            store.remove_image(&other.id)?;
+            crate::outln!("Deleted: {}", other.id);
+        }
+    }
     Ok(())
 }

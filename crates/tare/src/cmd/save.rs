@@ -58,13 +58,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             Ok(r) if r.digest().is_none() && image.repo_tags.contains(&r) => vec![r],
             _ => image.repo_tags.clone(),
         };
-        // A multi-platform image named by its tag is saved whole (OCI format).
-        let index = match tare_store::Reference::parse(what) {
-            Ok(r) if r.digest().is_none() => store
-                .index_of(&r)
-                .with_context(|| format!("reading the index of {what}"))?,
-            _ => None,
-        };
+        // A multi-platform image named by its tag (or, unnamed, by its ID) is saved whole
+        // (OCI format).
+        let index = store
+            .find_index(what)
+            .with_context(|| format!("reading the index of {what}"))?;
         items.push(SaveImage {
             image,
             tags,

@@ -22,6 +22,7 @@ mod etc_files;
 mod git;
 mod index_commands;
 mod load_multiplatform;
+mod load_unnamed_index;
 mod metadata_archives;
 mod multiplatform;
 mod outputs;

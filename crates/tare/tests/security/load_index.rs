@@ -7,18 +7,18 @@ use crate::diff_archives::{config_for, raw_tar, sha};
 use crate::fs_writes::Canary;
 use crate::util::TestContext;
 
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// One blob of an archive: its `blobs/sha256/HEX` path and bytes.
-fn blob(bytes: Vec<u8>) -> (String, Vec<u8>) {
+pub(crate) fn blob(bytes: Vec<u8>) -> (String, Vec<u8>) {
     (
         format!("blobs/sha256/{}", sha(&bytes).trim_start_matches("sha256:")),
         bytes,
     )
 }
 
-fn descriptor(media_type: &str, bytes: &[u8], arch: &str) -> serde_json::Value {
+pub(crate) fn descriptor(media_type: &str, bytes: &[u8], arch: &str) -> serde_json::Value {
     serde_json::json!({
         "mediaType": media_type,
         "digest": sha(bytes),
@@ -28,7 +28,7 @@ fn descriptor(media_type: &str, bytes: &[u8], arch: &str) -> serde_json::Value {
 }
 
 /// A one-layer image (a tar with `/hi`): its layer, config and manifest blobs.
-fn image_blobs() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn image_blobs() -> Vec<(String, Vec<u8>)> {
     let layer = raw_tar(&[("hi", tar::EntryType::Regular, b"hi\n")]);
     let config = config_for(&layer);
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -73,7 +73,7 @@ fn archive(t: &TestContext, index: &[u8], blobs: &[(String, Vec<u8>)]) -> String
     path.to_str().unwrap().to_string()
 }
 
-fn index_of(entries: &[serde_json::Value]) -> Vec<u8> {
+pub(crate) fn index_of(entries: &[serde_json::Value]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": INDEX, "manifests": entries,
     }))
@@ -82,7 +82,7 @@ fn index_of(entries: &[serde_json::Value]) -> Vec<u8> {
 
 /// Loads the archive, which must fail with `expect` in its error and leave the store as it
 /// was.
-fn refused(t: &TestContext, canary: &Canary, path: &str, expect: &[&str]) {
+pub(crate) fn refused(t: &TestContext, canary: &Canary, path: &str, expect: &[&str]) {
     let before = t.ok(&["images", "-a", "-q", "--no-trunc"]);
     let err = t.fails(&["load", "-i", path]);
     assert!(err.contains(path), "names the archive: {err}");

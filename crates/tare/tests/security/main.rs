@@ -28,6 +28,9 @@
 //!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
 //! - `load_index`: `tare load` of multi-platform OCI archives whose index names missing
 //!   blobs, lists another index or thousands of images.
+//! - `load_unnamed`: the same for an unnamed index (kept whole under its digest): an index
+//!   listing itself through a blob of `index.json`, indexes nested deep, a manifest blob that
+//!   is an index, an index none of whose platforms is complete.
 //! - `outputs`: `build -o type=local` of an image whose links point at the host.
 //! - `diff_archives`: `tare diff` of hostile archives (paths and links leaving them, blobs
 //!   that are not their digest, huge configs, layers that climb out or whiteout host paths).
@@ -52,6 +55,7 @@ mod diff_archives;
 mod fs_writes;
 mod git;
 mod load_index;
+mod load_unnamed;
 mod mounts;
 mod outputs;
 mod registry;
