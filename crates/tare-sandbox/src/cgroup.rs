@@ -282,11 +282,29 @@ fn failed(parent: &CgroupParent, reason: String) -> Error {
     }
 }
 
+/// The name of the container's cgroup an OCI runtime makes inside the run's `tare-ID`.
+const RUNTIME_CGROUP: &str = "runtime";
+
+impl Joined {
+    /// `linux.cgroupsPath` for an OCI runtime: `/PARENT/tare-ID/runtime`, absolute (from each
+    /// hierarchy's root, as runc's cgroupfs driver reads it), inside the cgroup the runtime
+    /// itself has joined. Without it runc puts the container beside its own cgroup in the v1
+    /// hierarchies but at the root of the cgroup2 one, outside PARENT. A child of `tare-ID`
+    /// rather than `tare-ID` itself: runc removes the container's cgroup when it exits,
+    /// which it cannot while it sits in that cgroup.
+    pub(crate) fn runtime_path(&self, parent: &CgroupParent) -> String {
+        format!("/{}/{}/{RUNTIME_CGROUP}", parent.parts.join("/"), self.name)
+    }
+}
+
 impl Drop for Joined {
-    /// Removes each `tare-ID`. The run is reaped, but its last processes may still be
-    /// leaving the cgroup for a moment (EBUSY): retried for up to a second.
+    /// Removes each `tare-ID` (and the runtime's cgroup in it, if a killed runtime left it).
+    /// The run is reaped, but its last processes may still be leaving the cgroup for a
+    /// moment (EBUSY): retried for up to a second.
     fn drop(&mut self) {
+        let runtime = format!("{}/{RUNTIME_CGROUP}", self.name);
         for (dir, _path) in &self.leaves {
+            let _ = rfs::unlinkat(dir, runtime.as_str(), AtFlags::REMOVEDIR);
             for _ in 0..100 {
                 match rfs::unlinkat(dir, self.name.as_str(), AtFlags::REMOVEDIR) {
                     Err(Errno::BUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),

@@ -83,6 +83,7 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
+    let cgroup_parent = spec.cgroup_parent.clone();
     // The argv is completed once the scratch directory (bundle and state) is known.
     let mut prepared = prepare(spec, Mode::Runtime)?;
     let bundle = prepared.scratch.path.clone();
@@ -97,7 +98,16 @@ pub fn run_with_runtime(spec: RunSpec, runtime: &Path) -> Result<i32, Error> {
         reason: format!("writing config.json: {e}"),
     };
     let bind_sys = prepared.plan.bind_sys;
-    let config = config_spec(&input, &rootfs, &bundle, !is_crun, bind_sys).map_err(config_error)?;
+    let mut config =
+        config_spec(&input, &rootfs, &bundle, !is_crun, bind_sys).map_err(config_error)?;
+    // --cgroup-parent: the runtime starts in PARENT/tare-ID of every hierarchy (joined before
+    // its exec) and puts the container in a cgroup inside it (crun, which runs without a
+    // cgroup manager, leaves it there).
+    if let (Some(parent), Some(joined), Some(linux)) =
+        (&cgroup_parent, &prepared.cgroups, config.linux_mut())
+    {
+        linux.set_cgroups_path(Some(joined.runtime_path(parent).into()));
+    }
     let config_path = bundle.join("config.json");
     let text = serde_json::to_vec_pretty(&config).map_err(|e| config_error(e.to_string()))?;
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;

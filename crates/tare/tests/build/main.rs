@@ -14,6 +14,7 @@ mod buildx_flags;
 mod cache_local;
 mod cache_local_prune;
 mod cgroup_parent;
+mod cgroup_parent_runtime;
 mod config_keys;
 mod contexts;
 mod copy_flags;
