@@ -5,7 +5,7 @@
 use super::{ctx_dir, setup};
 
 #[path = "../util/cgroups.rs"]
-mod cgroups;
+pub(crate) mod cgroups;
 
 #[test]
 fn run_steps_join_a_new_cgroup_under_the_parent_in_every_hierarchy_and_leave_none_behind() {

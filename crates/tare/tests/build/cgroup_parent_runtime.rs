@@ -6,10 +6,8 @@
 //! under PARENT afterwards. Skipped, saying so, when the runtime is not installed (CI
 //! installs both: scripts/test.sh).
 
+use super::cgroup_parent::cgroups;
 use super::{ctx_dir, setup};
-
-#[path = "../util/cgroups.rs"]
-mod cgroups;
 
 /// Whether `name` is an executable in PATH.
 fn installed(name: &str) -> bool {
