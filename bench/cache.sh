@@ -96,10 +96,14 @@ COPY --from=one /one /one
 COPY --from=two /two /two
 DF
 
+# The base image imported once and saved: every store loads the same image (an import
+# records its time, so two imports are two images and no cache key would match).
+TARE_ROOT="$W/stores/template" "$TARE" import "$W/base.tar" bench-base:latest >/dev/null
+TARE_ROOT="$W/stores/template" "$TARE" save -o "$W/base-image.tar" bench-base:latest
 # A tare store with the base image: fresh_store NAME -> its root
 fresh_store() {
   rm -rf "$W/stores/$1"; mkdir -p "$W/stores/$1"
-  TARE_ROOT="$W/stores/$1" "$TARE" import "$W/base.tar" bench-base:latest >/dev/null
+  TARE_ROOT="$W/stores/$1" "$TARE" load -q -i "$W/base-image.tar" >/dev/null
   echo "$W/stores/$1"
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -166,7 +170,7 @@ for w in ${CACHE_WORKLOADS:-b c d}; do
   ctx="$W/$w"
   # Warm: each tool has built the workload once (every step cached locally).
   warm=$(fresh_store "warm-$w")
-  TARE_ROOT="$warm" "$TARE" build -q -t "bench-$w" "$ctx" >/dev/null
+  want=$(TARE_ROOT="$warm" "$TARE" build -q -t "bench-$w" "$ctx")
   bk_reset "$w"
   $BK build -q --network=none -t "bench-$w" "$ctx" >/dev/null
   for r in $(seq "$RUNS"); do
@@ -177,7 +181,8 @@ for w in ${CACHE_WORKLOADS:-b c d}; do
     printf '%s\ttare\texport\t%s\t%s\n' "$w" "$s" "$(bytes "$n")" >>"$RES"
     n=$(lines); root=$(fresh_store "import-$w")
     s=$(TARE_ROOT="$root" timed "$W/out" "$TARE" build -q --cache-from "type=registry,ref=$REG/cache-$w:tare" -t "bench-$w" "$ctx")
-    grep -q "^sha256:" "$W/out" || { echo "tare import: no image ID" >&2; cat "$W/out" >&2; exit 1; }
+    # Every step hit the cache: the very image the warm store built.
+    [ "$(cat "$W/out")" = "$want" ] || { echo "tare import made another image than $want:" >&2; cat "$W/out" >&2; exit 1; }
     printf '%s\ttare\timport\t%s\t%s\n' "$w" "$s" "$(bytes "$n")" >>"$RES"
     n=$(lines); root=$(fresh_store "push-$w")
     s=$(TARE_ROOT="$root" timed "$W/out" "$TARE" build -q --cache-from "type=registry,ref=$REG/cache-$w:tare" --push -t "$REG/app-$w:tare" "$ctx")
