@@ -167,8 +167,8 @@ pub(crate) struct Build<'a> {
     pub slots: Slots,
     /// The `--ssh` agents, started for the build and stopped with it.
     pub agents: crate::secrets::Agents,
-    /// The cache-mount ids this build has already emptied (`--no-cache`): each once.
-    pub cache_mounts_reset: Mutex<std::collections::HashSet<String>>,
+    /// The caches (id and base) this build has already emptied (`--no-cache`): each once.
+    pub cache_mounts_reset: Mutex<std::collections::HashSet<(String, Option<String>)>>,
     /// `SOURCE_DATE_EPOCH`, parsed once.
     pub epoch: Option<crate::epoch::Epoch>,
     /// `--cache-from` sources, lazy hits' layers, and the records `--cache-to` exports

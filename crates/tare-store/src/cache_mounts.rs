@@ -54,6 +54,10 @@ pub struct NewCache {
     pub seed: Option<PathBuf>,
     /// Start empty even if the cache exists (`--no-cache`): the old contents are dropped.
     pub reset: bool,
+    /// What the cache starts from, when not from nothing: the owner and mode asked for, or the
+    /// seed's origin. Caches of one id with different bases are different caches, as in
+    /// BuildKit, which keys a cache by its id and the snapshot it starts from.
+    pub base: Option<String>,
 }
 
 /// A cache directory in use; the lock is held until it is dropped.
@@ -81,8 +85,12 @@ pub struct CacheMountInfo {
     pub in_use: bool,
 }
 
-fn entry_name(id: &str) -> String {
-    Digest::of(id.as_bytes()).hex()
+fn entry_name(id: &str, base: Option<&str>) -> String {
+    match base {
+        None => Digest::of(id.as_bytes()).hex(),
+        // The id's length first: no other (id, base) pair, and no id alone, spells the same.
+        Some(base) => Digest::of(format!("{}:{id}:{base}", id.len()).as_bytes()).hex(),
+    }
 }
 
 impl Store {
@@ -98,7 +106,9 @@ impl Store {
         sharing: Sharing,
         new: &NewCache,
     ) -> Result<CacheMountGuard> {
-        let entry = self.cache_mounts_dir().join(entry_name(id));
+        let entry = self
+            .cache_mounts_dir()
+            .join(entry_name(id, new.base.as_deref()));
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -301,6 +311,7 @@ mod tests {
             gid: 0,
             seed: None,
             reset: false,
+            base: None,
         }
     }
 

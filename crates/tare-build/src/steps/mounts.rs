@@ -24,6 +24,7 @@ use tare_sandbox::{BindMount, TmpfsMount};
 use crate::context::{StageOut, StepCtx};
 use crate::copy::{self, CopyOptions, Select, Source};
 use crate::error::{io_err, Error};
+use crate::key::FromKey;
 use crate::steps::from_tree;
 use crate::tree::{Layers, SourceTree};
 
@@ -69,14 +70,14 @@ pub(crate) fn check(run: &Run, workdir: &str) -> Result<(), Error> {
 fn with_source_tree<T>(
     cx: &StepCtx<'_>,
     m: &Mount,
-    f: impl FnOnce(&dyn SourceTree) -> Result<T, Error>,
+    f: impl FnOnce(&dyn SourceTree, Option<FromKey>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     match &m.from {
         Some(from) => {
-            let (tree, _) = from_tree(cx, from)?;
-            f(&tree)
+            let (tree, key) = from_tree(cx, from)?;
+            f(&tree, Some(key))
         }
-        None => f(&cx.build.context),
+        None => f(&cx.build.context, None),
     }
 }
 
@@ -92,7 +93,7 @@ pub(crate) fn key_files(cx: &StepCtx<'_>, run: &Run) -> Result<Vec<(String, Stri
         if m.kind != MountKind::Bind {
             continue;
         }
-        let files = with_source_tree(cx, m, |tree| {
+        let files = with_source_tree(cx, m, |tree, _| {
             let sources = [Source::Tree {
                 tree,
                 path: source_of(m),
@@ -147,7 +148,7 @@ pub(crate) fn prepare(
 /// `type=bind`: a private copy of the source, mounted read-only unless `rw`.
 fn bind(cx: &StepCtx<'_>, m: &Mount, target: String, dir: &Path) -> Result<BindMount, Error> {
     std::fs::create_dir(dir).map_err(io_err(dir))?;
-    let source = copy_source(cx, m, dir)?;
+    let (source, _) = copy_source(cx, m, dir)?;
     Ok(BindMount {
         source,
         target,
@@ -156,9 +157,13 @@ fn bind(cx: &StepCtx<'_>, m: &Mount, target: String, dir: &Path) -> Result<BindM
 }
 
 /// Copies `source` of `m`'s tree to `dir/src` (a file or a directory, as the source is);
-/// returns that path.
-pub(crate) fn copy_source(cx: &StepCtx<'_>, m: &Mount, dir: &Path) -> Result<PathBuf, Error> {
-    with_source_tree(cx, m, |tree| {
+/// returns that path, and what `from` named, by content.
+pub(crate) fn copy_source(
+    cx: &StepCtx<'_>,
+    m: &Mount,
+    dir: &Path,
+) -> Result<(PathBuf, Option<FromKey>), Error> {
+    with_source_tree(cx, m, |tree, from| {
         let sources = [Source::Tree {
             tree,
             path: source_of(m),
@@ -173,7 +178,7 @@ pub(crate) fn copy_source(cx: &StepCtx<'_>, m: &Mount, dir: &Path) -> Result<Pat
             select: Select::default(),
         };
         copy::copy_into(dir, &Layers::default(), &sources, &opts)?;
-        Ok(dir.join("src"))
+        Ok((dir.join("src"), from))
     })
 }
 

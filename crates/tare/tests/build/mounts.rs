@@ -160,6 +160,36 @@ fn a_new_cache_gets_mode_owner_and_from_seed() {
     assert_eq!(file_in(&t, "o:1", "ro").as_deref(), Some("ro\n"));
 }
 
+/// BuildKit keys a cache by its id and what it starts from (`cache-dir:ID:REF`): a mount of
+/// one id with `uid`/`gid`/`mode`, or with `from`, is another cache than the plain one, so it
+/// starts as those options say even when the plain cache of the id exists (and the reverse).
+#[test]
+fn owner_mode_and_seed_make_a_cache_of_their_own() {
+    let t = setup();
+    t.write(
+        "ctx/Dockerfile",
+        "FROM busybox AS seed\n\
+         RUN mkdir -p /s && echo seeded > /s/f\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,target=/c touch /c/plain\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/s ls /c > /from-seed\n\
+         RUN --mount=type=cache,target=/c,uid=5,gid=6,mode=0700 (stat -c '%u %g %a' /c; ls /c) > /own\n\
+         RUN --mount=type=cache,target=/c,uid=5,gid=6,mode=0700 touch /c/owned\n\
+         RUN --mount=type=cache,target=/c,uid=5,gid=6,mode=0700 ls /c > /own-again\n\
+         RUN --mount=type=cache,target=/c,mode=0700 (stat -c '%u %g %a' /c; ls /c) > /mode-only\n\
+         RUN --mount=type=cache,target=/c ls /c > /plain\n",
+    );
+    build(&t, "k:1", &[]);
+    assert_eq!(file_in(&t, "k:1", "from-seed").as_deref(), Some("f\n"));
+    assert_eq!(file_in(&t, "k:1", "own").as_deref(), Some("5 6 700\n"));
+    assert_eq!(file_in(&t, "k:1", "own-again").as_deref(), Some("owned\n"));
+    assert_eq!(
+        file_in(&t, "k:1", "mode-only").as_deref(),
+        Some("0 0 700\n")
+    );
+    assert_eq!(file_in(&t, "k:1", "plain").as_deref(), Some("plain\n"));
+}
+
 #[test]
 fn system_df_lists_cache_mounts_and_prune_cache_removes_them() {
     let t = setup();
