@@ -28,6 +28,7 @@ pub(crate) fn overlay_data(
             reason: "needs at least one lower directory",
         });
     }
+    let lower = distinct_top_first(lower);
     let build = |paths: &dyn Fn(&Path) -> String| {
         let lowers: Vec<String> = lower.iter().map(|l| paths(l)).collect();
         format!(
@@ -53,7 +54,7 @@ pub(crate) fn overlay_data(
         return with_volatile(absolute, None);
     }
     // Long layer lists: paths relative to their common ancestor, which the child enters.
-    let mut all: Vec<&Path> = lower.iter().map(|p| p.as_path()).collect();
+    let mut all: Vec<&Path> = lower.clone();
     all.push(upper);
     all.push(work);
     let common = common_ancestor(&all);
@@ -69,6 +70,20 @@ pub(crate) fn overlay_data(
         relative,
         Some(cstring(common.as_os_str().as_bytes(), "path")?),
     )
+}
+
+/// `lower` (top first) with each directory only where it is highest. An image may name one
+/// layer twice (two `RUN true` steps make two empty layers with one diffID, stored once), and
+/// overlayfs refuses a lower directory given twice (ELOOP). Dropping the lower copies changes
+/// nothing that is seen: everything they hold, whiteouts included, the higher copy holds too,
+/// and it hides the same entries below it.
+fn distinct_top_first(lower: &[PathBuf]) -> Vec<&Path> {
+    let mut seen = std::collections::HashSet::new();
+    lower
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|dir| seen.insert(*dir))
+        .collect()
 }
 
 /// Overlay options separate with `,` and lower directories with `:`; both are escaped.
@@ -88,4 +103,26 @@ fn common_ancestor(paths: &[&Path]) -> PathBuf {
         }
     }
     common
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_named_twice_is_given_once_where_it_is_highest() {
+        let lower: Vec<PathBuf> = ["/s/empty", "/s/top", "/s/empty", "/s/base", "/s/top"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let RootMount::Overlay { plain, .. } =
+            overlay_data(&lower, Path::new("/u/upper"), Path::new("/u/work"), false).unwrap()
+        else {
+            panic!("an overlay");
+        };
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "lowerdir=/s/empty:/s/top:/s/base,upperdir=/u/upper,workdir=/u/work"
+        );
+    }
 }
