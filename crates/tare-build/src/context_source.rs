@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error};
 use crate::git::{FetchOptions, GitRef};
+use crate::tree::MAX_DOCKERFILE;
 
 /// A context made for one build; its files go when this is dropped.
 pub struct PreparedContext {
@@ -24,9 +25,6 @@ pub struct PreparedContext {
     pub dockerfile: Option<String>,
     _tmp: tare_store::TempDir,
 }
-
-/// The most bytes a Dockerfile read from standard input may hold.
-const MAX_DOCKERFILE: u64 = 16 << 20;
 
 /// `tare build URL`: the repository's ref checked out, its subdir as the context.
 pub fn from_git(

@@ -72,6 +72,9 @@ pub enum Error {
     /// `secret "ID"` or `the Dockerfile on standard input`.
     #[error("{what}: larger than {limit} bytes")]
     TooLarge { what: String, limit: u64 },
+    /// A Dockerfile or ignore file that cannot be one (not a regular file, not UTF-8).
+    #[error("{}: {reason}", path.display())]
+    BuildFile { path: PathBuf, reason: &'static str },
     /// A socket among a COPY's sources (the host path): a socket cannot be copied.
     #[error("{}: sockets cannot be copied", path.display())]
     Socket { path: PathBuf },

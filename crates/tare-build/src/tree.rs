@@ -6,7 +6,8 @@
 //! work on the trait, so `COPY` from the context and `COPY --from=stage` share one code path.
 
 use std::collections::BTreeMap;
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -132,14 +133,26 @@ impl ContextTree {
     /// `<Dockerfile>.dockerignore`), else by its `.dockerignore` when present.
     pub fn open(root: &Path, ignore_file: Option<&Path>) -> Result<ContextTree, Error> {
         let root = fs::canonicalize(root).map_err(io_err(root))?;
-        let ignore_path = ignore_file.map_or_else(|| root.join(".dockerignore"), Path::to_path_buf);
-        let ignore = match fs::read_to_string(&ignore_path) {
-            Ok(text) => DockerIgnore::parse(&text).map_err(|source| Error::DockerIgnore {
-                path: ignore_path.clone(),
+        let (text, ignore_path) = match ignore_file {
+            // The Dockerfile's own, found inside the context: read there, as the context's.
+            Some(path) => match path.strip_prefix(&root) {
+                Ok(rel) => {
+                    let rel = rel.to_string_lossy();
+                    (read_in_context(&root, &rel)?, path.to_path_buf())
+                }
+                Err(_) => (Some(read_build_file(path)?), path.to_path_buf()),
+            },
+            None => (
+                read_in_context(&root, ".dockerignore")?,
+                root.join(".dockerignore"),
+            ),
+        };
+        let ignore = match text {
+            Some(text) => DockerIgnore::parse(&text).map_err(|source| Error::DockerIgnore {
+                path: ignore_path,
                 source,
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
-            Err(e) => return Err(io_err(&ignore_path)(e)),
+            None => DockerIgnore::default(),
         };
         Ok(ContextTree {
             root,
@@ -381,6 +394,64 @@ impl SourceTree for Layers {
     fn describe(&self) -> String {
         self.name.clone()
     }
+}
+
+/// The most bytes a Dockerfile or an ignore file may hold.
+pub const MAX_DOCKERFILE: u64 = 16 << 20;
+
+/// Reads the Dockerfile or ignore file at `path`, a path the user gave (symlinks followed):
+/// it must be a regular file of at most [`MAX_DOCKERFILE`] bytes of UTF-8. Opened without
+/// blocking, so a fifo fails instead of hanging the build.
+pub fn read_build_file(path: &Path) -> Result<String, Error> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| io_err(path)(e.into()))?;
+    read_regular(File::from(fd), path)
+}
+
+/// Reads `rel` of the directory `root` (a context tare made, or the build context) as a
+/// Dockerfile or ignore file, following symlinks inside `root` as in a chroot: an absolute
+/// target or `..` never leaves it. `None` when absent.
+pub fn read_in_context(root: &Path, rel: &str) -> Result<Option<String>, Error> {
+    let tree = ContextTree::open_all(root, "the build context".into())?;
+    let path = root.join(rel);
+    let Some(node) = tree.lstat(&tree.resolve(rel, true)?)? else {
+        return Ok(None);
+    };
+    if !node.meta.is_file() {
+        return Err(not_regular(&path));
+    }
+    read_regular(node.open()?, &path).map(Some)
+}
+
+fn not_regular(path: &Path) -> Error {
+    Error::BuildFile {
+        path: path.to_path_buf(),
+        reason: "not a regular file",
+    }
+}
+
+/// The whole of `file` (named `path`), checked to be a regular file of at most
+/// [`MAX_DOCKERFILE`] bytes of UTF-8.
+fn read_regular(file: File, path: &Path) -> Result<String, Error> {
+    let meta = file.metadata().map_err(io_err(path))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(path));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCKERFILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
+    if bytes.len() as u64 > MAX_DOCKERFILE {
+        return Err(Error::TooLarge {
+            what: path.display().to_string(),
+            limit: MAX_DOCKERFILE,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| Error::BuildFile {
+        path: path.to_path_buf(),
+        reason: "not UTF-8 text",
+    })
 }
 
 #[cfg(test)]

@@ -335,7 +335,7 @@ fn dockerfile_ignore(
     let name = format!("{dockerfile_name}.dockerignore");
     if !in_context {
         let path = std::path::PathBuf::from(name);
-        return Ok(path.is_file().then_some(path));
+        return Ok(path.exists().then_some(path));
     }
     let path = context_dir.join(&name);
     if std::fs::symlink_metadata(&path).is_err() {
@@ -347,7 +347,7 @@ fn dockerfile_ignore(
     if !file.starts_with(&root) {
         bail!("the ignore file {name:?} leads outside the build context");
     }
-    Ok(file.is_file().then_some(file))
+    Ok(Some(file))
 }
 
 /// Reads the Dockerfile `path` of a context that tare made (git or stdin): relative to it,
@@ -359,7 +359,9 @@ fn read_in_context(dir: &std::path::Path, path: &str) -> anyhow::Result<String> 
     if !file.starts_with(&root) {
         bail!("the Dockerfile {path:?} leads outside the build context");
     }
-    std::fs::read_to_string(&file).with_context(|| format!("reading {path:?} of the context"))
+    let rel = file.strip_prefix(&root).unwrap_or(&file).to_string_lossy();
+    tare_build::tree::read_in_context(&root, &rel)?
+        .with_context(|| format!("the context has no Dockerfile {path:?}"))
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -393,13 +395,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             (text, "-".to_string())
         }
         (Some(path), _) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+            tare_build::tree::read_build_file(std::path::Path::new(path))
+                .with_context(|| format!("reading {path}"))?,
             path.to_string(),
         ),
         (None, _) => {
             let path = args.context.join("Dockerfile");
             (
-                std::fs::read_to_string(&path)
+                tare_build::tree::read_build_file(&path)
                     .with_context(|| format!("reading {}", path.display()))?,
                 path.display().to_string(),
             )

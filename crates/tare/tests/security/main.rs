@@ -26,6 +26,8 @@
 //! - `mounts`: RUN --mount sources, cache ids and targets that try to reach the host.
 //! - `git`: ADD of git URLs and contexts from git or stdin: option injection, subdirs and
 //!   symlinks leaving the repository, submodules, silent servers, hostile context tars.
+//! - `hostile_context`: a context's Dockerfile and ignore files that are devices, fifos or
+//!   symlinks out of the context.
 //! - `load_index`: `tare load` of multi-platform OCI archives whose index names missing
 //!   blobs, lists another index or thousands of images.
 //! - `load_unnamed`: the same for an unnamed index (kept whole under its digest): an index
@@ -54,6 +56,7 @@ mod crash;
 mod diff_archives;
 mod fs_writes;
 mod git;
+mod hostile_context;
 mod load_index;
 mod load_unnamed;
 mod mounts;
