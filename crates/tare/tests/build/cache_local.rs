@@ -4,16 +4,11 @@
 
 use std::path::Path;
 
+use crate::util::cache::{
+    assert_every_step_cached, assert_writer_cached, build, cached_steps, export_at_once,
+    machine_with, writer_dockerfile, DOCKERFILE, WRITERS,
+};
 use crate::util::TestContext;
-
-/// A RUN prints `MARK<n>` only when it runs (the instruction says `MARK$((...))`).
-pub(crate) const DOCKERFILE: &str = "FROM busybox\n\
-WORKDIR /app\n\
-COPY a.txt /app/a.txt\n\
-RUN echo \"MARK$((40+2))\" && cat /app/a.txt > /app/a.copy\n\
-COPY b.txt /app/b.txt\n\
-RUN echo \"MARK$((40+3))\" && cat /app/b.txt > /app/b.copy\n\
-CMD [\"cat\", \"/app/b.copy\"]\n";
 
 /// One busybox image saved to a tar, so every machine has the same base (an import dates
 /// the image, so two imports differ).
@@ -30,42 +25,18 @@ impl Base {
         Base { seed }
     }
 
-    pub(crate) fn machine(&self, dockerfile: &str, b_txt: &str) -> TestContext {
-        machine_on(&self.seed.path().join("base.tar"), dockerfile, b_txt)
+    /// A machine with the shared `busybox` and the context of [`DOCKERFILE`] on it.
+    pub(crate) fn machine(&self, b_txt: &str) -> TestContext {
+        self.machine_with(&DOCKERFILE.replace("BASE", "busybox"), b_txt)
     }
-}
 
-fn machine_on(base: &Path, dockerfile: &str, b_txt: &str) -> TestContext {
-    let m = TestContext::new();
-    m.ok(&["load", "-i", base.to_str().expect("utf-8")]);
-    m.write("ctx/Dockerfile", dockerfile);
-    m.write("ctx/a.txt", "alpha\n");
-    m.write("ctx/b.txt", b_txt);
-    m
-}
-
-/// A build with the cache flags; returns the image ID and the plain progress.
-pub(crate) fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
-    let ctx = m.path().join("ctx");
-    let iid = m.path().join("iid");
-    let mut args = vec![
-        "build",
-        "--progress",
-        "plain",
-        "--iidfile",
-        iid.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    args.push(ctx.to_str().expect("utf-8"));
-    let out = m.run(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "tare {args:?} failed:\n{stderr}");
-    let id = std::fs::read_to_string(&iid).expect("iidfile");
-    (id.trim().to_string(), stderr)
-}
-
-pub(crate) fn cached_steps(progress: &str) -> usize {
-    progress.lines().filter(|l| l.ends_with(" CACHED")).count()
+    /// [`Base::machine`] with another Dockerfile.
+    pub(crate) fn machine_with(&self, dockerfile: &str, b_txt: &str) -> TestContext {
+        let m = machine_with(dockerfile, b_txt);
+        let base = self.seed.path().join("base.tar");
+        m.ok(&["load", "-i", base.to_str().expect("utf-8")]);
+        m
+    }
 }
 
 /// The tags of the entries in the layout's index (not their second tags, by parent).
@@ -97,7 +68,7 @@ fn machines_sharing_a_cache_directory() {
     let to = format!("type=local,dest={},mode=max", dir.display());
     let from = format!("type=local,src={}", dir.display());
 
-    let a = base.machine(DOCKERFILE, "bravo\n");
+    let a = base.machine("bravo\n");
     // A first build with a --cache-from that does not exist yet: a warning, not a failure.
     let (id_a, progress) = build(&a, &["--cache-to", &to, "--cache-from", &from]);
     assert!(
@@ -111,16 +82,15 @@ fn machines_sharing_a_cache_directory() {
     assert_eq!(entries(&dir).len(), 5, "WORKDIR, two COPYs, two RUNs");
     assert!(dir.join("oci-layout").is_file());
 
-    let b = base.machine(DOCKERFILE, "bravo\n");
+    let b = base.machine("bravo\n");
     let (id_b, progress) = build(&b, &["--cache-from", &from]);
-    assert!(!progress.contains("MARK4"), "a RUN ran on B:\n{progress}");
+    assert_every_step_cached(&progress);
     assert!(!progress.contains("WARNING"), "{progress}");
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
     assert_eq!(id_b, id_a, "B made another image than A");
     assert_eq!(b.ok(&["run", "--rm", &id_b]), "bravo\n");
     b.ok(&["check"]);
 
-    let c = base.machine(DOCKERFILE, "charlie\n");
+    let c = base.machine("charlie\n");
     let (id_c, progress) = build(&c, &["--cache-from", &from, "--cache-to", &to]);
     assert!(!progress.contains("MARK42"), "{progress}");
     assert!(progress.contains("MARK43"), "{progress}");
@@ -166,36 +136,24 @@ fn four_concurrent_writers_to_one_directory_lose_no_entry() {
     let shared = tempfile::tempdir().expect("tmp");
     let dir = shared.path().join("cache");
     let to = format!("type=local,dest={},mode=max", dir.display());
-    let dockerfile = |n: usize| {
-        format!("FROM busybox\nRUN echo {n} > /n\nRUN echo \"MARK$((100+{n}))\" && cat /n > /m\n")
-    };
-    let machines: Vec<TestContext> = (0..4).map(|n| base.machine(&dockerfile(n), "")).collect();
-    std::thread::scope(|s| {
-        for m in &machines {
-            let to = to.clone();
-            s.spawn(move || build(m, &["--cache-to", &to]));
-        }
-    });
+    let machines: Vec<TestContext> = (0..WRITERS)
+        .map(|n| base.machine_with(&writer_dockerfile("busybox", n), ""))
+        .collect();
+    export_at_once(&machines, &to);
     let mut tags = entries(&dir);
     assert_eq!(tags.len(), 8, "two entries per Dockerfile: {tags:?}");
     tags.dedup();
     assert_eq!(tags.len(), 8);
     let from = format!("type=local,src={}", dir.display());
-    for n in 0..4 {
-        let fresh = base.machine(&dockerfile(n), "");
-        let (id, progress) = build(&fresh, &["--cache-from", &from]);
-        assert_eq!(cached_steps(&progress), 2, "{progress}");
-        assert!(!progress.contains("MARK10"), "a RUN ran:\n{progress}");
-        assert_eq!(
-            fresh.ok(&["run", "--rm", &id, "cat", "/m"]),
-            format!("{n}\n")
-        );
+    for n in 0..WRITERS {
+        let fresh = base.machine_with(&writer_dockerfile("busybox", n), "");
+        assert_writer_cached(&fresh, n, &from);
     }
 }
 
 #[test]
 fn cache_options_of_type_local_are_checked() {
-    let t = Base::new().machine(DOCKERFILE, "b\n");
+    let t = Base::new().machine("b\n");
     let ctx = t.path().join("ctx");
     let ctx = ctx.to_str().expect("utf-8");
     let err = t.fails(&["build", "--cache-to", "type=local", ctx]);

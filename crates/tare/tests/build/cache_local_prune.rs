@@ -2,12 +2,13 @@
 //! (`--cache-to type=local,dest=DIR`) listed as `--registry` lists them, and pruned by age
 //! with their tags (the key's and the one by parent) and the blobs nothing else names.
 
-use crate::cache_local::{build, cached_steps, Base, DOCKERFILE};
+use crate::cache_local::Base;
+use crate::util::cache::{build, cached_steps};
 
 #[test]
 fn cache_ls_and_prune_of_a_directory() {
     let base = Base::new();
-    let a = base.machine(DOCKERFILE, "bravo\n");
+    let a = base.machine("bravo\n");
     let dir = a.path().join("cache");
     let d = dir.to_str().expect("utf-8");
     build(&a, &["--cache-to", &format!("type=local,dest={d}")]);
@@ -44,7 +45,7 @@ fn cache_ls_and_prune_of_a_directory() {
         .collect();
     assert!(blobs.is_empty(), "{blobs:?}");
     // A builder reading it now runs everything.
-    let b = base.machine(DOCKERFILE, "bravo\n");
+    let b = base.machine("bravo\n");
     let (_, progress) = build(&b, &["--cache-from", &format!("type=local,src={d}")]);
     assert_eq!(cached_steps(&progress), 0, "{progress}");
     assert!(progress.contains("MARK42"), "{progress}");
@@ -53,7 +54,7 @@ fn cache_ls_and_prune_of_a_directory() {
 #[test]
 fn cache_ls_names_a_missing_directory_and_wants_one_cache() {
     let base = Base::new();
-    let a = base.machine(DOCKERFILE, "bravo\n");
+    let a = base.machine("bravo\n");
     let missing = a.path().join("missing");
     let m = missing.to_str().expect("utf-8");
     let err = a.fails(&["cache", "ls", "--dir", m]);

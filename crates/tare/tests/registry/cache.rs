@@ -1,77 +1,19 @@
 //! The build cache in a registry (issue 15): three stores with separate roots stand in for
 //! three CI runners sharing one loopback `docker-registry`.
 
-use crate::harness::RegistryServer;
+use crate::harness::{Proxy, RegistryServer};
+use crate::util::cache::{
+    assert_every_step_cached, assert_writer_cached, base_at, build, cached_steps, export_at_once,
+    get_json, machine, machine_with, writer_dockerfile, WRITERS,
+};
 use crate::util::TestContext;
-
-/// A RUN prints `MARK<n>` only when it runs: the instruction's text says `MARK$((...))`, so
-/// the marker cannot come from the step's title.
-const DOCKERFILE: &str = "FROM BASE\n\
-WORKDIR /app\n\
-COPY a.txt /app/a.txt\n\
-RUN echo \"MARK$((40+2))\" && cat /app/a.txt > /app/a.copy\n\
-COPY b.txt /app/b.txt\n\
-RUN echo \"MARK$((40+3))\" && cat /app/b.txt > /app/b.copy\n\
-CMD [\"cat\", \"/app/b.copy\"]\n";
-
-/// A machine: its own store, and a context with the Dockerfile on the shared base image.
-pub(crate) fn machine(base: &str, b_txt: &str) -> TestContext {
-    let m = TestContext::new();
-    m.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", base));
-    m.write("ctx/a.txt", "alpha\n");
-    m.write("ctx/b.txt", b_txt);
-    m
-}
-
-/// A build with the cache flags; returns the image ID and the plain progress (stderr).
-pub(crate) fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
-    let ctx = m.path().join("ctx");
-    let iid = m.path().join("iid");
-    let mut args = vec![
-        "build",
-        "--progress",
-        "plain",
-        "--iidfile",
-        iid.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    args.push(ctx.to_str().expect("utf-8"));
-    let out = m.run(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "tare {args:?} failed:\n{stderr}\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let id = std::fs::read_to_string(&iid).expect("iidfile");
-    (id.trim().to_string(), stderr)
-}
-
-pub(crate) fn cached_steps(progress: &str) -> usize {
-    progress.lines().filter(|l| l.ends_with(" CACHED")).count()
-}
-
-/// Pushes a busybox image from a scratch store as the shared base, `REG/base:1`.
-fn shared_base(reg: &RegistryServer) -> String {
-    base_at(&reg.host())
-}
-
-/// Pushes a busybox image from a scratch store as `HOST/base:1` (a registry, or a proxy in
-/// front of one); returns that name.
-pub(crate) fn base_at(host: &str) -> String {
-    let seed = TestContext::new();
-    seed.import_busybox("busybox:latest");
-    let base = format!("{host}/base:1");
-    seed.ok(&["push", "busybox:latest", &base]);
-    base
-}
 
 /// Item 7 of issue 15: A builds and exports; B, empty, finds every step CACHED, runs no RUN
 /// and makes A's image; C changes one file and runs only that COPY and what follows.
 #[test]
 fn many_machines_share_one_cache() {
     let reg = RegistryServer::open();
-    let base = shared_base(&reg);
+    let base = base_at(&reg.host());
     let cache = format!("{}/cache:build", reg.host());
     let to = format!("type=registry,ref={cache},mode=max");
     let from = format!("type=registry,ref={cache}");
@@ -86,9 +28,7 @@ fn many_machines_share_one_cache() {
 
     let b = machine(&base, "bravo\n");
     let (id_b, progress) = build(&b, &["--cache-from", &from]);
-    assert!(!progress.contains("MARK4"), "a RUN ran on B:\n{progress}");
-    // WORKDIR, two COPYs, two RUNs.
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
+    assert_every_step_cached(&progress);
     assert_eq!(id_b, id_a, "B made another image than A");
     // The image B stored is complete and runs.
     assert_eq!(b.ok(&["run", "--rm", &id_b]), "bravo\n");
@@ -115,25 +55,13 @@ fn many_machines_share_one_cache() {
 #[test]
 fn four_concurrent_writers_lose_no_entry() {
     let reg = RegistryServer::open();
-    let base = shared_base(&reg);
+    let base = base_at(&reg.host());
     let cache = format!("{}/cache:shared", reg.host());
     let to = format!("type=registry,ref={cache},mode=max");
-    let dockerfile = |n: usize| {
-        format!("FROM {base}\nRUN echo {n} > /n\nRUN echo \"MARK$((100+{n}))\" && cat /n > /m\n")
-    };
-    let machines: Vec<TestContext> = (0..4)
-        .map(|n| {
-            let m = TestContext::new();
-            m.write("ctx/Dockerfile", &dockerfile(n));
-            m
-        })
+    let machines: Vec<TestContext> = (0..WRITERS)
+        .map(|n| machine_with(&writer_dockerfile(&base, n), ""))
         .collect();
-    std::thread::scope(|s| {
-        for m in &machines {
-            let to = to.clone();
-            s.spawn(move || build(m, &["--cache-to", &to]));
-        }
-    });
+    export_at_once(&machines, &to);
     let listing = machines[0].ok(&["cache", "ls", "--registry", &cache, "--format", "json"]);
     assert_eq!(
         listing.lines().count(),
@@ -141,16 +69,9 @@ fn four_concurrent_writers_lose_no_entry() {
         "two entries per Dockerfile:\n{listing}"
     );
     let from = format!("type=registry,ref={cache}");
-    for n in 0..4 {
-        let fresh = TestContext::new();
-        fresh.write("ctx/Dockerfile", &dockerfile(n));
-        let (id, progress) = build(&fresh, &["--cache-from", &from]);
-        assert_eq!(cached_steps(&progress), 2, "{progress}");
-        assert!(!progress.contains("MARK10"), "a RUN ran:\n{progress}");
-        assert_eq!(
-            fresh.ok(&["run", "--rm", &id, "cat", "/m"]),
-            format!("{n}\n")
-        );
+    for n in 0..WRITERS {
+        let fresh = machine_with(&writer_dockerfile(&base, n), "");
+        assert_writer_cached(&fresh, n, &from);
     }
 }
 
@@ -159,43 +80,22 @@ fn four_concurrent_writers_lose_no_entry() {
 #[test]
 fn cache_ls_and_prune_go_through_the_registry_api() {
     let reg = RegistryServer::open();
-    let base = shared_base(&reg);
+    let base = base_at(&reg.host());
     let cache = format!("{}/cache:gc", reg.host());
     let a = machine(&base, "bravo\n");
     build(&a, &["--cache-to", &format!("type=registry,ref={cache}")]);
     let listing = a.ok(&["cache", "ls", "--registry", &cache]);
     // A header and WORKDIR, two COPYs, two RUNs.
     assert_eq!(listing.lines().count(), 6, "{listing}");
-    let out = a.ok(&[
-        "cache",
-        "prune",
-        "--registry",
-        &cache,
-        "--keep-duration",
-        "1h",
-    ]);
+    let out = a.ok(&prune(&cache, "1h"));
     assert!(out.contains("deleted 0 cache entries"), "{out}");
     assert_eq!(
         a.ok(&["cache", "ls", "--registry", &cache]).lines().count(),
         6
     );
-    let err = a.fails(&[
-        "cache",
-        "prune",
-        "--registry",
-        &cache,
-        "--keep-duration",
-        "1w",
-    ]);
+    let err = a.fails(&prune(&cache, "1w"));
     assert!(err.contains("unknown unit"), "{err}");
-    let out = a.ok(&[
-        "cache",
-        "prune",
-        "--registry",
-        &cache,
-        "--keep-duration",
-        "0s",
-    ]);
+    let out = a.ok(&prune(&cache, "0s"));
     assert!(out.contains("deleted 5 cache entries"), "{out}");
     assert_eq!(
         a.ok(&["cache", "ls", "--registry", &cache]).lines().count(),
@@ -213,6 +113,18 @@ fn cache_ls_and_prune_go_through_the_registry_api() {
     let b = machine(&base, "bravo\n");
     let (_, progress) = build(&b, &["--cache-from", &format!("type=registry,ref={cache}")]);
     assert_eq!(cached_steps(&progress), 0, "{progress}");
+}
+
+/// `tare cache prune --registry CACHE --keep-duration KEEP`.
+fn prune<'a>(cache: &'a str, keep: &'a str) -> [&'a str; 6] {
+    [
+        "cache",
+        "prune",
+        "--registry",
+        cache,
+        "--keep-duration",
+        keep,
+    ]
 }
 
 /// A TCP proxy that hangs up every connection once `budget` bytes went one way through it
@@ -311,20 +223,39 @@ fn registry_tags(reg: &RegistryServer, repo: &str) -> Vec<String> {
         .collect()
 }
 
+/// A registry behind the harness's proxy (whose log the tests read), and the shared base
+/// image pushed through the proxy, so every machine names one registry.
+pub(crate) fn proxied_registry() -> (RegistryServer, Proxy, String) {
+    let reg = RegistryServer::open();
+    let proxy = Proxy::start(reg.port, None);
+    let base = base_at(&proxy.host());
+    (reg, proxy, base)
+}
+
+/// B, an empty store, builds [`DOCKERFILE`](crate::util::cache::DOCKERFILE) on `base` with
+/// `flags` and `--push -t IMAGE`: every step comes from the cache, no RUN runs, and the image
+/// is `id_a`, the one A built. Returns B, the proxy's log of B's requests and B's progress.
+pub(crate) fn push_from_cache(
+    proxy: &Proxy,
+    base: &str,
+    flags: &[&str],
+    image: &str,
+    id_a: &str,
+) -> (TestContext, Vec<String>, String) {
+    let b = machine(base, "bravo\n");
+    let before = proxy.log().len();
+    let mut args = flags.to_vec();
+    args.extend(["--push", "-t", image]);
+    let (id_b, progress) = build(&b, &args);
+    let log: Vec<String> = proxy.log()[before..].to_vec();
+    assert_eq!(id_b, id_a, "B pushed another image than A built");
+    assert_every_step_cached(&progress);
+    (b, log, progress)
+}
+
 /// The OCI manifest `repo:tag` of the registry, read directly (not through a proxy).
 pub(crate) fn registry_manifest(reg: &RegistryServer, repo: &str, tag: &str) -> serde_json::Value {
-    let url = format!("http://{}/v2/{repo}/manifests/{tag}", reg.host());
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-            &url,
-        ])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "GET {url}");
-    serde_json::from_slice(&out.stdout).expect("manifest")
+    get_json(&format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()))
 }
 
 /// Every entry's manifest in the cache names blobs the registry has: nothing half-pushed.
@@ -361,7 +292,7 @@ fn assert_entries_complete(m: &TestContext, reg: &RegistryServer, repo: &str, ca
 #[test]
 fn dropped_connections_fall_back_to_running_the_step() {
     let reg = RegistryServer::open();
-    let base = shared_base(&reg);
+    let base = base_at(&reg.host());
     let big: String = (0..40_000).map(|i| format!("{i:07}\n")).collect();
 
     // Export through a proxy that cuts every request after 64 KiB: the big layer's upload

@@ -2,8 +2,8 @@
 //! store, changes one file, then one build arg, and each miss names what differs from A's
 //! entry in the registry.
 
-use crate::cache::{base_at, build};
 use crate::harness::RegistryServer;
+use crate::util::cache::{base_at, build};
 use crate::util::TestContext;
 
 const DOCKERFILE: &str = "FROM BASE\n\

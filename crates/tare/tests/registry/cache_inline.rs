@@ -2,8 +2,9 @@
 //! the manifest of the image the build makes, and `--cache-from type=registry,ref=IMAGE`
 //! on another machine finds them in that plain image.
 
-use crate::cache::{base_at, build, cached_steps, machine, registry_manifest};
+use crate::cache::registry_manifest;
 use crate::harness::RegistryServer;
+use crate::util::cache::{base_at, build, cached_steps, machine};
 use crate::util::TestContext;
 
 const ANNOTATION: &str = "dev.tare.cache.inline";

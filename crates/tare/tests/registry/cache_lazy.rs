@@ -4,9 +4,9 @@
 //! proxy (the base image too, pushed through it, so every machine names one registry),
 //! whose log is what the assertions read.
 
-use crate::cache::{base_at, build, cached_steps, machine, registry_manifest};
-use crate::harness::{Proxy, RegistryServer};
-use crate::util::TestContext;
+use crate::cache::{proxied_registry, push_from_cache, registry_manifest};
+use crate::harness::RegistryServer;
+use crate::util::cache::{assert_every_step_cached, build, machine, mounts_from, pull_and_run};
 
 /// The digests of the layers a manifest in the registry names.
 fn manifest_layers(reg: &RegistryServer, repo: &str, tag: &str) -> Vec<String> {
@@ -20,10 +20,8 @@ fn manifest_layers(reg: &RegistryServer, repo: &str, tag: &str) -> Vec<String> {
 
 #[test]
 fn a_fully_cached_push_on_a_fresh_store_moves_no_layer_bytes() {
-    let reg = RegistryServer::open();
-    let proxy = Proxy::start(reg.port, None);
+    let (reg, proxy, base) = proxied_registry();
     let host = proxy.host();
-    let base = base_at(&host);
 
     let cache = format!("{host}/cache:ci");
     let to = format!("type=registry,ref={cache},mode=max");
@@ -32,25 +30,14 @@ fn a_fully_cached_push_on_a_fresh_store_moves_no_layer_bytes() {
     let (id_a, _) = build(&a, &["--cache-to", &to]);
 
     // B: an empty store, the CI recipe (cache from and to one ref, push).
-    let b = machine(&base, "bravo\n");
     let image = format!("{host}/app:1");
-    let before = proxy.log().len();
-    let (id_b, progress) = build(
-        &b,
-        &[
-            "--cache-from",
-            &from,
-            "--cache-to",
-            &to,
-            "--push",
-            "-t",
-            &image,
-        ],
+    let (b, log, progress) = push_from_cache(
+        &proxy,
+        &base,
+        &["--cache-from", &from, "--cache-to", &to],
+        &image,
+        &id_a,
     );
-    let log: Vec<String> = proxy.log()[before..].to_vec();
-    assert_eq!(id_b, id_a, "B pushed another image than A built");
-    assert!(!progress.contains("MARK4"), "a RUN ran on B:\n{progress}");
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
     assert!(!progress.contains("WARNING"), "{progress}");
 
     // No layer the build made was downloaded from the cache or uploaded to the image's
@@ -78,11 +65,7 @@ fn a_fully_cached_push_on_a_fresh_store_moves_no_layer_bytes() {
         "{uploads:?}"
     );
     // The cache's layers were mounted into the image's repository.
-    let mounts = log
-        .iter()
-        .filter(|l| l.starts_with("POST ") && l.contains("mount=") && l.contains("from=cache"))
-        .count();
-    assert_eq!(mounts, 5, "{log:#?}");
+    assert_eq!(mounts_from(&log, "cache"), 5, "{log:#?}");
 
     // B's store stays consistent and holds no image; the pushed image is complete.
     b.ok(&["check"]);
@@ -90,20 +73,15 @@ fn a_fully_cached_push_on_a_fresh_store_moves_no_layer_bytes() {
         !b.ok(&["images"]).contains(&id_a[7..19]),
         "B stored the image"
     );
-    let c = TestContext::new();
-    c.ok(&["pull", &image]);
-    assert_eq!(c.ok(&["run", "--rm", &image]), "bravo\n");
-    c.ok(&["check"]);
+    pull_and_run(&image, "bravo\n");
 }
 
 /// Without `--push` the image must be stored: a fully cached build fetches the layers
 /// (verified), and the local cache then answers the next build without the registry.
 #[test]
 fn a_stored_result_fetches_the_lazy_layers_once() {
-    let reg = RegistryServer::open();
-    let proxy = Proxy::start(reg.port, None);
+    let (_reg, proxy, base) = proxied_registry();
     let host = proxy.host();
-    let base = base_at(&host);
     let cache = format!("{host}/cache:stored");
     let a = machine(&base, "bravo\n");
     let (id_a, _) = build(&a, &["--cache-to", &format!("type=registry,ref={cache}")]);
@@ -112,14 +90,14 @@ fn a_stored_result_fetches_the_lazy_layers_once() {
     let from = format!("type=registry,ref={cache}");
     let (id_b, progress) = build(&b, &["--cache-from", &from]);
     assert_eq!(id_b, id_a);
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
+    assert_every_step_cached(&progress);
     assert_eq!(b.ok(&["run", "--rm", &id_b]), "bravo\n");
     b.ok(&["check"]);
     // Again: the local cache answers, nothing is asked of the cache repository.
     let before = proxy.log().len();
     let (id_again, progress) = build(&b, &["--cache-from", &from]);
     assert_eq!(id_again, id_a);
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
+    assert_every_step_cached(&progress);
     let asked: Vec<String> = proxy.log()[before..]
         .iter()
         .filter(|l| l.contains("/v2/cache/"))

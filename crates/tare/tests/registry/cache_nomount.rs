@@ -4,16 +4,13 @@
 //! fresh store then still succeeds: each lazy hit's layer is fetched from the cache
 //! repository, verified by digest, and uploaded into the image's repository.
 
-use crate::cache::{base_at, build, cached_steps, machine, registry_manifest};
-use crate::harness::{Proxy, RegistryServer};
-use crate::util::TestContext;
+use crate::cache::{proxied_registry, push_from_cache, registry_manifest};
+use crate::util::cache::{build, machine, mounts_from, pull_and_run};
 
 #[test]
 fn a_push_uploads_the_layers_a_registry_refuses_to_mount() {
-    let reg = RegistryServer::open();
-    let proxy = Proxy::start(reg.port, None);
+    let (reg, proxy, base) = proxied_registry();
     let host = proxy.host();
-    let base = base_at(&host);
     let cache = format!("{host}/cache:ci");
     let a = machine(&base, "bravo\n");
     let (id_a, _) = build(
@@ -25,30 +22,17 @@ fn a_push_uploads_the_layers_a_registry_refuses_to_mount() {
         .state
         .refuse_mount
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let b = machine(&base, "bravo\n");
     let image = format!("{host}/app:1");
-    let before = proxy.log().len();
-    let (id_b, progress) = build(
-        &b,
-        &[
-            "--cache-from",
-            &format!("type=registry,ref={cache}"),
-            "--push",
-            "-t",
-            &image,
-        ],
+    let (b, log, _) = push_from_cache(
+        &proxy,
+        &base,
+        &["--cache-from", &format!("type=registry,ref={cache}")],
+        &image,
+        &id_a,
     );
-    let log: Vec<String> = proxy.log()[before..].to_vec();
-    assert_eq!(id_b, id_a, "B pushed another image than A built");
-    assert!(!progress.contains("MARK4"), "a RUN ran on B:\n{progress}");
-    assert_eq!(cached_steps(&progress), 5, "{progress}");
     // Mounts were asked for and refused; the layers were read from the cache repository
     // and uploaded into the image's.
-    let mounts = log
-        .iter()
-        .filter(|l| l.starts_with("POST ") && l.contains("mount=") && l.contains("from=cache"))
-        .count();
-    assert_eq!(mounts, 5, "{log:#?}");
+    assert_eq!(mounts_from(&log, "cache"), 5, "{log:#?}");
     let fetched = log
         .iter()
         .filter(|l| l.starts_with("GET /v2/cache/blobs/sha256:"))
@@ -68,8 +52,5 @@ fn a_push_uploads_the_layers_a_registry_refuses_to_mount() {
     b.ok(&["check"]);
 
     // The pushed image is complete: a third store pulls it (verifying every layer) and runs it.
-    let c = TestContext::new();
-    c.ok(&["pull", &image]);
-    assert_eq!(c.ok(&["run", "--rm", &image]), "bravo\n");
-    c.ok(&["check"]);
+    pull_and_run(&image, "bravo\n");
 }

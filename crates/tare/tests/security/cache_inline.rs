@@ -5,8 +5,8 @@
 //! nothing reaches the host.
 
 use crate::registry::harness::{Proxy, RegistryServer};
-use crate::remote_cache::{evil_layer, get_json, put_blob, put_manifest, victim_of, DOCKERFILE};
-use crate::util::TestContext;
+use crate::remote_cache::{evil_layer, put_blob, put_manifest, victim_of, DOCKERFILE};
+use crate::util::cache::{get_json, seed_base};
 
 const ANNOTATION: &str = "dev.tare.cache.inline";
 
@@ -24,10 +24,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let reg = RegistryServer::open();
-    let seed = TestContext::new();
-    seed.import_busybox("busybox:latest");
-    let base = format!("{}/base:1", reg.host());
-    seed.ok(&["push", "busybox:latest", &base]);
+    let (seed, base) = seed_base(&reg.host());
     let image = format!("{}/app:1", reg.host());
     seed.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", &base));
     let ctx = seed.path().join("ctx");

@@ -7,6 +7,7 @@ use std::process::Command;
 use sha2::{Digest as _, Sha256};
 
 use crate::registry::harness::{Proxy, RegistryServer};
+use crate::util::cache::{build, get_json, seed_base};
 use crate::util::TestContext;
 
 pub(crate) const DOCKERFILE: &str = "FROM BASE\nRUN echo \"MARK$((40+2))\" > /out && cat /out\n";
@@ -103,15 +104,6 @@ pub(crate) fn put_manifest(
     assert!(child.wait().expect("curl").success(), "PUT {url} failed");
 }
 
-pub(crate) fn get_json(url: &str) -> serde_json::Value {
-    serde_json::from_slice(&curl(&[
-        "-H",
-        "Accept: application/vnd.oci.image.manifest.v1+json",
-        url,
-    ]))
-    .expect("json")
-}
-
 /// A registry with the shared base image and an honest cache of DOCKERFILE's one RUN.
 struct Setup {
     reg: RegistryServer,
@@ -125,10 +117,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let reg = RegistryServer::open();
-    let seed = TestContext::new();
-    seed.import_busybox("busybox:latest");
-    let base = format!("{}/base:1", reg.host());
-    seed.ok(&["push", "busybox:latest", &base]);
+    let (seed, base) = seed_base(&reg.host());
     let cache = format!("{}/cache:x", reg.host());
     let ctx = seed.path().join("ctx");
     seed.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", &base));
@@ -185,30 +174,16 @@ pub(crate) fn victim_of(base: &str, from: &str) -> String {
     let b = TestContext::new();
     let canary = b.write("canary", "canary\n");
     b.write("ctx/Dockerfile", &DOCKERFILE.replace("BASE", base));
-    let ctx = b.path().join("ctx");
-    let iid = b.path().join("iid");
-    let out = b.run(&[
-        "build",
-        "--progress",
-        "plain",
-        "--iidfile",
-        iid.to_str().expect("utf-8"),
-        "--cache-from",
-        &format!("type=registry,ref={from}"),
-        ctx.to_str().expect("utf-8"),
-    ]);
-    let progress = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{progress}");
+    let (id, progress) = build(&b, &["--cache-from", &format!("type=registry,ref={from}")]);
     assert!(
         progress.contains("MARK42"),
         "the forged entry answered the RUN:\n{progress}"
     );
     assert!(progress.contains("WARNING: --cache-from"), "{progress}");
-    let id = std::fs::read_to_string(&iid).expect("iid");
-    assert_eq!(b.ok(&["run", "--rm", id.trim(), "cat", "/out"]), "MARK42\n");
+    assert_eq!(b.ok(&["run", "--rm", &id, "cat", "/out"]), "MARK42\n");
     let evil = "test -e /etc/evil && echo evil || echo clean";
     assert_eq!(
-        b.ok(&["run", "--rm", id.trim(), "sh", "-c", evil]),
+        b.ok(&["run", "--rm", &id, "sh", "-c", evil]),
         "clean\n",
         "a forged layer reached the image"
     );

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod cache;
 pub mod demo;
 pub mod git;
 pub mod http;
