@@ -78,11 +78,13 @@ pub fn from_stdin(
             None
         }
         None => {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             file.take(MAX_DOCKERFILE + 1)
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .map_err(|source| Error::Stdin { source })?;
-            if text.len() as u64 > MAX_DOCKERFILE {
+            // Bytes that are not UTF-8 are replaced, as for a Dockerfile in a file.
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if bytes.len() as u64 > MAX_DOCKERFILE {
                 return Err(Error::TooLarge {
                     what: "the Dockerfile on standard input".into(),
                     limit: MAX_DOCKERFILE,

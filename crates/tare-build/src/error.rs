@@ -72,7 +72,7 @@ pub enum Error {
     /// `secret "ID"` or `the Dockerfile on standard input`.
     #[error("{what}: larger than {limit} bytes")]
     TooLarge { what: String, limit: u64 },
-    /// A Dockerfile or ignore file that cannot be one (not a regular file, not UTF-8).
+    /// A Dockerfile or ignore file that cannot be one (not a regular file).
     #[error("{}: {reason}", path.display())]
     BuildFile { path: PathBuf, reason: &'static str },
     /// A socket among a COPY's sources (the host path): a socket cannot be copied.
@@ -124,8 +124,8 @@ pub enum Error {
         value: String,
         reason: &'static str,
     },
-    /// Standard input (`tare build -`) holds neither a tar nor a UTF-8 Dockerfile.
-    #[error("standard input is neither a context archive nor a Dockerfile")]
+    /// Standard input (`tare build -`) could not be read.
+    #[error("reading the context or Dockerfile from standard input")]
     Stdin {
         #[source]
         source: std::io::Error,

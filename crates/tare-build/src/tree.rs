@@ -400,7 +400,7 @@ impl SourceTree for Layers {
 pub const MAX_DOCKERFILE: u64 = 16 << 20;
 
 /// Reads the Dockerfile or ignore file at `path`, a path the user gave (symlinks followed):
-/// it must be a regular file of at most [`MAX_DOCKERFILE`] bytes of UTF-8. Opened without
+/// it must be a regular file of at most [`MAX_DOCKERFILE`] bytes. Opened without
 /// blocking, so a fifo fails instead of hanging the build.
 pub fn read_build_file(path: &Path) -> Result<String, Error> {
     use rustix::fs::{Mode, OFlags};
@@ -432,7 +432,7 @@ fn not_regular(path: &Path) -> Error {
 }
 
 /// The whole of `file` (named `path`), checked to be a regular file of at most
-/// [`MAX_DOCKERFILE`] bytes of UTF-8.
+/// [`MAX_DOCKERFILE`] bytes (bytes that are not UTF-8 replaced).
 fn read_regular(file: File, path: &Path) -> Result<String, Error> {
     let meta = file.metadata().map_err(io_err(path))?;
     if !meta.file_type().is_file() {
@@ -448,9 +448,11 @@ fn read_regular(file: File, path: &Path) -> Result<String, Error> {
             limit: MAX_DOCKERFILE,
         });
     }
-    String::from_utf8(bytes).map_err(|_| Error::BuildFile {
-        path: path.to_path_buf(),
-        reason: "not UTF-8 text",
+    // BuildKit reads bytes: a byte that is not UTF-8 (a Latin-1 comment) is no error; in a
+    // label it becomes U+FFFD, as Go's JSON encoder writes it.
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
 

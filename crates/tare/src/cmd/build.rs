@@ -388,11 +388,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             "Dockerfile".to_string(),
         ),
         (Some("-"), _) => {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .context("reading the Dockerfile from stdin")?;
-            (text, "-".to_string())
+            (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                "-".to_string(),
+            )
         }
         (Some(path), _) => (
             tare_build::tree::read_build_file(std::path::Path::new(path))
