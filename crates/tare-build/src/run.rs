@@ -98,6 +98,11 @@ pub fn run(input: RunInput<'_>, reporter: &dyn Reporter, step: &StepId) -> Resul
     spec.hostname = "buildkitsandbox".to_string();
     spec.etc_files = EtcFiles::BuildStep;
     spec.on_signal = OnSignal::Kill;
+    // A step reads an empty pipe, as BuildKit gives it: end of input at once, and
+    // `[ -p /dev/stdin ]` holds as there.
+    let (in_r, in_w) = std::io::pipe().map_err(io_err(input.scratch))?;
+    drop(in_w);
+    spec.stdin = Stdio::Fd(OwnedFd::from(in_r));
     let (out_r, out_w) = std::io::pipe().map_err(io_err(input.scratch))?;
     let (err_r, err_w) = std::io::pipe().map_err(io_err(input.scratch))?;
     spec.stdout = Stdio::Fd(OwnedFd::from(out_w));
