@@ -328,13 +328,30 @@ impl StageOut {
     /// tree it is part of (see `crate::layer::commit_plan`); so is a lazy `--cache-from`
     /// hit's, its layer fetched first (`crate::remote_cache`).
     pub fn tree(&self, build: &Build<'_>, name: &str) -> Result<Layers, Error> {
+        self.extract(build)?;
+        Ok(self.tree_unread(name))
+    }
+
+    /// The stage's layers as a tree that must not be read before [`Self::extract`]: for a
+    /// step that may be answered by the cache without reading it (`COPY --from`).
+    pub fn tree_unread(&self, name: &str) -> Layers {
+        Layers::new(self.snapshots.clone(), name)
+    }
+
+    /// Makes the snapshots of the stage's layers, fetching lazy `--cache-from` layers.
+    pub fn extract(&self, build: &Build<'_>) -> Result<(), Error> {
         for (layer, dir) in self.layers.iter().zip(&self.snapshots) {
             if !dir.is_dir() {
                 build.remote.materialize(&build.remote_env(), layer)?;
                 crate::layer::snapshot_of(build.store, &layer.diff_id)?;
             }
         }
-        Ok(Layers::new(self.snapshots.clone(), name))
+        Ok(())
+    }
+
+    /// The layers the stage starts from (its base image's, or its FROM stage's).
+    pub fn base(&self) -> &[LayerInfo] {
+        &self.layers[..self.base_layers.min(self.layers.len())]
     }
 
     /// The working directory, `/` when unset.

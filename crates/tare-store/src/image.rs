@@ -191,6 +191,24 @@ impl Store {
         image: &Image,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Image> {
+        let bytes = self.annotated_manifest(image, annotations)?;
+        let config = self.read_blob(&image.id)?;
+        self.commit_image_raw(
+            &config,
+            Some(&bytes),
+            &image.layers,
+            &[],
+            image.build_info.clone(),
+        )
+    }
+
+    /// The bytes of `image`'s manifest with `annotations` added (replacing those of the same
+    /// keys). Nothing is stored.
+    pub fn annotated_manifest(
+        &self,
+        image: &Image,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>> {
         let bytes = self.read_blob(&image.manifest_digest)?;
         let json = |source| Error::Json {
             what: format!("manifest {}", image.manifest_digest),
@@ -201,15 +219,7 @@ impl Store {
             serde_json::from_value(manifest["annotations"].take()).unwrap_or_default();
         all.extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
         manifest["annotations"] = serde_json::json!(all);
-        let bytes = serde_json::to_vec(&manifest).map_err(json)?;
-        let config = self.read_blob(&image.id)?;
-        self.commit_image_raw(
-            &config,
-            Some(&bytes),
-            &image.layers,
-            &[],
-            image.build_info.clone(),
-        )
+        serde_json::to_vec(&manifest).map_err(json)
     }
 
     /// Remembers a stored layer blob under its diffID, so other images and the snapshotter can

@@ -46,6 +46,7 @@ pub(crate) fn export(
     target: usize,
 ) {
     let records = remote.records();
+    let bases = remote.bases();
     for to in cache_to {
         let stages = exported_stages(dockerfile, to.mode, target);
         let mut seen = BTreeSet::new();
@@ -55,8 +56,21 @@ pub(crate) fn export(
             .map(|(_, r)| r)
             .filter(|r| seen.insert(r.key.clone()))
             .collect();
+        // The layers the exported stages start from (a base image's): the cache carries
+        // every layer of the image, so a push on a fresh machine mounts them too.
+        let mut base: Vec<Digest> = Vec::new();
+        for (_, layers) in bases
+            .iter()
+            .filter(|(stage, _)| stages.as_ref().is_none_or(|s| s.contains(stage)))
+        {
+            for l in layers {
+                if !base.contains(&l.digest) && env.store.has_blob(&l.digest) {
+                    base.push(l.digest);
+                }
+            }
+        }
         let exported = match &to.location {
-            Location::Registry(reference) => export_to(env, remote, reference, &chosen),
+            Location::Registry(reference) => export_to(env, remote, reference, &chosen, &base),
             Location::Local(dir) => export_local(env, remote, dir, &chosen),
             // Written into the image's manifest when the image is made (`inline::annotate`).
             Location::Inline => Ok(()),
@@ -130,17 +144,16 @@ fn export_to(
     remote: &Remote,
     reference: &Reference,
     records: &[&Record],
+    base: &[Digest],
 ) -> Result<(), Error> {
     let store = env.store;
     let options = env.registry_options();
     let entries = entries_of(env, remote, records)?;
     let mut sources: Vec<String> = Vec::new();
-    for entry in &entries {
-        for b in &entry.blobs {
-            for s in Repository::mount_sources(store, reference, b) {
-                if !sources.contains(&s) {
-                    sources.push(s);
-                }
+    for b in entries.iter().flat_map(|e| &e.blobs).chain(base) {
+        for s in Repository::mount_sources(store, reference, b) {
+            if !sources.contains(&s) {
+                sources.push(s);
             }
         }
     }
@@ -152,9 +165,11 @@ fn export_to(
             missing.push(entry);
         }
     }
-    let blobs: Vec<Digest> = missing
+    // The base layers each cost a HEAD when the repository has them.
+    let blobs: Vec<Digest> = base
         .iter()
-        .flat_map(|e| e.blobs.iter().copied())
+        .copied()
+        .chain(missing.iter().flat_map(|e| e.blobs.iter().copied()))
         .collect();
     repo.push_blobs(store, &blobs, &options, &NoReporter)?;
     // The key's tag last: an entry found by its key has its second tag too.

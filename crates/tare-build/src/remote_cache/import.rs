@@ -150,6 +150,12 @@ pub(crate) struct Remote {
     pub(super) sources: Vec<Source>,
     /// Each layer step's record with its stage's index, in the order they finished.
     used: Mutex<Vec<(usize, Record)>>,
+    /// The layers each stage starts from (its base image's, or its FROM stage's), by stage:
+    /// an export carries them too, so a push on a fresh machine mounts them.
+    bases: Mutex<BTreeMap<usize, Vec<LayerInfo>>>,
+    /// The blobs already recorded as held by a registry source ([`Remote::lookup`]), by
+    /// source.
+    noted: Mutex<BTreeSet<(usize, Digest)>>,
     /// Lazy hits' layers by diffID.
     lazy: Mutex<BTreeMap<Digest, Lazy>>,
     /// Keys whose entry's layer could not be fetched: not taken from a remote again.
@@ -168,6 +174,8 @@ impl Remote {
                 })
                 .collect(),
             used: Mutex::new(Vec::new()),
+            bases: Mutex::new(BTreeMap::new()),
+            noted: Mutex::new(BTreeSet::new()),
             lazy: Mutex::new(BTreeMap::new()),
             refused: Mutex::new(BTreeSet::new()),
         }
@@ -276,17 +284,58 @@ impl Remote {
         Ok(info)
     }
 
-    /// Remembers a step's record for the export.
-    pub fn note(&self, stage: usize, record: &Record) {
+    /// Remembers a step's record for the export, and the layers its stage starts from
+    /// (`base`).
+    pub fn note(&self, stage: usize, record: &Record, base: &[LayerInfo]) {
         if let Ok(mut used) = self.used.lock() {
             used.push((stage, record.clone()));
+        }
+        if let Ok(mut bases) = self.bases.lock() {
+            bases.entry(stage).or_insert_with(|| base.to_vec());
+        }
+    }
+
+    /// The layers the stages start from, by stage ([`Self::note`]).
+    pub(super) fn bases(&self) -> BTreeMap<usize, Vec<LayerInfo>> {
+        self.bases.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Records that the registry source `index` holds `digests` (a hit's layer and the layers
+    /// below it: an export writes an entry only after all of them), so a push to another
+    /// repository of that registry mounts them from there; each digest once per build. Only
+    /// a hint: a blob that is not there costs the mount request, and the push uploads it.
+    fn note_holds(&self, env: &Env<'_>, index: usize, repo: &Repository, digests: &[Digest]) {
+        let new: Vec<Digest> = match self.noted.lock() {
+            Ok(mut noted) => digests
+                .iter()
+                .filter(|d| noted.insert((index, **d)))
+                .copied()
+                .collect(),
+            Err(_) => return,
+        };
+        if new.is_empty() {
+            return;
+        }
+        if let Err(e) = repo.note_holds(env.store, &new) {
+            env.warn(format!(
+                "--cache-from {}: {}",
+                self.sources[index].location,
+                error_chain(&e)
+            ));
         }
     }
 
     /// The record of `key` from the first `--cache-from` source that has a usable entry, its
-    /// layer fetched into the store (verified) and the record kept in the local cache. A
-    /// source that fails, or an entry that is refused, is a warning and a miss.
-    pub fn lookup(&self, env: &Env<'_>, key: &str, parent: &str) -> Option<Record> {
+    /// layer fetched into the store (verified) and the record kept in the local cache, or
+    /// left in the registry (a lazy hit). A source that fails, or an entry that is refused,
+    /// is a warning and a miss. `below` are the layers of the state the step runs on.
+    pub fn lookup(
+        &self,
+        env: &Env<'_>,
+        key: &str,
+        parent: &str,
+        below: &[LayerInfo],
+    ) -> Option<Record> {
         if self.refused.lock().map_or(true, |r| r.contains(key)) {
             return None;
         }
@@ -302,7 +351,20 @@ impl Remote {
                         }
                     });
             let Some(repo) = session else { continue };
-            match find(env, repo, key, parent) {
+            let found = find(env, repo, key, parent);
+            if let (
+                Ok(Some(Found::Here(record) | Found::Lazy(record, _))),
+                Session::Registry(r, _),
+            ) = (&found, repo)
+            {
+                let digests: Vec<Digest> = below
+                    .iter()
+                    .chain(&record.layer)
+                    .map(|l| l.digest)
+                    .collect();
+                self.note_holds(env, index, r, &digests);
+            }
+            match found {
                 Ok(Some(Found::Here(record))) => return Some(record),
                 Ok(Some(Found::Lazy(record, content_size))) => {
                     let Some(layer) = record.layer.clone() else {
@@ -423,15 +485,9 @@ fn use_entry(env: &Env<'_>, repo: &Session, entry: &Entry) -> Result<Found, Stri
             .find(|v| store.has_blob(&v.digest));
         let info = match (have, entry.content_size) {
             (Some(info), _) => info,
-            (None, Some(n)) => {
-                // The registry holds the blob (it accepted a manifest naming it): a push of
-                // the result may mount it from here.
-                if let Session::Registry(repo, _) = repo {
-                    repo.note_holds(store, &[layer.digest])
-                        .map_err(|e| error_chain(&e))?;
-                }
-                return Ok(Found::Lazy(record, n));
-            }
+            // The registry holds the blob (it accepted a manifest naming it): a push of the
+            // result mounts it from there (`Remote::lookup` notes it).
+            (None, Some(n)) => return Ok(Found::Lazy(record, n)),
             (None, None) => repo.fetch_layer(store, layer)?,
         };
         if let Some(n) = entry.content_size {

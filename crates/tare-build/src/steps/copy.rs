@@ -177,6 +177,9 @@ pub(crate) fn copy(
     let build = cx.build;
     // Where sources come from: a stage, an image, a directory build context, or the context.
     let mut dir_context = None;
+    // A stage is read only when the step runs: its key is enough for a cache hit, and its
+    // lazy `--cache-from` layers then stay in the registry.
+    let mut from_stage = None;
     let (from_tree, from_state): (Option<Layers>, Option<FromKey>) = match &c.from {
         Some(f) => match build.stage_index(f, cx.stage.index) {
             Some(si) => {
@@ -185,7 +188,9 @@ pub(crate) fn copy(
                     key: out.key.clone(),
                     layers: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
                 };
-                (Some(out.tree(build, &format!("stage {f}"))?), Some(key))
+                let tree = out.tree_unread(&format!("stage {f}"));
+                from_stage = Some(out);
+                (Some(tree), Some(key))
             }
             None => match build.named_dir(f) {
                 Some(dir) => {
@@ -338,7 +343,12 @@ pub(crate) fn copy(
     let mut made_early = None;
     let mut streamed = Streamed::default();
     // Not on lazy `--cache-from` layers: that would fetch them before the key is known.
+    let extract_from = || match &from_stage {
+        Some(out) => out.extract(build),
+        None => Ok(()),
+    };
     if unknown.get() && !build.remote.any_lazy(build.store, &st.layers) {
+        extract_from()?;
         made_early = cold_copy(cx, &setup, &mut streamed)?;
     }
     let mut files = if by_content {
@@ -402,6 +412,7 @@ pub(crate) fn copy(
         let made = match made_early {
             Some(made) => made,
             None => {
+                extract_from()?;
                 let (lower, opts) = setup.lower_and_options(cx, st)?;
                 // Streamed from the sources into the layer, without writing them to disk,
                 // unless an archive is to be extracted.

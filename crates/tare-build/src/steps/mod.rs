@@ -87,12 +87,13 @@ pub(crate) fn with_cache(
     // Another platform's build making this same step finishes it first (then it is cached).
     let _claim = crate::cache::Claim::take(&key);
     if cx.cache_on {
-        let found = build
-            .cache
-            .get(build.store, &key)
-            .or_else(|| build.remote.lookup(&build.remote_env(), &key, &st.key));
+        let found = build.cache.get(build.store, &key).or_else(|| {
+            build
+                .remote
+                .lookup(&build.remote_env(), &key, &st.key, &st.layers)
+        });
         if let Some(record) = found {
-            build.remote.note(cx.stage.index, &record);
+            build.remote.note(cx.stage.index, &record, st.base());
             // The snapshot is extracted only when a later step reads the tree.
             let layer = record
                 .layer
@@ -136,7 +137,7 @@ pub(crate) fn with_cache(
         used: 0,
     };
     build.cache.put(&record)?;
-    build.remote.note(cx.stage.index, &record);
+    build.remote.note(cx.stage.index, &record, st.base());
     Ok(Outcome {
         key,
         layer: Some(layer),

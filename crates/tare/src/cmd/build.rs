@@ -617,7 +617,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     .context("build failed")?;
     if !result.remote_layers.is_empty() {
-        return push_remote(&store, &args, &result, &opts.tags, printer.as_ref());
+        return push_remote(
+            &store,
+            &args,
+            &result,
+            &opts,
+            &annotations,
+            printer.as_ref(),
+        );
     }
     let done = finish(&store, &args, &result, &opts.tags)?;
     let annotated = annotate(&store, &done.image, &annotations, opts.platform.as_ref())?;

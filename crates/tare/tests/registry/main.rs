@@ -20,6 +20,7 @@ mod cache_explain;
 mod cache_inline;
 mod cache_lazy;
 mod cache_nomount;
+mod cache_transfer;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

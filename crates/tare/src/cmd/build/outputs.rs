@@ -81,14 +81,44 @@ pub(super) fn annotate(
     annotations: &Annotations,
     platform: Option<&tare_build::Platform>,
 ) -> anyhow::Result<tare_store::Image> {
-    let host = tare_build::Platform::host();
-    let wanted = annotations.of(Kind::Manifest, Some(platform.unwrap_or(&host)));
+    let wanted = manifest_annotations(annotations, platform);
     if wanted.is_empty() {
         return Ok(image.clone());
     }
     store
         .annotate_manifest(image, &wanted)
         .with_context(|| format!("annotating the manifest of {}", image.id))
+}
+
+/// The `manifest:` annotations for the image of `platform` (`None`: this machine's).
+fn manifest_annotations(
+    annotations: &Annotations,
+    platform: Option<&tare_build::Platform>,
+) -> BTreeMap<String, String> {
+    let host = tare_build::Platform::host();
+    annotations.of(Kind::Manifest, Some(platform.unwrap_or(&host)))
+}
+
+/// [`annotate`] for a push-only build's image, which is not stored (its layers stayed in the
+/// registry): only the manifest blob the push sends is made.
+pub(super) fn annotate_unstored(
+    store: &tare_store::Store,
+    image: &tare_store::Image,
+    annotations: &Annotations,
+    platform: Option<&tare_build::Platform>,
+) -> anyhow::Result<tare_store::Image> {
+    let wanted = manifest_annotations(annotations, platform);
+    if wanted.is_empty() {
+        return Ok(image.clone());
+    }
+    let manifest_digest = store
+        .annotated_manifest(image, &wanted)
+        .and_then(|bytes| store.put_bytes(&bytes))
+        .with_context(|| format!("annotating the manifest of {}", image.id))?;
+    Ok(tare_store::Image {
+        manifest_digest,
+        ..image.clone()
+    })
 }
 
 pub(super) fn writes_stdout(output: &Output) -> bool {

@@ -8,10 +8,11 @@ use tare_build::output::Output;
 use tare_build::BuildResult;
 use tare_store::Reference;
 
-use super::outputs::metadata_json;
+use super::outputs::{annotate_unstored, metadata_json};
 use super::summary::print_summary;
 use super::Args;
 use crate::progress::Printer;
+use tare_build::annotations::Annotations;
 
 /// The registry a `--push` sends the image to, when the image need not be stored here: the
 /// build then leaves the layers of lazy `--cache-from` hits there (`BuildOptions::push_only`).
@@ -43,10 +44,12 @@ pub(super) fn push_remote(
     store: &tare_store::Store,
     args: &Args,
     result: &BuildResult,
-    tags: &[Reference],
+    opts: &tare_build::BuildOptions,
+    annotations: &Annotations,
     printer: Option<&Printer>,
 ) -> anyhow::Result<ExitCode> {
-    let image = &result.image;
+    let tags = &opts.tags;
+    let image = &annotate_unstored(store, &result.image, annotations, opts.platform.as_ref())?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.id.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
