@@ -6,6 +6,8 @@
 #   bash bench/cache.sh [RUNS]          # default 3 runs of each measurement; medians
 #   TARE_BIN=path/to/tare bash bench/cache.sh
 #   CACHE_WORKLOADS="b" bash bench/cache.sh 1   # only these workloads
+#   CACHE_LOG_DIR=/tmp/logs bash bench/cache.sh 1    # keep each registry's request log there
+#     (one JSON line per request: method, path, status, bytes, start time, duration in ms)
 #
 # For each workload and tool, each run against an empty registry:
 #   export   a build whose every step is cached locally, with --cache-to type=registry,mode=max:
@@ -136,9 +138,13 @@ EOF
   done
   REG="127.0.0.1:$pport"
 }
+# stop_registry NAME: stops both; with CACHE_LOG_DIR, keeps the request log as NAME.log
 stop_registry() {
   kill "$PROXY_PID" "$REG_PID" 2>/dev/null || true
   wait "$PROXY_PID" "$REG_PID" 2>/dev/null || true
+  if [ -n "${CACHE_LOG_DIR:-}" ]; then
+    mkdir -p "$CACHE_LOG_DIR"; cp "$PLOG" "$CACHE_LOG_DIR/$1.log"
+  fi
 }
 # bytes FROM_LINE: "up down blobs_down" of the proxy log's lines after FROM_LINE
 bytes() {
@@ -188,7 +194,7 @@ for w in ${CACHE_WORKLOADS:-b c d}; do
     s=$(TARE_ROOT="$root" timed "$W/out" "$TARE" build -q --cache-from "type=registry,ref=$REG/cache-$w:tare" --push -t "$REG/app-$w:tare" "$ctx")
     printf '%s\ttare\tpush\t%s\t%s\n' "$w" "$s" "$(bytes "$n")" >>"$RES"
     rm -rf "$W/stores/import-$w" "$W/stores/push-$w"
-    stop_registry
+    stop_registry "$w-tare-$r"
     # BuildKit 0.25
     start_registry
     n=$(lines)
@@ -202,7 +208,7 @@ for w in ${CACHE_WORKLOADS:-b c d}; do
     printf '%s\tbuildkit\tpush\t%s\t%s\n' "$w" "$s" "$(bytes "$n")" >>"$RES"
     # back to warm for the next run's export
     $BK build -q --network=none -t "bench-$w" "$ctx" >/dev/null
-    stop_registry
+    stop_registry "$w-buildkit-$r"
   done
   rm -rf "$W/stores/warm-$w"
 done

@@ -4,8 +4,9 @@
     countproxy.py UPSTREAM_PORT LISTEN_PORT LOG
 
 Forwards every request to 127.0.0.1:UPSTREAM_PORT and appends one JSON line per request to
-LOG: {"m": method, "p": path, "up": request body bytes, "down": response body bytes}. The
-Host header is passed through, so the registry's Location headers name the proxy again.
+LOG: {"m": method, "p": path, "s": status, "up": request body bytes, "down": response body
+bytes, "t": when the request line was read (Unix seconds), "ms": until the response was sent,
+in milliseconds, proxy included}. The Host header is passed through, so the registry's Location headers name the proxy again.
 """
 
 import http.client
@@ -13,6 +14,7 @@ import http.server
 import json
 import sys
 import threading
+import time
 
 UPSTREAM = int(sys.argv[1])
 LISTEN = int(sys.argv[2])
@@ -51,6 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def forward(self):
+        started = time.time()
         body = self.read_body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         if body or self.command in ("PUT", "POST", "PATCH"):
@@ -85,7 +88,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             down = len(data)
         upstream.close()
         with LOCK:
-            LOG.write(json.dumps({"m": self.command, "p": self.path, "up": len(body), "down": down}) + "\n")
+            LOG.write(json.dumps({
+                "m": self.command, "p": self.path, "s": resp.status, "up": len(body), "down": down,
+                "t": round(started, 4), "ms": round((time.time() - started) * 1000, 1),
+            }) + "\n")
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = forward
 
