@@ -20,9 +20,13 @@ use crate::Platform;
 /// Where an annotation goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `manifest`: into each image manifest.
     Manifest,
+    /// `manifest-descriptor`: onto each manifest's descriptor in the index.
     ManifestDescriptor,
+    /// `index`: into the index.
     Index,
+    /// `index-descriptor`: onto the index's descriptor in an OCI layout's `index.json`.
     IndexDescriptor,
 }
 
@@ -97,6 +101,7 @@ impl Annotations {
         }
     }
 
+    /// True when no `--annotation` was given.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -37,7 +37,10 @@ pub struct Record {
     /// [`CACHE_FORMAT`] when written; 0 for records from before versions existed.
     #[serde(default)]
     pub format: u32,
+    /// The step's key: the digest of its encoded [`StepKey`](crate::key::StepKey), the
+    /// record's file name.
     pub key: String,
+    /// The key of the state the step started from (the children index it is filed in).
     pub parent: String,
     /// The step's encoded [`StepKey`](crate::key::StepKey): what `--explain-cache` compares.
     #[serde(default)]
@@ -333,6 +336,7 @@ pub fn layers(store: &Store) -> Result<Vec<LayerInfo>, Error> {
 /// What pruning the cache removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// How many records were removed.
     pub records: usize,
     /// Uncompressed bytes of the layers the removed records held.
     pub bytes: u64,

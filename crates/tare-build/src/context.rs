@@ -26,17 +26,22 @@ use crate::tree::{ContextTree, Layers};
 pub struct BuildOptions {
     /// The context directory.
     pub context: PathBuf,
-    /// The Dockerfile's text and the name it is reported under (its path, or `-`).
+    /// The Dockerfile's text.
     pub dockerfile: String,
+    /// The name the Dockerfile is reported under in errors and history (its path, or `-`).
     pub dockerfile_name: String,
     /// The Dockerfile's own ignore file (`<Dockerfile>.dockerignore` beside it), read instead
     /// of the context's `.dockerignore` when present, as docker and buildx do.
     pub dockerignore: Option<PathBuf>,
+    /// `-t`: the names the image is tagged with.
     pub tags: Vec<Reference>,
+    /// `--build-arg`: values for the Dockerfile's ARGs (and the proxy variables RUN sees).
     pub build_args: BTreeMap<String, String>,
     /// `--label`: added to the final image's config.
     pub labels: BTreeMap<String, String>,
+    /// `--network`: what RUN steps without `--network` get.
     pub network: Network,
+    /// `--target`: the stage to build (by name or index); `None` builds the last one.
     pub target: Option<String>,
     /// `--no-cache`: run every step.
     pub no_cache: bool,
@@ -144,9 +149,13 @@ impl std::str::FromStr for Entitlement {
 /// One step of the final image's stage chain, for the summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepSummary {
+    /// The stage's name, or its index as text.
     pub stage: String,
+    /// The instruction as written.
     pub text: String,
+    /// 1-based Dockerfile line where the instruction starts.
     pub line: usize,
+    /// Whether the cache answered the step.
     pub cached: bool,
     /// Uncompressed layer size, `None` for steps without a layer.
     pub layer_size: Option<u64>,

@@ -15,7 +15,12 @@ pub enum NamedContext {
     /// `docker-image://REF`: an image, from the store or its registry.
     Image(String),
     /// `oci-layout://PATH[@TAG|@sha256:…]`: the image of an OCI layout directory.
-    OciLayout { path: PathBuf, pick: Option<String> },
+    OciLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// The tag or digest after `@`, choosing among the layout's images.
+        pick: Option<String>,
+    },
 }
 
 impl NamedContext {

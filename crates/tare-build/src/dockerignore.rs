@@ -100,11 +100,6 @@ impl DockerIgnore {
         self.patterns.is_empty()
     }
 
-    /// True when some `!` line exists; then an ignored directory may still hold included files.
-    pub fn has_exclusions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exclusion)
-    }
-
     /// Whether an exception pattern could match below the directory `dir` (an excluded
     /// directory is then walked): one of them starts with `dir/`, or one holds a wildcard,
     /// as BuildKit's fsutil decides.
@@ -142,17 +137,6 @@ impl DockerIgnore {
         }
         matched
     }
-
-    /// The pattern lines as cleaned (for cache keys and messages).
-    pub fn patterns(&self) -> impl Iterator<Item = String> + '_ {
-        self.patterns.iter().map(|p| {
-            if p.exclusion {
-                format!("!{}", p.text)
-            } else {
-                p.text.clone()
-            }
-        })
-    }
 }
 
 pub use tare_layer::path::clean;
@@ -177,11 +161,6 @@ impl Filter {
             ignore,
             kept_dirs: Default::default(),
         }
-    }
-
-    /// The patterns.
-    pub fn ignore(&self) -> &DockerIgnore {
-        &self.ignore
     }
 
     /// Whether `rel` (relative to where the patterns apply; a directory when `is_dir`) is

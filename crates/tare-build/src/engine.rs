@@ -24,6 +24,7 @@ use crate::tree::ContextTree;
 /// What a build made.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
+    /// The image, as stored (or, with [`BuildOptions::push_only`], as pushed).
     pub image: Image,
     /// Layers that came from the base image.
     pub base_layers: usize,
@@ -31,7 +32,9 @@ pub struct BuildResult {
     pub base_size: u64,
     /// The image's size in file bytes.
     pub image_size: u64,
+    /// The steps of the target stage's chain, in order.
     pub steps: Vec<StepSummary>,
+    /// The build's warnings (also reported as [`crate::Event::Warning`]).
     pub warnings: Vec<String>,
     /// With [`BuildOptions::push_only`]: the layers of `image` that stayed in the registry
     /// (lazy `--cache-from` hits). When there are any, the image is not stored: the store

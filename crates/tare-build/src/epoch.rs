@@ -51,6 +51,7 @@ impl Epoch {
         }
     }
 
+    /// Seconds since 1970-01-01 UTC.
     pub fn seconds(self) -> i64 {
         self.0
     }

@@ -18,6 +18,7 @@ pub struct Download {
     pub name: String,
     /// The content, in a temporary file removed when this is dropped.
     pub file: tempfile::NamedTempFile,
+    /// The content's length in bytes.
     pub size: u64,
     /// From `Last-Modified`, else 0.
     pub mtime: i64,

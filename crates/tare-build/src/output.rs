@@ -20,7 +20,9 @@ use crate::fsops;
 /// Where an archive goes: a file, or standard output (`-`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
+    /// A file (`dest=PATH`).
     File(PathBuf),
+    /// Standard output (`dest=-`).
     Stdout,
 }
 
@@ -29,15 +31,36 @@ pub enum Dest {
 pub enum Output {
     /// `type=image` (and `type=registry`, which pushes): the image in the store, named by
     /// `names` besides the `-t` tags.
-    Image { names: Vec<Reference>, push: bool },
+    Image {
+        /// `name=`: the names besides the `-t` tags.
+        names: Vec<Reference>,
+        /// `push=true` (or `type=registry`): push the names after the build.
+        push: bool,
+    },
     /// `type=local,dest=DIR`: the final stage's files, owned by the user running tare.
-    Local { dest: PathBuf },
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
     /// `type=tar,dest=FILE|-`: the final stage's files as one tar.
-    Tar { dest: Dest },
+    Tar {
+        /// Where the tar goes.
+        dest: Dest,
+    },
     /// `type=oci,dest=...`: an OCI image layout tar, as `tare save --format oci`.
-    Oci { dest: Dest, names: Vec<Reference> },
+    Oci {
+        /// Where the archive goes.
+        dest: Dest,
+        /// `name=`: the names it records (besides the `-t` tags).
+        names: Vec<Reference>,
+    },
     /// `type=docker,dest=...`: a `docker load` archive, as `tare save`.
-    Docker { dest: Dest, names: Vec<Reference> },
+    Docker {
+        /// Where the archive goes.
+        dest: Dest,
+        /// `name=`: the names it records (besides the `-t` tags).
+        names: Vec<Reference>,
+    },
 }
 
 impl Output {

@@ -16,6 +16,7 @@ pub struct StepId {
     /// Position of the step in its stage (1-based), and the stage's step count; both 0 for
     /// a step of no stage.
     pub index: usize,
+    /// The number of steps in the stage (0 for a step of no stage).
     pub total: usize,
 }
 
@@ -23,52 +24,85 @@ pub struct StepId {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A step begins; `text` is the instruction as Docker shows it (`RUN echo hi`).
-    Started { step: StepId, text: String },
+    Started {
+        /// The step.
+        step: StepId,
+        /// The instruction as Docker shows it.
+        text: String,
+    },
     /// A step was answered from the cache.
-    Cached { step: StepId },
+    Cached {
+        /// The step.
+        step: StepId,
+    },
     /// Why a step missed the cache (`--explain-cache`).
-    CacheMiss { step: StepId, reason: String },
+    CacheMiss {
+        /// The step.
+        step: StepId,
+        /// What changed since the nearest cached step, in a sentence.
+        reason: String,
+    },
     /// A line of output from a RUN.
     Log {
+        /// The step.
         step: StepId,
+        /// Standard output or standard error.
         stream: Stream,
+        /// The line, without its newline.
         line: String,
     },
     /// Bytes done of a known or unknown total (ADD of a URL, COPY of a large context).
     Progress {
+        /// The step.
         step: StepId,
+        /// Bytes done so far.
         done: u64,
+        /// All the bytes, when known.
         total: Option<u64>,
     },
     /// Bytes moved of one blob of a step (`blob`: its short digest), such as a layer a FROM
     /// pulls: first with `done` 0, then a few times a second, last with `done == total`.
     Transfer {
+        /// The step.
         step: StepId,
+        /// The blob's short digest.
         blob: String,
+        /// Bytes moved so far.
         done: u64,
+        /// The blob's size in bytes.
         total: u64,
     },
     /// A step ended; `layer_size` is the uncompressed size of the layer it made (none for
     /// config-only steps and empty diffs), `image_size` the image's size so far.
     Finished {
+        /// The step.
         step: StepId,
+        /// The layer's uncompressed size in bytes, `None` when the step made none.
         layer_size: Option<u64>,
+        /// The image's size so far, in bytes.
         image_size: u64,
+        /// How long the step took, in seconds.
         seconds: f64,
     },
     /// A non-fatal message (an unused build arg).
-    Warning { message: String },
+    Warning {
+        /// The message, without a `WARNING:` prefix.
+        message: String,
+    },
 }
 
 /// Which output stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// The process's standard output.
     Stdout,
+    /// The process's standard error.
     Stderr,
 }
 
 /// Receives build events. Called from several threads (one per running stage).
 pub trait Reporter: Send + Sync {
+    /// Receives `event`, which happened at `at`.
     fn report(&self, at: SystemTime, event: Event);
 }
 
@@ -91,6 +125,8 @@ pub struct TransferStep<'a> {
 }
 
 impl<'a> TransferStep<'a> {
+    /// A transfer that reports to `reporter` as the step `text`, numbered by `number` when its
+    /// first event arrives.
     pub fn new(
         reporter: &'a dyn Reporter,
         text: String,

@@ -40,14 +40,18 @@ pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
+    /// A file's content (`src=PATH`).
     File(PathBuf),
+    /// An environment variable's value (`env=VAR`).
     Env(String),
 }
 
 /// One `--secret`: the id steps ask for and where its value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSpec {
+    /// The id `RUN --mount=type=secret,id=ID` asks for.
     pub id: String,
+    /// Where the value is read when a step mounts it.
     pub source: SecretSource,
 }
 
@@ -179,7 +183,9 @@ pub enum SshSource {
 /// One `--ssh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSpec {
+    /// The id `RUN --mount=type=ssh,id=ID` asks for (`default` when not given).
     pub id: String,
+    /// The agent to forward.
     pub source: SshSource,
 }
 

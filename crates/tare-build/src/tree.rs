@@ -182,11 +182,6 @@ impl ContextTree {
     pub fn root(&self) -> &Path {
         &self.root
     }
-
-    /// The parsed `.dockerignore`.
-    pub fn ignore(&self) -> &DockerIgnore {
-        self.filter.ignore()
-    }
 }
 
 impl SourceTree for ContextTree {
@@ -261,40 +256,6 @@ impl Layers {
     /// The snapshot directories, bottom first.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
-    }
-
-    /// This stack with one more snapshot on top.
-    pub fn with_top(&self, dir: PathBuf) -> Layers {
-        let mut dirs = self.dirs.clone();
-        dirs.push(dir);
-        Layers {
-            dirs,
-            name: self.name.clone(),
-        }
-    }
-
-    /// Reads a whole regular file of the merged tree, following symlinks inside it; `None`
-    /// when absent or not a regular file. Files over `limit` bytes are an error.
-    pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
-        use std::io::Read;
-        let rel = self.resolve(path.trim_start_matches('/'), true)?;
-        match self.lstat(&rel)? {
-            Some(node) if node.meta.is_file() => {
-                let mut content = Vec::new();
-                node.open()?
-                    .take(limit + 1)
-                    .read_to_end(&mut content)
-                    .map_err(io_err(&node.host))?;
-                if content.len() as u64 > limit {
-                    return Err(Error::TooLarge {
-                        what: format!("/{rel}"),
-                        limit,
-                    });
-                }
-                Ok(Some(content))
-            }
-            _ => Ok(None),
-        }
     }
 }
 

@@ -100,7 +100,6 @@ mod spawn;
 mod streams;
 mod stubs;
 mod syscall;
-#[allow(missing_docs)] // H4 owns trace.rs this session: its field docs come last
 pub mod trace;
 mod tty;
 mod user;

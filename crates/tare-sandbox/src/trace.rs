@@ -53,6 +53,7 @@ const MAX_BODY: u64 = 16 << 20;
 /// An HTTP probe: `GET path` on `127.0.0.1:port` inside the container's network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpProbe {
+    /// The TCP port on the container's loopback address.
     pub port: u16,
     /// The request path, starting with `/`.
     pub path: String,
@@ -61,6 +62,7 @@ pub struct HttpProbe {
 /// What an HTTP probe got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpAnswer {
+    /// The probe this answers, as it was given.
     pub probe: HttpProbe,
     /// The status line's code and the body, or why there was none.
     pub result: Result<(u16, Vec<u8>), String>,
@@ -103,6 +105,8 @@ pub struct Traced {
     /// when the run started (made during the run): their files are not image files. Always 0
     /// with descriptors.
     pub unresolved: u64,
+    /// The answers to the [`TraceOptions::http`] probes, one each in their order (none when
+    /// the container could not be watched).
     pub http: Vec<HttpAnswer>,
 }
 
