@@ -7,54 +7,68 @@ use super::{ctx_dir, setup};
 #[path = "../util/cgroups.rs"]
 pub(crate) mod cgroups;
 
-#[test]
-fn run_steps_join_a_new_cgroup_under_the_parent_in_every_hierarchy_and_leave_none_behind() {
+/// Builds `RUN cat /proc/self/cgroup` under a new parent, `--cgroup-parent /PARENT/ci`, with
+/// the built-in sandbox or `--runtime RUNTIME`, and returns the step's cgroups (controllers,
+/// path) after checking what holds for every runtime: one line per hierarchy (the v1 ones and
+/// the cgroup2 one), all the same path `/PARENT/ci/tare-ID...`, and no cgroup left under the
+/// parent after the build (the parent stays, as docker leaves it).
+pub(super) fn step_cgroups(runtime: Option<&str>) -> Vec<(String, String)> {
     let t = setup();
-    let parent = cgroups::TestParent::new("build");
+    let parent =
+        cgroups::TestParent::new(&runtime.map_or("build".into(), |r| format!("runtime-{r}")));
     t.write(
         "ctx/Dockerfile",
         "FROM busybox\nRUN sh -c 'cat /proc/self/cgroup > /cgroup'\n",
     );
     let out = t.path().join("out");
-    t.ok(&[
-        "build",
-        "-q",
-        "--cgroup-parent",
-        &format!("/{}/ci", parent.name),
-        "-o",
-        &format!("type=local,dest={}", out.display()),
-        &ctx_dir(&t),
-    ]);
+    let parent_flag = format!("/{}/ci", parent.name);
+    let dest = format!("type=local,dest={}", out.display());
+    let ctx = ctx_dir(&t);
+    let mut args = vec!["build", "-q"];
+    if let Some(runtime) = runtime {
+        args.extend(["--runtime", runtime]);
+    }
+    args.extend(["--cgroup-parent", &parent_flag, "-o", &dest, &ctx]);
+    t.ok(&args);
     let text = std::fs::read_to_string(out.join("cgroup")).expect("the step's /proc/self/cgroup");
-    let lines: Vec<(&str, &str)> = text
+    let lines: Vec<(String, String)> = text
         .lines()
         .map(|l| {
             let (_, rest) = l.split_once(':').expect("ID:CONTROLLERS:PATH");
-            rest.split_once(':').expect("CONTROLLERS:PATH")
+            let (c, p) = rest.split_once(':').expect("CONTROLLERS:PATH");
+            (c.to_string(), p.to_string())
         })
         .collect();
-    let hierarchies = cgroups::hierarchies();
-    assert_eq!(lines.len(), hierarchies.len(), "{text}");
+    assert_eq!(lines.len(), cgroups::hierarchies().len(), "{text}");
     let prefix = format!("/{}/ci/tare-", parent.name);
     for (controllers, path) in &lines {
-        assert!(path.starts_with(&prefix), "{controllers}: {path}\n{text}");
+        assert!(
+            path.starts_with(&prefix),
+            "{runtime:?}: {controllers}: {path}\n{text}"
+        );
     }
-    // One cgroup per step: the same name in every hierarchy.
+    // One cgroup for the step: the same path in every hierarchy.
     assert!(lines.iter().all(|(_, p)| *p == lines[0].1), "{text}");
+    for dir in parent.dirs("ci") {
+        assert!(dir.is_dir(), "{} missing", dir.display());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{runtime:?} left {left:?}");
+    }
+    lines
+}
+
+#[test]
+fn run_steps_join_a_new_cgroup_under_the_parent_in_every_hierarchy_and_leave_none_behind() {
+    let lines = step_cgroups(None);
     for wanted in ["memory", "pids", "cpu"] {
         assert!(
             lines.iter().any(|(c, _)| c.split(',').any(|c| c == wanted)),
-            "no {wanted} line in\n{text}"
-        );
-    }
-    // The step's cgroups were removed; the parent stays, as docker leaves it.
-    let leaf = lines[0].1.rsplit('/').next().expect("leaf name");
-    for dir in parent.dirs("ci") {
-        assert!(dir.is_dir(), "{} missing", dir.display());
-        assert!(
-            !dir.join(leaf).exists(),
-            "{} left behind",
-            dir.join(leaf).display()
+            "no {wanted} line in {lines:?}"
         );
     }
 }
