@@ -17,31 +17,22 @@
 # Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine. buildah runs with
 # --runtime runc: its default crun refuses this machine's hybrid cgroup setup.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 RUNS="${1:-5}"
 ONLY=" ${BENCH_ONLY:-a b c d cached e f} "
 want() { [[ "$ONLY" == *" $1 "* ]]; }
-export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
-DOCKER=/usr/bin/docker
+bench_docker
 WORK="${BENCH_WORK:-/tmp/tare-bench}"
 OUT="$WORK/results"
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
 # TARE_BIN: a tare binary to measure instead of building this tree's release binary.
-if [ -n "${TARE_BIN:-}" ]; then
-  TARE="$TARE_BIN"
-else
-  cargo build --release --quiet -p tare
-  TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
-fi
+bench_tare
 export TARE_ROOT="$WORK/store"
 
 # --- the base image, made locally and given to every tool ---------------------------------
-base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
-cp /bin/busybox "$base/bin/busybox"
-for a in sh ls cat echo rm mkdir dd true sleep cp; do ln -s busybox "$base/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
-tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK/base" sh ls cat echo rm mkdir dd true sleep cp
 "$TARE" import "$WORK/base.tar" bench-base:latest >/dev/null
 $DOCKER import "$WORK/base.tar" bench-base:latest >/dev/null
 # Rootless tare: the same binary as the user scripts/test.sh creates (with a subordinate range),

@@ -15,7 +15,8 @@
 #    --no-cache` against the same build with `--source-date-epoch N --rewrite-timestamp`.
 # Needs hyperfine and about 5 GB of free disk under $BENCH_WORK (default /tmp/tare-bench-diff).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 RUNS="${1:-5}"
 ONLY=" ${BENCH_ONLY:-diff rewrite} "
 want() { [[ "$ONLY" == *" $1 "* ]]; }
@@ -24,8 +25,7 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 
 # TARE_BIN: a release binary already built (then nothing is compiled).
-if [ -z "${TARE_BIN:-}" ]; then cargo build --release --quiet -p tare; fi
-TARE="${TARE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/tare}"
+bench_tare
 BUILD_STORE="$WORK/build-store"
 STORE="$WORK/store"
 
@@ -121,9 +121,7 @@ for i in range(5000):
     with open(os.path.join(d, f"f{i:05d}.bin"), "wb") as f:
         f.write(os.urandom(30 * 1024))
 PY
-mkdir -p "$WORK/base"/{bin,etc}
-cp /bin/busybox "$WORK/base/bin/busybox"
-tar --numeric-owner -C "$WORK/base" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK/base"
 "$TARE" import "$WORK/base.tar" bench-base:latest >/dev/null
 printf 'FROM bench-base\nCOPY data /data\n' >"$WORK/c/Dockerfile"
 EPOCH=$(( $(date +%s) - 86400 ))

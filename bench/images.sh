@@ -6,15 +6,14 @@
 #
 # Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 COUNT="${1:-500}"
-export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
-DOCKER=/usr/bin/docker
+bench_docker
 WORK="${BENCH_WORK:-/tmp/tare-bench-images}"
 rm -rf "$WORK"; mkdir -p "$WORK/src"
 
-cargo build --release --quiet -p tare
-TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+bench_tare
 export TARE_ROOT="$WORK/store"
 
 for i in $(seq 1 "$COUNT"); do

@@ -10,26 +10,18 @@
 # local   -o type=local of a stage holding a 150 MB, 5,000-file tree (the build itself cached)
 #         against `cp -a` of the same files: the issue asks for <= 1.5x.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 RUNS="${1:-5}"
 WORK="${BENCH_WORK:-/tmp/tare-bench-platform}"
 OUT="$WORK/results"
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 trap 'rm -rf "$WORK/store" "$WORK/out" "$WORK/cp" "$WORK/local/ctx"' EXIT
 
-if [ -n "${TARE_BIN:-}" ]; then
-  TARE="$TARE_BIN"   # an existing release binary: no build here
-else
-  cargo build --release --quiet -p tare
-  TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
-fi
+bench_tare
 export TARE_ROOT="$WORK/store"
 
-base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
-cp /bin/busybox "$base/bin/busybox"
-for a in sh cat echo head gzip wc true; do ln -s busybox "$base/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
-tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK/base" sh cat echo head gzip wc true
 "$TARE" import "$WORK/base.tar" bench-base:latest >/dev/null
 
 # --- cross: the "compile" is single-threaded CPU work that names its target ---------------

@@ -9,17 +9,13 @@
 # tare/skopeo, and the peak RSS (from /usr/bin/time -v). The push target registry is wiped
 # before every push, so both sides upload all three layers.
 #
-#   TARE=path/to/tare RUNS=5 bench/registry.sh
+#   TARE_BIN=path/to/tare RUNS=5 bench/registry.sh     (TARE= is accepted too)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-5}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-TARE=${TARE:-}
-if [[ -z "$TARE" ]]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HERE/target}
-  cargo build --release -q -p tare --manifest-path "$HERE/Cargo.toml"
-  TARE=$CARGO_TARGET_DIR/release/tare
-fi
+TARE_BIN=${TARE_BIN:-${TARE:-}}
+bench_tare
 for tool in docker-registry skopeo /usr/bin/time jq sha256sum gzip; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done

@@ -10,22 +10,17 @@
 #
 # Needs dockerd on $DOCKER_HOST (scripts/test.sh starts one) and hyperfine.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 RUNS="${1:-30}"
-export DOCKER_HOST="${DOCKER_HOST:-unix:///tmp/docker.sock}"
-DOCKER=/usr/bin/docker
+bench_docker
 WORK="${BENCH_WORK:-/tmp/tare-bench-run}"
 rm -rf "$WORK"; mkdir -p "$WORK"
 
-cargo build --release --quiet -p tare
-TARE="${CARGO_TARGET_DIR:-$PWD/target}/release/tare"
+bench_tare
 export TARE_ROOT="$WORK/store"
 
-base="$WORK/base"; mkdir -p "$base"/{bin,etc,tmp,proc,sys,dev,root}
-cp /bin/busybox "$base/bin/busybox"
-for a in sh true echo sleep; do ln -s busybox "$base/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$base/etc/passwd"; echo 'root:x:0:' >"$base/etc/group"
-tar --numeric-owner -C "$base" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK/base" sh true echo sleep
 "$TARE" import "$WORK/base.tar" bench-run:latest >/dev/null
 $DOCKER import "$WORK/base.tar" bench-run:latest >/dev/null
 # Warm both: tare extracts the layer snapshot on first use, docker prepares its layer.
