@@ -9,7 +9,7 @@
 //!   Each layer step is answered by the `cache` or run.
 //! - Steps: `steps::run` (RUN in `tare-sandbox` over an overlay of the stage's snapshots,
 //!   through `run`), `steps::copy` (COPY/ADD through `copy`, from the context
-//!   (`tree::ContextTree`, `dockerignore`), a stage or an image, [`fetch`] for ADD of
+//!   ([`tree::ContextTree`], `dockerignore`), a stage or an image, [`fetch`] for ADD of
 //!   URLs), `steps::workdir`, and `steps::config` for the instructions that only change the
 //!   image config ([`config`]).
 //! - [`secrets`]: the `--secret` values and `--ssh` agents that RUN's secret and ssh mounts
@@ -53,7 +53,7 @@ pub mod secrets;
 mod stage;
 mod steps;
 mod target;
-mod tree;
+pub mod tree;
 
 pub use cache::{layers as cache_layers, prune as prune_cache, PruneReport as CachePruneReport};
 pub use context::{BuildOptions, Entitlement, StepSummary};

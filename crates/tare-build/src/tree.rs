@@ -20,7 +20,9 @@ const MAX_LINKS: usize = 40;
 /// One entry of a tree: where its bytes are on the host and what it is.
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// The entry's path on the host.
     pub host: PathBuf,
+    /// Its `lstat` data.
     pub meta: Metadata,
     /// The directory `host` lies below (the context root or a snapshot): opening the node
     /// never follows a symlink on the way from there.
@@ -246,6 +248,7 @@ pub struct Layers {
 }
 
 impl Layers {
+    /// The stack of snapshot directories `dirs` (bottom first), described as `name` in errors.
     pub fn new(dirs: Vec<PathBuf>, name: impl Into<String>) -> Layers {
         Layers {
             dirs,
