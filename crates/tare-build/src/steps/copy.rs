@@ -9,13 +9,15 @@ use crate::config;
 use crate::context::{StageOut, StepCtx};
 use crate::copy::{self, CopyOptions, Select, Source};
 use crate::dockerignore::DockerIgnore;
-use crate::error::{io_err, Error};
+use crate::error::Error;
 use crate::fetch;
 use crate::key::{CopyKey, CopyState, FromKey, StepKey};
-use crate::layer::{self, Upper};
+use crate::layer;
 use crate::plan::Streamed;
 use crate::report::Event;
-use crate::steps::{apply_outcome, from, now_rfc3339, resolve_owner, with_cache};
+use crate::steps::{
+    apply_outcome, commit_fresh_upper, from, now_rfc3339, resolve_owner, with_cache,
+};
 use crate::tree::{Layers, SourceTree};
 
 /// `--chown=USER[:GROUP]` to numbers, as BuildKit's file operation reads them: a number is
@@ -424,19 +426,9 @@ pub(crate) fn copy(
                         None,
                         &copy_progress(cx, &plan),
                     )?,
-                    None => {
-                        let scratch = build.scratch_dir()?;
-                        let upper = scratch.path().join("upper");
-                        std::fs::create_dir(&upper).map_err(io_err(&upper))?;
-                        copy::copy_into(&upper, &lower, &sources, &opts)?;
-                        layer::commit(
-                            build.store,
-                            &upper,
-                            Upper::Plain,
-                            &lower,
-                            build.mtime_clamp(),
-                        )?
-                    }
+                    None => commit_fresh_upper(build, &lower, |upper| {
+                        copy::copy_into(upper, &lower, &sources, &opts).map(drop)
+                    })?,
                 }
             }
         };

@@ -12,16 +12,17 @@ mod mounts;
 pub(crate) mod run;
 pub(crate) mod workdir;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tare_dockerfile::Command;
 use tare_store::{LayerInfo, StepOrigin};
 
 use crate::cache::Record;
 use crate::config::StageFlags;
-use crate::context::{StageOut, StepCtx};
-use crate::error::Error;
+use crate::context::{Build, StageOut, StepCtx};
+use crate::error::{io_err, Error};
 use crate::key::{FromKey, StepKey};
+use crate::layer::{self, Upper};
 use crate::report::Event;
 use crate::tree::Layers;
 
@@ -167,6 +168,26 @@ pub(crate) fn from_tree(cx: &StepCtx<'_>, f: &str) -> Result<(Layers, FromKey), 
             Ok((img.tree(build, &format!("image {f}"))?, key))
         }
     }
+}
+
+/// A layer over `lower` from a fresh upper directory in the build's scratch, which `fill`
+/// writes into (WORKDIR's directories, COPY/ADD when an archive is extracted).
+pub(crate) fn commit_fresh_upper(
+    build: &Build<'_>,
+    lower: &Layers,
+    fill: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(LayerInfo, PathBuf), Error> {
+    let scratch = build.scratch_dir()?;
+    let upper = scratch.path().join("upper");
+    std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+    fill(&upper)?;
+    layer::commit(
+        build.store,
+        &upper,
+        Upper::Plain,
+        lower,
+        build.mtime_clamp(),
+    )
 }
 
 /// `--chown` or USER to numbers, through the image's /etc/passwd and /etc/group. A lone

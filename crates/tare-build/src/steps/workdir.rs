@@ -2,10 +2,9 @@
 
 use crate::config;
 use crate::context::{StageOut, StepCtx};
-use crate::error::{io_err, Error};
+use crate::error::Error;
 use crate::key::{StepKey, WorkdirKey};
-use crate::layer::{self, Upper};
-use crate::steps::{apply_outcome, resolve_owner, with_cache};
+use crate::steps::{apply_outcome, commit_fresh_upper, resolve_owner, with_cache};
 use crate::tree::{Layers, SourceTree};
 
 /// The owner of the created directory: the stage's USER. A user the image does not know
@@ -43,18 +42,10 @@ pub(crate) fn workdir(cx: &StepCtx<'_>, st: &mut StageOut, path: &str) -> Result
     let outcome = with_cache(cx, st, &key, |st| {
         let lower = st.tree(build, "image")?;
         let owner = owner(&lower, &user)?;
-        let scratch = build.scratch_dir()?;
-        let upper = scratch.path().join("upper");
-        std::fs::create_dir(&upper).map_err(io_err(&upper))?;
         let rel = lower.resolve(&rel, true)?;
-        crate::copy::make_dirs(&upper, &lower, &rel, owner)?;
-        layer::commit(
-            build.store,
-            &upper,
-            Upper::Plain,
-            &lower,
-            build.mtime_clamp(),
-        )
+        commit_fresh_upper(build, &lower, |upper| {
+            crate::copy::make_dirs(upper, &lower, &rel, owner)
+        })
     })?;
     Ok(apply_outcome(st, outcome, created_by, cx.origin()))
 }
