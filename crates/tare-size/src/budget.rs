@@ -188,26 +188,30 @@ pub fn bar(size: u64, max: u64, width: usize) -> String {
     "█".repeat(cells.clamp(1, width))
 }
 
-/// A size for people: `10.5 MB`, decimal units like docker's.
+/// A size for people as docker prints it (`docker images`, `docker history`): decimal units,
+/// three significant digits, no space (`0B`, `999B`, `12.3kB`, `4.26MB`, `150MB`). tare's one
+/// size formatter: tables, progress, reports, budgets and HTML pages all use it.
 pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < units.len() {
+        size /= 1000.0;
+        unit += 1;
     }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if value < 1000.0 {
-            break;
-        }
-        value /= 1000.0;
-        unit = u;
-    }
-    if value >= 100.0 {
-        format!("{value:.0} {unit}")
+    let text = if size >= 100.0 || unit == 0 {
+        format!("{size:.0}")
+    } else if size >= 10.0 {
+        format!("{size:.1}")
     } else {
-        format!("{value:.1} {unit}")
-    }
+        format!("{size:.2}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{}", units[unit])
 }
 
 #[cfg(test)]
@@ -263,9 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn human_sizes_use_decimal_units() {
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(10_485_760), "10.5 MB");
-        assert_eq!(human(1_500_000_000), "1.5 GB");
+    fn sizes_print_like_docker() {
+        assert_eq!(human(0), "0B");
+        assert_eq!(human(999), "999B");
+        assert_eq!(human(1000), "1kB");
+        assert_eq!(human(12_345), "12.3kB");
+        assert_eq!(human(4_261_000), "4.26MB");
+        assert_eq!(human(10_485_760), "10.5MB");
+        assert_eq!(human(150_000_000), "150MB");
+        assert_eq!(human(1_500_000_000), "1.5GB");
     }
 }

@@ -545,6 +545,6 @@ mod tests {
         let page = render_diff(&d, "a<1>", "b");
         assert!(page.contains("/&lt;b&gt;x") && page.contains("A=&lt;s&gt;"));
         assert!(!page.contains("<b>x") && !page.contains("<s>") && !page.contains("<1>"));
-        assert!(page.contains("+5 B"));
+        assert!(page.contains("+5B"));
     }
 }

@@ -250,7 +250,7 @@ fn analysis_attributes_waste_to_steps_and_lines() {
         lines
             .last()
             .unwrap()
-            .starts_with("budget exceeded: --max-waste 1.0 kB"),
+            .starts_with("budget exceeded: --max-waste 1kB"),
         "{lines:#?}"
     );
 }

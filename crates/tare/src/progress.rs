@@ -18,6 +18,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use serde_json::json;
 use tare_build::{Event, Reporter, StepId, Stream};
+use tare_size::budget::human;
 
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -431,28 +432,4 @@ pub fn transfer_bar(
     );
     bar.set_message(label);
     bar
-}
-
-/// Sizes as docker prints them (`1.5MB`, decimal units).
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit + 1 < units.len() {
-        size /= 1000.0;
-        unit += 1;
-    }
-    let text = if size >= 100.0 || unit == 0 {
-        format!("{size:.0}")
-    } else if size >= 10.0 {
-        format!("{size:.1}")
-    } else {
-        format!("{size:.2}")
-    };
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{}", units[unit])
 }

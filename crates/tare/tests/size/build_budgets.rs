@@ -29,8 +29,8 @@ fn build_over_max_waste_fails_naming_the_budget_and_keeps_the_cache() {
     assert_eq!(out.status.code(), Some(1));
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("--max-waste 1.0 MB"), "{text}");
-    assert!(text.contains("10.5 MB") && text.contains("over"), "{text}");
+    assert!(text.contains("--max-waste 1MB"), "{text}");
+    assert!(text.contains("10.5MB") && text.contains("over"), "{text}");
     // The layers were kept: the same build without budgets runs nothing again.
     let again = ctx.run(&["build", "--progress", "plain", "-t", "w:1", &dir]);
     assert!(again.status.success());

@@ -180,7 +180,7 @@ fn a_rootless_analyze_trace_reports_what_root_reports() {
     let report = |out: String| out.lines().skip(1).collect::<Vec<_>>().join("\n");
     let want = report(root.ok(&args));
     assert!(want.contains("Unused by the traced run"), "{want}");
-    assert!(want.contains("layer 0: 1.0 MB of "), "{want}");
+    assert!(want.contains("layer 0: 1.05MB of "), "{want}");
     assert_eq!(report(u.ok(&args)), want);
 }
 
