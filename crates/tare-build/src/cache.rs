@@ -45,7 +45,8 @@ pub struct Record {
     /// The step's encoded [`StepKey`](crate::key::StepKey): what `--explain-cache` compares.
     #[serde(default)]
     pub inputs: Value,
-    /// The layer, `None` for an empty diff.
+    /// The layer the step made: the steps record one for every layer step, an empty diff
+    /// included (`None` is read, from cache entries that hold no layer).
     pub layer: Option<LayerInfo>,
     /// RFC 3339 time the step first ran (kept, so a cached rebuild gives the same image).
     pub created: String,

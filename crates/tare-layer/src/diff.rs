@@ -97,7 +97,7 @@ pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<DiffStats, DiffError>
     write_tree_with(root, out, DiffOptions::default())
 }
 
-/// [`write_tree`] with options (`exclude`, `mtime_clamp`; `unchanged_dir` applies too).
+/// [`write_tree`] with options (`mtime_clamp`; `unchanged_dir` applies too).
 pub fn write_tree_with<W: Write>(
     root: &Path,
     out: W,
