@@ -24,6 +24,7 @@
 //! It does not parse Dockerfiles, store blobs, write tar streams or run processes: those are
 //! `tare-dockerfile`, `tare-store`, `tare-layer` and `tare-sandbox`.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod annotations;
 mod cache;

@@ -38,6 +38,7 @@ pub struct Entry {
     pub format: u32,
     /// The local cache's [`CACHE_FORMAT`] (the keys' version).
     pub cache_format: u32,
+    /// The step's key (the entry's tag is [`TAG_PREFIX`](super::TAG_PREFIX) and this).
     pub key: String,
     /// The key of the state the step ran on.
     pub parent: String,

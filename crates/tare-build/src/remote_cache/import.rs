@@ -139,6 +139,7 @@ struct Lazy {
 /// cache repository or mounts it from there.
 #[derive(Debug, Clone)]
 pub struct RemoteLayer {
+    /// The layer, as the cache entry records it.
     pub layer: LayerInfo,
     /// The cache repository that holds it.
     pub repository: String,

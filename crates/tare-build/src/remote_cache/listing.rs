@@ -15,10 +15,13 @@ use crate::error::Error;
 /// An entry as `tare cache ls` shows it: what its manifest says (its config is not read).
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
+    /// The entry's tag ([`TAG_PREFIX`] and the step's key).
     pub tag: String,
     /// The manifest's digest (what a delete removes).
     pub digest: Digest,
+    /// The step's key.
     pub key: String,
+    /// The key of the state the step ran on.
     pub parent: String,
     /// When the step first ran; `None` when the manifest does not say (or not in RFC 3339).
     pub created: Option<chrono::DateTime<chrono::Utc>>,

@@ -41,13 +41,16 @@ impl std::fmt::Display for Location {
 /// A `--cache-to` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheTo {
+    /// Where the entries are written.
     pub location: Location,
+    /// Which steps are written (`mode=min|max`).
     pub mode: Mode,
 }
 
 /// A `--cache-from` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheFrom {
+    /// Where the entries are read from.
     pub location: Location,
 }
 
