@@ -87,13 +87,6 @@ pub struct Select {
     pub parents: bool,
 }
 
-/// What a COPY wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CopyStats {
-    pub files: u64,
-    pub bytes: u64,
-}
-
 #[allow(clippy::large_enum_variant)] // short-lived, one per source
 enum Expanded<'a> {
     Node {
@@ -110,7 +103,6 @@ struct Writer<'a, T: Target> {
     out: T,
     lower: &'a Layers,
     opts: &'a CopyOptions,
-    stats: CopyStats,
     /// The first copy of each hard-linked inode, by (device, inode).
     links: HashMap<(u64, u64), String>,
     /// Directories whose mtimes are set at the end, once nothing writes into them any more.
@@ -127,7 +119,6 @@ impl<'a, T: Target> Writer<'a, T> {
             out,
             lower,
             opts,
-            stats: CopyStats::default(),
             links: HashMap::new(),
             mirrored: Vec::new(),
             new_dir_mode: opts
@@ -342,10 +333,11 @@ pub fn copy_into(
     lower: &Layers,
     sources: &[Source<'_>],
     opts: &CopyOptions,
-) -> Result<CopyStats, Error> {
+) -> Result<(), Error> {
     let expanded = expand(sources, &opts.select)?;
     let disk = Disk::new(Root::open(upper)?);
-    Ok(write_sources(disk, lower, sources, &expanded, opts)?.stats)
+    write_sources(disk, lower, sources, &expanded, opts)?;
+    Ok(())
 }
 
 /// The COPY held in memory as a [`Plan`], to be written as the layer tar straight from the
@@ -639,7 +631,7 @@ mod tests {
         }
     }
 
-    fn copy(f: &Fixture, srcs: &[&str], dest: &str) -> Result<CopyStats, Error> {
+    fn copy(f: &Fixture, srcs: &[&str], dest: &str) -> Result<(), Error> {
         let sources: Vec<Source<'_>> = srcs
             .iter()
             .map(|s| Source::Tree {

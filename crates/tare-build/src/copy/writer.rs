@@ -168,8 +168,6 @@ impl<T: Target> Writer<'_, T> {
                 mtime,
             };
             self.out.file(rel, Content::Node(node), attrs)?;
-            self.stats.files += 1;
-            self.stats.bytes += meta.len();
         } else {
             // Devices and fifos: made again with the same kind, mode and rdev.
             let kind = FileType::from_raw_mode(meta.mode());
@@ -204,9 +202,7 @@ impl<T: Target> Writer<'_, T> {
                 tv_nsec: 0,
             },
         };
-        let bytes = self.out.file(dest, content, attrs)?;
-        self.stats.files += 1;
-        self.stats.bytes += bytes;
+        self.out.file(dest, content, attrs)?;
         Ok(())
     }
 
@@ -263,10 +259,8 @@ impl<T: Target> Writer<'_, T> {
                 Some(_) => Below::Other,
             })
         };
-        let stats = self.out.extract(reader, opts, &below, name)?;
+        self.out.extract(reader, opts, &below, name)?;
         self.mirrored.extend(mirrored);
-        self.stats.files += stats.files;
-        self.stats.bytes += stats.bytes;
         Ok(())
     }
 

@@ -427,7 +427,7 @@ pub(crate) fn copy(
                         &copy_progress(cx, &plan),
                     )?,
                     None => commit_fresh_upper(build, &lower, |upper| {
-                        copy::copy_into(upper, &lower, &sources, &opts).map(drop)
+                        copy::copy_into(upper, &lower, &sources, &opts)
                     })?,
                 }
             }
