@@ -6,38 +6,9 @@ use std::path::Path;
 
 use crate::util::cache::{
     assert_every_step_cached, assert_writer_cached, build, cached_steps, export_at_once,
-    machine_with, writer_dockerfile, DOCKERFILE, WRITERS,
+    writer_dockerfile, Base, WRITERS,
 };
 use crate::util::TestContext;
-
-/// One busybox image saved to a tar, so every machine has the same base (an import dates
-/// the image, so two imports differ).
-pub(crate) struct Base {
-    seed: TestContext,
-}
-
-impl Base {
-    pub(crate) fn new() -> Base {
-        let seed = TestContext::new();
-        seed.import_busybox("busybox:latest");
-        let tar = seed.path().join("base.tar");
-        seed.ok(&["save", "busybox:latest", "-o", tar.to_str().expect("utf-8")]);
-        Base { seed }
-    }
-
-    /// A machine with the shared `busybox` and the context of [`DOCKERFILE`] on it.
-    pub(crate) fn machine(&self, b_txt: &str) -> TestContext {
-        self.machine_with(&DOCKERFILE.replace("BASE", "busybox"), b_txt)
-    }
-
-    /// [`Base::machine`] with another Dockerfile.
-    pub(crate) fn machine_with(&self, dockerfile: &str, b_txt: &str) -> TestContext {
-        let m = machine_with(dockerfile, b_txt);
-        let base = self.seed.path().join("base.tar");
-        m.ok(&["load", "-i", base.to_str().expect("utf-8")]);
-        m
-    }
-}
 
 /// The tags of the entries in the layout's index (not their second tags, by parent).
 fn entries(dir: &Path) -> Vec<String> {

@@ -2,8 +2,7 @@
 //! (`--cache-to type=local,dest=DIR`) listed as `--registry` lists them, and pruned by age
 //! with their tags (the key's and the one by parent) and the blobs nothing else names.
 
-use crate::cache_local::Base;
-use crate::util::cache::{build, cached_steps};
+use crate::util::cache::{build, cached_steps, Base};
 
 #[test]
 fn cache_ls_and_prune_of_a_directory() {

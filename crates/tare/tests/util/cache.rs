@@ -35,6 +35,35 @@ pub fn machine_with(dockerfile: &str, b_txt: &str) -> TestContext {
     m
 }
 
+/// One busybox image saved to a tar, so every machine has the same base (an import dates
+/// the image, so two imports differ).
+pub struct Base {
+    seed: TestContext,
+}
+
+impl Base {
+    pub fn new() -> Base {
+        let seed = TestContext::new();
+        seed.import_busybox("busybox:latest");
+        let tar = seed.path().join("base.tar");
+        seed.ok(&["save", "busybox:latest", "-o", tar.to_str().expect("utf-8")]);
+        Base { seed }
+    }
+
+    /// A machine with the shared `busybox` and the context of [`DOCKERFILE`] on it.
+    pub fn machine(&self, b_txt: &str) -> TestContext {
+        self.machine_with(&DOCKERFILE.replace("BASE", "busybox"), b_txt)
+    }
+
+    /// [`Base::machine`] with another Dockerfile.
+    pub fn machine_with(&self, dockerfile: &str, b_txt: &str) -> TestContext {
+        let m = machine_with(dockerfile, b_txt);
+        let base = self.seed.path().join("base.tar");
+        m.ok(&["load", "-i", base.to_str().expect("utf-8")]);
+        m
+    }
+}
+
 /// Builds `ctx/` with `extra` flags and the plain progress; fails the test unless the build
 /// succeeds. Returns the image ID and the progress (stderr).
 pub fn build(m: &TestContext, extra: &[&str]) -> (String, String) {
