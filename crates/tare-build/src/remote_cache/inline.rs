@@ -58,6 +58,11 @@ impl InlineEntries {
         self.entries.get(key)
     }
 
+    /// Every entry of the image (`--explain-cache` compares them).
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     /// Why `entry`'s layer may not be used: it must be one of the image's layers.
     pub fn refuse_layer(&self, entry: &Entry) -> Option<String> {
         let layer = entry.layer.as_ref()?;
