@@ -279,6 +279,7 @@ impl Build<'_> {
             store: self.store,
             cache: &self.cache,
             reporter: self.reporter,
+            steps: &self.counter,
             registry: self.opts.registry.as_ref(),
             platform: self.opts.platform.as_ref(),
         }

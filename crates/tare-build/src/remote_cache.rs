@@ -24,6 +24,7 @@ mod inline;
 mod listing;
 mod local;
 mod options;
+mod transfer;
 
 pub use entry::{child_tag, tag_of, Entry};
 pub(crate) use export::{export, Prepared};

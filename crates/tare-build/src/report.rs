@@ -163,7 +163,8 @@ impl<'a> TransferStep<'a> {
         self.reporter.report(SystemTime::now(), event);
     }
 
-    fn log(&self, line: String) {
+    /// A line under the step (which starts it).
+    pub(crate) fn log(&self, line: String) {
         let step = self.step();
         self.emit(Event::Log {
             step,

@@ -181,6 +181,15 @@ fn step_json(step: &StepId) -> serde_json::Value {
 /// `text`; `reason`; `stream` and `line`; `blob`, `bytes` and `size`; `bytes` and `size`
 /// (`null` when unknown);
 /// `layer_size`, `image_size` and `seconds`; `message`.
+///
+/// A transfer outside the build's stages is a step with `stage` `""` and `index` 0: a FROM's
+/// pull (`text` `FROM REF`), `--push` (`pushing NAME`), a `--cache-to` export (`exporting
+/// cache to REF` or `DIR`) and each fetch of a `--cache-from` hit's layer (`importing cache
+/// from REPOSITORY` or `DIR`). Each of its blobs is `transfer` events (`blob` the short
+/// digest, first with `bytes` 0, last with `bytes` equal to `size`), what needed no transfer
+/// is a `log` line (`sha256:…: mounted from REPO`), an export ends with the log line `cache
+/// entries: N written, M already there`, and `finished` ends the step (`image_size`: the
+/// size of the blobs it covered).
 fn event_json(at: SystemTime, event: &Event) -> serde_json::Value {
     let time = chrono::DateTime::<chrono::Utc>::from(at)
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

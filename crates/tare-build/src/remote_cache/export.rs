@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use tare_registry::{Access, NoReporter, Repository};
+use tare_registry::{Access, Repository};
 use tare_store::{error_chain, Digest, Reference};
 
 use super::entry::{child_tag, manifest_of, tag_of, Entry};
@@ -136,7 +136,12 @@ fn export_local(
             remote.materialize(env, layer)?;
         }
     }
-    local::export(env.store, dir, &entries_of(env, remote, records)?)
+    let entries = entries_of(env, remote, records)?;
+    let step = env.transfer_step(format!("exporting cache to {}", dir.display()));
+    let moved = local::export(env.store, dir, &entries, &step)?;
+    step.log(format!("cache entries: {} written", entries.len()));
+    step.finish(moved);
+    Ok(())
 }
 
 fn export_to(
@@ -159,6 +164,7 @@ fn export_to(
     }
     let repo = Repository::connect(reference, &options, Access::Push, &sources)?;
     // Entries the repository already has, byte for byte, cost one HEAD.
+    let total = entries.len();
     let mut missing = Vec::new();
     for entry in entries {
         if repo.manifest_digest(&entry.tag)? != Some(Digest::of(&entry.manifest)) {
@@ -171,11 +177,20 @@ fn export_to(
         .copied()
         .chain(missing.iter().flat_map(|e| e.blobs.iter().copied()))
         .collect();
-    repo.push_blobs(store, &blobs, &options, &NoReporter)?;
+    let step = env.transfer_step(format!("exporting cache to {}", reference.familiar()));
+    repo.push_blobs(store, &blobs, &options, &step)?;
     // The key's tag last: an entry found by its key has its second tag too.
     for entry in &missing {
         repo.put_manifest(&entry.child, OCI_MANIFEST, &entry.manifest)?;
         repo.put_manifest(&entry.tag, OCI_MANIFEST, &entry.manifest)?;
     }
+    step.log(format!(
+        "cache entries: {} written, {} already there",
+        missing.len(),
+        total - missing.len()
+    ));
+    // The size of the blobs the store has, sent or already there (a lazy hit's layer stays
+    // in the registry).
+    step.finish(blobs.iter().filter_map(|b| store.blob_size(b).ok()).sum());
     Ok(())
 }

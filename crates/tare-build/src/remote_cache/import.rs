@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
-use tare_registry::{Access, NoReporter, Repository};
+use tare_registry::{Access, Repository};
 use tare_store::{error_chain, Digest, LayerInfo, Reference};
 
 use super::entry::{tag_of, Entry, EntryManifest};
@@ -21,6 +21,8 @@ pub(crate) struct Env<'a> {
     /// The local cache, where fetched entries' records are kept.
     pub cache: &'a Cache,
     pub reporter: &'a dyn Reporter,
+    /// The build's step counter: a cache transfer is a step of its own ([`Env::transfer_step`]).
+    pub steps: &'a std::sync::atomic::AtomicUsize,
     /// Registry settings; `None`: from the environment, as `tare push` without flags.
     pub registry: Option<&'a tare_registry::Options>,
     /// The platform built (`None`: this machine's): which manifest of an index holds the
@@ -109,18 +111,26 @@ impl Session {
         }
     }
 
-    /// Fetches a layer into the store, verified by digest and diffID.
-    fn fetch_layer(
-        &self,
-        store: &tare_store::Store,
-        layer: &LayerInfo,
-    ) -> Result<LayerInfo, String> {
-        match self {
+    /// Fetches a layer into the store, verified by digest and diffID, as a step of its own
+    /// (`importing cache from SOURCE`, a bar for the layer).
+    fn fetch_layer(&self, env: &Env<'_>, layer: &LayerInfo) -> Result<LayerInfo, String> {
+        let store = env.store;
+        let source = match self {
+            Session::Registry(repo, _) => repo.name(),
+            Session::Local(layout) => layout.dir().display().to_string(),
+        };
+        let step = env.transfer_step(format!("importing cache from {source}"));
+        let fetched = match self {
             Session::Registry(repo, _) => repo
-                .fetch_layer(store, layer, &NoReporter)
+                .fetch_layer(store, layer, &step)
                 .map_err(|e| error_chain(&e)),
-            Session::Local(layout) => layout.fetch_layer(store, layer),
+            Session::Local(layout) => layout.fetch_layer(store, layer, &step),
+        };
+        if let Err(reason) = &fetched {
+            step.log(format!("not imported: {reason}"));
         }
+        step.finish(layer.compressed_size);
+        fetched
     }
 }
 
@@ -261,7 +271,7 @@ impl Remote {
         };
         let source = &self.sources[lazy.source];
         let fetched = match source.session.get().and_then(Option::as_ref) {
-            Some(session) => session.fetch_layer(store, &lazy.layer),
+            Some(session) => session.fetch_layer(env, &lazy.layer),
             None => Err("the cache is not connected".to_string()),
         };
         let info = match fetched {
@@ -489,7 +499,7 @@ fn use_entry(env: &Env<'_>, repo: &Session, entry: &Entry) -> Result<Found, Stri
             // The registry holds the blob (it accepted a manifest naming it): a push of the
             // result mounts it from there (`Remote::lookup` notes it).
             (None, Some(n)) => return Ok(Found::Lazy(record, n)),
-            (None, None) => repo.fetch_layer(store, layer)?,
+            (None, None) => repo.fetch_layer(env, layer)?,
         };
         if let Some(n) = entry.content_size {
             store

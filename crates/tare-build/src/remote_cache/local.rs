@@ -30,6 +30,7 @@ use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags, ResolveFla
 use serde_json::{json, Value};
 use tare_store::{error_chain, Digest, LayerInfo, Store};
 
+use super::transfer::copy_reported;
 use super::{Prepared, CHILD_PREFIX, TAG_PREFIX};
 use crate::error::Error;
 
@@ -93,6 +94,11 @@ impl Layout {
         })
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The tags of the entries (and of their second tags, by parent).
     pub fn tags(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
@@ -128,8 +134,13 @@ impl Layout {
     }
 
     /// Copies a layer blob into the store: committed only when its bytes hash to its digest,
-    /// then recorded only when its diffID is the entry's.
-    pub fn fetch_layer(&self, store: &Store, layer: &LayerInfo) -> Result<LayerInfo, String> {
+    /// then recorded only when its diffID is the entry's. The copy is reported to `reporter`.
+    pub fn fetch_layer(
+        &self,
+        store: &Store,
+        layer: &LayerInfo,
+        reporter: &dyn tare_registry::Reporter,
+    ) -> Result<LayerInfo, String> {
         if let Some(known) = store
             .layer_variants(&layer.diff_id)
             .map_err(|e| error_chain(&e))?
@@ -149,11 +160,13 @@ impl Layout {
                 layer.compressed_size
             ));
         }
-        let info = tare_layer::ingest::ingest_layer(
-            store,
+        let info = copy_reported(
+            reporter,
+            layer.digest,
+            layer.compressed_size,
+            "layer",
             file.take(layer.compressed_size),
-            Some(&layer.digest),
-            &name,
+            |r| tare_layer::ingest::ingest_layer(store, r, Some(&layer.digest), &name),
         )
         .map_err(|e| error_chain(&e))?;
         if info.diff_id != layer.diff_id {
@@ -265,47 +278,100 @@ fn lock(root: &OwnedFd, dir: &Path, name: &str, op: FlockOperation) -> Result<Ow
 /// prune never deletes a blob an export is about to list.
 const PRUNE_LOCK: &str = "prune.lock";
 
-/// Reads `DIR/index.json` (under the index lock), an empty index when there is none.
-fn read_index(dir: &Path) -> Result<Value, Error> {
-    let index_path = dir.join("index.json");
-    let index = match crate::fsops::open_beneath(dir, Path::new("index.json")) {
-        Ok(file) => {
-            let mut text = Vec::new();
-            file.take(MAX_INDEX + 1)
-                .read_to_end(&mut text)
-                .map_err(io_err(&index_path))?;
-            serde_json::from_slice::<Value>(&text).map_err(|e| Error::NotAnIndex {
-                path: index_path.clone(),
-                reason: e.to_string(),
-            })?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
-        }
-        Err(e) => return Err(io_err(&index_path)(e)),
-    };
-    if !index["manifests"].is_array() {
-        return Err(Error::NotAnIndex {
-            path: index_path,
-            reason: "no manifests list".into(),
-        });
+/// `DIR/index.json` under the exclusive index lock: read inside the lock (an empty index when
+/// there is none), its manifests list taken out to edit, and written back by a rename before
+/// the lock is let go.
+struct LockedIndex {
+    /// Held until the index is written or dropped.
+    lock: OwnedFd,
+    path: PathBuf,
+    /// The index without its `manifests`.
+    index: Value,
+    manifests: Vec<Value>,
+}
+
+impl LockedIndex {
+    fn open(root: &OwnedFd, dir: &Path) -> Result<LockedIndex, Error> {
+        let lock = lock(root, dir, "index.json.lock", FlockOperation::LockExclusive)?;
+        let path = dir.join("index.json");
+        let mut index = match crate::fsops::open_beneath(dir, Path::new("index.json")) {
+            Ok(file) => {
+                let mut text = Vec::new();
+                file.take(MAX_INDEX + 1)
+                    .read_to_end(&mut text)
+                    .map_err(io_err(&path))?;
+                serde_json::from_slice::<Value>(&text).map_err(|e| Error::NotAnIndex {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let manifests = match index.get_mut("manifests").map(Value::take) {
+            Some(Value::Array(manifests)) => manifests,
+            _ => {
+                return Err(Error::NotAnIndex {
+                    path,
+                    reason: "no manifests list".into(),
+                })
+            }
+        };
+        Ok(LockedIndex {
+            lock,
+            path,
+            index,
+            manifests,
+        })
     }
-    Ok(index)
+
+    /// Replaces `index.json` with the edited index. Returns the lock, held until dropped.
+    fn write(mut self, root: &OwnedFd) -> Result<OwnedFd, Error> {
+        self.index["manifests"] = Value::Array(std::mem::take(&mut self.manifests));
+        let text = serde_json::to_vec(&self.index).map_err(|error| Error::Encode {
+            what: "the cache index",
+            error,
+        })?;
+        put_file(root, "index.json", &mut text.as_slice()).map_err(io_err(&self.path))?;
+        Ok(self.lock)
+    }
 }
 
 /// Adds `entries` to the layout at `dir` (made if missing): the blobs first, then, under the
-/// lock, `index.json`, so an entry is listed only once everything it names is there.
-pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<(), Error> {
+/// lock, `index.json`, so an entry is listed only once everything it names is there. The
+/// blobs copied are reported to `reporter`; returns how many bytes they are.
+pub(crate) fn export(
+    store: &Store,
+    dir: &Path,
+    entries: &[Prepared],
+    reporter: &dyn tare_registry::Reporter,
+) -> Result<u64, Error> {
     let (root, sha) = open_layout(dir)?;
     let blobs_path = dir.join("blobs/sha256");
     let _no_prune = lock(&root, dir, PRUNE_LOCK, FlockOperation::LockShared)?;
+    let mut moved = 0;
     for entry in entries {
-        for digest in &entry.blobs {
+        for (i, digest) in entry.blobs.iter().enumerate() {
             let size = store.blob_size(digest)?;
             if !has_file(&sha, &digest.hex(), size) {
-                let mut reader = store.open_blob(digest)?;
-                put_file(&sha, &digest.hex(), &mut reader)
-                    .map_err(io_err(&blobs_path.join(digest.hex())))?;
+                // An entry's blobs are its layer (if any), then its config.
+                let kind = if i + 1 == entry.blobs.len() {
+                    "config"
+                } else {
+                    "layer"
+                };
+                copy_reported(
+                    reporter,
+                    *digest,
+                    size,
+                    kind,
+                    store.open_blob(digest)?,
+                    |r| put_file(&sha, &digest.hex(), r),
+                )
+                .map_err(io_err(&blobs_path.join(digest.hex())))?;
+                moved += size;
             }
         }
         let digest = Digest::of(&entry.manifest);
@@ -318,20 +384,14 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
     if !has_file(&root, "oci-layout", layout.len() as u64) {
         put_file(&root, "oci-layout", &mut &layout[..]).map_err(io_err(&dir.join("oci-layout")))?;
     }
-    let lock = lock(&root, dir, "index.json.lock", FlockOperation::LockExclusive)?;
-    let index_path = dir.join("index.json");
-    let mut index = read_index(dir)?;
-    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
-        return Err(Error::NotAnIndex {
-            path: index_path,
-            reason: "no manifests list".into(),
-        });
-    };
+    let mut index = LockedIndex::open(&root, dir)?;
     for entry in entries {
         for tag in [&entry.child, &entry.tag] {
             // The newest entry for a key replaces the older one, as a tag push does.
-            manifests.retain(|d| d["annotations"][REF_NAME].as_str() != Some(tag.as_str()));
-            manifests.push(json!({
+            index
+                .manifests
+                .retain(|d| d["annotations"][REF_NAME].as_str() != Some(tag.as_str()));
+            index.manifests.push(json!({
                 "mediaType": super::OCI_MANIFEST,
                 "digest": Digest::of(&entry.manifest).to_string(),
                 "size": entry.manifest.len(),
@@ -339,13 +399,8 @@ pub(crate) fn export(store: &Store, dir: &Path, entries: &[Prepared]) -> Result<
             }));
         }
     }
-    let text = serde_json::to_vec(&index).map_err(|error| Error::Encode {
-        what: "the cache index",
-        error,
-    })?;
-    put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
-    drop(lock);
-    Ok(())
+    index.write(&root)?;
+    Ok(moved)
 }
 
 /// The blobs the manifest `bytes` names (config, layers, or an index's manifests).
@@ -372,26 +427,18 @@ fn named_blobs(bytes: &[u8]) -> Option<Vec<Digest>> {
 pub(crate) fn remove(dir: &Path, gone: &BTreeSet<Digest>) -> Result<usize, Error> {
     let (root, sha) = open_layout(dir)?;
     let _exports = lock(&root, dir, PRUNE_LOCK, FlockOperation::LockExclusive)?;
-    let lock = lock(&root, dir, "index.json.lock", FlockOperation::LockExclusive)?;
-    let index_path = dir.join("index.json");
-    let mut index = read_index(dir)?;
-    let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
-        return Err(Error::NotAnIndex {
-            path: index_path,
-            reason: "no manifests list".into(),
-        });
-    };
+    let mut index = LockedIndex::open(&root, dir)?;
     let digest_of = |d: &Value| d["digest"].as_str().and_then(|s| s.parse::<Digest>().ok());
-    manifests.retain(|d| !digest_of(d).is_some_and(|g| gone.contains(&g)));
-    let kept: Vec<(Digest, u64)> = manifests
+    index
+        .manifests
+        .retain(|d| !digest_of(d).is_some_and(|g| gone.contains(&g)));
+    let kept: Vec<(Digest, u64)> = index
+        .manifests
         .iter()
         .filter_map(|d| Some((digest_of(d)?, d["size"].as_u64()?)))
         .collect();
-    let text = serde_json::to_vec(&index).map_err(|error| Error::Encode {
-        what: "cache index",
-        error,
-    })?;
-    put_file(&root, "index.json", &mut text.as_slice()).map_err(io_err(&index_path))?;
+    // The blobs are deleted while the index lock is still held.
+    let _index_lock = index.write(&root)?;
     let layout = Layout {
         dir: dir.to_path_buf(),
         entries: BTreeMap::new(),
@@ -422,6 +469,5 @@ pub(crate) fn remove(dir: &Path, gone: &BTreeSet<Digest>) -> Result<usize, Error
             }
         }
     }
-    drop(lock);
     Ok(deleted)
 }

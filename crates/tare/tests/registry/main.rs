@@ -11,6 +11,7 @@ mod util;
 mod harness;
 mod kubernetes;
 mod multiplatform;
+mod progress_cache;
 mod progress_push;
 mod progress_tty;
 
