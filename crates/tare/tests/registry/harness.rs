@@ -1,9 +1,11 @@
 //! What the registry tests run against: Debian's `docker-registry` (distribution 2.8) on a
-//! free loopback port with its own storage (optionally with htpasswd auth or TLS), and a proxy
-//! of our own in front of it that can play a bearer-token server and inject faults.
+//! loopback port it picks itself (its log says which), with its own storage (optionally with
+//! htpasswd auth or TLS), and a proxy of our own in front of it that can play a bearer-token
+//! server and inject faults.
 //!
-//! Every loop here is bounded (readiness waits by attempt count; accept loops end when the
-//! owner drops), and all traffic stays on 127.0.0.1.
+//! Every loop here is bounded (the registry is ready when its log says where it listens, or
+//! has failed when its log ends; accept loops end when the owner drops), and all traffic
+//! stays on 127.0.0.1.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -16,25 +18,52 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
+/// The longest the registry may take to say where it listens. Only a guard against a
+/// registry that hangs: readiness is its log line, not this time.
+const START_GUARD: Duration = Duration::from_secs(120);
 
-/// Waits (at most ~10 s) until something accepts connections on `port`.
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+/// Reads the registry's log (its standard error) until it says where it listens, and
+/// returns that port; the rest of the log is copied to `log` by a thread, so the registry
+/// never blocks on a full pipe. distribution logs "listening on ADDR" once its socket is
+/// bound and just before it serves, so the port is the registry's own and it accepts
+/// connections. `Err` says why there is none: the registry ended first (the log says why),
+/// or it hung.
+///
+/// Why not pick a free port first and wait until it accepts connections: another process
+/// may take the port between the two (the registry then fails to bind, and the wait finds
+/// the other process's listener), and a connect to a port nobody listens on can connect to
+/// itself (TCP simultaneous open). Both happen more often the longer the registry takes to
+/// start, that is, under load.
+fn listening_port(stderr: std::process::ChildStderr, log: &Path) -> Result<u16, String> {
+    use std::io::BufRead;
+    let mut file = std::fs::File::create(log).expect("registry log");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        let port = loop {
+            line.clear();
+            // End of file: the registry exited.
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            }
+            let _ = file.write_all(line.as_bytes());
+            if let Some(rest) = line.split_once("msg=\"listening on ").map(|x| x.1) {
+                let addr = rest.split([',', '"']).next().unwrap_or_default();
+                break addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+            }
+        };
+        let _ = tx.send(port);
+        let _ = std::io::copy(&mut lines, &mut file);
+    });
+    match rx.recv_timeout(START_GUARD) {
+        Ok(Some(port)) => Ok(port),
+        Ok(None) => Err("it ended without listening".into()),
+        Err(_) => Err(format!("it did not listen within {START_GUARD:?}")),
     }
-    panic!(
-        "{what} did not start on port {port}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 /// A running `docker-registry`, killed on drop.
@@ -56,9 +85,8 @@ pub struct RegistryConfig {
 impl RegistryServer {
     pub fn start(config: RegistryConfig) -> RegistryServer {
         let dir = tempfile::tempdir().expect("registry dir");
-        let port = free_port();
         let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
             dir.path().join("data").display()
         );
         if let Some((cert, key)) = &config.tls {
@@ -80,15 +108,26 @@ impl RegistryServer {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, yaml).expect("registry config");
         let log = dir.path().join("registry.log");
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(std::fs::File::create(dir.path().join("registry.err")).expect("log"))
+            .stdout(std::fs::File::create(dir.path().join("registry.out")).expect("log"))
+            .stderr(Stdio::piped())
             .spawn()
             .expect("run docker-registry (apt-get install docker-registry)");
-        wait_for_port(port, "docker-registry", &dir.path().join("registry.err"));
+        let stderr = child.stderr.take().expect("the registry's stderr");
+        let port = match listening_port(stderr, &log) {
+            Ok(port) => port,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "docker-registry did not start: {why}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
         RegistryServer { port, child, dir }
     }
 

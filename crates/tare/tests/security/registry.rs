@@ -139,16 +139,21 @@ fn assert_only_registry_authorized(
 #[test]
 fn push_sends_no_token_to_an_upload_location_on_another_host() {
     let canaries = Canaries::plant();
-    let ctx = TestContext::new();
-    ctx.import_busybox("app:1");
     let registry = RegistryServer::open();
-    for (bind, name) in ELSEWHERE {
+    for (n, (bind, name)) in ELSEWHERE.into_iter().enumerate() {
+        // A store and a repository of their own per round: the listeners' ports may repeat
+        // from one round to the next (the kernel hands out freed ports again), and then a
+        // store that remembers where it pushed (`registry/sources.json`, by host and port)
+        // mounts the blobs from the last round's repository, or the registry already holds
+        // them there: no upload, so nothing would reach the upload host.
+        let ctx = TestContext::new();
+        ctx.import_busybox("app:1");
         let elsewhere = Proxy::start_on(bind, registry.port, None);
         let front = Proxy::start(registry.port, bearer());
         *front.state.upload_location.lock().unwrap() =
             Some(format!("http://{name}:{}", elsewhere.port));
         login(&ctx, &front.host());
-        let dest = format!("{}/leak-{}:1", front.host(), elsewhere.port);
+        let dest = format!("{}/leak-{n}:1", front.host());
         let out = tare(&ctx, &["push", "app:1", &dest], None);
         assert!(out.status.success(), "push to {dest}\n{}", text(&out));
         assert_only_registry_authorized(&front, &elsewhere, name, |r| r.starts_with("PUT "));
