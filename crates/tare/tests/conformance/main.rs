@@ -21,6 +21,7 @@
 mod util;
 
 mod rootless;
+mod rootless_listing;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -17,7 +17,7 @@
 //! - a case both must refuse is refused by both, naming the same location.
 
 #[path = "../util/rootless.rs"]
-mod user;
+pub(super) mod user;
 
 use std::path::Path;
 use std::process::Command;
@@ -217,16 +217,22 @@ fn rootless_case(
 /// A store for root and one for the user, with the same busybox base image.
 fn stores() -> (TestContext, RootlessUser) {
     let root = TestContext::new();
+    super::prepare_tare_base(&root);
+    let u = user_with_base(&root);
+    (root, u)
+}
+
+/// The user with a subordinate range, and in its store root's `busybox:latest`.
+pub(super) fn user_with_base(root: &TestContext) -> RootlessUser {
     let u = RootlessUser::ranged();
     // One base for both: an import records its time, so the user loads root's.
-    super::prepare_tare_base(&root);
     let saved = u.path().join("base-saved.tar");
     root.ok(&["save", "busybox:latest", "-o", saved.to_str().unwrap()]);
     std::fs::set_permissions(&saved, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .expect("chmod");
     u.ok(&["load", "-i", saved.to_str().unwrap()]);
     let _ = std::fs::remove_file(&saved);
-    (root, u)
+    u
 }
 
 #[test]
