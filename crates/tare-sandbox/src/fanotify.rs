@@ -92,10 +92,19 @@ fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// Called by the child after `pivot_root` (descriptor mode): marks the filesystem of `/` on
-/// the inherited fanotify group. Only a system call: safe after `clone`.
-pub(crate) fn mark_root(fd: i32) -> rustix::io::Result<()> {
-    let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM;
+/// Called by the child after `pivot_root` (descriptor mode): marks `/` on the inherited
+/// fanotify group. An overlay root is a superblock of the container's own, so its whole
+/// filesystem is marked. A bound directory (copy-based snapshots) lives on the host's
+/// filesystem, whose mark would report every other process's opens there too: only the
+/// container's root mount is marked (`FAN_MARK_MOUNT`; the container's other mounts are
+/// not of its root filesystem anyway). Only a system call: safe after `clone`.
+pub(crate) fn mark_root(fd: i32, bound: bool) -> rustix::io::Result<()> {
+    let scope = if bound {
+        libc::FAN_MARK_MOUNT
+    } else {
+        libc::FAN_MARK_FILESYSTEM
+    };
+    let flags = libc::FAN_MARK_ADD | scope;
     // SAFETY: `fd` is the fanotify descriptor the parent opened and the child inherited; the
     // path is a valid NUL-terminated string; the call touches no memory of ours otherwise.
     let r = unsafe { libc::fanotify_mark(fd, flags, MASK, libc::AT_FDCWD, c"/".as_ptr()) };

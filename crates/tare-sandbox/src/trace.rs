@@ -8,8 +8,10 @@
 //! every capability and before it mounts /proc, /dev or volumes, marks the filesystem of its
 //! new `/` with `FAN_MARK_FILESYSTEM` (the `child` module calls `fanotify::mark_root`). The mark
 //! is on the container's own overlay superblock, which no other process uses: every event is
-//! the container's, and none comes from /proc, /dev, the /etc bind mounts or volumes. The
-//! descriptor is close-on-exec, so the container's command never holds it.
+//! the container's, and none comes from /proc, /dev, the /etc bind mounts or volumes. A root
+//! that is a bound directory (copy-based snapshots, on the host's filesystem) gets a mark on
+//! its mount instead (`FAN_MARK_MOUNT`), which only the container uses. The descriptor is
+//! close-on-exec, so the container's command never holds it.
 //!
 //! Events: `FAN_OPEN | FAN_OPEN_EXEC` on files and directories (`FAN_ONDIR`). `execve` opens
 //! the program and the kernel opens the ELF interpreter, both report `FAN_OPEN_EXEC`; the

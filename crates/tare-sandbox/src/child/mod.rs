@@ -127,7 +127,8 @@ fn setup(plan: &mut Plan) -> StepResult<std::convert::Infallible> {
         if plan.trace_go >= 0 {
             wait_for_trace_marks(plan).at(Step::Trace)?;
         } else if plan.trace_fd >= 0 {
-            crate::fanotify::mark_root(plan.trace_fd).at(Step::Trace)?;
+            let bound = matches!(plan.root, RootMount::Bind);
+            crate::fanotify::mark_root(plan.trace_fd, bound).at(Step::Trace)?;
         }
         report_stubs(plan);
         old_umask = rustix::process::umask(FsMode::empty());

@@ -315,13 +315,27 @@ fn run_probe(
         std::fs::create_dir(&empty).with_context(|| format!("creating {}", empty.display()))?;
         lower.push(empty);
     }
+    // Where overlayfs is refused (or TARE_SNAPSHOTTER=copy), the probe runs on a merged copy
+    // of the layers, as RUN steps and `tare run` do; the copy goes with `dir`.
+    let copy = match tare_build::snapshotter(dir.path())? {
+        tare_build::Snapshotter::Overlay => None,
+        tare_build::Snapshotter::Copy => {
+            let root = dir.path().join("rootfs");
+            std::fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+            Some(
+                tare_layer::copy_snapshot::CopySnapshot::make(&lower, &root)
+                    .context("copying the image's layers (copy-based snapshots)")?,
+            )
+        }
+    };
+    let rootfs = match &copy {
+        None => Rootfs::Overlay { lower, upper, work },
+        Some(snap) => Rootfs::Dir(snap.path().to_path_buf()),
+    };
     let config = &image.config.config;
     let mut stdout = tempfile::tempfile_in(dir.path()).context("creating an output file")?;
     let mut stderr = tempfile::tempfile_in(dir.path()).context("creating an output file")?;
-    let mut spec = RunSpec::new(
-        Rootfs::Overlay { lower, upper, work },
-        probe.command.clone(),
-    );
+    let mut spec = RunSpec::new(rootfs, probe.command.clone());
     spec.env = config.env.clone().unwrap_or_default();
     spec.cwd = config
         .working_dir

@@ -11,6 +11,7 @@ mod diff_inputs;
 mod reproducible;
 mod rootless;
 mod slim;
+mod slim_copies;
 mod slim_debian;
 mod slim_rootless;
 

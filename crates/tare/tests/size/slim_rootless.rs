@@ -13,13 +13,13 @@ use crate::util::{busybox_rootfs, demo, TestContext};
 /// Opens files at several depths, runs a dynamically linked program (its loader and
 /// libraries are opened by the kernel and ld.so), and writes and reads files in directories
 /// it makes (not image files: never kept).
-const PROBE: &str = "sh -c 'cat /opt/app/data/used && /usr/local/bin/hello traced \
+pub(super) const PROBE: &str = "sh -c 'cat /opt/app/data/used && /usr/local/bin/hello traced \
                      && mkdir -p /tmp/made/d && echo new > /tmp/made/d/f && cat /tmp/made/d/f \
                      && ls /opt/app/empty'";
 
 /// busybox, a dynamic program laid out as on merged-/usr Debian (the host's `echo` with its
 /// C library and loader), nested data with a used and an unused file, an empty directory.
-fn rootfs(dir: &Path) {
+pub(super) fn rootfs(dir: &Path) {
     busybox_rootfs(dir);
     let libdir = dir.join("usr/lib/x86_64-linux-gnu");
     for d in [
@@ -48,8 +48,20 @@ fn rootfs(dir: &Path) {
 
 /// Imports [`rootfs`] as `image` (with `changes`) as root, then the same tar as the user.
 fn import_both(root: &TestContext, u: &RootlessUser, image: &str, changes: &[&str]) {
+    import_both_with(root, u, image, changes, &|_| {});
+}
+
+/// [`import_both`] with `extra` adding to the rootfs first.
+pub(super) fn import_both_with(
+    root: &TestContext,
+    u: &RootlessUser,
+    image: &str,
+    changes: &[&str],
+    extra: &dyn Fn(&Path),
+) {
     let dir = tempfile::tempdir().unwrap();
     rootfs(dir.path());
+    extra(dir.path());
     let tar = root.import_dir_with(dir.path(), image, changes);
     let theirs = u.path().join("app.tar");
     std::fs::copy(&tar, &theirs).unwrap();
@@ -65,7 +77,7 @@ fn import_both(root: &TestContext, u: &RootlessUser, image: &str, changes: &[&st
 /// What one side's slim gave: the report (sizes, kept count, removed paths with sizes and
 /// packages), the slim image's files and what it printed when run.
 #[derive(Debug, PartialEq)]
-struct Slimmed {
+pub(super) struct Slimmed {
     removed: Value,
     sizes: (Value, Value, Value),
     files: Vec<String>,
@@ -74,7 +86,12 @@ struct Slimmed {
 
 /// `tare slim IMAGE -t IMAGE:slim --probe PROBE` through `tare` (root's or the user's
 /// command runner), in `dir`.
-fn slim(tare: &dyn Fn(&[&str]) -> String, dir: &Path, image: &str, probe: &str) -> Slimmed {
+pub(super) fn slim(
+    tare: &dyn Fn(&[&str]) -> String,
+    dir: &Path,
+    image: &str,
+    probe: &str,
+) -> Slimmed {
     let report = dir.join(format!("{}-slim.json", image.replace([':', '/'], "_")));
     let slim = format!("{image}-slim");
     let out = tare(&[
@@ -113,7 +130,7 @@ fn probe_script(probe: &str) -> &str {
         .unwrap_or(probe)
 }
 
-fn removed_paths(s: &Slimmed) -> Vec<&str> {
+pub(super) fn removed_paths(s: &Slimmed) -> Vec<&str> {
     s.removed
         .as_array()
         .unwrap()
