@@ -249,7 +249,9 @@ fn ask(confirm: &Confirm, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes containers that are not running; returns the bytes of their own changes.
+/// Removes containers that are not running; returns the bytes that frees: their whole
+/// directories (the writable layer, and the merged copy of a container on copy-based
+/// snapshots whose `tare run` was killed before it moved the changes out), each file once.
 fn prune_containers(ctx: &Context) -> anyhow::Result<u64> {
     let containers = Containers::open(&ctx.root)?;
     let mut freed = 0u64;
@@ -258,7 +260,7 @@ fn prune_containers(ctx: &Context) -> anyhow::Result<u64> {
         if c.status() == Status::Running {
             continue;
         }
-        freed += super::ps::dir_size(&containers.upper_dir(&c.id)).unwrap_or(0);
+        freed += super::ps::freed_by_removing(&containers.dir(&c.id)).unwrap_or(0);
         containers
             .remove(&c)
             .with_context(|| format!("removing container {}", c.short_id()))?;

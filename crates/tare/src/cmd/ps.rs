@@ -303,6 +303,34 @@ fn container_size(
 /// directory is 0: the container never wrote).
 pub(crate) fn dir_size(dir: &std::path::Path) -> std::io::Result<u64> {
     let mut total = 0u64;
+    walk_files(dir, |meta| total = total.saturating_add(meta.len()))?;
+    Ok(total)
+}
+
+/// What removing `dir` frees, counted as [`dir_size`] counts: each inode once, and only when
+/// every link to it is under `dir` (a file also linked from elsewhere stays on disk).
+pub(crate) fn freed_by_removing(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    // (device, inode) -> (links it has, links seen under `dir`, bytes)
+    let mut inodes = std::collections::HashMap::<(u64, u64), (u64, u64, u64)>::new();
+    walk_files(dir, |meta| {
+        let seen = inodes
+            .entry((meta.dev(), meta.ino()))
+            .or_insert((meta.nlink(), 0, meta.len()));
+        seen.1 += 1;
+    })?;
+    Ok(inodes
+        .values()
+        .filter(|(links, seen, _)| seen >= links)
+        .fold(0u64, |total, (_, _, bytes)| total.saturating_add(*bytes)))
+}
+
+/// Calls `each` with the metadata of every regular file and symbolic link under `dir`,
+/// without following links (a missing directory has none).
+fn walk_files(
+    dir: &std::path::Path,
+    mut each: impl FnMut(&std::fs::Metadata),
+) -> std::io::Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = match std::fs::read_dir(&d) {
@@ -316,11 +344,11 @@ pub(crate) fn dir_size(dir: &std::path::Path) -> std::io::Result<u64> {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() || meta.is_symlink() {
-                total = total.saturating_add(meta.len());
+                each(&meta);
             }
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 fn status(c: &Container, now: u64) -> String {

@@ -10,6 +10,7 @@ mod detached;
 mod etc_files;
 mod exec;
 mod overlay_refused;
+mod prune_copies;
 mod repeated_layers;
 mod rootless;
 mod rootless_demo;
