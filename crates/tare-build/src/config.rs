@@ -106,6 +106,75 @@ fn go_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// BuildKit's history text for HEALTHCHECK: Go's `%q` of its `*HealthConfig`, so
+/// `&{["CMD-SHELL" "true"] "1m30s" "0s" "0s" "0s" '\x03'}` (the test, the interval, timeout,
+/// start period and start interval as Go durations, and the retries as a Go rune literal).
+fn healthcheck_history(check: &cfg::Healthcheck) -> String {
+    let duration = |ns: Option<i64>| go_duration(u128::try_from(ns.unwrap_or(0)).unwrap_or(0));
+    format!(
+        "HEALTHCHECK &{{{} \"{}\" \"{}\" \"{}\" \"{}\" {}}}",
+        go_quoted_list(check.test.as_deref().unwrap_or_default()),
+        duration(check.interval),
+        duration(check.timeout),
+        duration(check.start_period),
+        duration(check.start_interval),
+        go_rune(check.retries.unwrap_or(0)),
+    )
+}
+
+/// Go's `time.Duration.String()` of `ns` nanoseconds: `0s`, `1.5ms`, `1m30s`, `1h0m0s`.
+fn go_duration(ns: u128) -> String {
+    /// `v / div` with the fraction's trailing zeros dropped (`div` a power of ten).
+    fn fraction(v: u128, div: u128) -> String {
+        let (whole, rest) = (v / div, v % div);
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let width = div.ilog10() as usize;
+        let digits = format!("{rest:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    }
+    const SEC: u128 = 1_000_000_000;
+    match ns {
+        0 => "0s".to_string(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", fraction(n, 1_000)),
+        n if n < SEC => format!("{}ms", fraction(n, 1_000_000)),
+        n => {
+            let (hours, minutes) = (n / (3600 * SEC), n / (60 * SEC) % 60);
+            let seconds = fraction(n % (60 * SEC), SEC);
+            match (hours, minutes) {
+                (0, 0) => format!("{seconds}s"),
+                (0, m) => format!("{m}m{seconds}s"),
+                (h, m) => format!("{h}h{m}m{seconds}s"),
+            }
+        }
+    }
+}
+
+/// Go's `%q` of an integer: a quoted rune literal (`'A'`, `'\n'`, `'\x00'`, `'\''`).
+fn go_rune(n: i64) -> String {
+    let c = u32::try_from(n)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or(char::REPLACEMENT_CHARACTER);
+    let inner = match c {
+        '\x07' => "\\a".to_string(),
+        '\x08' => "\\b".to_string(),
+        '\x0c' => "\\f".to_string(),
+        '\n' => "\\n".to_string(),
+        '\r' => "\\r".to_string(),
+        '\t' => "\\t".to_string(),
+        '\x0b' => "\\v".to_string(),
+        '\\' => "\\\\".to_string(),
+        '\'' => "\\'".to_string(),
+        c if (c as u32) < 0x20 || c as u32 == 0x7f => format!("\\x{:02x}", c as u32),
+        c if c.is_control() => format!("\\u{:04x}", c as u32),
+        c => c.to_string(),
+    };
+    format!("'{inner}'")
+}
+
 fn nanos(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
@@ -146,9 +215,9 @@ pub fn apply(
             text
         }
         Command::Expose(ports) => {
-            // BuildKit's keys are `port/protocol`, and its history prints the set of them:
-            // sorted, each once.
-            let keys: std::collections::BTreeSet<String> = ports
+            // BuildKit's keys are `port/protocol`; its history lists them in the order of the
+            // words (sorted as written by the parser), repeats included.
+            let keys: Vec<String> = ports
                 .iter()
                 .map(|p| {
                     if p.contains('/') {
@@ -162,7 +231,7 @@ pub fn apply(
             for key in &keys {
                 map.insert(key.clone(), Value::Object(Default::default()));
             }
-            format!("EXPOSE {}", go_list(&keys.into_iter().collect::<Vec<_>>()))
+            format!("EXPOSE {}", go_list(&keys))
         }
         Command::Volume(list) => {
             let map = c.volumes.get_or_insert_with(BTreeMap::new);
@@ -216,9 +285,9 @@ pub fn apply(
                     ..cfg::Healthcheck::default()
                 },
             };
-            let test = check.test.clone().unwrap_or_default();
+            let text = healthcheck_history(&check);
             c.healthcheck = Some(check);
-            format!("HEALTHCHECK {}", go_quoted_list(&test))
+            text
         }
         Command::Shell(shell) => {
             c.shell = Some(shell.clone());
@@ -275,18 +344,22 @@ pub fn run_created_by(args: &[String], build_args: &[(String, String)]) -> Strin
     format!("RUN {} # buildkit", parts.join(" "))
 }
 
-/// The history text of a COPY or ADD: `COPY src... dest # buildkit` (BuildKit leaves the
-/// flags out).
-pub fn copy_created_by(add: bool, sources: &[String], dest: &str) -> String {
-    let mut text = if add { "ADD" } else { "COPY" }.to_string();
-    for s in sources {
-        text.push(' ');
-        text.push_str(s);
+/// The history text of a COPY or ADD as BuildKit writes it: `COPY [--parents]
+/// [--chown=U] [--chmod=M] src... dest # buildkit` (the other flags are left out).
+pub fn copy_created_by(add: bool, copy: &tare_dockerfile::Copy, sources: &[String]) -> String {
+    let mut parts = vec![if add { "ADD" } else { "COPY" }.to_string()];
+    if copy.parents {
+        parts.push("--parents".to_string());
     }
-    text.push(' ');
-    text.push_str(dest);
-    text.push_str(" # buildkit");
-    text
+    if let Some(chown) = copy.chown.as_deref().filter(|c| !c.is_empty()) {
+        parts.push(format!("--chown={chown}"));
+    }
+    if let Some(chmod) = copy.chmod.as_deref().filter(|c| !c.is_empty()) {
+        parts.push(format!("--chmod={chmod}"));
+    }
+    parts.extend(sources.iter().cloned());
+    parts.push(copy.dest.clone());
+    format!("{} # buildkit", parts.join(" "))
 }
 
 #[cfg(test)]
@@ -338,5 +411,62 @@ mod tests {
             run_created_by(&args, &[("A".into(), "b".into())]),
             "RUN |1 A=b /bin/sh -c echo hi # buildkit"
         );
+    }
+
+    /// The texts BuildKit 0.25 wrote for these HEALTHCHECKs (seen with `docker save`).
+    #[test]
+    fn healthcheck_history_is_gos_q_of_the_config() {
+        let check = |hc: Healthcheck| {
+            let mut config = ImageConfig::default();
+            apply(
+                &Command::Healthcheck(hc),
+                &mut config,
+                &mut StageFlags::default(),
+            )
+            .unwrap()
+        };
+        let secs = |s: f64| Some(Duration::from_secs_f64(s));
+        assert_eq!(
+            check(Healthcheck::Cmd {
+                test: vec!["CMD".into(), "true".into(), "x".into()],
+                interval: secs(90.0),
+                timeout: secs(1.5),
+                start_period: secs(3600.0),
+                start_interval: secs(2.0),
+                retries: Some(10),
+            }),
+            r#"HEALTHCHECK &{["CMD" "true" "x"] "1m30s" "1.5s" "1h0m0s" "2s" '\n'}"#
+        );
+        let shell = |interval, timeout, retries| Healthcheck::Cmd {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval,
+            timeout,
+            start_period: None,
+            start_interval: None,
+            retries: Some(retries),
+        };
+        assert_eq!(
+            check(shell(secs(330.0), None, 65)),
+            r#"HEALTHCHECK &{["CMD-SHELL" "true"] "5m30s" "0s" "0s" "0s" 'A'}"#
+        );
+        assert_eq!(
+            check(shell(None, Some(Duration::from_micros(1001)), 39)),
+            r#"HEALTHCHECK &{["CMD-SHELL" "true"] "0s" "1.001ms" "0s" "0s" '\''}"#
+        );
+        assert_eq!(
+            check(shell(None, None, 92)),
+            r#"HEALTHCHECK &{["CMD-SHELL" "true"] "0s" "0s" "0s" "0s" '\\'}"#
+        );
+        assert_eq!(
+            check(shell(None, None, 200)),
+            r#"HEALTHCHECK &{["CMD-SHELL" "true"] "0s" "0s" "0s" "0s" 'È'}"#
+        );
+        assert_eq!(
+            check(Healthcheck::None),
+            r#"HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" '\x00'}"#
+        );
+        assert_eq!(go_duration(250), "250ns");
+        assert_eq!(go_duration(2_500), "2.5µs");
+        assert_eq!(go_duration(7_200_000_000_000), "2h0m0s");
     }
 }

@@ -246,6 +246,9 @@ impl RunKey {
             build_args,
             // The `--mount` values as written: `mounts` holds them parsed and expanded.
             mount_specs: _,
+            // Only the history's text: what the process sees of them is in `build_args` and
+            // `env`, and the text is written again on every build, hit or not.
+            history_args: _,
         } = run;
         let RunState {
             parent,
@@ -515,6 +518,7 @@ mod tests {
                     heredocs,
                     build_args,
                     mount_specs,
+                    history_args: Vec::new(),
                 },
             )
     }
@@ -799,6 +803,8 @@ mod tests {
             build_args,
             // The raw `--mount` text: `mounts` is what it parses to, and what is keyed.
             mount_specs: _,
+            // The history's text only (see `RunKey::new`).
+            history_args: _,
         } = r;
         let blank_mount = Mount {
             kind: MountKind::Bind,

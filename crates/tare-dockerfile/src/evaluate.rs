@@ -355,6 +355,8 @@ impl Stage {
         // which names an ARG set last: those reach RUN but not the image config.
         let mut vars: BTreeMap<String, String> = base_env.iter().cloned().collect();
         let mut from_arg: BTreeSet<String> = BTreeSet::new();
+        // Every ARG name the stage declared, in order, each once (the RUN history's list).
+        let mut declared: Vec<String> = Vec::new();
         let builtins = &self.scope.builtins;
         // The build args of the stages this one is built from come first; the base's env,
         // where it holds the same name, wins.
@@ -370,6 +372,7 @@ impl Stage {
                     Some(v) => Some(expand_word(v, &lookup, self.escape).map_err(fail)?),
                     None => None,
                 };
+                declare(&mut declared, &k);
                 if let Some(v) = self.arg_value(&k, default, builtins) {
                     if !base_env.iter().any(|(name, _)| *name == k) {
                         from_arg.insert(k.clone());
@@ -459,6 +462,10 @@ impl Stage {
                             .filter_map(|k| vars.get(k).map(|v| (k.clone(), v.clone()))),
                     );
                     run.build_args = visible.into_iter().collect();
+                    run.history_args = declared
+                        .iter()
+                        .map(|k| (k.clone(), vars.get(k).cloned().unwrap_or_default()))
+                        .collect();
                 }
                 Command::Cmd(_)
                 | Command::Entrypoint(_)
@@ -476,6 +483,7 @@ impl Stage {
                 }
                 Command::Arg(list) => {
                     for (k, v) in list {
+                        declare(&mut declared, k);
                         if let Some(v) = v {
                             from_arg.insert(k.clone());
                             vars.insert(k.clone(), v.clone());
@@ -505,6 +513,13 @@ impl Stage {
             None => self.scope.global.get(name).cloned(),
         }
         .or_else(|| builtins.get(name).cloned())
+    }
+}
+
+/// Adds ARG `name` to `declared` unless it is there already.
+fn declare(declared: &mut Vec<String>, name: &str) {
+    if !declared.iter().any(|d| d == name) {
+        declared.push(name.to_string());
     }
 }
 

@@ -135,6 +135,45 @@ fn a_later_arg_replaces_an_env_for_expansion_and_run_like_buildkit() {
     assert!(run.build_args.is_empty(), "{:?}", run.build_args);
 }
 
+/// BuildKit 0.25's RUN history for this Dockerfile (seen with `docker save`):
+/// `|4 A=2 G=g B=bb C=4` and then `|4 A=5 G=g B=bb C=4`: the base stage's ARGs first, each
+/// name once where first declared, the value at the RUN, an ENV's value over the ARG's.
+#[test]
+fn run_history_args_follow_declaration_order_across_stages() {
+    let text = "ARG G=g\nFROM a AS base\nARG A=1\nARG G\nRUN x\nFROM base\nARG B\nARG A=2\n\
+                ARG C=3\nARG NOVAL\nENV C=4\nRUN y\nARG A=5\nRUN z\n";
+    let d = eval_with(text, &[("B", "bb"), ("HTTP_PROXY", "http://p")], None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let history = |stage: usize, at: usize| {
+        let cmds = expanded(&d, stage);
+        let Command::Run(run) = &cmds[at] else {
+            panic!("{:?}", cmds[at])
+        };
+        run.history_args.clone()
+    };
+    assert_eq!(history(0, 2), pairs(&[("A", "1"), ("G", "g")]));
+    assert_eq!(
+        history(1, 5),
+        pairs(&[
+            ("A", "2"),
+            ("G", "g"),
+            ("B", "bb"),
+            ("C", "4"),
+            ("NOVAL", "")
+        ])
+    );
+    assert_eq!(
+        history(1, 7),
+        pairs(&[
+            ("A", "5"),
+            ("G", "g"),
+            ("B", "bb"),
+            ("C", "4"),
+            ("NOVAL", "")
+        ])
+    );
+}
+
 #[test]
 fn an_instruction_sees_the_values_from_before_it() {
     let d = eval("FROM a\nENV A=1\nENV A=2 B=$A\nENV C=$A\n");
@@ -608,7 +647,8 @@ fn expose_ranges_become_ports_and_bad_ports_are_located_errors() {
     assert_eq!(
         expanded(&d, 0)[0],
         Command::Expose(
-            ["80/tcp", "8000/udp", "8001/udp", "8002/udp", "81/sctp"]
+            // In the order of the words as written, sorted (BuildKit's parser sorts them).
+            ["81/sctp", "80/tcp", "8000/udp", "8001/udp", "8002/udp"]
                 .map(String::from)
                 .to_vec()
         )

@@ -171,6 +171,10 @@ pub struct Run {
     /// plus proxy variables given with `--build-arg`. The command's environment is the image
     /// env (base image + ENV) with these on top; they are not stored in the image.
     pub build_args: Vec<(String, String)>,
+    /// After [`Stage::expand`]: what BuildKit's history text lists as `|N K=V ...`: every
+    /// ARG the stage declared, its base stages' first, each name once where first declared,
+    /// with the variable's value at this RUN (empty for an ARG that has none).
+    pub history_args: Vec<(String, String)>,
     /// The `--mount` values as written, re-read with the stage's variables by expand.
     pub mount_specs: Vec<String>,
 }

@@ -19,6 +19,14 @@ pub(crate) fn config(
     let text = config::apply(command, &mut st.config, flags).ok_or(Error::NotConfig {
         keyword: command.keyword(),
     })?;
+    match command {
+        // BuildKit records no history entry for ONBUILD: the trigger is only in the config.
+        Command::Onbuild(_) => return Ok(false),
+        // BuildKit 0.25 marks a Dockerfile's CMD, either form, as escaped (probed: ENTRYPOINT,
+        // RUN and SHELL leave the flag as it was; docker's `--change CMD` does not set it).
+        Command::Cmd(_) => st.config.config.args_escaped = Some(true),
+        _ => {}
+    }
     st.push_history(text, false, cx.origin());
     Ok(false)
 }

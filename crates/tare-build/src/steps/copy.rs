@@ -308,7 +308,7 @@ pub(crate) fn copy(
         })?),
         None => None,
     };
-    let created_by = config::copy_created_by(add, &names, &c.dest);
+    let created_by = config::copy_created_by(add, c, &names);
     let workdir = st.workdir();
     // Context files (the main one's or a directory build context's) are keyed by content; a
     // stage or image by its own key.

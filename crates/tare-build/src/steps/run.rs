@@ -103,10 +103,8 @@ fn shebang_mount(run: &Run, scratch: &std::path::Path) -> Result<Option<BindMoun
 fn argv(run: &Run, st: &StageOut) -> Vec<String> {
     match (run.heredoc_script(), &run.cmd) {
         // A heredoc starting with `#!` runs as a file, with that interpreter, as BuildKit
-        // does: mounted read-only at /dev/pipes/NAME (see [`shebang_mount`]).
-        (Some(doc), _) if runs_as_file(doc) => {
-            vec![format!("{SHEBANG_DIR}/{}", doc.name)]
-        }
+        // does: mounted read-only at /dev/pipes/NAME (see [`shebang_mount`]), which the
+        // stage's SHELL is given to run.
         (Some(doc), _) => {
             let mut a = st
                 .config
@@ -114,7 +112,11 @@ fn argv(run: &Run, st: &StageOut) -> Vec<String> {
                 .shell
                 .clone()
                 .unwrap_or_else(config::default_shell);
-            a.push(doc.content.clone());
+            a.push(if runs_as_file(doc) {
+                format!("{SHEBANG_DIR}/{}", doc.name)
+            } else {
+                doc.content.clone()
+            });
             a
         }
         (None, ShellOrExec::Exec(a)) => a.clone(),
@@ -130,7 +132,7 @@ pub(crate) fn run(cx: &StepCtx<'_>, st: &mut StageOut, run: &Run) -> Result<bool
     let build = cx.build;
     let line = cx.line();
     let args = argv(run, st);
-    let created_by = config::run_created_by(&args, &run.build_args);
+    let created_by = config::run_created_by(&args, &run.history_args);
     let network = network(run, build.opts, line)?;
     let security = security(run, build.opts, line)?;
     let image_env: Vec<String> = st.config.config.env.clone().unwrap_or_default();

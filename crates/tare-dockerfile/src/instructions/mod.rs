@@ -60,7 +60,13 @@ pub(crate) fn convert(node: &Node, source: &Source) -> Result<Instruction, Error
             }
             Command::Arg(args)
         }
-        "expose" => Command::Expose(cx.at_least_one()?),
+        "expose" => {
+            // BuildKit's parser sorts the words as written (byte order, before expansion):
+            // the history lists the ports in that order.
+            let mut ports = cx.at_least_one()?;
+            ports.sort();
+            Command::Expose(ports)
+        }
         "volume" => {
             let volumes = cx.at_least_one()?;
             if volumes.iter().any(|v| v.trim().is_empty()) {

@@ -43,6 +43,7 @@ pub(super) fn convert(cx: &Cx<'_>) -> Result<Run, Error> {
         security,
         heredocs: cx.node.heredocs.clone(),
         build_args: Vec::new(),
+        history_args: Vec::new(),
         mount_specs,
     })
 }

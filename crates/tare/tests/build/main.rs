@@ -596,8 +596,9 @@ fn owner_and_mode(t: &TestContext, image: &str, path: &str) -> Option<(u64, u64,
     })
 }
 
-/// Issue 12: BuildKit's history text leaves COPY's flags out, and the cache key used to be
-/// built from it, so these three gave one image whatever order they were built in.
+/// Issue 12: the cache key was once built from the history text, which (as BuildKit 0.8
+/// wrote it) left COPY's flags out, so these three gave one image whatever order they were
+/// built in.
 #[test]
 fn copy_chown_and_chmod_are_part_of_the_cache_key() {
     let t = setup();

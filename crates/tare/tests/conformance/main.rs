@@ -2,7 +2,8 @@
 //! BuildKit (Docker 28.5 with BuildKit 0.25 and its built-in Dockerfile 1.19 frontend, started by
 //! `../shared/tools/modern-buildkit.sh`) and by `tare build`, and the two images must agree on
 //! the flattened filesystem (path, type, mode, uid, gid, size, content hash, link target,
-//! xattrs), the config fields users see, and the number of layers.
+//! xattrs), the config fields users see, the history the Dockerfile wrote (each entry's text
+//! and whether it made a layer), and the number of layers.
 //!
 //! Both images are flattened the same way: the reference image goes through `docker save` and
 //! `tare load`, then both go through `tare export`. `docker_vs_docker_*` prove the comparison
@@ -211,10 +212,12 @@ fn summary(ctx: &TestContext, image: &str) -> (serde_json::Value, usize) {
         "Shell",
         "OnBuild",
         "Healthcheck",
+        "ArgsEscaped",
     ] {
         let value = config.get(key).cloned().unwrap_or(serde_json::Value::Null);
         // Docker writes absent and empty the same way in different places; compare meaning.
         let value = match value {
+            serde_json::Value::Bool(false) => serde_json::Value::Null,
             serde_json::Value::String(s) if s.is_empty() => serde_json::Value::Null,
             serde_json::Value::Object(m) if m.is_empty() => serde_json::Value::Null,
             serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
@@ -232,6 +235,23 @@ fn summary(ctx: &TestContext, image: &str) -> (serde_json::Value, usize) {
         };
         picked.insert(key.to_string(), value);
     }
+    // The history the Dockerfile wrote (the base's own entries differ by how it was
+    // imported): each entry's text and whether it made a layer.
+    let history: Vec<serde_json::Value> = json["config"]["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|e| e["comment"] == "buildkit.dockerfile.v0")
+                .map(|e| {
+                    serde_json::json!([
+                        e["created_by"],
+                        e["empty_layer"].as_bool().unwrap_or(false)
+                    ])
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    picked.insert("history".to_string(), serde_json::Value::Array(history));
     let layers = json["layers"].as_array().map_or(0, Vec::len);
     (serde_json::Value::Object(picked), layers)
 }
