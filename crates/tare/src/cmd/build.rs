@@ -627,7 +627,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let done = finish(&store, &args, &result, &opts.tags)?;
-    let annotated = annotate(&store, &done.image, &annotations, opts.platform.as_ref())?;
+    let annotated = annotate(
+        &store,
+        &done.image,
+        &annotations,
+        opts.platform.as_ref(),
+        outputs::Keep::Stored,
+    )?;
     let image = &annotated;
     let growth = match &baseline {
         Some(base) => Some(compare_baseline(&store, &args, base, image)?),

@@ -12,7 +12,7 @@ use tare_layer::archive::{Format, SaveImage};
 use tare_layer::Compression;
 use tare_store::Reference;
 
-use super::outputs::{annotate, archive_keys, path, save_archive, DOCKER_MANIFEST_LIST};
+use super::outputs::{annotate, archive_keys, path, save_archive, Keep, DOCKER_MANIFEST_LIST};
 use super::summary::finish;
 use super::Args;
 use crate::progress::Printer;
@@ -50,7 +50,13 @@ pub(super) fn build_index(
             eprintln!("error: budget exceeded ({platform}): {v}");
         }
         failed |= done.summary.failed();
-        images.push(annotate(store, &done.image, &annotations, Some(platform))?);
+        images.push(annotate(
+            store,
+            &done.image,
+            &annotations,
+            Some(platform),
+            Keep::Stored,
+        )?);
     }
     if let Some((output, archive_names)) = files {
         if failed {

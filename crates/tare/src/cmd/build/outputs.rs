@@ -73,52 +73,41 @@ pub(super) const DOCKER_MANIFEST_LIST: &str =
      one image per name and no manifest list (index): build one --platform, or write every \
      platform with -o type=oci";
 
+/// Where an annotated manifest goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Keep {
+    /// The image is stored with it.
+    Stored,
+    /// Only the manifest blob the push sends is made: a push-only build's image is not stored
+    /// (its layers stayed in the registry).
+    BlobOnly,
+}
+
 /// `--annotation manifest:` (and untyped) values for this platform's image, added to its
-/// manifest; the image as it is when there are none.
+/// manifest, kept as `keep` says; the image as it is when there are none.
 pub(super) fn annotate(
     store: &tare_store::Store,
     image: &tare_store::Image,
     annotations: &Annotations,
     platform: Option<&tare_build::Platform>,
+    keep: Keep,
 ) -> anyhow::Result<tare_store::Image> {
-    let wanted = manifest_annotations(annotations, platform);
-    if wanted.is_empty() {
-        return Ok(image.clone());
-    }
-    store
-        .annotate_manifest(image, &wanted)
-        .with_context(|| format!("annotating the manifest of {}", image.id))
-}
-
-/// The `manifest:` annotations for the image of `platform` (`None`: this machine's).
-fn manifest_annotations(
-    annotations: &Annotations,
-    platform: Option<&tare_build::Platform>,
-) -> BTreeMap<String, String> {
     let host = tare_build::Platform::host();
-    annotations.of(Kind::Manifest, Some(platform.unwrap_or(&host)))
-}
-
-/// [`annotate`] for a push-only build's image, which is not stored (its layers stayed in the
-/// registry): only the manifest blob the push sends is made.
-pub(super) fn annotate_unstored(
-    store: &tare_store::Store,
-    image: &tare_store::Image,
-    annotations: &Annotations,
-    platform: Option<&tare_build::Platform>,
-) -> anyhow::Result<tare_store::Image> {
-    let wanted = manifest_annotations(annotations, platform);
+    let wanted = annotations.of(Kind::Manifest, Some(platform.unwrap_or(&host)));
     if wanted.is_empty() {
         return Ok(image.clone());
     }
-    let manifest_digest = store
-        .annotated_manifest(image, &wanted)
-        .and_then(|bytes| store.put_bytes(&bytes))
-        .with_context(|| format!("annotating the manifest of {}", image.id))?;
-    Ok(tare_store::Image {
-        manifest_digest,
-        ..image.clone()
-    })
+    let annotated = match keep {
+        Keep::Stored => store.annotate_manifest(image, &wanted),
+        Keep::BlobOnly => store
+            .annotated_manifest(image, &wanted)
+            .and_then(|bytes| store.put_bytes(&bytes))
+            .map(|manifest_digest| tare_store::Image {
+                manifest_digest,
+                ..image.clone()
+            }),
+    };
+    annotated.with_context(|| format!("annotating the manifest of {}", image.id))
 }
 
 pub(super) fn writes_stdout(output: &Output) -> bool {

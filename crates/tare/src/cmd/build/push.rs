@@ -8,7 +8,7 @@ use tare_build::output::Output;
 use tare_build::BuildResult;
 use tare_store::Reference;
 
-use super::outputs::{annotate_unstored, metadata_json};
+use super::outputs::{annotate, metadata_json, Keep};
 use super::summary::print_summary;
 use super::Args;
 use crate::progress::Printer;
@@ -49,7 +49,13 @@ pub(super) fn push_remote(
     printer: Option<&Printer>,
 ) -> anyhow::Result<ExitCode> {
     let tags = &opts.tags;
-    let image = &annotate_unstored(store, &result.image, annotations, opts.platform.as_ref())?;
+    let image = &annotate(
+        store,
+        &result.image,
+        annotations,
+        opts.platform.as_ref(),
+        Keep::BlobOnly,
+    )?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.id.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
